@@ -1,0 +1,100 @@
+/**
+ * Balancing contracts (grpc-js `picker.ts` / `load-balancer.ts` style) and the stock pickers.
+ *
+ * A {@link Strategy} turns an instance set into an immutable {@link Picker}. The service cache
+ * builds a new picker on every change and swaps it in, so `pick()` is synchronous, takes no lock
+ * and never awaits. Load statistics that must survive swaps live in the {@link LoadTracker},
+ * keyed by `Instance.key`.
+ */
+import type { Clock } from '../core/clock.js'
+import type { WayfindError } from '../errors.js'
+import type { Instance } from '../instance.js'
+
+/** Per-pick input. Kept tiny: the hot path must not allocate. */
+export interface PickContext {
+  /** `Instance.key`s to avoid (instances already tried by this request). */
+  readonly exclude?: ReadonlySet<string> | undefined
+}
+
+/** A successful pick. Pickers pre-build one per instance so that picking allocates nothing. */
+export interface PickOk {
+  readonly kind: 'pick'
+  readonly instance: Instance
+}
+/** No instance yet: wait for the next picker (the watch has not answered, or the set is empty). */
+export interface PickQueue {
+  readonly kind: 'queue'
+}
+/** Picking cannot succeed (e.g. every instance is excluded). */
+export interface PickFail {
+  readonly kind: 'fail'
+  readonly error: WayfindError
+}
+export type PickResult = PickOk | PickQueue | PickFail
+
+/** An immutable snapshot of a balancer's state: the momentary answer to "where next?". */
+export interface Picker {
+  /** The instances this picker chooses from. */
+  readonly instances: readonly Instance[]
+  /** Synchronous, O(1) in the number of instances, allocation-free on the success path. */
+  pick(ctx?: PickContext): PickResult
+}
+
+/**
+ * Mutable per-instance load, owned by the {@link LoadTracker}. Written only by the dispatcher
+ * (call start/end); pickers read it.
+ */
+export interface LoadRecord {
+  readonly key: string
+  /** Requests dispatched to the instance and not yet ended. */
+  readonly inflight: number
+  /**
+   * Latency estimate in ms at time `now` (decaying average, peak-sensitive), or the tracker's
+   * default RTT when no sample was taken yet.
+   */
+  latencyMs(now: number): number
+}
+
+/** Keeps one {@link LoadRecord} per instance key, across picker swaps. */
+export interface LoadTracker {
+  /** The record for `key`, created on first use. */
+  record(key: string): LoadRecord
+}
+
+/** What a strategy gets when building a picker. */
+export interface StrategyContext {
+  readonly service: string
+  readonly load: LoadTracker
+  /** Random source in [0, 1); injected so tests can seed it. */
+  readonly random: () => number
+  readonly clock: Clock
+  /** The picker being replaced, when there is one: lets round-robin keep its position. */
+  readonly previous: Picker | undefined
+}
+
+/**
+ * A balancing policy. Built-in: `roundRobin()`, `leastLoaded()`, `random()`. Users may pass any
+ * object implementing this.
+ */
+export interface Strategy {
+  readonly name: string
+  /**
+   * Builds a picker for `instances` (never empty: the cache uses {@link EMPTY_PICKER} for that).
+   * Pure and cheap; called on every change. The returned picker is never mutated afterwards.
+   */
+  createPicker(instances: readonly Instance[], ctx: StrategyContext): Picker
+}
+
+const QUEUE: PickQueue = Object.freeze({ kind: 'queue' })
+
+/** The null picker: no instances yet, so callers wait for the next picker. */
+export const EMPTY_PICKER: Picker = Object.freeze({
+  instances: Object.freeze([]) as readonly Instance[],
+  pick: (): PickResult => QUEUE,
+})
+
+/** A picker that always fails with `error`. */
+export function failingPicker(error: WayfindError): Picker {
+  const result: PickFail = Object.freeze({ kind: 'fail', error })
+  return Object.freeze({ instances: Object.freeze([]) as readonly Instance[], pick: (): PickResult => result })
+}

@@ -1,0 +1,68 @@
+/**
+ * AbortSignal helpers. Every listener added here is removed when the operation settles, and
+ * timeouts use unref'd timers we clear ourselves, never `AbortSignal.timeout()` composed with
+ * `AbortSignal.any()` (on Node 20 a collected timeout signal never fires: DESIGN.md).
+ */
+import { systemClock, type Clock } from './clock.js'
+
+/** Reason of an aborted signal as an Error (signal.reason, or an AbortError when it is not one). */
+export function abortReason(signal: AbortSignal): Error {
+  const r: unknown = signal.reason
+  if (r instanceof Error) return r
+  return new DOMException('This operation was aborted', 'AbortError')
+}
+
+/**
+ * Calls `fn` once when `signal` aborts (at once if it already has). Returns a function that
+ * removes the listener; call it when the operation settles.
+ */
+export function onAbort(signal: AbortSignal | undefined, fn: () => void): () => void {
+  if (signal === undefined) return noop
+  if (signal.aborted) {
+    fn()
+    return noop
+  }
+  signal.addEventListener('abort', fn, { once: true })
+  return () => { signal.removeEventListener('abort', fn) }
+}
+
+/**
+ * A child controller that aborts when any parent signal aborts. `dispose()` detaches it from the
+ * parents (call it when the child's work is over, or the parents keep a reference forever).
+ */
+export function linkedController(...parents: (AbortSignal | undefined)[]): {
+  controller: AbortController
+  dispose: () => void
+} {
+  const controller = new AbortController()
+  const offs: (() => void)[] = []
+  for (const p of parents) {
+    if (p === undefined) continue
+    offs.push(onAbort(p, () => { controller.abort(p.reason) }))
+    if (controller.signal.aborted) break
+  }
+  return { controller, dispose: () => { for (const off of offs) off() } }
+}
+
+/**
+ * Resolves after `ms`, or rejects with the signal's reason when it aborts first. The timer is
+ * unref'd: a pending sleep never keeps the process alive on its own.
+ */
+export function sleep(ms: number, signal?: AbortSignal, clock: Clock = systemClock): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    if (signal?.aborted === true) {
+      reject(abortReason(signal))
+      return
+    }
+    const timer = clock.setTimeout(() => {
+      off()
+      resolve()
+    }, ms)
+    const off = onAbort(signal, () => {
+      timer.clear()
+      reject(abortReason(signal as AbortSignal))
+    })
+  })
+}
+
+function noop(): void {}

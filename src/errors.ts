@@ -1,0 +1,157 @@
+/**
+ * Errors raised or emitted by wayfind.
+ *
+ * Every error is a {@link WayfindError} with a stable `code` (match on it, as with undici's
+ * `UND_ERR_*`), a `retryable` flag and the original `cause`. Classes are branded with
+ * `Symbol.for('wayfind.error')`, so `instanceof` and {@link isWayfindError} work even when two
+ * copies of the package are loaded.
+ *
+ * Hot paths (picking) return errors as values; API edges throw or reject with these classes.
+ * Third-party errors (etcd3, undici, consul) never escape unwrapped: they travel as `cause`.
+ */
+
+/** Stable error codes. Documented in `docs/errors.md`. */
+export const ErrorCode = {
+  INVALID_OPTION: 'WAYFIND_ERR_INVALID_OPTION',
+  RESOLVE_TIMEOUT: 'WAYFIND_ERR_RESOLVE_TIMEOUT',
+  NO_INSTANCES: 'WAYFIND_ERR_NO_INSTANCES',
+  REGISTRY_UNAVAILABLE: 'WAYFIND_ERR_REGISTRY_UNAVAILABLE',
+  MALFORMED_INSTANCE: 'WAYFIND_ERR_MALFORMED_INSTANCE',
+  REGISTRATION_FAILED: 'WAYFIND_ERR_REGISTRATION_FAILED',
+  LEASE_LOST: 'WAYFIND_ERR_LEASE_LOST',
+  CLOSED: 'WAYFIND_ERR_CLOSED',
+  LISTENER: 'WAYFIND_ERR_LISTENER',
+} as const
+
+/** Union of every {@link ErrorCode} value. */
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode]
+
+const BRAND = Symbol.for('wayfind.error')
+
+/** Options common to every wayfind error. */
+export interface WayfindErrorOptions {
+  /** The underlying error (etcd3, undici, consul, a system error...). */
+  readonly cause?: unknown
+  /** Overrides the class default for {@link WayfindError.retryable}. */
+  readonly retryable?: boolean
+}
+
+/** Base class of every error wayfind raises or emits. */
+export class WayfindError extends Error {
+  /** Stable machine-readable code, `WAYFIND_ERR_*`. */
+  readonly code: ErrorCode
+  /** True when the same operation may succeed if tried again later (the registry may come back). */
+  readonly retryable: boolean
+
+  constructor(code: ErrorCode, message: string, options: WayfindErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause })
+    this.name = new.target.name
+    this.code = code
+    this.retryable = options.retryable ?? false
+    Object.defineProperty(this, BRAND, { value: true })
+  }
+
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    if (this === WayfindError) return isWayfindError(value)
+    return Function.prototype[Symbol.hasInstance].call(this, value)
+  }
+}
+
+/** True for any wayfind error, from any copy of the package. */
+export function isWayfindError(value: unknown): value is WayfindError {
+  return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[BRAND] === true
+}
+
+/**
+ * An option is invalid. Thrown synchronously at construction (or before any request for
+ * per-call options). The message names the option, the value received and the fix.
+ */
+export class InvalidOptionError extends WayfindError {
+  /** Dotted path of the offending option, e.g. `check.intervalMs`. */
+  readonly option: string
+  constructor(option: string, received: unknown, fix: string) {
+    super(ErrorCode.INVALID_OPTION, `Invalid option "${option}": got ${describeValue(received)}. ${fix}`)
+    this.option = option
+  }
+}
+
+/** `resolve()` found no instance before its `timeoutMs` elapsed. */
+export class ResolveTimeoutError extends WayfindError {
+  readonly service: string
+  readonly timeoutMs: number
+  constructor(service: string, timeoutMs: number, options: WayfindErrorOptions = {}) {
+    super(
+      ErrorCode.RESOLVE_TIMEOUT,
+      `No instance of "${service}" became available within ${timeoutMs} ms`,
+      { retryable: true, ...options },
+    )
+    this.service = service
+    this.timeoutMs = timeoutMs
+  }
+}
+
+/** A service has no usable instance right now (a pick could not be made). */
+export class NoInstancesError extends WayfindError {
+  readonly service: string
+  constructor(service: string, detail = 'the registry lists no usable instance', options: WayfindErrorOptions = {}) {
+    super(ErrorCode.NO_INSTANCES, `No instance of "${service}": ${detail}`, { retryable: true, ...options })
+    this.service = service
+  }
+}
+
+/** The registry could not be reached or answered with an error. Retried with backoff. */
+export class RegistryUnavailableError extends WayfindError {
+  constructor(message: string, options: WayfindErrorOptions = {}) {
+    super(ErrorCode.REGISTRY_UNAVAILABLE, message, { retryable: true, ...options })
+  }
+}
+
+/**
+ * A registry entry could not be read as an instance. Emitted (never thrown): the entry is skipped
+ * and the other instances keep serving.
+ */
+export class MalformedInstanceError extends WayfindError {
+  /** Where the entry lives: an etcd key, or `node/serviceId` for Consul. */
+  readonly key: string
+  constructor(key: string, reason: string, options: WayfindErrorOptions = {}) {
+    super(ErrorCode.MALFORMED_INSTANCE, `Skipped malformed registry entry "${key}": ${reason}`, options)
+    this.key = key
+  }
+}
+
+/** Registering, renewing or deregistering the running service failed. */
+export class RegistrationError extends WayfindError {
+  constructor(message: string, options: WayfindErrorOptions = {}) {
+    super(ErrorCode.REGISTRATION_FAILED, message, options)
+  }
+}
+
+/** An etcd lease (or a TTL registration) was lost; the registrar re-creates it. */
+export class LeaseLostError extends WayfindError {
+  constructor(message: string, options: WayfindErrorOptions = {}) {
+    super(ErrorCode.LEASE_LOST, message, { retryable: true, ...options })
+  }
+}
+
+/** A method was called on an object after `close()`. */
+export class ClosedError extends WayfindError {
+  constructor(what: string) {
+    super(ErrorCode.CLOSED, `${what} was called after close()`)
+  }
+}
+
+/** Short, safe rendering of a received value for error messages (never dumps big objects). */
+export function describeValue(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value.length > 80 ? `${value.slice(0, 77)}...` : value)
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value)
+  if (value === undefined || value === null) return String(value)
+  if (Array.isArray(value)) return `an array of length ${value.length}`
+  if (typeof value === 'function') return 'a function'
+  return `an object (${Object.prototype.toString.call(value).slice(8, -1)})`
+}
+
+/** Message of any thrown value, for wrapping. */
+export function errorMessage(error: unknown): string {
+  if (error instanceof Error) return error.message
+  return String(error)
+}

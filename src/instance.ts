@@ -1,0 +1,132 @@
+/**
+ * The instance model shared by every layer.
+ */
+
+/** Health of an instance as seen by the registry. Critical instances are never returned. */
+export type InstanceStatus = 'passing' | 'warning'
+
+/**
+ * One reachable instance of a service. Immutable (frozen): built only by the registry mappings
+ * through {@link createInstance}.
+ */
+export interface Instance {
+  /** Registry identity within the service: Consul `Service.ID`, the etcd key's last segment. */
+  readonly id: string
+  /**
+   * Unique key of this instance within its service, stable across updates: Consul
+   * `Node + "/" + Service.ID`, the full etcd key, the memory registry's id. Load statistics,
+   * pools and change diffs are keyed by it.
+   */
+  readonly key: string
+  /** Logical service name. */
+  readonly service: string
+  /** Host to connect to, already resolved (Consul: `Service.Address || Node.Address`). */
+  readonly host: string
+  readonly port: number
+  readonly tags: readonly string[]
+  readonly meta: Readonly<Record<string, string>>
+  /** Relative weight, a positive integer; 1 when the registry gives none. */
+  readonly weight: number
+  readonly status: InstanceStatus
+}
+
+/** Fields accepted by {@link createInstance}; `key`, tags, meta, weight and status have defaults. */
+export interface InstanceInit {
+  readonly id: string
+  readonly key?: string
+  readonly service: string
+  readonly host: string
+  readonly port: number
+  readonly tags?: readonly string[]
+  readonly meta?: Readonly<Record<string, string>>
+  readonly weight?: number
+  readonly status?: InstanceStatus
+}
+
+/**
+ * Builds a frozen {@link Instance}. Performs no validation: mappings validate registry data first
+ * (see {@link instanceProblem}) and report malformed entries as events.
+ */
+export function createInstance(init: InstanceInit): Instance {
+  return Object.freeze({
+    id: init.id,
+    key: init.key ?? init.id,
+    service: init.service,
+    host: init.host,
+    port: init.port,
+    tags: Object.freeze([...(init.tags ?? [])]),
+    meta: Object.freeze({ ...(init.meta ?? {}) }),
+    weight: init.weight ?? 1,
+    status: init.status ?? 'passing',
+  })
+}
+
+/**
+ * Why `init` cannot be an instance, or undefined when it can. Shared by every mapping so that
+ * each registry rejects the same things the same way.
+ */
+export function instanceProblem(init: InstanceInit): string | undefined {
+  if (typeof init.id !== 'string' || init.id === '') return 'the instance id is empty'
+  if (typeof init.host !== 'string' || init.host === '') return 'the address is empty'
+  if (/[\s/?#@]/.test(init.host)) return `the address ${JSON.stringify(init.host)} is not a host name or IP`
+  if (!Number.isInteger(init.port) || init.port < 1 || init.port > 65535)
+    return `the port ${String(init.port)} is not an integer in 1..65535`
+  if (init.weight !== undefined && (!Number.isFinite(init.weight) || init.weight <= 0))
+    return `the weight ${String(init.weight)} is not a positive number`
+  if (init.tags !== undefined && (!Array.isArray(init.tags) || init.tags.some((t) => typeof t !== 'string')))
+    return 'tags are not a list of strings'
+  if (init.meta !== undefined) {
+    if (typeof init.meta !== 'object' || init.meta === null || Array.isArray(init.meta)) return 'meta is not an object'
+    for (const v of Object.values(init.meta)) if (typeof v !== 'string') return 'meta values are not all strings'
+  }
+  return undefined
+}
+
+/** `host:port`, with IPv6 hosts bracketed: the authority part of an origin. */
+export function hostPort(instance: Pick<Instance, 'host' | 'port'>): string {
+  return instance.host.includes(':') ? `[${instance.host}]:${instance.port}` : `${instance.host}:${instance.port}`
+}
+
+/** Content equality: two instances with the same key are "the same" when this is true. */
+export function sameInstance(a: Instance, b: Instance): boolean {
+  if (a === b) return true
+  if (
+    a.key !== b.key ||
+    a.id !== b.id ||
+    a.host !== b.host ||
+    a.port !== b.port ||
+    a.weight !== b.weight ||
+    a.status !== b.status ||
+    a.tags.length !== b.tags.length
+  )
+    return false
+  for (let i = 0; i < a.tags.length; i++) if (a.tags[i] !== b.tags[i]) return false
+  const ak = Object.keys(a.meta)
+  if (ak.length !== Object.keys(b.meta).length) return false
+  for (const k of ak) if (a.meta[k] !== b.meta[k]) return false
+  return true
+}
+
+/** Result of {@link diffInstances}. */
+export interface InstanceDiff {
+  readonly added: readonly Instance[]
+  readonly removed: readonly Instance[]
+  readonly updated: readonly Instance[]
+}
+
+/** What changed between two instance sets, by {@link Instance.key}. O(n). */
+export function diffInstances(before: readonly Instance[], after: readonly Instance[]): InstanceDiff {
+  const old = new Map<string, Instance>()
+  for (const i of before) old.set(i.key, i)
+  const added: Instance[] = []
+  const updated: Instance[] = []
+  for (const i of after) {
+    const prev = old.get(i.key)
+    if (prev === undefined) added.push(i)
+    else {
+      if (!sameInstance(prev, i)) updated.push(i)
+      old.delete(i.key)
+    }
+  }
+  return { added, removed: [...old.values()], updated }
+}
