@@ -4,9 +4,16 @@
  * watch loop. So every handler runs in its own try/catch and a throw becomes a process warning.
  * Users get `on`/`off` only, never `emit`.
  */
-import mitt, { type Emitter, type Handler } from 'mitt'
+import mittImport from 'mitt'
+import type { Emitter, EventType, Handler } from 'mitt'
 import type { WayfindError } from './errors.js'
 import type { Instance } from './instance.js'
+
+// mitt's typings are CommonJS-style while Node loads its ESM build, so TypeScript (nodenext) and
+// the runtime disagree on what the default import is. Take whichever is the function.
+type MittFactory = <E extends Record<EventType, unknown>>() => Emitter<E>
+const mitt: MittFactory = ((mittImport as unknown as { default?: MittFactory }).default ??
+  (mittImport as unknown as MittFactory))
 
 /** A service's instance set really changed (content, not just a registry index). */
 export interface ChangeEvent {
