@@ -1,0 +1,160 @@
+/**
+ * The client: one registry provider, one service cache, one dispatcher, one event hub.
+ */
+import type { Dispatcher } from 'undici'
+import { DefaultLoadTracker } from './balancer/load-tracker.js'
+import { resolveStrategy } from './balancer/strategies.js'
+import type { Strategy } from './balancer/strategy.js'
+import { systemClock } from './core/clock.js'
+import { Closable } from './core/lifecycle.js'
+import { ServiceCache, type ResolveOptions } from './core/service-cache.js'
+import { checkNonEmptyString } from './core/validate.js'
+import { WayfindDispatcher, type ServiceStats } from './dispatcher/dispatcher.js'
+import { validateDispatcherOptions } from './dispatcher/options.js'
+import { createEvents, type WayfindEventsApi } from './events.js'
+import type { Instance } from './instance.js'
+import { validateOptions, type WayfindOptions } from './options.js'
+import { memoryRegistry } from './registry/memory.js'
+import type { RegistryProvider } from './registry/provider.js'
+import type { RegisterOptions, Registration, RegistrationHandle } from './registration/registrar.js'
+import { startRegistration } from './registration/registration.js'
+
+/**
+ * A wayfind client. Create it with {@link createWayfind}; close it with `close()` or
+ * `await using`.
+ */
+export interface Wayfind extends AsyncDisposable {
+  /** Typed events: `change`, `error`, registration states, `eject`/`uneject`. */
+  readonly events: WayfindEventsApi
+  /**
+   * An undici dispatcher that routes `http://<service>/...` to a picked instance:
+   * `fetch('http://payments/charge', { dispatcher: wf.dispatcher })`. Other origins pass through
+   * to a plain undici Agent.
+   */
+  readonly dispatcher: Dispatcher
+  /** The registry this client reads from and registers into. */
+  readonly registry: RegistryProvider
+  /** True once `close()` was called. */
+  readonly closed: boolean
+  /**
+   * Waits until `service` has at least one instance and returns the current set. Rejects with
+   * `ResolveTimeoutError` (`WAYFIND_ERR_RESOLVE_TIMEOUT`) after `timeoutMs`, with
+   * `signal.reason` when `signal` aborts, and with `ClosedError` after close.
+   */
+  resolve(service: string, options?: ResolveOptions): Promise<readonly Instance[]>
+  /** The current set, synchronously; `[]` when unknown yet (and starts watching it). */
+  instances(service: string): readonly Instance[]
+  /**
+   * Registers the running service and keeps it registered until `deregister()`, `close()`, or
+   * (with `handleSignals`) SIGTERM/SIGINT.
+   *
+   * @example
+   * ```ts
+   * const reg = await wf.register(
+   *   { name: 'payments', id: 'payments-1', address: '10.0.0.7', port: 8080,
+   *     check: { http: 'http://10.0.0.7:8080/health', intervalMs: 10_000 } },
+   *   { handleSignals: true },
+   * )
+   * ```
+   */
+  register(registration: Registration, options?: RegisterOptions): Promise<RegistrationHandle>
+  /** The dispatcher as an interceptor, for `agent.compose(wf.interceptor())`. */
+  interceptor(): Dispatcher.DispatcherComposeInterceptor
+  /** Per-instance load and health of a service, as the dispatcher sees it. */
+  stats(service: string): ServiceStats
+  /** Deregisters (bounded), stops every watch, closes pools and the registry. Idempotent. */
+  close(): Promise<void>
+}
+
+/**
+ * Creates a client. Validates options synchronously (throws `InvalidOptionError`) and does
+ * nothing else: watches start on first use.
+ *
+ * @example
+ * ```ts
+ * import { createWayfind, consul } from 'wayfind'
+ * import { fetch } from 'undici'
+ *
+ * await using wf = createWayfind({ registry: consul({ url: 'http://127.0.0.1:8500' }) })
+ * const res = await fetch('http://payments/charge', { method: 'POST', dispatcher: wf.dispatcher })
+ * ```
+ */
+export function createWayfind(options?: WayfindOptions): Wayfind {
+  return new WayfindClient(options)
+}
+
+class WayfindClient extends Closable implements Wayfind {
+  readonly registry: RegistryProvider
+  readonly dispatcher: WayfindDispatcher
+  readonly #hub = createEvents()
+  readonly #cache: ServiceCache
+  readonly #registrations = new Set<RegistrationHandle>()
+
+  constructor(input: WayfindOptions | undefined) {
+    super('wayfind')
+    const options = validateOptions(input)
+    const dispatcherOptions = validateDispatcherOptions(options.dispatcher)
+    const clock = options.clock ?? systemClock
+    const strategy: Strategy = resolveStrategy(options.strategy)
+    this.registry = options.registry ?? memoryRegistry({ clock })
+    this.#cache = new ServiceCache({
+      provider: this.registry,
+      strategy,
+      load: new DefaultLoadTracker({ clock }),
+      hub: this.#hub,
+      clock,
+      random: options.random ?? Math.random,
+      idleTtlMs: options.idleTtlMs,
+      resolveTimeoutMs: options.resolveTimeoutMs,
+    })
+    this.dispatcher = new WayfindDispatcher(this.#cache, dispatcherOptions, this.#hub)
+  }
+
+  get events(): WayfindEventsApi {
+    return this.#hub.api
+  }
+
+  resolve(service: string, options?: ResolveOptions): Promise<readonly Instance[]> {
+    try {
+      this.assertOpen('resolve')
+      checkNonEmptyString('service', service, 'Pass the service name, e.g. "payments".')
+    } catch (err) {
+      return Promise.reject(err as Error)
+    }
+    return this.#cache.resolve(service, options)
+  }
+
+  instances(service: string): readonly Instance[] {
+    this.assertOpen('instances')
+    checkNonEmptyString('service', service, 'Pass the service name, e.g. "payments".')
+    return this.#cache.instances(service)
+  }
+
+  async register(registration: Registration, options?: RegisterOptions): Promise<RegistrationHandle> {
+    this.assertOpen('register')
+    return startRegistration(this.registry, registration, options, this.#hub, (handle) => {
+      this.#registrations.add(handle)
+      return () => {
+        this.#registrations.delete(handle)
+      }
+    })
+  }
+
+  interceptor(): Dispatcher.DispatcherComposeInterceptor {
+    this.assertOpen('interceptor')
+    return this.dispatcher.interceptor()
+  }
+
+  stats(service: string): ServiceStats {
+    return this.dispatcher.stats(service)
+  }
+
+  protected async onClose(): Promise<void> {
+    // Deregister first, while the registry connection is still open; each is bounded.
+    await Promise.allSettled([...this.#registrations].map((r) => r.deregister()))
+    await this.dispatcher.close().catch(() => undefined)
+    await this.#cache.close()
+    await this.registry.close().catch(() => undefined)
+    this.#hub.clear()
+  }
+}

@@ -1,0 +1,253 @@
+/**
+ * An in-process registry: the embedded default for the demo and for tests, and the reference
+ * implementation of the provider contract. Complete: watch, register, deregister, and TTL
+ * expiry of registrations that stop heartbeating.
+ */
+import { abortReason, onAbort } from '../core/abort.js'
+import { systemClock, type Clock, type TimerHandle } from '../core/clock.js'
+import { InvalidOptionError, RegistrationError, RegistryUnavailableError, type WayfindError } from '../errors.js'
+import { createInstance, instanceProblem, type Instance, type InstanceInit } from '../instance.js'
+import type {
+  NormalizedRegistration,
+  RegisterContext,
+  RegistrationSession,
+} from '../registration/registrar.js'
+import type { RegistryProvider, WatchListener, WatchOptions } from './provider.js'
+
+/** Options of {@link memoryRegistry}. */
+export interface MemoryRegistryOptions {
+  /** Clock for TTL expiry; injectable for tests. @defaultValue the system clock */
+  readonly clock?: Clock
+}
+
+/** An instance as given to {@link MemoryRegistry.put}: `service` comes from the call. */
+export type MemoryInstanceInit = Omit<InstanceInit, 'service' | 'key'>
+
+/** The memory registry: a provider plus direct controls for tests and demos. */
+export interface MemoryRegistry extends RegistryProvider {
+  readonly name: 'memory'
+  /** Adds or replaces an instance (by id). Throws `InvalidOptionError` for an invalid one. */
+  put(service: string, instance: MemoryInstanceInit): Instance
+  /** Removes an instance; returns whether it existed. */
+  remove(service: string, id: string): boolean
+  /** Replaces a service's whole set in one change. */
+  set(service: string, instances: readonly MemoryInstanceInit[]): void
+  /** Current instances of a service, as watchers see them. */
+  list(service: string): readonly Instance[]
+  /**
+   * Makes the registry fail: watchers of `service` (every service when omitted) get a
+   * retryable `RegistryUnavailableError` and no snapshot until {@link MemoryRegistry.recover}.
+   * For testing last-good behaviour.
+   */
+  fail(service?: string): void
+  /** Ends {@link MemoryRegistry.fail}: watchers get the current set again. */
+  recover(service?: string): void
+  /** Number of active watches, per service (for tests that check unwatching). */
+  watchCount(service: string): number
+}
+
+interface Watch {
+  readonly listener: WatchListener
+  readonly signal: AbortSignal
+}
+
+interface TtlState {
+  expiresAt: number
+  timer: TimerHandle | undefined
+}
+
+/** Creates an in-process registry. */
+export function memoryRegistry(options: MemoryRegistryOptions = {}): MemoryRegistry {
+  return new InMemoryRegistry(options.clock ?? systemClock)
+}
+
+class InMemoryRegistry implements MemoryRegistry {
+  readonly name = 'memory' as const
+  readonly #clock: Clock
+  readonly #services = new Map<string, Map<string, Instance>>()
+  readonly #watches = new Map<string, Set<Watch>>()
+  readonly #failing = new Set<string>()
+  readonly #ttl = new Map<string, TtlState>()
+  #failAll = false
+  #revision = 0n
+  #closed = false
+
+  constructor(clock: Clock) {
+    this.#clock = clock
+  }
+
+  put(service: string, init: MemoryInstanceInit): Instance {
+    const instance = this.#build(service, init)
+    this.#map(service).set(instance.id, instance)
+    this.#changed(service)
+    return instance
+  }
+
+  remove(service: string, id: string): boolean {
+    const existed = this.#services.get(service)?.delete(id) ?? false
+    if (existed) this.#changed(service)
+    return existed
+  }
+
+  set(service: string, instances: readonly MemoryInstanceInit[]): void {
+    const built = instances.map((i) => this.#build(service, i))
+    const map = new Map<string, Instance>()
+    for (const i of built) map.set(i.id, i)
+    this.#services.set(service, map)
+    this.#changed(service)
+  }
+
+  list(service: string): readonly Instance[] {
+    return [...(this.#services.get(service)?.values() ?? [])]
+  }
+
+  fail(service?: string): void {
+    if (service === undefined) this.#failAll = true
+    else this.#failing.add(service)
+    for (const s of service === undefined ? [...this.#watches.keys()] : [service]) this.#changed(s)
+  }
+
+  recover(service?: string): void {
+    if (service === undefined) {
+      this.#failAll = false
+      this.#failing.clear()
+    } else this.#failing.delete(service)
+    for (const s of service === undefined ? [...this.#watches.keys()] : [service]) this.#changed(s)
+  }
+
+  watchCount(service: string): number {
+    return this.#watches.get(service)?.size ?? 0
+  }
+
+  watch(service: string, listener: WatchListener, options: WatchOptions): void {
+    if (this.#closed || options.signal.aborted) return
+    const w: Watch = { listener, signal: options.signal }
+    let set = this.#watches.get(service)
+    if (set === undefined) this.#watches.set(service, (set = new Set()))
+    set.add(w)
+    const watches = set
+    onAbort(options.signal, () => {
+      watches.delete(w)
+    })
+    // Contract: never call the listener synchronously from watch().
+    queueMicrotask(() => {
+      this.#deliver(service, w)
+    })
+  }
+
+  async register(reg: NormalizedRegistration, ctx: RegisterContext): Promise<RegistrationSession> {
+    if (this.#closed) throw new RegistrationError('The memory registry is closed')
+    if (ctx.signal.aborted) throw abortReason(ctx.signal)
+    // An HTTP check is accepted but not probed: no agent runs in process. TTL checks are real.
+    const init: MemoryInstanceInit = {
+      id: reg.id,
+      host: reg.address,
+      port: reg.port,
+      tags: reg.tags,
+      meta: reg.meta,
+      weight: reg.weight,
+    }
+    this.#validate(reg.name, init)
+    const ttlMs = reg.check?.kind === 'ttl' ? reg.check.ttlMs : undefined
+    const key = `${reg.name}\u0000${reg.id}`
+
+    const registerNow = (): void => {
+      this.put(reg.name, init)
+      ctx.onState('registered')
+    }
+    registerNow()
+
+    if (ttlMs !== undefined) {
+      // TTL semantics as in Consul: the instance expires unless a heartbeat arrives within ttlMs.
+      // The heartbeat runs on its own timer every ttl/3, like the real registrars.
+      const state: TtlState = { expiresAt: this.#clock.now() + ttlMs, timer: undefined }
+      this.#ttl.set(key, state)
+      this.#armExpiry(reg.name, reg.id, key, state)
+      const beat = (): void => {
+        if (ctx.signal.aborted || this.#closed) return
+        if (!this.#services.get(reg.name)?.has(reg.id)) {
+          // Expired (or removed behind our back): register again, as a real registrar would.
+          ctx.onState('lost')
+          registerNow()
+        }
+        state.expiresAt = this.#clock.now() + ttlMs
+        this.#armExpiry(reg.name, reg.id, key, state)
+        heartbeat = this.#clock.setTimeout(beat, Math.max(1, Math.floor(ttlMs / 3)))
+      }
+      let heartbeat = this.#clock.setTimeout(beat, Math.max(1, Math.floor(ttlMs / 3)))
+      onAbort(ctx.signal, () => {
+        heartbeat.clear()
+      })
+    }
+
+    return {
+      deregister: (signal: AbortSignal): Promise<void> => {
+        if (signal.aborted) return Promise.reject(abortReason(signal))
+        const state = this.#ttl.get(key)
+        state?.timer?.clear()
+        this.#ttl.delete(key)
+        this.remove(reg.name, reg.id)
+        return Promise.resolve()
+      },
+    }
+  }
+
+  close(): Promise<void> {
+    this.#closed = true
+    this.#watches.clear()
+    for (const s of this.#ttl.values()) s.timer?.clear()
+    this.#ttl.clear()
+    return Promise.resolve()
+  }
+
+  #armExpiry(service: string, id: string, key: string, state: TtlState): void {
+    state.timer?.clear()
+    const delay = Math.max(0, state.expiresAt - this.#clock.now())
+    state.timer = this.#clock.setTimeout(() => {
+      if (this.#ttl.get(key) !== state) return
+      if (this.#clock.now() >= state.expiresAt) this.remove(service, id)
+    }, delay)
+  }
+
+  #map(service: string): Map<string, Instance> {
+    let map = this.#services.get(service)
+    if (map === undefined) this.#services.set(service, (map = new Map()))
+    return map
+  }
+
+  #validate(service: string, init: MemoryInstanceInit): void {
+    if (typeof service !== 'string' || service === '')
+      throw new InvalidOptionError('service', service, 'Pass a non-empty service name.')
+    const problem = instanceProblem({ ...init, service })
+    if (problem !== undefined)
+      throw new InvalidOptionError('instance', init, `Fix the instance: ${problem}.`)
+  }
+
+  #build(service: string, init: MemoryInstanceInit): Instance {
+    this.#validate(service, init)
+    return createInstance({ ...init, service, key: init.id })
+  }
+
+  #changed(service: string): void {
+    this.#revision++
+    const watches = this.#watches.get(service)
+    if (watches === undefined) return
+    for (const w of watches) queueMicrotask(() => {
+      this.#deliver(service, w)
+    })
+  }
+
+  #deliver(service: string, w: Watch): void {
+    if (this.#closed || w.signal.aborted) return
+    if (this.#failAll || this.#failing.has(service)) {
+      const error: WayfindError = new RegistryUnavailableError(`memory registry: ${service} is failing (test switch)`)
+      w.listener.onError(error)
+      return
+    }
+    w.listener.onSnapshot({
+      service,
+      instances: this.list(service),
+      revision: this.#revision.toString(),
+    })
+  }
+}
