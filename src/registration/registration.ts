@@ -93,6 +93,7 @@ export function normalizeRegistration(input: Registration): NormalizedRegistrati
       checkKnownKeys('check', c, TTL_CHECK_KEYS)
       check = { kind: 'ttl', ttlMs: checkDurationMs('check.ttlMs', c.ttlMs, { min: 1_000 }), deregisterCriticalAfterMs }
     } else {
+      checkKnownKeys('check', c, ['http', 'ttlMs', 'intervalMs', 'timeoutMs', 'deregisterCriticalAfterMs'])
       throw new InvalidOptionError('check', c, 'Pass { http: url, intervalMs } for an HTTP check or { ttlMs } for a TTL check.')
     }
   }

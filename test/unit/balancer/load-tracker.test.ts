@@ -1,0 +1,80 @@
+import { describe, expect, it } from 'vitest'
+import { DefaultLoadTracker } from '../../../src/balancer/load-tracker.js'
+import { InvalidOptionError } from '../../../src/errors.js'
+import { FakeClock } from './helpers.js'
+
+describe('DefaultLoadTracker', () => {
+  it('counts in-flight up at start and down at end, never below zero', () => {
+    const t = new DefaultLoadTracker({ clock: new FakeClock() })
+    t.start('a')
+    t.start('a')
+    t.start('b')
+    expect(t.record('a').inflight).toBe(2)
+    t.end('a', 'success')
+    expect(t.record('a').inflight).toBe(1)
+    t.end('a', 'cancelled')
+    t.end('a', 'cancelled')
+    expect(t.record('a').inflight).toBe(0)
+    expect(t.record('b').inflight).toBe(1)
+  })
+
+  it('counts consecutive failures and resets them on success, not on cancel', () => {
+    const t = new DefaultLoadTracker({ clock: new FakeClock() })
+    for (let i = 0; i < 3; i++) {
+      t.start('a')
+      t.end('a', 'failure')
+    }
+    t.start('a')
+    t.end('a', 'cancelled')
+    expect(t.record('a').consecutiveFailures).toBe(3)
+    t.start('a')
+    t.end('a', 'success')
+    expect(t.record('a').consecutiveFailures).toBe(0)
+  })
+
+  it('peak-EWMA: default RTT first, peaks adopted at once, decays with time', () => {
+    const clock = new FakeClock()
+    const t = new DefaultLoadTracker({ clock, decayMs: 10_000, defaultRttMs: 30 })
+    const r = t.record('a')
+    expect(r.latencyMs(clock.now())).toBe(30)
+    t.observe('a', 10)
+    expect(r.latencyMs(clock.now())).toBe(10)
+    t.observe('a', 100)
+    expect(r.latencyMs(clock.now())).toBe(100)
+    clock.advance(10_000)
+    expect(r.latencyMs(clock.now())).toBeCloseTo(100 / Math.E, 6)
+    // A lower sample blends in with weight 1 - e^-1.
+    t.observe('a', 20)
+    expect(r.latencyMs(clock.now())).toBeCloseTo(100 / Math.E + 20 * (1 - 1 / Math.E), 6)
+  })
+
+  it('keeps a deleted key slot until its last call ends, so a new key never inherits a decrement', () => {
+    const t = new DefaultLoadTracker({ clock: new FakeClock() })
+    const slot = t.start('old')
+    t.delete('old')
+    expect(t.has('old')).toBe(false)
+    const fresh = t.record('new')
+    expect(fresh.slot).not.toBe(slot)
+    t.start('new')
+    t.endSlot(slot, 'success')
+    expect(fresh.inflight).toBe(1)
+    // The slot is free now and gets reused.
+    expect(t.record('newer').slot).toBe(slot)
+    expect(t.record('newer').inflight).toBe(0)
+  })
+
+  it('prunes keys not in the live set and grows past its initial capacity', () => {
+    const t = new DefaultLoadTracker({ clock: new FakeClock() })
+    for (let i = 0; i < 100; i++) t.start(`k${i}`)
+    expect(t.size).toBe(100)
+    expect(t.record('k99').inflight).toBe(1)
+    t.prune(new Set(['k1', 'k2']))
+    expect(t.size).toBe(2)
+    expect(t.record('k1').inflight).toBe(1)
+  })
+
+  it('rejects invalid options', () => {
+    expect(() => new DefaultLoadTracker({ decayMs: 0 })).toThrow(InvalidOptionError)
+    expect(() => new DefaultLoadTracker({ defaultRttMs: Number.NaN })).toThrow(InvalidOptionError)
+  })
+})
