@@ -180,7 +180,8 @@ describe('resolveStrategy', () => {
     expect(resolveStrategy('random').name).toBe('random')
     expect(resolveStrategy('least-loaded').name).toBe('least-loaded')
     expect(resolveStrategy(undefined).name).toBe('least-loaded')
-    const custom = { name: 'mine', createPicker: roundRobin().createPicker }
+    const rr = roundRobin()
+    const custom = { name: 'mine', createPicker: (...a: Parameters<typeof rr.createPicker>) => rr.createPicker(...a) }
     expect(resolveStrategy(custom)).toBe(custom)
   })
 

@@ -1,0 +1,238 @@
+/**
+ * Per-instance load: in-flight requests, a peak-EWMA latency and consecutive failures, keyed by
+ * `Instance.key` so that it survives picker swaps.
+ *
+ * The numbers live in parallel typed arrays indexed by a slot (one slot per key) rather than in
+ * one object per instance: least-loaded pickers read two random slots per pick, and over 10,000
+ * instances scattered objects cost a cache miss each (DISPATCH.md §5). Records are thin views.
+ */
+import { systemClock, type Clock } from '../core/clock.js'
+import { InvalidOptionError } from '../errors.js'
+import type { LoadRecord, LoadTracker } from './strategy.js'
+
+/** How a call ended, for the failure counter. `cancelled` (the caller aborted) counts as neither. */
+export type CallOutcome = 'success' | 'failure' | 'cancelled'
+
+/** Options of {@link DefaultLoadTracker}. */
+export interface LoadTrackerOptions {
+  /** Time source for the EWMA decay. @defaultValue systemClock */
+  readonly clock?: Clock
+  /**
+   * Decay time constant of the peak-EWMA latency, in ms (Finagle `decayTime`, Linkerd
+   * `DEFAULT_EWMA`). @defaultValue 10_000
+   */
+  readonly decayMs?: number
+  /** Latency assumed for an instance with no sample yet (Linkerd's default RTT). @defaultValue 30 */
+  readonly defaultRttMs?: number
+}
+
+const INITIAL_CAPACITY = 16
+
+/** A view on one slot of a {@link DefaultLoadTracker}. */
+export class InstanceLoad implements LoadRecord {
+  readonly key: string
+  /** Index into the tracker's arrays; stable for the record's life. */
+  readonly slot: number
+  readonly #tracker: DefaultLoadTracker
+
+  constructor(tracker: DefaultLoadTracker, key: string, slot: number) {
+    this.#tracker = tracker
+    this.key = key
+    this.slot = slot
+  }
+
+  get inflight(): number {
+    return this.#tracker.inflightOf(this.slot)
+  }
+
+  /** Failures in a row since the last success (5xx or locally-originated errors). */
+  get consecutiveFailures(): number {
+    return this.#tracker.failuresOf(this.slot)
+  }
+
+  latencyMs(now: number): number {
+    return this.#tracker.latencyOf(this.slot, now)
+  }
+}
+
+/**
+ * The default {@link LoadTracker}. The dispatcher calls {@link start} when it dispatches to an
+ * instance, {@link observe} at the first response headers and {@link end} exactly once when the
+ * call is over; pickers only read.
+ *
+ * Peak EWMA (Finagle `PeakEwma.scala`, tower `peak_ewma.rs`): a sample above the estimate is
+ * adopted at once; a lower one is blended in with weight `1 - exp(-Δt/decay)`. Reads decay the
+ * estimate towards 0 with the time since the last sample (Finagle's `observe(0)` on load read),
+ * without writing, so an idle instance slowly looks cheap again and gets probed.
+ */
+export class DefaultLoadTracker implements LoadTracker {
+  readonly clock: Clock
+  readonly decayMs: number
+  readonly defaultRttMs: number
+
+  #records = new Map<string, InstanceLoad>()
+  #inflight = new Int32Array(INITIAL_CAPACITY)
+  #failures = new Int32Array(INITIAL_CAPACITY)
+  #cost = new Float64Array(INITIAL_CAPACITY)
+  #stamp = new Float64Array(INITIAL_CAPACITY)
+  // 0 free, 1 live, 2 live with a sample, 3 retired (key forgotten, waiting for in-flight to drain).
+  #state = new Uint8Array(INITIAL_CAPACITY)
+  #free: number[] = []
+  #used = 0
+
+  constructor(options: LoadTrackerOptions = {}) {
+    this.clock = options.clock ?? systemClock
+    this.decayMs = options.decayMs ?? 10_000
+    this.defaultRttMs = options.defaultRttMs ?? 30
+    if (!Number.isFinite(this.decayMs) || this.decayMs <= 0)
+      throw new InvalidOptionError('decayMs', options.decayMs, 'Use a positive number of milliseconds, e.g. 10_000.')
+    if (!Number.isFinite(this.defaultRttMs) || this.defaultRttMs <= 0)
+      throw new InvalidOptionError('defaultRttMs', options.defaultRttMs, 'Use a positive number of milliseconds, e.g. 30.')
+  }
+
+  /** The record for `key`, created on first use. */
+  record(key: string): InstanceLoad {
+    const existing = this.#records.get(key)
+    if (existing !== undefined) return existing
+    const slot = this.#allocate()
+    const rec = new InstanceLoad(this, key, slot)
+    this.#records.set(key, rec)
+    return rec
+  }
+
+  /** Whether `key` currently has a record. */
+  has(key: string): boolean {
+    return this.#records.has(key)
+  }
+
+  /** Number of live records (retired ones still draining are not counted). */
+  get size(): number {
+    return this.#records.size
+  }
+
+  /** A call to `key` starts; returns the slot to hand back to {@link observeSlot}/{@link endSlot}. */
+  start(key: string): number {
+    const slot = this.record(key).slot
+    this.#inflight[slot] = (this.#inflight[slot] ?? 0) + 1
+    return slot
+  }
+
+  /** Latency sample (ms) for `key`, taken when the response headers arrive. */
+  observe(key: string, rttMs: number): void {
+    const rec = this.#records.get(key)
+    if (rec !== undefined) this.observeSlot(rec.slot, rttMs)
+  }
+
+  /** A call to `key` is over. Call exactly once per {@link start}. */
+  end(key: string, outcome: CallOutcome): void {
+    const rec = this.#records.get(key)
+    if (rec !== undefined) this.endSlot(rec.slot, outcome)
+  }
+
+  /** Slot form of {@link start}, for callers that already hold the record. */
+  startSlot(slot: number): void {
+    this.#inflight[slot] = (this.#inflight[slot] ?? 0) + 1
+  }
+
+  /** Slot form of {@link observe}. */
+  observeSlot(slot: number, rttMs: number): void {
+    const now = this.clock.now()
+    const state = this.#state[slot]
+    if (state === 1) {
+      // First sample replaces the default outright.
+      this.#cost[slot] = rttMs
+      this.#state[slot] = 2
+    } else if (state === 2) {
+      const cost = this.#cost[slot] ?? 0
+      if (rttMs > cost) this.#cost[slot] = rttMs
+      else {
+        const w = Math.exp(-Math.max(0, now - (this.#stamp[slot] ?? now)) / this.decayMs)
+        this.#cost[slot] = cost * w + rttMs * (1 - w)
+      }
+    } else return
+    this.#stamp[slot] = now
+  }
+
+  /** Slot form of {@link end}. Safe on a retired slot: it frees the slot once drained. */
+  endSlot(slot: number, outcome: CallOutcome): void {
+    const inflight = (this.#inflight[slot] ?? 0) - 1
+    this.#inflight[slot] = inflight < 0 ? 0 : inflight
+    if (outcome === 'success') this.#failures[slot] = 0
+    else if (outcome === 'failure') this.#failures[slot] = (this.#failures[slot] ?? 0) + 1
+    if (inflight <= 0 && this.#state[slot] === 3) this.#release(slot)
+  }
+
+  /** Clears the failure counter of `key` (after an ejection, so a returning instance starts afresh). */
+  resetFailures(key: string): void {
+    const rec = this.#records.get(key)
+    if (rec !== undefined) this.#failures[rec.slot] = 0
+  }
+
+  /**
+   * Forgets `key` (the instance left its service). Calls still in flight keep their slot until
+   * they end, so their decrement never lands on another instance that reused it.
+   */
+  delete(key: string): void {
+    const rec = this.#records.get(key)
+    if (rec === undefined) return
+    this.#records.delete(key)
+    if ((this.#inflight[rec.slot] ?? 0) <= 0) this.#release(rec.slot)
+    else this.#state[rec.slot] = 3
+  }
+
+  /** Forgets every key not in `live`. O(records). */
+  prune(live: ReadonlySet<string>): void {
+    for (const key of [...this.#records.keys()]) if (!live.has(key)) this.delete(key)
+  }
+
+  // Hot-path readers used by the built-in pickers (no Map lookup, no allocation).
+  /** @internal */
+  inflightOf(slot: number): number {
+    return this.#inflight[slot] ?? 0
+  }
+  /** @internal */
+  failuresOf(slot: number): number {
+    return this.#failures[slot] ?? 0
+  }
+  /** @internal Latency estimate of `slot` at `now`, in ms. */
+  latencyOf(slot: number, now: number): number {
+    if (this.#state[slot] !== 2) return this.defaultRttMs
+    const dt = now - (this.#stamp[slot] ?? now)
+    const cost = this.#cost[slot] ?? 0
+    return dt <= 0 ? cost : cost * Math.exp(-dt / this.decayMs)
+  }
+
+  #allocate(): number {
+    let slot = this.#free.pop()
+    if (slot === undefined) {
+      if (this.#used === this.#inflight.length) this.#grow()
+      slot = this.#used++
+    }
+    this.#inflight[slot] = 0
+    this.#failures[slot] = 0
+    this.#cost[slot] = this.defaultRttMs
+    this.#stamp[slot] = 0
+    this.#state[slot] = 1
+    return slot
+  }
+
+  #release(slot: number): void {
+    this.#state[slot] = 0
+    this.#inflight[slot] = 0
+    this.#free.push(slot)
+  }
+
+  #grow(): void {
+    const size = this.#inflight.length * 2
+    const grow = <T extends Int32Array | Float64Array | Uint8Array>(a: T, make: (n: number) => T): T => {
+      const b = make(size)
+      b.set(a)
+      return b
+    }
+    this.#inflight = grow(this.#inflight, (n) => new Int32Array(n))
+    this.#failures = grow(this.#failures, (n) => new Int32Array(n))
+    this.#cost = grow(this.#cost, (n) => new Float64Array(n))
+    this.#stamp = grow(this.#stamp, (n) => new Float64Array(n))
+    this.#state = grow(this.#state, (n) => new Uint8Array(n))
+  }
+}
