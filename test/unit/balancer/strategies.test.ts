@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { leastLoaded } from '../../../src/balancer/least-loaded.js'
 import { random } from '../../../src/balancer/random.js'
-import { resolveStrategy } from '../../../src/balancer/resolve-strategy.js'
+import { resolveStrategy } from '../../../src/balancer/strategies.js'
 import { roundRobin, RoundRobinPicker } from '../../../src/balancer/round-robin.js'
 import { ErrorCode, InvalidOptionError } from '../../../src/errors.js'
 import { context, countPicks, instances, seeded } from './helpers.js'
