@@ -44,6 +44,12 @@ export interface MemoryRegistry extends RegistryProvider {
   recover(service?: string): void
   /** Number of active watches, per service (for tests that check unwatching). */
   watchCount(service: string): number
+  /**
+   * Another handle on the same registry, for a second client in the same process (each
+   * client closes its registry on close). Closing a handle ends only its own watches and
+   * heartbeats; the data stays.
+   */
+  client(): RegistryProvider
 }
 
 interface Watch {
@@ -187,6 +193,22 @@ class InMemoryRegistry implements MemoryRegistry {
         state?.timer?.clear()
         this.#ttl.delete(key)
         this.remove(reg.name, reg.id)
+        return Promise.resolve()
+      },
+    }
+  }
+
+  client(): RegistryProvider {
+    const owner = new AbortController()
+    const link = (signal: AbortSignal): AbortSignal => AbortSignal.any([signal, owner.signal])
+    return {
+      name: 'memory',
+      watch: (service, listener, options) => {
+        this.watch(service, listener, { signal: link(options.signal) })
+      },
+      register: (reg, ctx) => this.register(reg, { signal: link(ctx.signal), onState: (s, e) => { ctx.onState(s, e) } }),
+      close: () => {
+        owner.abort()
         return Promise.resolve()
       },
     }
