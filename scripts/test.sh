@@ -15,10 +15,10 @@ step "lint"
 npm run --silent lint
 step "typecheck"
 npm run --silent typecheck
+step "build (the CLI tests run the built binary)"
+npm run --silent build
 step "tests (unit + integration + e2e)"
 npx vitest run
-step "build"
-npm run --silent build
 step "package check: the built entry point imports cleanly and exports the public API"
 node --input-type=module -e "import('wayfind').then((m) => { for (const k of ['createWayfind','consul','etcd','memoryRegistry','roundRobin','leastLoaded']) if (typeof m[k] !== 'function') throw new Error('missing export ' + k); console.log('exports ok:', Object.keys(m).length) })"
 if [ -f bench/run.ts ]; then
