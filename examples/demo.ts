@@ -103,7 +103,7 @@ async function main(): Promise<void> {
 
   // 3. Remove greeter-b live while calls keep flowing.
   say()
-  let changeSeen = false
+  let changeSeen = false as boolean
   ll.events.on('change', (e) => {
     changeSeen = true
     say(`change event: service=${e.service} removed=[${e.removed.map((i) => i.id).join(', ')}] now=[${e.instances.map((i) => i.id).join(', ')}]`)

@@ -12,8 +12,8 @@ import type { Instance } from './instance.js'
 // mitt's typings are CommonJS-style while Node loads its ESM build, so TypeScript (nodenext) and
 // the runtime disagree on what the default import is. Take whichever is the function.
 type MittFactory = <E extends Record<EventType, unknown>>() => Emitter<E>
-const mitt: MittFactory = ((mittImport as unknown as { default?: MittFactory }).default ??
-  (mittImport as unknown as MittFactory))
+const mittModule: unknown = mittImport
+const mitt = (typeof mittModule === 'function' ? mittModule : (mittModule as { default: unknown }).default) as MittFactory
 
 /** A service's instance set really changed (content, not just a registry index). */
 export interface ChangeEvent {
@@ -89,7 +89,7 @@ export function createEvents<E extends Record<string, unknown> = WayfindEvents>(
   const api: WayfindEventsApi<E> = {
     on(type, handler) {
       let byHandler = wrappers.get(type)
-      if (byHandler === undefined) wrappers.set(type, (byHandler = new Map()))
+      if (byHandler === undefined) wrappers.set(type, (byHandler = new Map<unknown, Handler<E[keyof E]>>()))
       const existing = byHandler.get(handler)
       if (existing !== undefined) return () => { api.off(type, handler) }
       const wrapped = (event: E[typeof type]): void => {

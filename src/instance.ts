@@ -66,6 +66,7 @@ export function createInstance(init: InstanceInit): Instance {
  * each registry rejects the same things the same way.
  */
 export function instanceProblem(init: InstanceInit): string | undefined {
+  /* eslint-disable @typescript-eslint/no-unnecessary-condition -- callers pass decoded registry data: check at run time what the types promise */
   if (typeof init.id !== 'string' || init.id === '') return 'the instance id is empty'
   if (typeof init.host !== 'string' || init.host === '') return 'the address is empty'
   if (/[\s/?#@]/.test(init.host)) return `the address ${JSON.stringify(init.host)} is not a host name or IP`
@@ -80,6 +81,7 @@ export function instanceProblem(init: InstanceInit): string | undefined {
     for (const v of Object.values(init.meta)) if (typeof v !== 'string') return 'meta values are not all strings'
   }
   return undefined
+  /* eslint-enable @typescript-eslint/no-unnecessary-condition */
 }
 
 /** `host:port`, with IPv6 hosts bracketed: the authority part of an origin. */

@@ -44,7 +44,7 @@ export interface WayfindOptions {
 
 /** Defaults, in one place. */
 export const DEFAULTS = Object.freeze({
-  strategy: 'least-loaded' as StrategyName,
+  strategy: 'least-loaded',
   resolveTimeoutMs: 10_000,
   idleTtlMs: 300_000,
 })
@@ -82,7 +82,7 @@ export function validateOptions(input: WayfindOptions | undefined): ValidatedOpt
       'Pass consul({ url }), etcd({ hosts }), memoryRegistry(), or an object with watch() and close().',
     )
 
-  const strategy = o.strategy ?? DEFAULTS.strategy
+  const strategy: unknown = o.strategy ?? DEFAULTS.strategy
   if (typeof strategy === 'string') {
     if (!STRATEGY_NAMES.includes(strategy as StrategyName))
       throw new InvalidOptionError('strategy', strategy, `Use one of ${STRATEGY_NAMES.map((s) => `"${s}"`).join(', ')}, or a Strategy object.`)

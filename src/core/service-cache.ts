@@ -20,7 +20,7 @@ import {
   WayfindError,
   type WayfindError as WayfindErrorType,
 } from '../errors.js'
-import type { ChangeEvent, EventHub, WayfindEvents } from '../events.js'
+import type { ChangeEvent, EventHub } from '../events.js'
 import { diffInstances, type Instance } from '../instance.js'
 import type { RegistryProvider, ServiceSnapshot } from '../registry/provider.js'
 import { abortReason, onAbort } from './abort.js'
@@ -33,7 +33,7 @@ export interface ServiceCacheOptions {
   readonly provider: RegistryProvider
   readonly strategy: Strategy
   readonly load: LoadTracker
-  readonly hub: EventHub<WayfindEvents>
+  readonly hub: EventHub
   readonly clock: Clock
   readonly random: () => number
   readonly idleTtlMs: number
@@ -78,7 +78,7 @@ export class ServiceCache extends Closable implements ServiceDirectory {
   readonly resolveTimeoutMs: number
   readonly #provider: RegistryProvider
   readonly #strategy: Strategy
-  readonly #hub: EventHub<WayfindEvents>
+  readonly #hub: EventHub
   readonly #random: () => number
   readonly #entries: LRUCache<string, ServiceEntry>
   readonly #changeListeners = new Set<(event: ChangeEvent) => void>()
@@ -140,11 +140,10 @@ export class ServiceCache extends Closable implements ServiceDirectory {
     if (entry.instances.length > 0) return Promise.resolve(entry.picker)
 
     return new Promise<Picker>((resolve, reject) => {
-      let timer: TimerHandle | undefined
       let offAbort = (): void => {}
       const settle = (): void => {
         entry.waiters.delete(waiter)
-        timer?.clear()
+        timer.clear()
         offAbort()
       }
       const waiter: Waiter = {
@@ -158,7 +157,7 @@ export class ServiceCache extends Closable implements ServiceDirectory {
         },
       }
       entry.waiters.add(waiter)
-      timer = this.clock.setTimeout(() => {
+      const timer: TimerHandle = this.clock.setTimeout(() => {
         waiter.reject(
           new ResolveTimeoutError(
             service,

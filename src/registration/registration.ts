@@ -18,7 +18,7 @@ import {
   errorMessage,
   type WayfindError,
 } from '../errors.js'
-import type { EventHub, WayfindEvents } from '../events.js'
+import type { EventHub } from '../events.js'
 import { instanceProblem } from '../instance.js'
 import type { RegistryProvider } from '../registry/provider.js'
 import type {
@@ -144,7 +144,7 @@ export function normalizeRegisterOptions(input: RegisterOptions | undefined): No
 class LiveRegistration implements RegistrationHandle {
   readonly service: string
   readonly id: string
-  readonly #hub: EventHub<WayfindEvents>
+  readonly #hub: EventHub
   readonly #ctx = new AbortController()
   readonly #timeoutMs: number
   readonly #onEnd: () => void
@@ -153,7 +153,7 @@ class LiveRegistration implements RegistrationHandle {
   #removeShutdown: (() => void) | undefined
   #deregistering: Promise<void> | undefined
 
-  constructor(reg: NormalizedRegistration, hub: EventHub<WayfindEvents>, timeoutMs: number, onEnd: () => void) {
+  constructor(reg: NormalizedRegistration, hub: EventHub, timeoutMs: number, onEnd: () => void) {
     this.service = reg.name
     this.id = reg.id
     this.#hub = hub
@@ -260,7 +260,7 @@ export async function startRegistration(
   provider: RegistryProvider,
   input: Registration,
   optionsInput: RegisterOptions | undefined,
-  hub: EventHub<WayfindEvents>,
+  hub: EventHub,
   track: (handle: RegistrationHandle) => () => void,
 ): Promise<RegistrationHandle> {
   const reg = normalizeRegistration(input)

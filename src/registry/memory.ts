@@ -141,7 +141,15 @@ class InMemoryRegistry implements MemoryRegistry {
     })
   }
 
-  async register(reg: NormalizedRegistration, ctx: RegisterContext): Promise<RegistrationSession> {
+  register(reg: NormalizedRegistration, ctx: RegisterContext): Promise<RegistrationSession> {
+    try {
+      return Promise.resolve(this.#register(reg, ctx))
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+
+  #register(reg: NormalizedRegistration, ctx: RegisterContext): RegistrationSession {
     if (this.#closed) throw new RegistrationError('The memory registry is closed')
     if (ctx.signal.aborted) throw abortReason(ctx.signal)
     // An HTTP check is accepted but not probed: no agent runs in process. TTL checks are real.
@@ -233,7 +241,7 @@ class InMemoryRegistry implements MemoryRegistry {
 
   #map(service: string): Map<string, Instance> {
     let map = this.#services.get(service)
-    if (map === undefined) this.#services.set(service, (map = new Map()))
+    if (map === undefined) this.#services.set(service, (map = new Map<string, Instance>()))
     return map
   }
 

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import {
   ClosedError,
   ErrorCode,
@@ -42,8 +42,7 @@ describe('events', () => {
     const hub = createEvents<{ ping: number }>()
     const seen: number[] = []
     const warnings: unknown[] = []
-    const original = process.emitWarning
-    process.emitWarning = ((w: unknown) => void warnings.push(w)) as typeof process.emitWarning
+    const spy = vi.spyOn(process, 'emitWarning').mockImplementation((w: string | Error) => void warnings.push(w))
     try {
       hub.api.on('ping', () => {
         throw new Error('boom')
@@ -58,7 +57,7 @@ describe('events', () => {
       hub.api.off('ping')
       expect(hub.has('ping')).toBe(false)
     } finally {
-      process.emitWarning = original
+      spy.mockRestore()
     }
   })
   it('does not expose emit to users', () => {

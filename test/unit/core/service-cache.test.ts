@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { EMPTY_PICKER, type LoadRecord, type LoadTracker, type Picker, type Strategy } from '../../../src/balancer/strategy.js'
 import { ServiceCache } from '../../../src/core/service-cache.js'
-import { ErrorCode, ResolveTimeoutError, ClosedError, MalformedInstanceError, type WayfindError } from '../../../src/errors.js'
+import { ErrorCode, ResolveTimeoutError, ClosedError, MalformedInstanceError } from '../../../src/errors.js'
 import { createEvents, type ChangeEvent, type ErrorEvent } from '../../../src/events.js'
 import { createInstance, type Instance } from '../../../src/instance.js'
 import { memoryRegistry } from '../../../src/registry/memory.js'
@@ -117,7 +117,7 @@ describe('ServiceCache', () => {
     l.onSnapshot({ service: 'pay', instances: [inst('a')], revision: '1' })
     const picker = cache.picker('pay')
     l.onError(new MalformedInstanceError('/services/pay/x', 'bad json'))
-    l.onError(new ResolveTimeoutError('pay', 1) as unknown as WayfindError)
+    l.onError(new ResolveTimeoutError('pay', 1))
     expect(errors.map((e) => e.error.code)).toEqual([ErrorCode.MALFORMED_INSTANCE, ErrorCode.RESOLVE_TIMEOUT])
     expect(errors[0]!.service).toBe('pay')
     expect(cache.picker('pay')).toBe(picker)
