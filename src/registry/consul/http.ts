@@ -1,0 +1,233 @@
+/**
+ * HTTP to the Consul agent, on undici. Two lanes:
+ * - `watch`: long polls, in their own bounded Pool (one connection each over HTTP/1.1);
+ * - `agent`: short requests (first reads, confirming reads, registration, heartbeats) in a small
+ *   separate Pool, so that a heartbeat never queues behind a five-minute long poll.
+ * Over HTTPS with HTTP/2 negotiated (ALPN), both lanes share the watch Pool's single connection:
+ * streams multiplex, so nothing queues behind a long poll.
+ *
+ * The token travels in the `X-Consul-Token` header only: the query string would end up in access
+ * logs (CONSUL.md §3.4). It never appears in an error either.
+ */
+import type { Socket } from 'node:net'
+import type { TLSSocket } from 'node:tls'
+import { buildConnector, Pool, type Dispatcher } from 'undici'
+import { abortReason, onAbort } from '../../core/abort.js'
+import { errorMessage, RegistryUnavailableError } from '../../errors.js'
+import type { ResolvedConsulOptions } from './options.js'
+
+/** Which Pool a request goes to. */
+export type Lane = 'watch' | 'agent'
+
+/** What the agent speaks, learned from the first TLS handshake. */
+export type Protocol = 'unknown' | 'http1' | 'h2'
+
+export interface ConsulRequest {
+  readonly method: 'GET' | 'PUT'
+  /** Path under the URL's base path, already escaped, e.g. `/v1/health/service/orders`. */
+  readonly path: string
+  /** Query parameters; `''` sends the key with an empty value (`?stale=`). */
+  readonly query?: readonly (readonly [string, string])[]
+  /** JSON body for PUTs. */
+  readonly body?: unknown
+  readonly lane: Lane
+  /** Whole-request bound (headers and body); our own timer, not undici's. */
+  readonly timeoutMs: number
+  readonly signal: AbortSignal
+}
+
+export interface ConsulResponse {
+  readonly status: number
+  /** Response header by case-insensitive name (Consul writes Go-canonical names, CONSUL.md §1.2). */
+  header(name: string): string | undefined
+  readonly text: string
+}
+
+/** Counters for tests and debugging. */
+export interface ConsulHttpStats {
+  /** TCP connections open to the agent right now. */
+  readonly openConnections: number
+  /** Most TCP connections open at the same time since creation. */
+  readonly peakConnections: number
+  readonly protocol: Protocol
+}
+
+export class ConsulHttp {
+  readonly #options: ResolvedConsulOptions
+  readonly #watchConnections: number
+  readonly #agentConnections: number
+  #watchPool: Pool | undefined
+  #agentPool: Pool | undefined
+  #protocol: Protocol
+  /** While the protocol is unknown over TLS, the first request goes alone and the others wait here. */
+  #probe: Promise<void> | undefined
+  #open = 0
+  #peak = 0
+  #closed = false
+  readonly #protocolListeners: ((protocol: Protocol) => void)[] = []
+
+  constructor(options: ResolvedConsulOptions) {
+    this.#options = options
+    // A few connections for short requests, the rest of the budget for long polls.
+    this.#agentConnections = options.maxConnections >= 16 ? 4 : 1
+    this.#watchConnections = options.maxConnections - this.#agentConnections
+    this.#protocol = options.https && options.http2 ? 'unknown' : 'http1'
+  }
+
+  get protocol(): Protocol {
+    return this.#protocol
+  }
+
+  /** Concurrent long polls this transport allows. */
+  get watchCapacity(): number {
+    if (this.#protocol === 'h2') return this.#options.maxStreams
+    // Until ALPN tells, one poll at a time: a burst would open one connection per request.
+    if (this.#protocol === 'unknown') return 1
+    return this.#watchConnections
+  }
+
+  get stats(): ConsulHttpStats {
+    return { openConnections: this.#open, peakConnections: this.#peak, protocol: this.#protocol }
+  }
+
+  /** Called once when the protocol becomes known. */
+  onProtocol(listener: (protocol: Protocol) => void): void {
+    this.#protocolListeners.push(listener)
+  }
+
+  /**
+   * Sends one request. Resolves with any HTTP status; rejects with `RegistryUnavailableError`
+   * for transport failures and timeouts, or with `signal.reason` when `signal` aborts.
+   */
+  async request(req: ConsulRequest): Promise<ConsulResponse> {
+    if (req.signal.aborted) throw abortReason(req.signal)
+    while (this.#protocol === 'unknown' && this.#probe !== undefined) {
+      await waitOrAbort(this.#probe, req.signal)
+    }
+    if (this.#protocol === 'unknown') {
+      let done!: () => void
+      this.#probe = new Promise<void>((resolve) => { done = resolve })
+      try {
+        return await this.#send(this.#pool('watch'), req)
+      } finally {
+        this.#probe = undefined
+        done()
+      }
+    }
+    return this.#send(this.#pool(req.lane), req)
+  }
+
+  /** Destroys both pools; in-flight requests fail (their signals have aborted already). */
+  async close(): Promise<void> {
+    this.#closed = true
+    const pools = [this.#watchPool, this.#agentPool]
+    this.#watchPool = undefined
+    this.#agentPool = undefined
+    await Promise.all(pools.map(async (p) => { await p?.destroy().catch(() => undefined) }))
+  }
+
+  #pool(lane: Lane): Pool {
+    if (this.#closed) throw new RegistryUnavailableError('The Consul registry is closed', { retryable: false })
+    if (lane === 'agent' && this.#protocol === 'http1') return (this.#agentPool ??= this.#createPool(this.#agentConnections))
+    return (this.#watchPool ??= this.#createPool(this.#watchConnections))
+  }
+
+  #createPool(connections: number): Pool {
+    const o = this.#options
+    const allowH2 = o.https && o.http2
+    const connector = buildConnector({
+      ...(o.tls ?? {}),
+      ...(allowH2 ? { allowH2: true } : {}),
+      timeout: o.requestTimeoutMs,
+    })
+    const connect: buildConnector.connector = (opts, callback) => {
+      connector(opts, (...args) => {
+        if (args[0] === null) this.#track(args[1])
+        callback(...args)
+      })
+    }
+    return new Pool(o.origin, {
+      connections,
+      connect,
+      allowH2,
+      // Go's HTTP/2 server allows 250 concurrent streams; we stay under our own cap.
+      ...(allowH2 ? { maxConcurrentStreams: o.maxStreams } : {}),
+      // Our own timer bounds every request; undici's defaults (300 s) would cut a 5 min wait.
+      headersTimeout: 0,
+      bodyTimeout: 0,
+    })
+  }
+
+  #track(socket: Socket | TLSSocket): void {
+    this.#open++
+    this.#peak = Math.max(this.#peak, this.#open)
+    socket.once('close', () => { this.#open-- })
+    if (this.#protocol === 'unknown') {
+      this.#protocol = (socket as TLSSocket).alpnProtocol === 'h2' ? 'h2' : 'http1'
+      for (const l of this.#protocolListeners) l(this.#protocol)
+    }
+  }
+
+  async #send(pool: Dispatcher, req: ConsulRequest): Promise<ConsulResponse> {
+    const controller = new AbortController()
+    const outcome = { timedOut: false }
+    const timer = setTimeout(() => {
+      outcome.timedOut = true
+      controller.abort()
+    }, req.timeoutMs)
+    timer.unref()
+    const off = onAbort(req.signal, () => { controller.abort() })
+    const headers: Record<string, string> = {}
+    if (this.#options.token !== undefined) headers['x-consul-token'] = this.#options.token
+    let body: string | undefined
+    if (req.body !== undefined) {
+      body = JSON.stringify(req.body)
+      headers['content-type'] = 'application/json'
+    }
+    const search = new URLSearchParams(req.query?.map(([k, v]): [string, string] => [k, v]) ?? []).toString()
+    const path = `${this.#options.basePath}${req.path}${search === '' ? '' : `?${search}`}`
+    try {
+      const res = await pool.request({
+        method: req.method,
+        path,
+        headers,
+        ...(body === undefined ? {} : { body }),
+        signal: controller.signal,
+      })
+      const text = await res.body.text()
+      const raw = res.headers
+      return {
+        status: res.statusCode,
+        header(name) {
+          const v = raw[name.toLowerCase()] ?? findHeader(raw, name)
+          return Array.isArray(v) ? v[0] : v
+        },
+        text,
+      }
+    } catch (err) {
+      if (req.signal.aborted) throw abortReason(req.signal)
+      if (outcome.timedOut)
+        throw new RegistryUnavailableError(`Consul agent ${this.#options.origin} did not answer ${req.method} ${req.path} within ${req.timeoutMs} ms`, { cause: err })
+      throw new RegistryUnavailableError(`Consul agent ${this.#options.origin} unreachable (${req.method} ${req.path}): ${errorMessage(err)}`, { cause: err })
+    } finally {
+      clearTimeout(timer)
+      off()
+    }
+  }
+}
+
+function findHeader(headers: Record<string, string | string[] | undefined>, name: string): string | string[] | undefined {
+  const lower = name.toLowerCase()
+  for (const [k, v] of Object.entries(headers)) if (k.toLowerCase() === lower) return v
+  return undefined
+}
+
+function waitOrAbort(promise: Promise<void>, signal: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const off = onAbort(signal, () => { reject(abortReason(signal)) })
+    void promise.then(() => {
+      off()
+      resolve()
+    })
+  })
+}

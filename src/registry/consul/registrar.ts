@@ -1,0 +1,268 @@
+/**
+ * Agent-side registration (CONSUL.md §3): `PUT /v1/agent/service/register` with an HTTP or TTL
+ * check, TTL heartbeats every TTL/3 on their own timer, re-registration when the agent forgot
+ * us, and a deregistration that treats "already gone" as success.
+ *
+ * Written on our own undici layer rather than the `consul` package: its `agent.service.register`
+ * drops `Weights` and passes a numeric `ttl` through as nanoseconds, its requests cannot be
+ * bounded by an AbortSignal (only an EventEmitter "ctx") and use non-unref'd timers, and it
+ * would open its own sockets outside our connection budget.
+ */
+import { linkedController, sleep } from '../../core/abort.js'
+import { Backoff } from '../../core/backoff.js'
+import { errorMessage, InvalidOptionError, LeaseLostError, RegistrationError, WayfindError } from '../../errors.js'
+import type { NormalizedRegistration, RegisterContext, RegistrationSession } from '../../registration/registrar.js'
+import { debug } from './debug.js'
+import { consulDuration } from './duration.js'
+import type { ConsulHttp, ConsulResponse } from './http.js'
+import type { ResolvedConsulOptions } from './options.js'
+
+export interface RegistrarDeps {
+  readonly http: ConsulHttp
+  readonly options: ResolvedConsulOptions
+  /** The provider's signal: closing the provider stops every loop. */
+  readonly signal: AbortSignal
+}
+
+/** First-registration attempts before `register()` gives up on a transient failure. */
+const FIRST_ATTEMPTS = 3
+
+/** Consul rejects these as "Invalid service address" (agent_endpoint.go). */
+const WILDCARDS = new Set(['0.0.0.0', '::', '[::]'])
+
+/** Path segment escape: `/` must be escaped or the agent answers 301 (hashicorp/consul#4992). */
+export function escapeId(id: string): string {
+  return encodeURIComponent(id).replace(/%3A/gi, ':')
+}
+
+/** The agent's default check ID, made explicit so heartbeats know it (agent.go addServiceInternal). */
+export function checkIdOf(reg: NormalizedRegistration): string {
+  return `service:${reg.id}`
+}
+
+/**
+ * Throws `InvalidOptionError` (naming the field) for anything Consul would reject or silently
+ * change. Runs before any request.
+ */
+export function validateConsulRegistration(reg: NormalizedRegistration): void {
+  if (reg.name === '' || /[/?#]/.test(reg.name)) throw new InvalidOptionError('name', reg.name, 'Use a service name without "/", "?" or "#".')
+  if (reg.id === '') throw new InvalidOptionError('id', reg.id, 'Pass a non-empty instance id.')
+  if (WILDCARDS.has(reg.address))
+    throw new InvalidOptionError('address', reg.address, 'Register the address other services should dial, not a wildcard (Consul answers 400 "Invalid service address").')
+  if (!Number.isInteger(reg.weight) || reg.weight < 1)
+    throw new InvalidOptionError('weight', reg.weight, 'Consul weights are whole numbers ≥ 1.')
+  for (const [key, value] of Object.entries(reg.meta)) {
+    // agent/structs ValidateServiceMetadata: key charset and length, reserved prefix, value length.
+    if (!/^[A-Za-z0-9_-]{1,128}$/.test(key) || key.startsWith('consul-'))
+      throw new InvalidOptionError(`meta.${key}`, key, 'Consul meta keys are 1–128 letters, digits, "_" or "-", and may not start with "consul-".')
+    if (value.length > 512) throw new InvalidOptionError(`meta.${key}`, value, 'Consul meta values are at most 512 characters.')
+  }
+  const check = reg.check
+  if (check === undefined) return
+  if (check.deregisterCriticalAfterMs !== undefined && !(Number.isFinite(check.deregisterCriticalAfterMs) && check.deregisterCriticalAfterMs >= 60_000))
+    throw new InvalidOptionError('check.deregisterCriticalAfterMs', check.deregisterCriticalAfterMs, "Consul's minimum is 60_000 (1 min); smaller values are silently raised by the agent.")
+  if (check.kind === 'http') {
+    let url: URL | undefined
+    try {
+      url = new URL(check.http)
+    } catch {
+      url = undefined
+    }
+    if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:'))
+      throw new InvalidOptionError('check.http', check.http, 'Pass the absolute http(s) URL the agent should GET.')
+    if (!Number.isFinite(check.intervalMs) || check.intervalMs < 1_000)
+      throw new InvalidOptionError('check.intervalMs', check.intervalMs, "Consul's minimum HTTP check interval is 1_000 ms.")
+    if (!Number.isFinite(check.timeoutMs) || check.timeoutMs < 1)
+      throw new InvalidOptionError('check.timeoutMs', check.timeoutMs, 'Pass a positive number of milliseconds.')
+  } else if (!Number.isFinite(check.ttlMs) || check.ttlMs < 1_000) {
+    throw new InvalidOptionError('check.ttlMs', check.ttlMs, 'Pass a TTL of at least 1_000 ms (heartbeats go every TTL/3).')
+  }
+}
+
+/** The `PUT /v1/agent/service/register` body. Every duration is a string with a unit (CONSUL.md §3.1). */
+export function registrationBody(reg: NormalizedRegistration): Record<string, unknown> {
+  const body: Record<string, unknown> = {
+    ID: reg.id,
+    Name: reg.name,
+    Address: reg.address,
+    Port: reg.port,
+    Tags: [...reg.tags],
+    Meta: { ...reg.meta },
+    Weights: { Passing: reg.weight, Warning: 1 },
+  }
+  const check = reg.check
+  if (check === undefined) return body
+  const common = {
+    CheckID: checkIdOf(reg),
+    Name: `Service '${reg.name}' check`,
+    ...(check.deregisterCriticalAfterMs === undefined ? {} : { DeregisterCriticalServiceAfter: consulDuration(check.deregisterCriticalAfterMs) }),
+  }
+  body.Check =
+    check.kind === 'http'
+      ? { ...common, HTTP: check.http, Interval: consulDuration(check.intervalMs), Timeout: consulDuration(check.timeoutMs) }
+      : { ...common, TTL: consulDuration(check.ttlMs) }
+  return body
+}
+
+/** Registers `reg` and keeps it registered until `ctx.signal` (or the provider) aborts. */
+export async function registerWithConsul(
+  reg: NormalizedRegistration,
+  ctx: RegisterContext,
+  deps: RegistrarDeps,
+): Promise<RegistrationSession> {
+  validateConsulRegistration(reg)
+  const { controller, dispose } = linkedController(ctx.signal, deps.signal)
+  const agent = new AgentRegistration(reg, ctx, deps, controller.signal)
+  try {
+    await agent.registerFirst()
+  } catch (err) {
+    dispose()
+    throw err
+  }
+  void agent.keepAlive().finally(dispose)
+  return { deregister: (signal) => agent.deregister(signal) }
+}
+
+class AgentRegistration {
+  readonly #reg: NormalizedRegistration
+  readonly #ctx: RegisterContext
+  readonly #deps: RegistrarDeps
+  readonly #signal: AbortSignal
+  readonly #backoff: Backoff
+  #state: 'new' | 'registered' | 'degraded' | 'lost' = 'new'
+
+  constructor(reg: NormalizedRegistration, ctx: RegisterContext, deps: RegistrarDeps, signal: AbortSignal) {
+    this.#reg = reg
+    this.#ctx = ctx
+    this.#deps = deps
+    this.#signal = signal
+    this.#backoff = new Backoff({ initialMs: deps.options.backoff.initialMs, maxMs: deps.options.backoff.maxMs, random: deps.options.random })
+  }
+
+  async registerFirst(): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.#register()
+        this.#backoff.reset()
+        this.#setState('registered')
+        return
+      } catch (err) {
+        if (this.#signal.aborted) throw err
+        const retry = err instanceof WayfindError && err.retryable && attempt < FIRST_ATTEMPTS
+        if (!retry) throw err
+        await sleep(this.#backoff.next(), this.#signal)
+      }
+    }
+  }
+
+  /** Heartbeats (TTL) or presence checks (other checks), until the signal aborts. */
+  async keepAlive(): Promise<void> {
+    const check = this.#reg.check
+    const ttl = check?.kind === 'ttl'
+    const periodMs = ttl ? check.ttlMs / 3 : this.#deps.options.reconcileIntervalMs
+    while (!this.#signal.aborted) {
+      try {
+        await sleep(this.#state === 'registered' ? periodMs : Math.min(periodMs, this.#backoff.next()), this.#signal)
+        const forgotten = ttl ? await this.#heartbeat() : await this.#isForgotten()
+        if (forgotten !== undefined) {
+          this.#setState('lost', new LeaseLostError(`The Consul agent forgot service "${this.#reg.name}" instance "${this.#reg.id}" (${forgotten}); registering again`))
+          await this.#register()
+        }
+        this.#backoff.reset()
+        this.#setState('registered')
+      } catch (err) {
+        if (isAborted(this.#signal)) return
+        const error = err instanceof WayfindError ? err : new RegistrationError(`Keeping "${this.#reg.id}" registered failed: ${errorMessage(err)}`, { cause: err, retryable: true })
+        debug('consul registration %s: %s', this.#reg.id, error.message)
+        // Lost stays lost until a registration succeeds; otherwise the agent may still list us.
+        this.#setState(this.#state === 'lost' ? 'lost' : 'degraded', error)
+      }
+    }
+  }
+
+  async deregister(signal: AbortSignal): Promise<void> {
+    const res = await this.#request('PUT', `/v1/agent/service/deregister/${escapeId(this.#reg.id)}`, undefined, signal)
+    // 404 "Unknown service ID" on current agents, 200 on old ones: gone either way (CONSUL.md §3.2).
+    if (res.status === 200 || res.status === 404) return
+    throw new RegistrationError(`Consul refused to deregister "${this.#reg.id}": ${describe(res)}`, { retryable: res.status >= 500 })
+  }
+
+  async #register(): Promise<void> {
+    const res = await this.#request('PUT', '/v1/agent/service/register', registrationBody(this.#reg), this.#signal, [['replace-existing-checks', 'true']])
+    if (res.status !== 200)
+      throw new RegistrationError(`Consul refused to register "${this.#reg.id}": ${describe(res)}`, { retryable: res.status !== 400 && res.status !== 403 })
+    // A TTL check starts critical (agent.go); pass at once so the instance is routable now.
+    if (this.#reg.check?.kind === 'ttl') {
+      const forgotten = await this.#heartbeat()
+      if (forgotten !== undefined) throw new RegistrationError(`The agent lost the TTL check of "${this.#reg.id}" right after registering it (${forgotten})`, { retryable: true })
+    }
+    if (this.#deps.options.verifyRegistration) await this.#verify()
+  }
+
+  /** `pass` on the TTL check. Returns why the agent forgot us, or undefined when it did not. */
+  async #heartbeat(): Promise<string | undefined> {
+    const res = await this.#request('PUT', `/v1/agent/check/pass/${escapeId(checkIdOf(this.#reg))}`, undefined, this.#signal)
+    if (res.status === 200) return undefined
+    // Current agents: 404 "Unknown check ID"; older ones: 500 "does not have associated TTL"
+    // (CONSUL.md §3.3; spring-cloud-consul PR #691 re-registers on exactly these).
+    if (res.status === 404 || (res.status === 500 && res.text.includes('does not have associated TTL'))) return describe(res)
+    throw new RegistrationError(`TTL heartbeat of "${this.#reg.id}" failed: ${describe(res)}`, { retryable: true })
+  }
+
+  /** Whether the agent still lists the service; returns why not, or undefined. */
+  async #isForgotten(): Promise<string | undefined> {
+    const res = await this.#request('GET', `/v1/agent/service/${escapeId(this.#reg.id)}`, undefined, this.#signal)
+    if (res.status === 200) return undefined
+    if (res.status === 404) return describe(res)
+    throw new RegistrationError(`Checking the registration of "${this.#reg.id}" failed: ${describe(res)}`, { retryable: true })
+  }
+
+  /** A 200 on register is not proof: wait (bounded) until the agent lists the instance. */
+  async #verify(): Promise<void> {
+    const deadline = performance.now() + this.#deps.options.requestTimeoutMs
+    const backoff = new Backoff({ initialMs: 50, maxMs: 1_000, random: this.#deps.options.random })
+    for (;;) {
+      const missing = await this.#isForgotten()
+      if (missing === undefined) return
+      if (performance.now() > deadline)
+        throw new RegistrationError(`The Consul agent accepted "${this.#reg.id}" but does not list it (${missing})`, { retryable: true })
+      await sleep(backoff.next(), this.#signal)
+    }
+  }
+
+  async #request(method: 'GET' | 'PUT', path: string, body: unknown, signal: AbortSignal, query?: [string, string][]): Promise<ConsulResponse> {
+    return this.#deps.http.request({
+      method,
+      path,
+      ...(query === undefined ? {} : { query }),
+      ...(body === undefined ? {} : { body }),
+      lane: 'agent',
+      timeoutMs: this.#deps.options.requestTimeoutMs,
+      signal,
+    }).catch((err: unknown) => {
+      if (signal.aborted || !(err instanceof WayfindError)) throw err
+      throw new RegistrationError(`${method} ${path} for "${this.#reg.id}": ${err.message}`, { cause: err, retryable: true })
+    })
+  }
+
+  #setState(state: 'registered' | 'degraded' | 'lost', error?: WayfindError): void {
+    if (this.#signal.aborted) return
+    if (state === this.#state && state === 'registered' && error === undefined) return
+    this.#state = state
+    try {
+      this.#ctx.onState(state, error)
+    } catch (err) {
+      process.emitWarning(`A wayfind registration state listener threw: ${errorMessage(err)}`, { code: 'WAYFIND_LISTENER_ERROR' })
+    }
+  }
+}
+
+function describe(res: ConsulResponse): string {
+  const body = res.text.trim().slice(0, 200)
+  return `HTTP ${res.status}${body === '' ? '' : ` ${body}`}`
+}
+
+/** A call, so that TypeScript does not narrow `signal.aborted` across awaits. */
+function isAborted(signal: AbortSignal): boolean {
+  return signal.aborted
+}
