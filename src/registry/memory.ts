@@ -50,6 +50,7 @@ export interface MemoryRegistry extends RegistryProvider {
    * heartbeats; the data stays.
    */
   client(): RegistryProvider
+  register(registration: NormalizedRegistration, context: RegisterContext): Promise<RegistrationSession>
 }
 
 interface Watch {

@@ -2,6 +2,7 @@
  * Waiting on events with deadlines: the only way tests synchronise (never a bare sleep).
  */
 import { once, type EventEmitter } from 'node:events'
+import type { WayfindEvents } from '../../src/events.js'
 
 /** Rejects with a clear message when `promise` has not settled within `timeoutMs`. */
 export async function withDeadline<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
@@ -40,7 +41,7 @@ export interface OnApi<E> {
  * Waits until an event of `type` satisfies `predicate` (first one when omitted). The predicate
  * is evaluated on each event; the handler is removed when done.
  */
-export function waitFor<E, K extends keyof E>(
+export function waitFor<K extends keyof E, E extends object = WayfindEvents>(
   events: OnApi<E>,
   type: K,
   predicate: (event: E[K]) => boolean = () => true,
