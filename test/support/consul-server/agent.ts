@@ -1,0 +1,345 @@
+/**
+ * The local agent: services and checks registered through `/v1/agent/*`, the check runners
+ * (TTL, HTTP, TCP) and the critical-service reaper. Every change is written to the catalog at once
+ * (a real agent syncs through anti-entropy; here the sync is immediate and lossless).
+ *
+ * Sources: hashicorp/consul agent/agent.go (`addServiceInternal`, `updateTTLCheck`, `reapServices`),
+ * agent/checks/check.go (`CheckTTL`, `CheckHTTP`, `CheckTCP`), website api-docs/agent/check.mdx.
+ */
+import http from 'node:http'
+import https from 'node:https'
+import net from 'node:net'
+import type { Clock, TimerHandle } from '../../../src/core/clock.js'
+import type { Catalog, CheckStatus, ServiceRecord } from './catalog.js'
+import { formatGoDuration } from './go-duration.js'
+
+type ServiceInput = Omit<ServiceRecord, 'CreateIndex' | 'ModifyIndex'>
+
+/** A check definition after validation and defaulting (durations in ms). */
+export interface AgentCheckDefinition {
+  CheckID: string
+  Name: string
+  Notes: string
+  ServiceID: string
+  Status?: CheckStatus
+  kind: 'ttl' | 'http' | 'tcp' | 'none'
+  ttlMs?: number
+  intervalMs?: number
+  timeoutMs?: number
+  http?: string
+  method?: string
+  header?: Record<string, string[]>
+  body?: string
+  tlsSkipVerify?: boolean
+  tcp?: string
+  deregisterCriticalServiceAfterMs?: number
+}
+
+export interface AgentOptions {
+  readonly nodeName: string
+  readonly clock: Clock
+  readonly random: () => number
+  /** Consul's `checks.MinInterval` (1 s): shorter HTTP/TCP intervals are raised to it. */
+  readonly minCheckIntervalMs: number
+  /** Consul's `check_reap_interval` (30 s). */
+  readonly checkReapIntervalMs: number
+  /** Consul's `check_deregister_interval_min` (1 m). */
+  readonly checkDeregisterIntervalMinMs: number
+}
+
+interface RunningCheck {
+  def: AgentCheckDefinition
+  status: CheckStatus
+  output: string
+  /** Clock time at which the check last became critical. */
+  criticalSinceMs: number | undefined
+  timer: TimerHandle | undefined
+  inflight: AbortController | undefined
+}
+
+/** Maximum output kept from an HTTP check body (Consul's default `check_output_max_size`, 4 KiB). */
+const OUTPUT_MAX = 4096
+
+/** Abort reason of a probe that ran out of time (as opposed to a probe stopped by re-registration). */
+const PROBE_TIMEOUT = new Error('check timeout')
+
+export class Agent {
+  readonly #catalog: Catalog
+  readonly #opts: AgentOptions
+  readonly #services = new Map<string, ServiceInput>()
+  readonly #checks = new Map<string, RunningCheck>()
+  #reaper: TimerHandle | undefined
+  #closed = false
+
+  constructor(catalog: Catalog, options: AgentOptions) {
+    this.#catalog = catalog
+    this.#opts = options
+    this.#scheduleReap()
+  }
+
+  get nodeName(): string {
+    return this.#opts.nodeName
+  }
+
+  services(): ServiceInput[] {
+    return [...this.#services.values()].sort((a, b) => (a.ID < b.ID ? -1 : a.ID > b.ID ? 1 : 0))
+  }
+
+  service(id: string): ServiceInput | undefined {
+    return this.#services.get(id)
+  }
+
+  checks(): { def: AgentCheckDefinition; status: CheckStatus; output: string }[] {
+    return [...this.#checks.values()].map((c) => ({ def: c.def, status: c.status, output: c.output }))
+  }
+
+  check(id: string): { def: AgentCheckDefinition; status: CheckStatus; output: string } | undefined {
+    const c = this.#checks.get(id)
+    return c === undefined ? undefined : { def: c.def, status: c.status, output: c.output }
+  }
+
+  /** `addServiceInternal`: upsert the service, carry over check state, optionally drop missing checks. */
+  register(service: ServiceInput, checks: AgentCheckDefinition[], replaceExistingChecks: boolean): void {
+    // Anti-entropy syncs a service with its checks in one catalog register: one index.
+    this.#catalog.transaction(() => { this.#register(service, checks, replaceExistingChecks) })
+  }
+
+  #register(service: ServiceInput, checks: AgentCheckDefinition[], replaceExistingChecks: boolean): void {
+    const snapshot = new Map([...this.#checks].map(([id, c]) => [id, { status: c.status, output: c.output }]))
+    this.#services.set(service.ID, service)
+    this.#catalog.ensureService(service)
+    const keep = new Set(checks.map((c) => c.CheckID))
+    if (replaceExistingChecks) {
+      for (const [id, c] of [...this.#checks]) {
+        if (c.def.ServiceID === service.ID && !keep.has(id)) this.#removeCheck(id)
+      }
+    }
+    for (const def of checks) {
+      const prev = snapshot.get(def.CheckID)
+      this.#stopCheck(def.CheckID)
+      const running: RunningCheck = {
+        def,
+        // Consul restores status and output from the pre-registration snapshot when the check existed.
+        status: prev?.status ?? def.Status ?? 'critical',
+        output: prev?.output ?? '',
+        criticalSinceMs: undefined,
+        timer: undefined,
+        inflight: undefined,
+      }
+      if (running.status === 'critical') running.criticalSinceMs = this.#opts.clock.now()
+      this.#checks.set(def.CheckID, running)
+      this.#syncCheck(running)
+      this.#startCheck(running)
+    }
+  }
+
+  /** Removes a service and its checks; false when the agent does not know it. */
+  deregister(id: string): boolean {
+    if (!this.#services.has(id)) return false
+    this.#catalog.transaction(() => { this.#deregister(id) })
+    return true
+  }
+
+  #deregister(id: string): void {
+    for (const [cid, c] of [...this.#checks]) if (c.def.ServiceID === id) this.#removeCheck(cid)
+    this.#services.delete(id)
+    this.#catalog.deleteService(this.#opts.nodeName, id)
+  }
+
+  /** `updateTTLCheck`: 'unknown' when no such check, 'not-ttl' when it is not a TTL check. */
+  updateTTL(checkId: string, status: CheckStatus, output: string): 'ok' | 'unknown' | 'not-ttl' {
+    const c = this.#checks.get(checkId)
+    if (c === undefined) return 'unknown'
+    if (c.def.kind !== 'ttl') return 'not-ttl'
+    this.#setStatus(c, status, output)
+    this.#armTtl(c)
+    return 'ok'
+  }
+
+  /** Forgets every service and check, as an agent without a data dir does on restart. */
+  restart(): void {
+    this.#catalog.transaction(() => {
+      for (const id of [...this.#services.keys()]) this.deregister(id)
+      for (const id of [...this.#checks.keys()]) this.#removeCheck(id)
+    })
+  }
+
+  close(): void {
+    this.#closed = true
+    this.#reaper?.clear()
+    for (const id of [...this.#checks.keys()]) this.#stopCheck(id)
+  }
+
+  #removeCheck(id: string): void {
+    this.#stopCheck(id)
+    this.#checks.delete(id)
+    this.#catalog.deleteCheck(this.#opts.nodeName, id)
+  }
+
+  #stopCheck(id: string): void {
+    const c = this.#checks.get(id)
+    if (c === undefined) return
+    c.timer?.clear()
+    c.timer = undefined
+    c.inflight?.abort()
+    c.inflight = undefined
+  }
+
+  #syncCheck(c: RunningCheck): void {
+    const svc = this.#services.get(c.def.ServiceID)
+    const interval = c.def.intervalMs
+    this.#catalog.ensureCheck({
+      Node: this.#opts.nodeName,
+      CheckID: c.def.CheckID,
+      Name: c.def.Name,
+      Status: c.status,
+      Notes: c.def.Notes,
+      Output: c.output,
+      ServiceID: c.def.ServiceID,
+      ServiceName: svc?.Service ?? '',
+      ServiceTags: svc === undefined ? [] : [...svc.Tags],
+      Type: c.def.kind === 'none' ? '' : c.def.kind,
+      Interval: interval === undefined ? '' : formatGoDuration(interval),
+      Timeout: c.def.timeoutMs === undefined ? '' : formatGoDuration(c.def.timeoutMs),
+      ExposedPort: 0,
+    })
+  }
+
+  #setStatus(c: RunningCheck, status: CheckStatus, output: string): void {
+    if (this.#closed || this.#checks.get(c.def.CheckID) !== c) return
+    if (status === 'critical' && c.status !== 'critical') c.criticalSinceMs = this.#opts.clock.now()
+    if (status !== 'critical') c.criticalSinceMs = undefined
+    c.status = status
+    c.output = output
+    this.#syncCheck(c)
+  }
+
+  #startCheck(c: RunningCheck): void {
+    switch (c.def.kind) {
+      case 'ttl':
+        this.#armTtl(c)
+        return
+      case 'http':
+      case 'tcp': {
+        const intervalMs = Math.max(c.def.intervalMs ?? 0, this.#opts.minCheckIntervalMs)
+        // CheckHTTP.run: the first probe waits a random stagger within one interval.
+        const run = (): void => {
+          if (this.#closed || this.#checks.get(c.def.CheckID) !== c) return
+          void this.#probe(c, intervalMs).finally(() => {
+            if (this.#closed || this.#checks.get(c.def.CheckID) !== c) return
+            c.timer = this.#opts.clock.setTimeout(run, intervalMs)
+          })
+        }
+        c.timer = this.#opts.clock.setTimeout(run, this.#opts.random() * intervalMs)
+        return
+      }
+      case 'none':
+        return
+    }
+  }
+
+  #armTtl(c: RunningCheck): void {
+    c.timer?.clear()
+    const ttl = c.def.ttlMs ?? 0
+    c.timer = this.#opts.clock.setTimeout(() => {
+      // checks/check.go getExpiredOutput
+      const out = c.output === '' ? 'TTL expired' : `TTL expired (last output before timeout follows): ${c.output}`
+      this.#setStatus(c, 'critical', out)
+    }, ttl)
+  }
+
+  async #probe(c: RunningCheck, intervalMs: number): Promise<void> {
+    const ac = new AbortController()
+    c.inflight = ac
+    // CheckHTTP: Timeout defaults to 10 s, or the interval when that is shorter.
+    const timeoutMs = c.def.timeoutMs ?? Math.min(10_000, intervalMs)
+    const timer = this.#opts.clock.setTimeout(() => { ac.abort(PROBE_TIMEOUT) }, timeoutMs)
+    try {
+      const result = c.def.kind === 'http' ? await httpProbe(c.def, ac.signal, timeoutMs) : await tcpProbe(c.def, ac.signal, timeoutMs)
+      if (!ac.signal.aborted || ac.signal.reason === PROBE_TIMEOUT) this.#setStatus(c, result.status, result.output)
+    } finally {
+      timer.clear()
+      if (c.inflight === ac) c.inflight = undefined
+    }
+  }
+
+  #scheduleReap(): void {
+    if (this.#closed) return
+    this.#reaper = this.#opts.clock.setTimeout(() => {
+      this.reapNow()
+      this.#scheduleReap()
+    }, this.#opts.checkReapIntervalMs)
+  }
+
+  /** One reaper pass (`reapServicesInternal`): remove services critical past their deadline. */
+  reapNow(): void {
+    const now = this.#opts.clock.now()
+    for (const c of [...this.#checks.values()]) {
+      const after = c.def.deregisterCriticalServiceAfterMs
+      if (after === undefined || c.status !== 'critical' || c.criticalSinceMs === undefined) continue
+      const timeout = Math.max(after, this.#opts.checkDeregisterIntervalMinMs)
+      if (now - c.criticalSinceMs > timeout && this.#services.has(c.def.ServiceID)) this.deregister(c.def.ServiceID)
+    }
+  }
+}
+
+function httpProbe(def: AgentCheckDefinition, signal: AbortSignal, timeoutMs: number): Promise<{ status: CheckStatus; output: string }> {
+  const url = def.http ?? ''
+  const method = def.method ?? 'GET'
+  return new Promise((resolve) => {
+    let target: URL
+    try {
+      target = new URL(url)
+    } catch (err) {
+      resolve({ status: 'critical', output: `parse ${JSON.stringify(url)}: ${(err as Error).message}` })
+      return
+    }
+    const mod = target.protocol === 'https:' ? https : http
+    const headers: Record<string, string | string[]> = { 'User-Agent': 'Consul Health Check', Accept: 'text/plain, text/*, */*' }
+    for (const [k, v] of Object.entries(def.header ?? {})) headers[k] = v
+    const req = mod.request(target, {
+      method,
+      headers,
+      signal,
+      agent: false,
+      ...(target.protocol === 'https:' && def.tlsSkipVerify === true ? { rejectUnauthorized: false } : {}),
+    }, (res) => {
+      const chunks: Buffer[] = []
+      let size = 0
+      res.on('data', (b: Buffer) => { if (size < OUTPUT_MAX) { chunks.push(b); size += b.length } })
+      res.on('end', () => {
+        const body = Buffer.concat(chunks).subarray(0, OUTPUT_MAX).toString('utf8')
+        const code = res.statusCode ?? 0
+        const output = `HTTP ${method} ${url}: ${code} ${res.statusMessage ?? ''} Output: ${body}`
+        // checks/check.go: 2xx passing, 429 warning, anything else critical.
+        const status: CheckStatus = code >= 200 && code <= 299 ? 'passing' : code === 429 ? 'warning' : 'critical'
+        resolve({ status, output })
+      })
+      res.on('error', (err) => { resolve({ status: 'critical', output: err.message }) })
+    })
+    req.on('error', (err) => {
+      const reason = signal.aborted ? `context deadline exceeded (Client.Timeout exceeded while awaiting headers) after ${timeoutMs}ms` : err.message
+      resolve({ status: 'critical', output: `${method[0]}${method.slice(1).toLowerCase()} ${JSON.stringify(url)}: ${reason}` })
+    })
+    if (def.body !== undefined && def.body !== '') req.end(def.body)
+    else req.end()
+  })
+}
+
+function tcpProbe(def: AgentCheckDefinition, signal: AbortSignal, timeoutMs: number): Promise<{ status: CheckStatus; output: string }> {
+  const addr = def.tcp ?? ''
+  const i = addr.lastIndexOf(':')
+  const host = addr.slice(0, i).replace(/^\[|\]$/g, '')
+  const port = Number(addr.slice(i + 1))
+  return new Promise((resolve) => {
+    const sock = net.connect({ host, port, signal })
+    sock.once('connect', () => {
+      sock.destroy()
+      resolve({ status: 'passing', output: `TCP connect ${addr}: Success` })
+    })
+    sock.once('error', (err) => {
+      const reason = signal.aborted ? `i/o timeout after ${timeoutMs}ms` : err.message
+      resolve({ status: 'critical', output: `dial tcp ${addr}: ${reason}` })
+    })
+  })
+}
