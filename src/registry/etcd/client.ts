@@ -1,0 +1,99 @@
+/**
+ * Builds the `etcd3` client with the fault handling ETCD.md §6 asks for, and maps its errors.
+ */
+import { debuglog } from 'node:util'
+import { circuitBreaker, ConsecutiveBreaker, handleWhen, noop, retry } from 'cockatiel'
+import {
+  Etcd3,
+  EtcdAuthenticationFailedError,
+  EtcdInvalidAuthTokenError,
+  EtcdPermissionDeniedError,
+  isRecoverableError,
+  type IOptions,
+} from 'etcd3'
+import { errorMessage, RegistryUnavailableError } from '../../errors.js'
+import type { NormalizedEtcdOptions } from './options.js'
+
+const log = debuglog('wayfind')
+
+/** `NODE_DEBUG=wayfind` output, prefixed with the area. Never pass secrets. */
+export function debug(format: string, ...args: unknown[]): void {
+  if (log.enabled) log(`etcd: ${format}`, ...args)
+}
+
+/** Creates the etcd3 client. No I/O happens until the first call. */
+export function createEtcdClient(o: NormalizedEtcdOptions): Etcd3 {
+  const single = o.hosts.length === 1
+  const options: IOptions = {
+    hosts: [...o.hosts],
+    grpcOptions: {
+      // A half-open connection is otherwise never noticed (ETCD.md §3.6).
+      'grpc.keepalive_time_ms': o.keepaliveTimeMs,
+      'grpc.keepalive_timeout_ms': o.keepaliveTimeoutMs,
+      'grpc.keepalive_permit_without_calls': 1,
+      // grpc-js' own reconnect backoff (1 s up to 120 s by default) would otherwise stack on ours.
+      'grpc.initial_reconnect_backoff_ms': Math.min(o.retryInitialMs, 1_000),
+      'grpc.max_reconnect_backoff_ms': o.retryMaxMs,
+      // Our connections are ours: other etcd3 clients in the process do not share their fate.
+      'grpc.use_local_subchannel_pool': 1,
+    },
+    // Unary calls only: streams live until we cancel them.
+    defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + o.requestTimeoutMs }),
+    faultHandling: {
+      // Our loops retry with backoff; etcd3's breaker locked a lone member out for up to 5 s
+      // after it came back (ETCD.md §0.7). With several members a short breaker still helps
+      // skip a dead one, and a retry moves an attempt to another member.
+      host: () =>
+        single
+          ? noop
+          : circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1_000, breaker: new ConsecutiveBreaker(3) }),
+      global: single ? noop : retry(handleWhen(isRecoverableError), { maxAttempts: Math.min(o.hosts.length - 1, 2) }),
+    },
+  }
+  if (o.auth !== undefined) options.auth = { username: o.auth.username, password: o.auth.password }
+  if (o.credentials !== undefined) options.credentials = o.credentials
+  return new Etcd3(options)
+}
+
+/** etcd refused our user/password: retrying will not help until the configuration changes. */
+export function isAuthFailure(err: unknown): boolean {
+  return err instanceof EtcdAuthenticationFailedError
+}
+
+/** The token expired or etcd restarted (simple tokens live in memory): re-authenticate. */
+export function isInvalidToken(err: unknown): boolean {
+  return err instanceof EtcdInvalidAuthTokenError || /invalid auth token/i.test(errorMessage(err))
+}
+
+/** Wraps an etcd3/gRPC error for listeners. Messages never include credentials. */
+export function unavailable(what: string, err: unknown, username: string | undefined): RegistryUnavailableError {
+  if (isAuthFailure(err))
+    return new RegistryUnavailableError(
+      `etcd rejected the credentials of user ${JSON.stringify(username ?? '')} while ${what}: check auth.username and auth.password`,
+      { cause: err, retryable: false },
+    )
+  if (err instanceof EtcdPermissionDeniedError)
+    return new RegistryUnavailableError(
+      `etcd denied user ${JSON.stringify(username ?? '')} permission while ${what}: grant it read (and write, to register) on the prefix`,
+      { cause: err, retryable: false },
+    )
+  return new RegistryUnavailableError(`etcd failed while ${what}: ${firstLine(errorMessage(err))}`, { cause: err })
+}
+
+function firstLine(s: string): string {
+  const i = s.indexOf('\n')
+  return i < 0 ? s : s.slice(0, i)
+}
+
+/** The smallest key greater than every key starting with `prefix` (etcd's range_end for a prefix). */
+export function prefixEnd(prefix: Buffer): Buffer {
+  const end = Buffer.from(prefix)
+  for (let i = end.length - 1; i >= 0; i--) {
+    if (end[i] !== 0xff) {
+      end[i] = (end[i] ?? 0) + 1
+      return end.subarray(0, i + 1)
+    }
+  }
+  // All 0xff (or empty): to the end of the keyspace, as clientv3.GetPrefixRangeEnd does.
+  return Buffer.from([0])
+}

@@ -1,0 +1,215 @@
+/**
+ * Keeps the running service registered in etcd: the registration JSON under
+ * `<prefix><name>/<id>`, attached to a lease kept alive by etcd3.
+ *
+ * etcd3's 'lost' is a local verdict and it never re-grants (ETCD.md §3.7): on 'lost' we grant a
+ * new lease and put the same key/value at once, with backoff, forever. The put moves the key to
+ * the new lease, so the old lease's expiry no longer deletes it and watchers see no flap.
+ * 'keepaliveFailed' only means "degraded": etcd may still list us. We also watch our own key
+ * and put it back if someone deletes it (go-zero does the same).
+ */
+import { EtcdLeaseInvalidError, type Etcd3, type Lease } from 'etcd3'
+import { abortReason, linkedController, onAbort, sleep } from '../../core/abort.js'
+import { Backoff } from '../../core/backoff.js'
+import { InvalidOptionError, LeaseLostError, RegistrationError, errorMessage } from '../../errors.js'
+import type { NormalizedRegistration, RegisterContext, RegistrationSession } from '../../registration/registrar.js'
+import { debug, unavailable } from './client.js'
+import { encodeRegistration } from './mapping.js'
+import { leaseTtlSeconds, type NormalizedEtcdOptions } from './options.js'
+import { runRevisionWatch } from './revision-watch.js'
+
+/** Observability hooks for tests. @internal */
+export interface RegistrarHooks {
+  /** A put of our key succeeded under lease `leaseId` (decimal string). */
+  onPut?(leaseId: string): void
+}
+
+/** Throws `InvalidOptionError` when `reg` cannot be expressed on etcd. Does no I/O. */
+export function checkEtcdRegistration(reg: NormalizedRegistration, options: NormalizedEtcdOptions): number {
+  if (reg.check?.kind === 'http')
+    throw new InvalidOptionError(
+      'check.http',
+      reg.check.http,
+      'etcd has no agent to run HTTP checks: use check: { ttlMs } (the lease TTL; liveness is the lease keepalive).',
+    )
+  for (const [field, v] of [['name', reg.name], ['id', reg.id]] as const)
+    if (v === '' || v.includes('/'))
+      throw new InvalidOptionError(field, v, `Use a non-empty ${field} without "/" (it is one segment of the etcd key).`)
+  const ttlMs = reg.check?.kind === 'ttl' ? reg.check.ttlMs : options.leaseTtlMs
+  if (!Number.isFinite(ttlMs) || ttlMs < 1_000)
+    throw new InvalidOptionError('check.ttlMs', ttlMs, 'etcd lease TTLs are whole seconds: use at least 1000 ms.')
+  return leaseTtlSeconds(ttlMs)
+}
+
+/** Registers `reg`; resolves after the first put, rejects with RegistrationError if it fails. */
+export async function registerInEtcd(
+  client: Etcd3,
+  options: NormalizedEtcdOptions,
+  reg: NormalizedRegistration,
+  ctx: RegisterContext,
+  providerSignal: AbortSignal,
+  hooks: RegistrarHooks = {},
+): Promise<RegistrationSession> {
+  const ttlSeconds = checkEtcdRegistration(reg, options)
+  const key = `${options.prefix}${reg.name}/${reg.id}`
+  const value = encodeRegistration(reg)
+  const what = `registering ${reg.name}/${reg.id}`
+  const { controller, dispose } = linkedController(ctx.signal, providerSignal)
+  const signal = controller.signal
+  const backoff = new Backoff({ initialMs: options.retryInitialMs, maxMs: options.retryMaxMs })
+  let lease: Lease | undefined
+  let state: 'registered' | 'degraded' | 'lost' = 'registered'
+  // Mutated from event handlers: kept in an object so control-flow narrowing does not lie.
+  const run = { running: false, again: false }
+
+  const report = (next: typeof state, error?: Parameters<RegisterContext['onState']>[1]): void => {
+    if (signal.aborted) return
+    state = next
+    try {
+      ctx.onState(next, error)
+    } catch (err) {
+      debug('onState threw: %s', errorMessage(err))
+    }
+  }
+
+  const newLease = (): Lease => {
+    const l = client.lease(ttlSeconds, { autoKeepAlive: true })
+    l.on('lost', (err: Error) => {
+      // While a reconciliation runs, it sees the revoked lease and grants a new one itself.
+      if (l !== lease || signal.aborted || run.running) return
+      debug('%s: lease lost: %s', what, err.message)
+      lease = undefined
+      report('lost', new LeaseLostError(`The etcd lease of ${reg.name}/${reg.id} was lost; registering again`, { cause: err }))
+      kick()
+    })
+    // Typed as a keepalive response by etcd3, but it emits the stream error (lease.ts).
+    l.on('keepaliveFailed', (err: unknown) => {
+      if (l !== lease || signal.aborted || state !== 'registered') return
+      report('degraded', unavailable(`keeping the lease of ${reg.name}/${reg.id} alive`, err, options.auth?.username))
+    })
+    l.on('keepaliveSucceeded', () => {
+      if (l === lease && state === 'degraded') report('registered')
+    })
+    return l
+  }
+
+  /** Grants a lease if we have no live one, then puts our key under it. */
+  const putOnce = async (): Promise<void> => {
+    if (lease === undefined || lease.revoked()) {
+      lease?.release()
+      lease = newLease()
+    }
+    const current = lease
+    const leaseId = await current.grant()
+    await current.put(key).value(value)
+    if (signal.aborted) return
+    hooks.onPut?.(leaseId)
+  }
+
+  // Read through calls: handlers change these during awaits, which narrowing cannot see.
+  const triggeredAgain = (): boolean => run.again
+  const isAborted = (): boolean => signal.aborted
+
+  // One reconciliation at a time; a trigger during one makes it run again.
+  function kick(): void {
+    if (run.running) {
+      run.again = true
+      return
+    }
+    run.running = true
+    void (async () => {
+      while (!signal.aborted) {
+        run.again = false
+        try {
+          await putOnce()
+          backoff.reset()
+          if (!triggeredAgain()) {
+            report('registered')
+            break
+          }
+        } catch (err) {
+          if (isAborted()) break
+          debug('%s: %s', what, errorMessage(err))
+          if (state === 'registered') report('degraded', unavailable(what, err, options.auth?.username))
+          await sleep(backoff.next(), signal).catch(() => undefined)
+        }
+      }
+      run.running = false
+    })()
+  }
+
+  try {
+    run.running = true
+    await putOnce()
+    run.running = false
+  } catch (err) {
+    run.running = false
+    lease?.release()
+    dispose()
+    controller.abort()
+    throw new RegistrationError(`Registering ${reg.name}/${reg.id} in etcd failed: ${unavailable(what, err, options.auth?.username).message}`, {
+      cause: err,
+    })
+  }
+  report('registered')
+
+  // Put the key back if anyone (an operator, a cleanup script) deletes it.
+  const keyBuf = Buffer.from(key)
+  void runRevisionWatch(
+    client,
+    options,
+    { key: keyBuf, end: Buffer.concat([keyBuf, Buffer.from([0])]) },
+    {
+      onList(kvs) {
+        if (kvs.length === 0) kick()
+      },
+      onEvents(events) {
+        if (events.some((e) => e.type === 'Delete')) kick()
+      },
+      onError(error) {
+        debug('%s: watching our key: %s', what, error.message)
+      },
+    },
+    signal,
+    `own key ${key}`,
+  )
+
+  signal.addEventListener(
+    'abort',
+    () => {
+      // Stop keepalives; deregister() revokes. Without it the key expires after the TTL.
+      lease?.release()
+      dispose()
+    },
+    { once: true },
+  )
+
+  return {
+    async deregister(bound: AbortSignal): Promise<void> {
+      controller.abort()
+      const current = lease
+      if (current === undefined) return
+      const id = await current.grant().catch(() => undefined)
+      if (id === undefined) return
+      // "lease not found" means it already expired or was revoked: the key is gone either way.
+      await raceSignal(client.leaseClient.leaseRevoke({ ID: id }).then(
+        () => undefined,
+        (err: unknown) => {
+          if (err instanceof EtcdLeaseInvalidError || /lease not found/i.test(errorMessage(err))) return
+          throw new RegistrationError(`Deregistering ${reg.name}/${reg.id} from etcd failed: ${errorMessage(err)}`, { cause: err })
+        },
+      ), bound)
+    },
+  }
+}
+
+function raceSignal<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(abortReason(signal))
+  return new Promise<T>((resolve, reject) => {
+    const off = onAbort(signal, () => { reject(abortReason(signal)) })
+    p.then(
+      (v) => { off(); resolve(v) },
+      (e: unknown) => { off(); reject(e instanceof Error ? e : new Error(String(e))) },
+    )
+  })
+}

@@ -1,0 +1,235 @@
+/**
+ * List-then-watch over one key range, with our own revision bookkeeping (ETCD.md §5).
+ *
+ * etcd3's Watcher moves its resume point to `header.revision + 1` when a watch is *created*,
+ * before etcd has replayed older events, so a second disconnect inside that window loses them
+ * (ETCD.md §3.5); it also dies for good on compaction and on an expired token (§3.8, §3.9).
+ * So we drive the raw Watch stream (`client.watchClient.watch()`) ourselves, like the Go client
+ * (`client/v3/watch.go`, `serveSubstream`): the resume point moves only on events and on
+ * progress notifications, a cancel (compaction or anything else) means re-list and watch again,
+ * and a store whose revision went backwards (data wiped) is re-listed too.
+ */
+import { castGrpcError, type Etcd3, type IDuplexStream, type IEvent, type IKeyValue, type IWatchRequest, type IWatchResponse } from 'etcd3'
+import { abortReason, onAbort, sleep } from '../../core/abort.js'
+import { Backoff } from '../../core/backoff.js'
+import type { WayfindError } from '../../errors.js'
+import { debug, isInvalidToken, unavailable } from './client.js'
+import type { NormalizedEtcdOptions } from './options.js'
+
+/** Receives the state of the range. Called in order, never after the signal aborted. */
+export interface RevisionWatchHandler {
+  /** A consistent listing at `revision` (every page pinned to it): replaces any earlier state. */
+  onList(kvs: readonly IKeyValue[], revision: bigint): void
+  /** The events of one watch response, in revision order; every one is newer than the last applied. */
+  onEvents(events: readonly IEvent[], revision: bigint): void
+  /** A failure the loop survives (it retries with backoff). */
+  onError(error: WayfindError): void
+  /** The watch stream was (re)created and etcd confirmed it (for tests and debug output). */
+  onWatching?(): void
+}
+
+type StreamEnd =
+  | { readonly kind: 'relist'; readonly why: string }
+  | { readonly kind: 'resume'; readonly error: unknown }
+  | { readonly kind: 'aborted' }
+
+/**
+ * Runs until `signal` aborts; never rejects. `what` names the range in errors ("watching
+ * service payments").
+ */
+export async function runRevisionWatch(
+  client: Etcd3,
+  options: NormalizedEtcdOptions,
+  range: { readonly key: Buffer; readonly end: Buffer },
+  handler: RevisionWatchHandler,
+  signal: AbortSignal,
+  what: string,
+): Promise<void> {
+  const backoff = new Backoff({ initialMs: options.retryInitialMs, maxMs: options.retryMaxMs })
+  const username = options.auth?.username
+  // Last revision whose events are all applied; undefined until the first listing.
+  let applied: bigint | undefined
+  let mustList = true
+
+  const fail = async (err: unknown, doing: string): Promise<void> => {
+    if (signal.aborted) return
+    debug('%s: %s failed: %s', what, doing, err instanceof Error ? err.message : String(err))
+    handler.onError(unavailable(`${doing} (${what})`, err, username))
+    await sleep(backoff.next(), signal).catch(() => undefined)
+  }
+
+  while (!signal.aborted) {
+    if (mustList) {
+      try {
+        const { kvs, revision } = await listRange(client, options, range, signal)
+        if (isAborted(signal)) return
+        applied = revision
+        mustList = false
+        handler.onList(kvs, revision)
+      } catch (err) {
+        await fail(err, 'listing')
+        continue
+      }
+    }
+    const from = (applied ?? 0n) + 1n
+    let end: StreamEnd
+    try {
+      end = await watchOnce(client, range, from, signal, {
+        created(header) {
+          backoff.reset()
+          // The store is behind what we applied: its data was replaced (restore, wipe). Our
+          // revision means nothing there any more (microsoft/etcd3#31).
+          if (applied !== undefined && header < applied) return 'store revision went backwards'
+          handler.onWatching?.()
+          return undefined
+        },
+        events(events, header) {
+          if (signal.aborted) return
+          let newest = applied ?? 0n
+          const fresh: IEvent[] = []
+          for (const ev of events) {
+            const rev = BigInt(ev.kv.mod_revision)
+            // Duplicates can only come from a resume that overlapped what we applied.
+            if (applied !== undefined && rev <= applied) continue
+            fresh.push(ev)
+            if (rev > newest) newest = rev
+          }
+          if (events.length === 0) {
+            // A progress notification: every later event is newer than header.revision.
+            if (header > newest) newest = header
+            applied = newest
+            return
+          }
+          applied = newest
+          if (fresh.length > 0) handler.onEvents(fresh, newest)
+        },
+      })
+    } catch (err) {
+      // Opening the stream failed (no host, authentication...).
+      if (isInvalidToken(err)) mustList = true
+      await fail(err, 'opening the watch stream')
+      continue
+    }
+    switch (end.kind) {
+      case 'aborted':
+        return
+      case 'relist':
+        debug('%s: re-listing: %s', what, end.why)
+        mustList = true
+        break
+      case 'resume':
+        // An expired token is only refreshed by etcd3's unary path: the listing does that.
+        if (isInvalidToken(end.error)) mustList = true
+        await fail(end.error, 'watching')
+        break
+    }
+  }
+}
+
+/** Lists `range` at one revision, page by page (every page pinned to the first page's revision). */
+async function listRange(
+  client: Etcd3,
+  options: NormalizedEtcdOptions,
+  range: { readonly key: Buffer; readonly end: Buffer },
+  signal: AbortSignal,
+): Promise<{ kvs: IKeyValue[]; revision: bigint }> {
+  const kvs: IKeyValue[] = []
+  let revision: bigint | undefined
+  let from = range.key
+  for (;;) {
+    const res = await client.kv.range({
+      key: from,
+      range_end: range.end,
+      limit: options.pageSize,
+      ...(revision === undefined ? {} : { revision: revision.toString() }),
+    })
+    if (signal.aborted) throw abortReason(signal)
+    revision ??= BigInt(res.header.revision)
+    kvs.push(...res.kvs)
+    const last = res.kvs.at(-1)
+    if (!res.more || last === undefined) return { kvs, revision }
+    from = Buffer.concat([last.key, Buffer.from([0])])
+  }
+}
+
+interface StreamCallbacks {
+  /** Returns a reason to re-list instead of watching on. */
+  created(headerRevision: bigint): string | undefined
+  events(events: readonly IEvent[], headerRevision: bigint): void
+}
+
+/** One Watch stream from `startRevision`; resolves with why it ended. Rejects if it cannot open. */
+async function watchOnce(
+  client: Etcd3,
+  range: { readonly key: Buffer; readonly end: Buffer },
+  startRevision: bigint,
+  signal: AbortSignal,
+  cb: StreamCallbacks,
+): Promise<StreamEnd> {
+  const stream: IDuplexStream<IWatchRequest, IWatchResponse> = await client.watchClient.watch()
+  // end() before cancel(): etcd3 counts an error on a still-writable stream against the host
+  // (and resets all its channels), and a cancel of ours is no failure.
+  const close = (): void => {
+    try {
+      stream.end()
+      stream.cancel()
+    } catch {
+      // Already closed.
+    }
+  }
+  if (signal.aborted) {
+    close()
+    return { kind: 'aborted' }
+  }
+  return new Promise<StreamEnd>((resolve) => {
+    let settled = false
+    const finish = (end: StreamEnd): void => {
+      if (settled) return
+      settled = true
+      offAbort()
+      close()
+      resolve(end)
+    }
+    const offAbort = onAbort(signal, () => { finish({ kind: 'aborted' }) })
+    stream.on('data', (res) => {
+      if (settled) return
+      const header = BigInt(res.header.revision)
+      if (res.canceled) {
+        // Compaction sets compact_revision (cancel_reason is empty on 3.4); the start revision
+        // must not be retried (WatchResponse docs). Other cancels (token, permission) re-list
+        // too: the unary listing re-authenticates, and reports what still fails.
+        const why = res.compact_revision !== '0' && res.compact_revision !== ''
+          ? `compacted at ${res.compact_revision}`
+          : `canceled by etcd: ${res.cancel_reason === '' ? '(no reason)' : res.cancel_reason}`
+        finish({ kind: 'relist', why })
+        return
+      }
+      if (res.created) {
+        const why = cb.created(header)
+        if (why !== undefined) finish({ kind: 'relist', why })
+        return
+      }
+      try {
+        cb.events(res.events, header)
+      } catch (err) {
+        // A handler bug must not kill the loop; resuming re-applies from our revision.
+        finish({ kind: 'resume', error: err })
+      }
+    })
+    stream.on('error', (err) => { finish({ kind: 'resume', error: castGrpcError(err) }) })
+    stream.on('end', () => { finish({ kind: 'resume', error: new Error('the watch stream ended') }) })
+    stream.write({
+      create_request: {
+        key: range.key,
+        range_end: range.end,
+        start_revision: startRevision.toString(),
+        progress_notify: true,
+      },
+    })
+  })
+}
+
+/** Reads `aborted` through a call: TypeScript narrows the property across awaits otherwise. */
+function isAborted(signal: AbortSignal): boolean {
+  return signal.aborted
+}

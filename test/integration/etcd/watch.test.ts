@@ -1,0 +1,174 @@
+/**
+ * The etcd provider's watch against a real etcd: list-then-watch, malformed values, compaction,
+ * and the reconnect race of ETCD.md §3.5.
+ */
+import type { Etcd3, IEvent } from 'etcd3'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { ErrorCode } from '../../../src/errors.js'
+import { prefixEnd } from '../../../src/registry/etcd/client.js'
+import { normalizeEtcdOptions } from '../../../src/registry/etcd/options.js'
+import { EtcdProvider } from '../../../src/registry/etcd/provider.js'
+import { runRevisionWatch } from '../../../src/registry/etcd/revision-watch.js'
+import { createEtcdClient } from '../../../src/registry/etcd/client.js'
+import { EtcdServer } from '../../support/etcd.js'
+import { TcpProxy } from '../../support/tcp-proxy.js'
+import { withDeadline } from '../../support/wait.js'
+import { hasIds, Recorder, wayfindValue } from './helpers.js'
+
+let server: EtcdServer
+let writer: Etcd3
+
+beforeAll(async () => {
+  server = await EtcdServer.start()
+  writer = server.client()
+})
+
+afterAll(async () => {
+  await server.remove()
+})
+
+describe('etcd provider watch', () => {
+  it('lists existing instances, then follows puts and deletes as full snapshots', async () => {
+    const prefix = '/t1/'
+    await writer.put(`${prefix}svc/a`).value(wayfindValue('a', 8001))
+    await writer.put(`${prefix}svc-admin/x`).value(wayfindValue('x', 8009, { name: 'svc-admin' }))
+    const provider = new EtcdProvider(normalizeEtcdOptions({ hosts: server.host, prefix }))
+    const rec = new Recorder()
+    const ac = new AbortController()
+    try {
+      provider.watch('svc', rec, { signal: ac.signal })
+      expect(rec.snapshots).toHaveLength(0) // never synchronous
+      const first = await rec.until(hasIds('a'))
+      expect(first.instances[0]).toMatchObject({ id: 'a', key: `${prefix}svc/a`, service: 'svc', host: '127.0.0.1', port: 8001 })
+      await writer.put(`${prefix}svc/b`).value(wayfindValue('b', 8002))
+      await rec.until(hasIds('a', 'b'))
+      await writer.put(`${prefix}svc/a`).value(wayfindValue('a', 8011))
+      const moved = await rec.until((s) => s.instances.find((i) => i.id === 'a')?.port === 8011)
+      expect(moved.instances).toHaveLength(2)
+      await writer.delete().key(`${prefix}svc/b`)
+      const afterDelete = await rec.until(hasIds('a'))
+      // Revisions are decimal strings that never go backwards.
+      const revs = rec.snapshots.map((s) => BigInt(s.revision))
+      for (let i = 1; i < revs.length; i++) expect(revs[i]! >= revs[i - 1]!).toBe(true)
+      expect(afterDelete.revision).toMatch(/^\d+$/)
+      // svc-admin shares the "svc" prefix without the slash: never part of svc.
+      expect(rec.snapshots.flatMap((s) => s.instances).some((i) => i.id === 'x')).toBe(false)
+      await writer.delete().key(`${prefix}svc/a`)
+      const empty = await rec.until((s) => s.instances.length === 0)
+      expect(empty.instances).toEqual([])
+      expect(rec.errors).toEqual([])
+    } finally {
+      ac.abort()
+      await provider.close()
+    }
+  })
+
+  it('keeps the last good value of a key whose new value is malformed, and reports the key', async () => {
+    const prefix = '/t2/'
+    await writer.put(`${prefix}svc/a`).value(wayfindValue('a', 8001))
+    await writer.put(`${prefix}svc/bad`).value('not an address')
+    const provider = new EtcdProvider(normalizeEtcdOptions({ hosts: server.host, prefix }))
+    const rec = new Recorder()
+    const ac = new AbortController()
+    try {
+      provider.watch('svc', rec, { signal: ac.signal })
+      await rec.until(hasIds('a'))
+      const listed = await rec.untilError((e) => e.code === ErrorCode.MALFORMED_INSTANCE)
+      expect(listed).toMatchObject({ key: `${prefix}svc/bad` })
+      expect(listed.message).toContain(`${prefix}svc/bad`)
+
+      const before = rec.errors.length
+      await writer.put(`${prefix}svc/a`).value('{"address": 12}')
+      const err = await rec.untilError((e) => e.code === ErrorCode.MALFORMED_INSTANCE && (e as unknown as { key: string }).key === `${prefix}svc/a`, 10_000, before)
+      expect(err.message).toContain('last good value')
+      // Still served with its old port, then replaced by the next good value.
+      expect(rec.last?.instances.map((i) => [i.id, i.port])).toEqual([['a', 8001]])
+      await writer.put(`${prefix}svc/a`).value(wayfindValue('a', 8002))
+      await rec.until((s) => s.instances.length === 1 && s.instances[0]?.port === 8002)
+    } finally {
+      ac.abort()
+      await provider.close()
+    }
+  })
+
+  it('re-lists after compaction past its revision: removals emitted, then the watch continues', async () => {
+    const prefix = '/t3/'
+    const proxy = await TcpProxy.start({ port: server.clientPort })
+    await writer.put(`${prefix}svc/a`).value(wayfindValue('a', 8001))
+    await writer.put(`${prefix}svc/b`).value(wayfindValue('b', 8002))
+    const provider = new EtcdProvider(normalizeEtcdOptions({ hosts: proxy.host, prefix, retryMaxMs: 200 }))
+    const rec = new Recorder()
+    const ac = new AbortController()
+    try {
+      provider.watch('svc', rec, { signal: ac.signal })
+      await rec.until(hasIds('a', 'b'))
+      proxy.cut()
+      // While the watcher is away: b goes, c comes, and history is compacted away.
+      await writer.delete().key(`${prefix}svc/b`)
+      await writer.put(`${prefix}svc/c`).value(wayfindValue('c', 8003))
+      const head = await writer.put(`${prefix}other`).value('x')
+      await writer.kv.compact({ revision: head.header.revision, physical: true })
+      proxy.heal()
+      const relisted = await rec.until(hasIds('a', 'c'), 15_000)
+      expect(relisted.instances.map((i) => i.id)).not.toContain('b')
+      await writer.put(`${prefix}svc/d`).value(wayfindValue('d', 8004))
+      await rec.until(hasIds('a', 'c', 'd'))
+    } finally {
+      ac.abort()
+      await provider.close()
+      await proxy.close()
+    }
+  })
+
+  it('loses nothing when the connection drops again right after a resume (ETCD.md §3.5)', async () => {
+    const prefix = '/t4/'
+    const key = Buffer.from(`${prefix}svc/`)
+    const proxy = await TcpProxy.start({ port: server.clientPort })
+    const options = normalizeEtcdOptions({ hosts: proxy.host, prefix, retryInitialMs: 20, retryMaxMs: 200 })
+    const client = createEtcdClient(options)
+    const seen: { key: string; rev: bigint }[] = []
+    const ac = new AbortController()
+    let onWatching: (() => void) | undefined
+    const events = new (await import('node:events')).EventEmitter()
+    const loop = runRevisionWatch(client, options, { key, end: prefixEnd(key) }, {
+      onList: () => { events.emit('listed') },
+      onEvents: (evs: readonly IEvent[]) => {
+        for (const e of evs) seen.push({ key: e.kv.key.toString(), rev: BigInt(e.kv.mod_revision) })
+        events.emit('events')
+      },
+      onError: () => {},
+      onWatching: () => { onWatching?.(); events.emit('watching') },
+    }, ac.signal, 'race test')
+    try {
+      await withDeadline(new Promise((r) => events.once('watching', r)), 10_000, 'first watch')
+      const before = await writer.put(`${prefix}svc/before`).value('1')
+      proxy.cut()
+      const gapRevs: bigint[] = []
+      for (const k of ['gap1', 'gap2', 'gap3']) gapRevs.push(BigInt((await writer.put(`${prefix}svc/${k}`).value('1')).header.revision))
+      // The moment etcd confirms the resumed watch, before it replays the gap: cut again.
+      let secondCut = false
+      onWatching = () => {
+        if (secondCut) return
+        secondCut = true
+        proxy.cut()
+        proxy.once('refused', () => { proxy.heal() })
+      }
+      proxy.heal()
+      const after = await writer.put(`${prefix}svc/after`).value('1')
+      const want = [BigInt(before.header.revision), ...gapRevs, BigInt(after.header.revision)]
+      await withDeadline(
+        (async () => { while (seen.length < want.length) await new Promise((r) => events.once('events', r)) })(),
+        15_000,
+        'every event',
+      )
+      expect(secondCut).toBe(true)
+      expect(seen.map((s) => s.rev)).toEqual(want)
+      expect(seen.map((s) => s.key)).toEqual(['before', 'gap1', 'gap2', 'gap3', 'after'].map((k) => `${prefix}svc/${k}`))
+    } finally {
+      ac.abort()
+      await loop
+      client.close()
+      await proxy.close()
+    }
+  })
+})
