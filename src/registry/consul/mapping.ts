@@ -113,7 +113,11 @@ function aggregateStatus(checks: unknown): InstanceStatus | 'critical' | { probl
   return worst
 }
 
-/** `Service.Address || Node.Address` (CONSUL.md §2.2), or the requested tagged address. */
+/**
+ * `Service.Address || Node.Address` (CONSUL.md §2.2). A tagged kind follows the agent's own WAN
+ * translation order (hashicorp/consul agent/translate_addr.go): the service's tagged address,
+ * else the service's own address, else the node's tagged address, else the node's address.
+ */
 function pickAddress(node: Json, service: Json, kind: ConsulAddressKind): { host: string; port: unknown } | string {
   const port: unknown = service.Port
   if (kind !== 'default') {
@@ -127,14 +131,16 @@ function pickAddress(node: Json, service: Json, kind: ConsulAddressKind): { host
       if (typeof host === 'string' && host !== '')
         return { host, port: taggedPort === undefined || taggedPort === 0 ? port : taggedPort }
     }
+  }
+  const serviceAddress = service.Address
+  if (serviceAddress !== undefined && serviceAddress !== null && typeof serviceAddress !== 'string') return 'Service.Address is not a string'
+  if (typeof serviceAddress === 'string' && serviceAddress !== '') return { host: serviceAddress, port }
+  if (kind !== 'default') {
     const nodeTagged = node.TaggedAddresses
     if (isObject(nodeTagged) && typeof nodeTagged[kind] === 'string' && nodeTagged[kind] !== '')
       return { host: nodeTagged[kind], port }
   }
-  const serviceAddress = service.Address
   const nodeAddress = node.Address
-  if (serviceAddress !== undefined && serviceAddress !== null && typeof serviceAddress !== 'string') return 'Service.Address is not a string'
-  if (typeof serviceAddress === 'string' && serviceAddress !== '') return { host: serviceAddress, port }
   if (typeof nodeAddress !== 'string') return 'Service.Address is empty and Node.Address is not a string'
   return { host: nodeAddress, port }
 }

@@ -58,8 +58,9 @@ export interface ConsulRegistryOptions {
   readonly consistency?: ConsulConsistency
   /**
    * Which address to dial: `default` is `Service.Address || Node.Address`; a tagged address kind
-   * (`lan_ipv4`, `wan`, ...) uses the service's tagged address of that kind, then the node's,
-   * then the default.
+   * (`lan_ipv4`, `wan`, ...) uses the service's tagged address of that kind, else
+   * `Service.Address`, else the node's tagged address of that kind, else `Node.Address` (the
+   * order of Consul's own WAN address translation).
    * @defaultValue 'default'
    */
   readonly addressKind?: ConsulAddressKind

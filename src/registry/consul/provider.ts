@@ -3,6 +3,7 @@
  * services with blocking queries on the agent's `/v1/health/service/<name>` and registers the
  * running service with the agent. See docs/consul.md.
  */
+import { setMaxListeners } from 'node:events'
 import { linkedController } from '../../core/abort.js'
 import { Closable } from '../../core/lifecycle.js'
 import { InvalidOptionError } from '../../errors.js'
@@ -36,6 +37,8 @@ export class ConsulRegistry extends Closable implements RegistryProvider {
 
   constructor(options: ConsulRegistryOptions = {}) {
     super('consul registry')
+    // Every watch listens on this signal; hundreds of watches are normal, not a leak.
+    setMaxListeners(0, this.signal)
     this.#options = resolveConsulOptions(options)
     // Nothing connects here: the pools are created by the first request.
     this.#http = new ConsulHttp(this.#options)

@@ -153,11 +153,13 @@ describe('mapHealthEntries', () => {
       const b = mapHealthEntries([entry({ serviceTagged: tagged })], { ...OPTS, addressKind: 'wan' })
       expect(b.instances[0]).toMatchObject({ host: '203.0.113.10', port: 9443 })
     })
-    it('falls back to the node tagged address, then to the default rule', () => {
-      const a = mapHealthEntries([entry()], { ...OPTS, addressKind: 'wan' })
-      expect(a.instances[0]).toMatchObject({ host: '198.51.100.7', port: 7443 })
-      const b = mapHealthEntries([entry({ address: '172.18.0.5' })], { ...OPTS, addressKind: 'lan_ipv6' })
-      expect(b.instances[0]).toMatchObject({ host: '172.18.0.5', port: 7443 })
+    it('then the service address, then the node tagged address, then Node.Address (translate_addr.go order)', () => {
+      const a = mapHealthEntries([entry({ address: '172.18.0.5' })], { ...OPTS, addressKind: 'wan' })
+      expect(a.instances[0]).toMatchObject({ host: '172.18.0.5', port: 7443 })
+      const b = mapHealthEntries([entry()], { ...OPTS, addressKind: 'wan' })
+      expect(b.instances[0]).toMatchObject({ host: '198.51.100.7', port: 7443 })
+      const c = mapHealthEntries([entry()], { ...OPTS, addressKind: 'lan_ipv6' })
+      expect(c.instances[0]).toMatchObject({ host: '10.20.3.17', port: 7443 })
     })
   })
 })
