@@ -1,0 +1,526 @@
+/**
+ * WayfindDispatcher: an undici v7 `Dispatcher` that sends `http://<service>/...` to a picked
+ * instance of the service, keeping the logical `Host` header.
+ *
+ * Why a Dispatcher subclass and not `BalancedPool` or `compose()` over an `Agent`: BalancedPool
+ * is error-penalty WRR with an open recovery bug (undici #4839), and an interceptor over Agent
+ * makes v7 re-encode headers for legacy handlers and offers no way to close one origin's pool
+ * (DISPATCH.md §0, §1.3–1.5). Here membership owns the pools: one bounded `Pool` per instance
+ * origin, closed gracefully when the instance leaves and destroyed after a drain timeout.
+ *
+ * Request path (all synchronous when the service has instances): route (cached per origin) →
+ * `directory.picker(service).pick({ exclude: ejected })` → the instance's pool → a handler
+ * wrapper (`call.ts`) that counts in-flight, samples latency, retries and feeds ejection.
+ */
+import { Agent, Dispatcher, Pool } from 'undici'
+import { DefaultLoadTracker, type CallOutcome } from '../balancer/load-tracker.js'
+import type { PickContext, PickResult } from '../balancer/strategy.js'
+import { linkedController } from '../core/abort.js'
+import type { Clock, TimerHandle } from '../core/clock.js'
+import type { ServiceDirectory } from '../core/directory.js'
+import { ClosedError, InvalidOptionError, NoInstancesError } from '../errors.js'
+import type { ChangeEvent, EventHub, WayfindEvents } from '../events.js'
+import { hostPort, type Instance } from '../instance.js'
+import { isModernHandler, LegacyCall, ModernCall, type Call, type CallHost, type Route } from './call.js'
+import { debug, pickChannel, retryChannel } from './debug.js'
+import { withHost } from './headers.js'
+import { validateDispatcherOptions, type DispatcherOptions, type ResolvedDispatcherOptions } from './options.js'
+import { OutlierDetector } from './outlier.js'
+
+/** Load and health of one instance, as the dispatcher sees it. */
+export interface InstanceStats {
+  readonly key: string
+  readonly id: string
+  readonly host: string
+  readonly port: number
+  readonly weight: number
+  /** Requests sent and not yet ended. */
+  readonly inflight: number
+  /** Peak-EWMA latency estimate now, in ms (the default RTT before any sample). */
+  readonly latencyMs: number
+  readonly consecutiveFailures: number
+  readonly ejected: boolean
+  /** Times ejected recently (the ejection-time multiplier). */
+  readonly ejectCount: number
+  /** Remaining ejection, in ms; 0 when not ejected. */
+  readonly ejectedForMs: number
+}
+
+/** {@link WayfindDispatcher.stats} of one service. */
+export interface ServiceStats {
+  readonly service: string
+  readonly instances: readonly InstanceStats[]
+  readonly ejected: number
+  /** Too few healthy instances: ejections are ignored. */
+  readonly panic: boolean
+}
+
+interface PoolEntry {
+  readonly origin: string
+  readonly hostPort: string
+  readonly pool: Dispatcher
+  readonly services: Set<string>
+  used: boolean
+  retired: boolean
+}
+
+interface Target {
+  readonly instance: Instance
+  readonly protocol: string
+  readonly origin: string
+  readonly slot: number
+  readonly pool: PoolEntry
+}
+
+const MAX_ROUTES = 1024
+
+/** True for a single-label host name that is not `localhost` (and therefore not an IP). */
+export function defaultRoute(hostname: string): string | undefined {
+  if (hostname === '' || hostname === 'localhost' || hostname.includes('.') || hostname.includes(':')) return undefined
+  return hostname
+}
+
+/**
+ * The load-balancing dispatcher. Hand it to `fetch(url, { dispatcher })`, `undici.request` or
+ * `stream`; it never installs itself globally.
+ */
+export class WayfindDispatcher extends Dispatcher {
+  readonly #directory: ServiceDirectory
+  readonly #options: ResolvedDispatcherOptions
+  readonly #load: DefaultLoadTracker
+  readonly #clock: Clock
+  readonly #outlier: OutlierDetector | undefined
+  readonly #fallback: Dispatcher
+  readonly #ownFallback: boolean
+  readonly #routeFn: (hostname: string) => string | undefined
+  readonly #routes = new Map<string, Route | null>()
+  readonly #targets = new Map<string, Target>()
+  readonly #pools = new Map<string, PoolEntry>()
+  readonly #retiring = new Set<Dispatcher>()
+  readonly #waiting = new Set<Call>()
+  readonly #controller = new AbortController()
+  readonly #host: CallHost
+  readonly #offChange: () => void
+  #idleTimer: TimerHandle | undefined
+  #closing: Promise<void> | undefined
+  #destroyed = false
+  /** Every pool open or draining when close()/destroy() started. */
+  #shutdownPools: Dispatcher[] = []
+
+  constructor(
+    directory: ServiceDirectory,
+    options: DispatcherOptions | ResolvedDispatcherOptions = {},
+    hub?: EventHub<WayfindEvents>,
+  ) {
+    super()
+    const o = validateDispatcherOptions(options)
+    if (!(directory.load instanceof DefaultLoadTracker))
+      throw new InvalidOptionError('load', directory.load, 'The service directory must use a DefaultLoadTracker.')
+    this.#directory = directory
+    this.#options = o
+    this.#load = directory.load
+    this.#clock = directory.clock
+    this.#routeFn = o.route ?? defaultRoute
+    this.#fallback = o.fallback ?? new Agent()
+    this.#ownFallback = o.fallback === undefined
+    const load = this.#load
+    this.#outlier =
+      o.outlier === undefined
+        ? undefined
+        : new OutlierDetector(o.outlier, this.#clock, hub, (_service, key) => { load.resetFailures(key) })
+    this.#host = this.#makeHost()
+    this.#offChange = directory.onChange((e) => { this.#onChange(e) })
+  }
+
+  get closed(): boolean {
+    return this.#closing !== undefined
+  }
+
+  get destroyed(): boolean {
+    return this.#destroyed
+  }
+
+  override dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    if (typeof handler !== 'object' || (handler as unknown) === null) throw new TypeError('handler must be an object')
+    try {
+      if (this.#closing !== undefined) throw new ClosedError('WayfindDispatcher.dispatch')
+      const route = this.#routeOf(opts.origin)
+      if (route === null) return this.#fallback.dispatch(opts, handler)
+      const call = isModernHandler(handler)
+        ? new ModernCall(opts, route, this.#host, handler)
+        : new LegacyCall(opts, route, this.#host, handler)
+      return this.#send(call)
+    } catch (err) {
+      // Dispatcher contract (undici dispatcher-base.js): errors go to the handler, not the caller.
+      const e = err instanceof Error ? err : new Error(String(err))
+      if (typeof handler.onError === 'function') handler.onError(e)
+      else if (typeof handler.onResponseError === 'function') handler.onResponseError(null as unknown as Dispatcher.DispatchController, e)
+      else throw e
+      return false
+    }
+  }
+
+  /**
+   * The dispatcher as an interceptor, for `agent.compose(wf.interceptor())`: service origins
+   * are balanced here, every other origin continues down the chain. Costs more than using the
+   * dispatcher directly: compose wraps legacy handlers (request, fetch) in undici's WrapHandler,
+   * which re-encodes every response header (DISPATCH.md §1.9).
+   */
+  interceptor(): Dispatcher.DispatcherComposeInterceptor {
+    return (dispatch) => (opts, handler) =>
+      this.#routeOf(opts.origin) === null ? dispatch(opts, handler) : this.dispatch(opts, handler)
+  }
+
+  /** Per-instance load and ejection of `service` (starts its watch if not started). */
+  stats(service: string): ServiceStats {
+    const instances = this.#directory.picker(service).instances
+    const now = this.#clock.now()
+    const list = instances.map((i): InstanceStats => {
+      const rec = this.#load.record(i.key)
+      const o = this.#outlier?.info(service, i.key)
+      return {
+        key: i.key,
+        id: i.id,
+        host: i.host,
+        port: i.port,
+        weight: i.weight,
+        inflight: rec.inflight,
+        latencyMs: rec.latencyMs(now),
+        consecutiveFailures: rec.consecutiveFailures,
+        ejected: o?.ejected ?? false,
+        ejectCount: o?.ejectCount ?? 0,
+        ejectedForMs: o?.ejectedForMs ?? 0,
+      }
+    })
+    const ejected = this.#outlier?.ejectedCount(service) ?? 0
+    return {
+      service,
+      instances: list,
+      ejected,
+      panic: ejected > 0 && (this.#outlier?.isPanic(ejected, instances.length) ?? false),
+    }
+  }
+
+  /** Number of open instance pools (retiring ones excluded). */
+  get poolCount(): number {
+    return this.#pools.size
+  }
+
+  /** Graceful: queued requests finish; bounded by `drainTimeoutMs`, then pools are destroyed. */
+  override close(): Promise<void>
+  override close(callback: () => void): void
+  override close(callback?: () => void): Promise<void> | undefined {
+    this.#closing ??= this.#close()
+    if (callback === undefined) return this.#closing
+    this.#closing.then(callback, callback)
+    return undefined
+  }
+
+  /** Aborts every request in flight and closes every pool at once. */
+  override destroy(err: Error | null, callback: () => void): void
+  override destroy(callback: () => void): void
+  override destroy(err?: Error | null): Promise<void>
+  override destroy(a?: Error | null | (() => void), b?: () => void): Promise<void> | undefined {
+    const err = typeof a === 'function' ? null : (a ?? null)
+    const callback = typeof a === 'function' ? a : b
+    const p = this.#destroy(err)
+    if (callback === undefined) return p
+    p.then(callback, callback)
+    return undefined
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close()
+  }
+
+  #routeOf(origin: Dispatcher.DispatchOptions['origin']): Route | null {
+    const key = typeof origin === 'string' ? origin : origin === undefined ? '' : origin.origin
+    let route = this.#routes.get(key)
+    if (route === undefined) {
+      route = this.#computeRoute(key)
+      if (this.#routes.size >= MAX_ROUTES) this.#routes.clear()
+      this.#routes.set(key, route)
+    }
+    return route
+  }
+
+  #computeRoute(origin: string): Route | null {
+    if (origin === '') return null
+    let url: URL
+    try {
+      url = new URL(origin)
+    } catch {
+      return null
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') return null
+    const service = this.#routeFn(url.hostname)
+    if (service === undefined || service === '') return null
+    return { service, host: url.host, protocol: url.protocol }
+  }
+
+  /** Picks for the caller's dispatch and sends; queues when the service has no instance yet. */
+  #send(call: Call): boolean {
+    const result = this.#pick(call, false)
+    if (result.kind === 'pick') return this.#sendTo(call, result.instance)
+    if (result.kind === 'queue') {
+      this.#queue(call)
+      return true
+    }
+    call.fail(result.error)
+    return false
+  }
+
+  /** Sends a retry. False when there is no instance to send it to (the caller then fails). */
+  #resend(call: Call, allowTried: boolean): boolean {
+    const result = this.#pick(call, allowTried)
+    if (result.kind !== 'pick') return false
+    // The return value of a pool's dispatch is backpressure, not failure: ignore it here.
+    this.#sendTo(call, result.instance)
+    return true
+  }
+
+  /** Picks avoiding ejected instances and, for retries, the instances already tried. */
+  #pick(call: Call, allowTried: boolean): PickResult {
+    const service = call.route.service
+    const picker = this.#directory.picker(service)
+    const ejected = this.#outlier?.excludeFor(service, picker.instances.length)
+    if (call.tried === undefined) return picker.pick(ejected === undefined ? undefined : { exclude: ejected })
+    const exclude = new Set(call.tried)
+    if (ejected !== undefined) for (const k of ejected) exclude.add(k)
+    const ctx: PickContext = { exclude }
+    const result = picker.pick(ctx)
+    if (result.kind === 'fail' && allowTried) return picker.pick(ejected === undefined ? undefined : { exclude: ejected })
+    return result
+  }
+
+  #sendTo(call: Call, instance: Instance): boolean {
+    const route = call.route
+    let t = this.#targets.get(instance.key)
+    if (t === undefined || t.instance !== instance || t.pool.retired || t.protocol !== route.protocol)
+      t = this.#target(instance, route)
+    t.pool.used = true
+    // Object.assign rather than spread: measured ~1.0× vs 1.25× CPU per request (DISPATCH.md §5).
+    const opts: Dispatcher.DispatchOptions = Object.assign({}, call.opts)
+    opts.origin = t.origin
+    opts.headers = withHost(call.opts.headers, route.host)
+    call.begin(instance, t.slot)
+    if (pickChannel.hasSubscribers) pickChannel.publish({ service: route.service, instance, attempt: call.attempts })
+    return t.pool.pool.dispatch(opts, call as unknown as Dispatcher.DispatchHandler)
+  }
+
+  #target(instance: Instance, route: Route): Target {
+    const hp = hostPort(instance)
+    const origin = `${route.protocol}//${hp}`
+    let pool = this.#pools.get(origin)
+    if (pool === undefined || pool.retired) {
+      const o = this.#options
+      const poolOptions: Pool.Options = {
+        ...o.pool,
+        connections: o.connections,
+        pipelining: o.pipelining,
+        keepAliveTimeout: o.keepAliveTimeoutMs,
+        connect: { timeout: o.connectTimeoutMs, ...(o.pool.connect as object | undefined) },
+      }
+      const dispatcher = o.poolFactory !== undefined ? o.poolFactory(origin, poolOptions) : new Pool(origin, poolOptions)
+      pool = { origin, hostPort: hp, pool: dispatcher, services: new Set(), used: true, retired: false }
+      this.#pools.set(origin, pool)
+      debug('pool open %s', origin)
+      this.#armIdle()
+    }
+    pool.services.add(route.service)
+    const t: Target = { instance, protocol: route.protocol, origin, slot: this.#load.record(instance.key).slot, pool }
+    this.#targets.set(instance.key, t)
+    return t
+  }
+
+  /** No instance yet: wait for one (bounded by the directory's resolve timeout). */
+  #queue(call: Call): void {
+    // The caller's start callback now, so that its abort signal reaches us while we wait.
+    call.startEarly()
+    if (call.isFinished) return
+    const service = call.route.service
+    const { controller, dispose } = linkedController(this.#controller.signal)
+    call.resendTimer = { clear: () => { controller.abort(call.abortReason ?? new ClosedError('WayfindDispatcher.dispatch')) } }
+    this.#waiting.add(call)
+    const settle = (): void => {
+      dispose()
+      this.#waiting.delete(call)
+      call.resendTimer = undefined
+    }
+    this.#directory
+      .waitForPicker(service, { timeoutMs: this.#directory.resolveTimeoutMs, signal: controller.signal })
+      .then(
+        () => {
+          settle()
+          if (call.isFinished) return
+          if (this.#closing !== undefined) call.fail(new ClosedError('WayfindDispatcher.dispatch'))
+          else if (!this.#resend(call, false)) call.fail(new NoInstancesError(service))
+        },
+        (err: unknown) => {
+          settle()
+          call.fail(err instanceof Error ? err : new NoInstancesError(service, String(err)))
+        },
+      )
+  }
+
+  #makeHost(): CallHost {
+    const o = this.#options
+    const load = this.#load
+    const clock = this.#clock
+    const retry = o.retry
+    const random = o.random
+    return {
+      now: () => clock.now(),
+      startSlot: (slot) => { load.startSlot(slot) },
+      observeSlot: (slot, rtt) => { load.observeSlot(slot, rtt) },
+      endAttempt: (call, instance, slot, outcome) => { this.#endAttempt(call, instance, slot, outcome) },
+      resend: (call, allowTried) => {
+        if (this.#closing !== undefined) return false
+        if (retryChannel.hasSubscribers)
+          retryChannel.publish({ service: call.route.service, instance: call.instance, attempt: call.attempts + 1, reason: 'before-send', delayMs: 0 })
+        debug('retry %s at once (not sent to %s)', call.route.service, call.instance?.key)
+        return this.#resend(call, allowTried)
+      },
+      resendLater: (call, delayMs, reason) => {
+        if (this.#closing !== undefined) {
+          call.fail(new ClosedError('WayfindDispatcher.dispatch'))
+          return
+        }
+        if (retryChannel.hasSubscribers)
+          retryChannel.publish({ service: call.route.service, instance: call.instance, attempt: call.attempts + 1, reason, delayMs })
+        debug('retry %s in %d ms after %s from %s', call.route.service, delayMs, reason, call.instance?.key)
+        this.#waiting.add(call)
+        call.resendTimer = clock.setTimeout(() => {
+          this.#waiting.delete(call)
+          call.resendTimer = undefined
+          if (call.isFinished) return
+          if (this.#closing !== undefined) call.fail(new ClosedError('WayfindDispatcher.dispatch'))
+          else if (!this.#resend(call, true))
+            call.fail(new NoInstancesError(call.route.service, `no instance left to retry on after ${reason}`))
+        }, delayMs)
+      },
+      cancelResend: (call) => {
+        call.resendTimer?.clear()
+        call.resendTimer = undefined
+        this.#waiting.delete(call)
+      },
+      connectRetries: retry?.connectRetries ?? 0,
+      sentRetries: retry?.sentRetries ?? 0,
+      statusCodes: retry?.statusCodes,
+      retryAfterMaxMs: retry?.retryAfterMaxMs ?? 0,
+      backoffMs: (n) => {
+        // Jittered exponential: a random point in the upper half of the current ceiling.
+        const ceiling = Math.min(retry?.backoffMaxMs ?? 0, (retry?.backoffInitialMs ?? 0) * 2 ** Math.max(0, n - 1))
+        return Math.round(ceiling / 2 + (random() * ceiling) / 2)
+      },
+    }
+  }
+
+  #endAttempt(call: Call, instance: Instance, slot: number, outcome: CallOutcome): void {
+    this.#load.endSlot(slot, outcome)
+    const outlier = this.#outlier
+    if (outcome !== 'failure' || outlier === undefined || this.#closing !== undefined) return
+    const failures = this.#load.failuresOf(slot)
+    if (failures < (this.#options.outlier?.consecutiveFailures ?? Infinity)) return
+    if (!this.#targets.has(instance.key)) return // already left its service
+    const service = call.route.service
+    outlier.reportFailure(service, instance, failures, this.#directory.picker(service).instances.length)
+  }
+
+  #onChange(e: ChangeEvent): void {
+    if (this.#closing !== undefined) return
+    if (e.removed.length === 0 && e.updated.length === 0) return
+    for (const i of e.removed) {
+      this.#targets.delete(i.key)
+      this.#outlier?.remove(e.service, i.key)
+      this.#load.delete(i.key)
+    }
+    for (const i of e.updated) this.#targets.delete(i.key)
+    const live = new Set(e.instances.map((i) => hostPort(i)))
+    for (const entry of [...this.#pools.values()]) {
+      if (!entry.services.has(e.service) || live.has(entry.hostPort)) continue
+      entry.services.delete(e.service)
+      if (entry.services.size === 0) this.#retire(entry, 'removed')
+    }
+  }
+
+  /** Graceful close of a pool (running requests finish), destroyed after the drain timeout. */
+  #retire(entry: PoolEntry, why: string): void {
+    if (entry.retired) return
+    entry.retired = true
+    if (this.#pools.get(entry.origin) === entry) this.#pools.delete(entry.origin)
+    const pool = entry.pool
+    this.#retiring.add(pool)
+    debug('pool close %s (%s)', entry.origin, why)
+    const timer = this.#clock.setTimeout(() => {
+      debug('pool destroy %s after drain timeout', entry.origin)
+      pool.destroy().catch(noop)
+    }, this.#options.drainTimeoutMs)
+    pool.close().then(
+      () => {
+        timer.clear()
+        this.#retiring.delete(pool)
+      },
+      () => {
+        timer.clear()
+        this.#retiring.delete(pool)
+      },
+    )
+  }
+
+  /** Idle pools: a pool not used for a whole interval is retired (sockets closed, reopened on demand). */
+  #armIdle(): void {
+    if (this.#idleTimer !== undefined || this.#closing !== undefined) return
+    this.#idleTimer = this.#clock.setTimeout(() => {
+      this.#idleTimer = undefined
+      for (const entry of [...this.#pools.values()]) {
+        if (entry.used) entry.used = false
+        else this.#retire(entry, 'idle')
+      }
+      if (this.#pools.size > 0) this.#armIdle()
+    }, this.#options.idleTimeoutMs)
+  }
+
+  #shutdownState(err: Error): Dispatcher[] {
+    this.#offChange()
+    this.#controller.abort(err)
+    for (const call of [...this.#waiting]) {
+      this.#host.cancelResend(call)
+      call.fail(err)
+    }
+    this.#idleTimer?.clear()
+    this.#idleTimer = undefined
+    this.#outlier?.close()
+    const pools = [...this.#pools.values()].map((e) => e.pool)
+    for (const e of this.#pools.values()) e.retired = true
+    this.#pools.clear()
+    this.#targets.clear()
+    this.#shutdownPools = [...pools, ...this.#retiring]
+    return this.#shutdownPools
+  }
+
+  async #close(): Promise<void> {
+    const pools = this.#shutdownState(new ClosedError('WayfindDispatcher.dispatch'))
+    const all = this.#ownFallback ? [...pools, this.#fallback] : pools
+    let timer: TimerHandle | undefined
+    const bounded = new Promise<void>((resolve) => {
+      timer = this.#clock.setTimeout(() => {
+        debug('close: drain timeout, destroying %d pools', all.length)
+        Promise.allSettled(all.map((p) => p.destroy())).then(() => { resolve() }, noop)
+      }, this.#options.drainTimeoutMs)
+    })
+    await Promise.race([Promise.allSettled(all.map((p) => p.close())), bounded])
+    timer?.clear()
+  }
+
+  async #destroy(err: Error | null): Promise<void> {
+    this.#destroyed = true
+    const reason = err ?? new ClosedError('WayfindDispatcher.destroy')
+    const pools = this.#closing === undefined ? this.#shutdownState(reason) : [...this.#shutdownPools, ...this.#retiring]
+    this.#closing ??= Promise.resolve()
+    const all = this.#ownFallback ? [...pools, this.#fallback] : pools
+    await Promise.allSettled(all.map((p) => p.destroy(err)))
+  }
+}
+
+function noop(): void {}
