@@ -1,0 +1,114 @@
+/**
+ * etcd change → `change` event latency, next to the floor: a raw etcd3 prefix watcher on the
+ * same puts, in the same process and the same run (ETCD.md §3.3, §6 "Benchmark").
+ *
+ * A writer process (its own etcd3 client) puts the instance's registration with a new `meta.seq`
+ * and the wall-clock stamp; wayfind sees an `updated` instance, the raw watcher a 'put'.
+ */
+import { Etcd3 } from 'etcd3'
+import { createWayfind, etcd } from '../src/index.js'
+import { HelperProcess } from './lib/child.js'
+import { startEtcd } from './lib/etcd.js'
+import { latencyLoop, observer, roundRatio } from './lib/latency.js'
+import { check, ms, note, printTable, writeResults, x, type BenchOptions, type BenchOutcome } from './lib/report.js'
+import { summarize } from './lib/stats.js'
+import { cdfSvg } from './lib/svg.js'
+
+const SERVICE = 'bench-latency'
+const PREFIX = `/services/${SERVICE}/`
+
+export async function run({ quick }: BenchOptions): Promise<BenchOutcome> {
+  const server = await startEtcd()
+  let writer: HelperProcess | undefined
+  const raw = new Etcd3({ hosts: server.host })
+  const wf = createWayfind({ registry: etcd({ hosts: [server.host] }) })
+  try {
+    writer = (await HelperProcess.start(new URL('./lib/etcd-writer.ts', import.meta.url).pathname, [server.host])).helper
+    const w = writer
+    const { see, run: loop } = latencyLoop()
+    const obsWayfind = observer('wayfind change event')
+    const obsRaw = observer('raw etcd3 watcher')
+
+    // Both watchers exist before the first put; both are warmed up by the warm-up puts.
+    const watcher = await raw.watch().prefix(PREFIX).create()
+    watcher.on('error', () => undefined)
+    watcher.on('put', (kv) => {
+      const seq = seqOf(kv.value.toString('utf8'))
+      if (seq !== undefined) see(obsRaw, seq)
+    })
+    wf.events.on('change', (e) => {
+      for (const i of e.updated.length > 0 ? e.updated : e.added) {
+        const seq = Number(i.meta.seq)
+        if (Number.isInteger(seq)) see(obsWayfind, seq)
+      }
+    })
+    await w.request({ type: 'put', key: `${PREFIX}a`, service: SERVICE, instanceId: 'a', port: 9000, seq: 0 })
+    await wf.resolve(SERVICE, { timeoutMs: 10_000 })
+
+    const rounds = quick ? 2 : 5
+    const perRound = quick ? 50 : 400
+    const result = await loop({
+      observers: [obsWayfind, obsRaw],
+      change: async (seq) => {
+        const r = await w.request({ type: 'put', key: `${PREFIX}a`, service: SERVICE, instanceId: 'a', port: 9000, seq })
+        return { ts: r.ts as number, ackMs: r.ackMs as number }
+      },
+      warmup: quick ? 20 : 200,
+      rounds,
+      perRound,
+      deadlineMs: 5_000,
+    })
+    await watcher.cancel()
+
+    const sW = summarize(result.samples[obsWayfind.label] ?? [])
+    const sR = summarize(result.samples[obsRaw.label] ?? [])
+    const sA = summarize(result.ackMs)
+    const p50 = roundRatio(result, obsWayfind.label, obsRaw.label, 'p50')
+    const p90 = roundRatio(result, obsWayfind.label, obsRaw.label, 'p90')
+    const p99 = roundRatio(result, obsWayfind.label, obsRaw.label, 'p99')
+    printTable(
+      `etcd put → event latency (${sW.count} puts, ${rounds} rounds, writer in another process)`,
+      ['observer', 'p50', 'p90', 'p99', 'max'],
+      [
+        [obsWayfind.label, ms(sW.p50), ms(sW.p90), ms(sW.p99), ms(sW.max)],
+        [obsRaw.label, ms(sR.p50), ms(sR.p90), ms(sR.p99), ms(sR.max)],
+        ['put RPC ack (writer)', ms(sA.p50), ms(sA.p90), ms(sA.p99), ms(sA.max)],
+        ['ratio wayfind / raw (median of rounds)', x(p50), x(p90), x(p99), '-'],
+      ],
+    )
+    if (result.missed > 0) note(`  ${result.missed} puts were not seen by every watcher within 5 s`)
+    writeResults(
+      'latency-etcd',
+      { summaries: { wayfind: sW, raw: sR, putAck: sA }, ratios: { p50, p90, p99 }, rounds: result.rounds, missed: result.missed, samples: result.samples },
+      {
+        'latency-etcd.svg': cdfSvg('etcd: put → event latency (CDF)', 'ms after the put was sent', [
+          { label: obsWayfind.label, samples: result.samples[obsWayfind.label] ?? [] },
+          { label: obsRaw.label, samples: result.samples[obsRaw.label] ?? [] },
+        ]),
+      },
+    )
+    return {
+      name: 'latency-etcd',
+      checks: [
+        check('etcd change→event p50 vs raw watcher', p50, '<=', 1.1),
+        check('etcd change→event p99 vs raw watcher', p99, '<=', 1.25),
+        check('etcd changes missed', result.missed, '<=', 0, ''),
+      ],
+    }
+  } finally {
+    await wf.close()
+    raw.close()
+    await writer?.stop()
+    await server.remove()
+  }
+}
+
+function seqOf(value: string): number | undefined {
+  try {
+    const v = JSON.parse(value) as { meta?: { seq?: string } }
+    const seq = Number(v.meta?.seq)
+    return Number.isInteger(seq) ? seq : undefined
+  } catch {
+    return undefined
+  }
+}

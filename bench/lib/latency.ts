@@ -1,0 +1,122 @@
+/**
+ * The change → event latency loop shared by the etcd and Consul benchmarks. Closed loop: one
+ * change in flight at a time; the next one goes out when every watcher has seen the current one
+ * (or a deadline passed, which counts as a miss). Each watcher records, per change sequence
+ * number, the wall-clock time at which it saw the change; latency = seen − stamp, where the
+ * stamp was taken by the writer process just before it made the change.
+ */
+import { median, ratio, summarize, type Summary } from './stats.js'
+
+/** One observer of the registry: calls `seen(seq)` when it observes change `seq`. */
+export interface Observer {
+  readonly label: string
+  /** seq → wall-clock ms at which the observer saw it. */
+  readonly seen: Map<number, number>
+}
+
+export function observer(label: string): Observer {
+  return { label, seen: new Map() }
+}
+
+export interface LatencyRun {
+  readonly labels: readonly string[]
+  /** label → latencies (ms) of the measured changes, in order. */
+  readonly samples: Record<string, number[]>
+  /** label → per-round summaries. */
+  readonly rounds: Record<string, Summary[]>
+  /** Changes some observer missed within the deadline. */
+  readonly missed: number
+  /** Writer-side acknowledgement times (ms), when the writer reports them. */
+  readonly ackMs: number[]
+}
+
+export interface LatencyLoopOptions {
+  readonly observers: readonly Observer[]
+  /** Makes change `seq`; resolves with its wall-clock stamp (and ack time when known). */
+  readonly change: (seq: number) => Promise<{ ts: number; ackMs?: number }>
+  readonly warmup: number
+  readonly rounds: number
+  readonly perRound: number
+  /** Deadline for every observer to see one change. */
+  readonly deadlineMs: number
+  /** Optional pause between changes (e.g. to stay below a rate limit); default none. */
+  readonly gapMs?: number
+  /** Called after each change (progress). */
+  readonly onProgress?: (done: number, total: number) => void
+}
+
+/** Resolves once every observer has seen `seq`, or after `deadlineMs` (false). */
+function allSeen(observers: readonly Observer[], seq: number, deadlineMs: number, wake: { fn: (() => void) | undefined }): Promise<boolean> {
+  const done = (): boolean => observers.every((o) => o.seen.has(seq))
+  if (done()) return Promise.resolve(true)
+  return new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => {
+      wake.fn = undefined
+      resolve(false)
+    }, deadlineMs)
+    wake.fn = () => {
+      if (!done()) return
+      clearTimeout(timer)
+      wake.fn = undefined
+      resolve(true)
+    }
+  })
+}
+
+/**
+ * Returns the function observers call when they see `seq` (records the time and wakes the loop),
+ * and the loop itself.
+ */
+export function latencyLoop(): {
+  see: (o: Observer, seq: number) => void
+  run: (options: LatencyLoopOptions) => Promise<LatencyRun>
+} {
+  const wake: { fn: (() => void) | undefined } = { fn: undefined }
+  const see = (o: Observer, seq: number): void => {
+    if (!o.seen.has(seq)) o.seen.set(seq, performance.timeOrigin + performance.now())
+    wake.fn?.()
+  }
+  const run = async (opt: LatencyLoopOptions): Promise<LatencyRun> => {
+    const labels = opt.observers.map((o) => o.label)
+    const samples: Record<string, number[]> = Object.fromEntries(labels.map((l) => [l, []]))
+    const rounds: Record<string, Summary[]> = Object.fromEntries(labels.map((l) => [l, []]))
+    const ackMs: number[] = []
+    let missed = 0
+    const total = opt.warmup + opt.rounds * opt.perRound
+    let seq = 0
+    for (let r = -1; r < opt.rounds; r++) {
+      const n = r < 0 ? opt.warmup : opt.perRound
+      const roundSamples: Record<string, number[]> = Object.fromEntries(labels.map((l) => [l, []]))
+      for (let i = 0; i < n; i++) {
+        seq++
+        const { ts, ackMs: ack } = await opt.change(seq)
+        const ok = await allSeen(opt.observers, seq, opt.deadlineMs, wake)
+        opt.onProgress?.(seq, total)
+        if (r < 0) continue
+        if (!ok) {
+          missed++
+          continue
+        }
+        if (ack !== undefined) ackMs.push(ack)
+        for (const o of opt.observers) {
+          const lat = (o.seen.get(seq) ?? Number.NaN) - ts
+          samples[o.label]?.push(lat)
+          roundSamples[o.label]?.push(lat)
+        }
+        if (opt.gapMs !== undefined && opt.gapMs > 0) await new Promise((res) => setTimeout(res, opt.gapMs))
+      }
+      if (r >= 0) for (const l of labels) rounds[l]?.push(summarize(roundSamples[l] ?? []))
+    }
+    return { labels, samples, rounds, missed, ackMs }
+  }
+  return { see, run }
+}
+
+/** Median over rounds of (a's percentile / b's percentile): a ratio from the same run. */
+export function roundRatio(run: LatencyRun, a: string, b: string, key: 'p50' | 'p90' | 'p99'): number {
+  const ra = run.rounds[a] ?? []
+  const rb = run.rounds[b] ?? []
+  const ratios: number[] = []
+  for (let i = 0; i < Math.min(ra.length, rb.length); i++) ratios.push(ratio(ra[i]?.[key] ?? Number.NaN, rb[i]?.[key] ?? Number.NaN))
+  return Math.round(median(ratios) * 100) / 100
+}
