@@ -58,8 +58,13 @@ export class ConsulHttp {
   readonly #agentConnections: number
   #watchPool: Pool | undefined
   #agentPool: Pool | undefined
+  /** HTTPS with HTTP/2 allowed: a one-connection pool that learns the protocol, and keeps everything if it is h2. */
+  #h2Pool: Pool | undefined
+  /** ALPN result of the last TLS handshake. */
+  #alpn: Protocol
+  /** What requests are routed by; set once a request has completed over a known protocol. */
   #protocol: Protocol
-  /** While the protocol is unknown over TLS, the first request goes alone and the others wait here. */
+  /** While the protocol is unknown, the first request goes alone and the others wait here. */
   #probe: Promise<void> | undefined
   #open = 0
   #peak = 0
@@ -72,6 +77,7 @@ export class ConsulHttp {
     this.#agentConnections = options.maxConnections >= 16 ? 4 : 1
     this.#watchConnections = options.maxConnections - this.#agentConnections
     this.#protocol = options.https && options.http2 ? 'unknown' : 'http1'
+    this.#alpn = this.#protocol
   }
 
   get protocol(): Protocol {
@@ -104,31 +110,48 @@ export class ConsulHttp {
     while (this.#protocol === 'unknown' && this.#probe !== undefined) {
       await waitOrAbort(this.#probe, req.signal)
     }
-    if (this.#protocol === 'unknown') {
-      let done!: () => void
-      this.#probe = new Promise<void>((resolve) => { done = resolve })
-      try {
-        return await this.#send(this.#pool('watch'), req)
-      } finally {
-        this.#probe = undefined
-        done()
-      }
+    if (this.#protocol !== 'unknown') return this.#send(this.#pool(req.lane), req)
+    let done!: () => void
+    this.#probe = new Promise<void>((resolve) => { done = resolve })
+    try {
+      this.#h2Pool ??= this.#createPool(1)
+      return await this.#send(this.#h2Pool, req)
+    } finally {
+      // Route by protocol only after a request completed: undici sets up the HTTP/2 session
+      // after the handshake, and requests sent in between would each open a connection.
+      if (this.#alpn !== 'unknown' && !this.#closed) this.#settleProtocol(this.#alpn)
+      this.#probe = undefined
+      done()
     }
-    return this.#send(this.#pool(req.lane), req)
   }
 
-  /** Destroys both pools; in-flight requests fail (their signals have aborted already). */
+  /** Destroys every pool; in-flight requests fail (their signals have aborted already). */
   async close(): Promise<void> {
     this.#closed = true
-    const pools = [this.#watchPool, this.#agentPool]
+    const pools = [this.#watchPool, this.#agentPool, this.#h2Pool]
     this.#watchPool = undefined
     this.#agentPool = undefined
+    this.#h2Pool = undefined
     await Promise.all(pools.map(async (p) => { await p?.destroy().catch(() => undefined) }))
+  }
+
+  #settleProtocol(protocol: Protocol): void {
+    this.#protocol = protocol
+    if (protocol === 'http1' && this.#h2Pool !== undefined) {
+      // The agent declined h2: HTTP/1.1 needs the bounded pools; the probe's connection goes.
+      const probe = this.#h2Pool
+      this.#h2Pool = undefined
+      void probe.close().catch(() => undefined)
+    }
+    for (const l of this.#protocolListeners) l(protocol)
   }
 
   #pool(lane: Lane): Pool {
     if (this.#closed) throw new RegistryUnavailableError('The Consul registry is closed', { retryable: false })
-    if (lane === 'agent' && this.#protocol === 'http1') return (this.#agentPool ??= this.#createPool(this.#agentConnections))
+    // One connection, many streams: Pool({ connections: 1 }) never opens a second one, even
+    // while it reconnects.
+    if (this.#protocol === 'h2') return (this.#h2Pool ??= this.#createPool(1))
+    if (lane === 'agent') return (this.#agentPool ??= this.#createPool(this.#agentConnections))
     return (this.#watchPool ??= this.#createPool(this.#watchConnections))
   }
 
@@ -162,10 +185,7 @@ export class ConsulHttp {
     this.#open++
     this.#peak = Math.max(this.#peak, this.#open)
     socket.once('close', () => { this.#open-- })
-    if (this.#protocol === 'unknown') {
-      this.#protocol = (socket as TLSSocket).alpnProtocol === 'h2' ? 'h2' : 'http1'
-      for (const l of this.#protocolListeners) l(this.#protocol)
-    }
+    if (this.#options.https && this.#options.http2) this.#alpn = (socket as TLSSocket).alpnProtocol === 'h2' ? 'h2' : 'http1'
   }
 
   async #send(pool: Dispatcher, req: ConsulRequest): Promise<ConsulResponse> {

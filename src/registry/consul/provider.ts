@@ -71,8 +71,10 @@ export class ConsulRegistry extends Closable implements RegistryProvider {
       return
     }
     this.#watches++
+    this.#gate.join()
     controller.signal.addEventListener('abort', () => {
       this.#watches--
+      this.#gate.leave()
       dispose()
     }, { once: true })
     new ConsulServiceWatch(service, listener, controller.signal, {

@@ -44,6 +44,8 @@ export class SlotGate {
   readonly #clock: Clock
   readonly #holders = new Set<Holder>()
   readonly #waiters: Waiter[] = []
+  /** Watches that will want a slot (running, rate-limited or backing off included). */
+  #watchers = 0
 
   constructor(capacity: number, rotationMs: number, clock: Clock = systemClock) {
     this.#capacity = capacity
@@ -66,6 +68,19 @@ export class SlotGate {
     return this.#holders.size
   }
 
+  /**
+   * Counts a watch in the demand (and {@link SlotGate.leave} uncounts it). Knowing the demand
+   * before the watches queue lets the first polls ask for a fair wait straight away instead of
+   * being made to yield (which costs a connection over HTTP/1.1).
+   */
+  join(): void {
+    this.#watchers++
+  }
+
+  leave(): void {
+    this.#watchers = Math.max(0, this.#watchers - 1)
+  }
+
   /** Watches queued for a slot. */
   get queued(): number {
     return this.#waiters.length
@@ -76,7 +91,7 @@ export class SlotGate {
    * while oversubscribed, so that the queue turns over about every `rotationMs`.
    */
   fairWaitMs(waitMs: number): number {
-    const demand = this.#holders.size + this.#waiters.length
+    const demand = Math.max(this.#watchers, this.#holders.size + this.#waiters.length)
     if (demand <= this.#capacity) return waitMs
     const fair = Math.floor((this.#rotationMs * this.#capacity) / demand)
     return Math.min(waitMs, Math.max(MIN_FAIR_WAIT_MS, fair))

@@ -56,6 +56,14 @@ describe('SlotGate', () => {
     for (const s of slots) s.release()
   })
 
+  it('counts joined watches in the demand before they queue', () => {
+    const gate = new SlotGate(4, 10_000, new FakeClock())
+    for (let i = 0; i < 40; i++) gate.join()
+    expect(gate.fairWaitMs(300_000)).toBe(1_000)
+    for (let i = 0; i < 36; i++) gate.leave()
+    expect(gate.fairWaitMs(300_000)).toBe(300_000)
+  })
+
   it('asks a long poll started before the gate filled to yield once it had its fair share', async () => {
     const clock = new FakeClock()
     const gate = new SlotGate(1, 10_000, clock)

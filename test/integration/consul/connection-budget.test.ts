@@ -1,0 +1,93 @@
+/**
+ * Consul allows 200 connections per client IP and every blocking query holds one (CONSUL.md
+ * §3.4). 300 watched services must fit a budget of 64 connections over HTTP/1.1 without any
+ * watch starving, and share a single connection over HTTP/2.
+ */
+import { setMaxListeners } from 'node:events'
+import { afterEach, describe, expect, it } from 'vitest'
+import { consul, type ConsulRegistry } from '../../../src/registry/consul/provider.js'
+import type { ServiceSnapshot } from '../../../src/registry/provider.js'
+import { makeTestCerts, type TestCerts } from '../../support/certs.js'
+import { startConsulServer, type ConsulTestServer } from '../../support/consul-server/index.js'
+import { withDeadline } from '../../support/wait.js'
+
+const SERVICES = 300
+
+let server: ConsulTestServer | undefined
+let registry: ConsulRegistry | undefined
+let certs: TestCerts | undefined
+const stop = new AbortController()
+setMaxListeners(0, stop.signal)
+
+afterEach(async () => {
+  await registry?.close()
+  await server?.close()
+  certs?.remove()
+})
+
+/** Watches every service; resolves a function that waits until each one's latest snapshot satisfies `predicate`. */
+function watchAll(reg: ConsulRegistry, names: string[]): (predicate: (s: ServiceSnapshot) => boolean, timeoutMs: number, what: string) => Promise<void> {
+  const latest = new Map<string, ServiceSnapshot>()
+  let poke = (): void => {}
+  for (const name of names)
+    reg.watch(name, {
+      onSnapshot: (s) => {
+        latest.set(name, s)
+        poke()
+      },
+      onError: () => {},
+    }, { signal: stop.signal })
+  return (predicate, timeoutMs, what) =>
+    withDeadline(
+      new Promise<void>((resolve) => {
+        const check = (): void => {
+          if (names.every((n) => { const s = latest.get(n); return s !== undefined && predicate(s) })) resolve()
+        }
+        poke = check
+        check()
+      }),
+      timeoutMs,
+      what,
+    )
+}
+
+function populate(s: ConsulTestServer): string[] {
+  s.addNode('node-2', { address: '10.0.0.2' })
+  const names = Array.from({ length: SERVICES }, (_, i) => `svc-${i}`)
+  for (const name of names) s.registerService({ node: 'node-2', name, id: `${name}-a`, port: 8000 })
+  return names
+}
+
+describe('consul connection budget', () => {
+  it(`watches ${SERVICES} services within 64 connections over HTTP/1.1, delivering every change`, async () => {
+    server = await startConsulServer()
+    const names = populate(server)
+    registry = consul({ url: server.url, maxConnections: 64, rotationMs: 2_000 })
+    const all = watchAll(registry, names)
+    await all((s) => s.instances.length === 1, 20_000, 'every first snapshot')
+    expect(registry.stats.queuedPolls + registry.stats.activePolls).toBeGreaterThan(0)
+    expect(registry.stats.pollCapacity).toBe(60)
+    // Change every service while most watches are queued: each must still see its change.
+    for (const name of names) server.registerService({ node: 'node-2', name, id: `${name}-b`, port: 8001 })
+    await all((s) => s.instances.length === 2, 30_000, 'every change')
+    expect(server.stats.peakConnections()).toBeLessThanOrEqual(64)
+    expect(server.stats.rejectedConnections()).toBe(0)
+    expect(registry.stats.peakConnections).toBeLessThanOrEqual(64)
+    expect(registry.stats.activePolls).toBeLessThanOrEqual(60)
+  })
+
+  it(`shares one connection for ${SERVICES} watches over HTTP/2`, async () => {
+    certs = makeTestCerts()
+    server = await startConsulServer({ tls: { key: certs.serverKey, cert: certs.serverCert }, http2: true })
+    const names = populate(server)
+    registry = consul({ url: server.url.replace('http:', 'https:'), tls: { ca: certs.ca }, rotationMs: 2_000 })
+    const all = watchAll(registry, names)
+    await all((s) => s.instances.length === 1, 20_000, 'every first snapshot')
+    expect(registry.stats.protocol).toBe('h2')
+    for (const name of names) server.registerService({ node: 'node-2', name, id: `${name}-b`, port: 8001 })
+    await all((s) => s.instances.length === 2, 30_000, 'every change')
+    expect(server.stats.peakConnections()).toBe(1)
+    expect(registry.stats.peakConnections).toBe(1)
+    expect(server.stats.requests.every((r) => r.httpVersion === '2.0')).toBe(true)
+  })
+})
