@@ -34,8 +34,6 @@ export function createEtcdClient(o: NormalizedEtcdOptions): Etcd3 {
       // grpc-js' own reconnect backoff (1 s up to 120 s by default) would otherwise stack on ours.
       'grpc.initial_reconnect_backoff_ms': Math.min(o.retryInitialMs, 1_000),
       'grpc.max_reconnect_backoff_ms': o.retryMaxMs,
-      // Our connections are ours: other etcd3 clients in the process do not share their fate.
-      'grpc.use_local_subchannel_pool': 1,
     },
     // Unary calls only: streams live until we cancel them.
     defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + o.requestTimeoutMs }),

@@ -166,8 +166,8 @@ export async function registerInEtcd(
       onEvents(events) {
         if (events.some((e) => e.type === 'Delete')) kick()
       },
-      onError(error) {
-        debug('%s: watching our key: %s', what, error.message)
+      onError() {
+        // Already in the debug output; the registration's state follows the lease, not this watch.
       },
     },
     signal,
