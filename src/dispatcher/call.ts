@@ -16,6 +16,8 @@
  * methods with a replayable body are retried, on a configured status or a connection reset,
  * after a jittered backoff or `Retry-After`, and only while the caller has seen nothing.
  */
+/* eslint-disable @typescript-eslint/no-deprecated -- the legacy handler API is mirrored on purpose:
+   undici v7 re-encodes every header when a legacy handler is wrapped (DISPATCH.md §1.9). */
 import type { Duplex } from 'node:stream'
 import type { IncomingHttpHeaders } from 'node:http'
 import { errors, type Dispatcher } from 'undici'
@@ -391,8 +393,12 @@ export class ModernCall extends Call implements Handler, Controller {
   onResponseStart(controller: Controller, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
     this.#controller = controller
     if (this.swallowing) return
-    const h = headers
-    if (this.headers(statusCode, () => { const v = h['retry-after']; return Array.isArray(v) ? v[0] : v })) return
+    const retryAfter = (): string | undefined => {
+      const v: unknown = headers['retry-after']
+      if (typeof v === 'string') return v
+      return Array.isArray(v) ? String(v[0]) : undefined
+    }
+    if (this.headers(statusCode, retryAfter)) return
     this.#handler.onResponseStart?.(this, statusCode, headers, statusMessage)
   }
 

@@ -19,7 +19,7 @@ import { linkedController } from '../core/abort.js'
 import type { Clock, TimerHandle } from '../core/clock.js'
 import type { ServiceDirectory } from '../core/directory.js'
 import { ClosedError, InvalidOptionError, NoInstancesError } from '../errors.js'
-import type { ChangeEvent, EventHub, WayfindEvents } from '../events.js'
+import type { ChangeEvent, EventHub } from '../events.js'
 import { hostPort, type Instance } from '../instance.js'
 import { isModernHandler, LegacyCall, ModernCall, type Call, type CallHost, type Route } from './call.js'
 import { debug, pickChannel, retryChannel } from './debug.js'
@@ -110,7 +110,7 @@ export class WayfindDispatcher extends Dispatcher {
   constructor(
     directory: ServiceDirectory,
     options: DispatcherOptions | ResolvedDispatcherOptions = {},
-    hub?: EventHub<WayfindEvents>,
+    hub?: EventHub,
   ) {
     super()
     const o = validateDispatcherOptions(options)
@@ -153,6 +153,7 @@ export class WayfindDispatcher extends Dispatcher {
     } catch (err) {
       // Dispatcher contract (undici dispatcher-base.js): errors go to the handler, not the caller.
       const e = err instanceof Error ? err : new Error(String(err))
+      // eslint-disable-next-line @typescript-eslint/no-deprecated -- legacy handlers only have onError
       if (typeof handler.onError === 'function') handler.onError(e)
       else if (typeof handler.onResponseError === 'function') handler.onResponseError(null as unknown as Dispatcher.DispatchController, e)
       else throw e

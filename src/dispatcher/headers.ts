@@ -24,7 +24,7 @@ export function withHost(headers: Headers, value: string): NonNullable<Headers> 
       return [...(headers as unknown as [string, string][]), ['host', value]] as unknown as NonNullable<Headers>
     }
     for (let i = 0; i < headers.length; i += 2) if (isHost(headers[i])) return headers
-    return [...(headers as string[]), 'host', value]
+    return [...headers, 'host', value]
   }
   if (typeof (headers as Iterable<unknown>)[Symbol.iterator] === 'function') {
     const flat: string[] = []

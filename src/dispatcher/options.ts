@@ -137,10 +137,10 @@ function ms(path: string, v: unknown, dflt: number, min = 1): number {
   return v
 }
 
-function fn<T>(path: string, v: unknown): T | undefined {
+function fn(path: string, v: unknown): ((...args: never[]) => unknown) | undefined {
   if (v === undefined) return undefined
   if (typeof v !== 'function') throw new InvalidOptionError(path, v, 'Use a function.')
-  return v as T
+  return v as (...args: never[]) => unknown
 }
 
 function obj(path: string, v: unknown): Record<string, unknown> | undefined {
@@ -207,19 +207,19 @@ export function validateDispatcherOptions(
     throw new InvalidOptionError('dispatcher.fallback', fallback, 'Use an undici Dispatcher (e.g. new Agent()).')
 
   return {
-    route: fn('dispatcher.route', o.route),
+    route: fn('dispatcher.route', o.route) as ResolvedDispatcherOptions['route'],
     connections: int('dispatcher.connections', o.connections, 32, 1, 10_000),
     pipelining: int('dispatcher.pipelining', o.pipelining, 1, 1, 100),
     keepAliveTimeoutMs: ms('dispatcher.keepAliveTimeoutMs', o.keepAliveTimeoutMs, 4_000),
     connectTimeoutMs: ms('dispatcher.connectTimeoutMs', o.connectTimeoutMs, 10_000),
-    pool: (obj('dispatcher.pool', o.pool) ?? {}) as Omit<Pool.Options, 'connections' | 'pipelining'>,
-    poolFactory: fn('dispatcher.poolFactory', o.poolFactory),
+    pool: obj('dispatcher.pool', o.pool) ?? {},
+    poolFactory: fn('dispatcher.poolFactory', o.poolFactory) as ResolvedDispatcherOptions['poolFactory'],
     fallback: fallback as Dispatcher | undefined,
     drainTimeoutMs: ms('dispatcher.drainTimeoutMs', o.drainTimeoutMs, 30_000, 0),
     idleTimeoutMs: ms('dispatcher.idleTimeoutMs', o.idleTimeoutMs, 60_000),
     retry,
     outlier,
-    random: fn<() => number>('dispatcher.random', o.random) ?? Math.random,
+    random: (fn('dispatcher.random', o.random) as (() => number) | undefined) ?? Math.random,
     resolved: true,
   }
 }

@@ -8,7 +8,7 @@
  * `panic_threshold.rst`). Pickers see ejections as the `exclude` set of a pick.
  */
 import type { Clock, TimerHandle } from '../core/clock.js'
-import type { EventHub, WayfindEvents } from '../events.js'
+import type { EventHub } from '../events.js'
 import type { Instance } from '../instance.js'
 import { debug, ejectChannel } from './debug.js'
 import type { ResolvedOutlierOptions } from './options.js'
@@ -38,7 +38,7 @@ export interface OutlierInfo {
 export class OutlierDetector {
   readonly #options: ResolvedOutlierOptions
   readonly #clock: Clock
-  readonly #hub: EventHub<WayfindEvents> | undefined
+  readonly #hub: EventHub | undefined
   readonly #onReturn: (service: string, key: string) => void
   readonly #services = new Map<string, ServiceOutliers>()
   #ejectedTotal = 0
@@ -48,7 +48,7 @@ export class OutlierDetector {
   constructor(
     options: ResolvedOutlierOptions,
     clock: Clock,
-    hub: EventHub<WayfindEvents> | undefined,
+    hub: EventHub | undefined,
     onReturn: (service: string, key: string) => void,
   ) {
     this.#options = options

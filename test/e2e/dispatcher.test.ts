@@ -5,7 +5,7 @@ import { Writable } from 'node:stream'
 import { WayfindDispatcher } from '../../src/dispatcher/dispatcher.js'
 import type { DispatcherOptions } from '../../src/dispatcher/options.js'
 import { ErrorCode, isWayfindError } from '../../src/errors.js'
-import { createEvents, type WayfindEvents } from '../../src/events.js'
+import { createEvents } from '../../src/events.js'
 import { waitFor, withDeadline } from '../support/wait.js'
 import { deadInstance, FakeDirectory, gate, TestServer } from './dispatcher-support.js'
 
@@ -22,7 +22,7 @@ async function servers(...ids: string[]): Promise<TestServer[]> {
 
 function setup(opts: DispatcherOptions = {}, dirOpts: ConstructorParameters<typeof FakeDirectory>[0] = {}) {
   const dir = new FakeDirectory(dirOpts)
-  const hub = createEvents<WayfindEvents>()
+  const hub = createEvents()
   const d = new WayfindDispatcher(dir, opts, hub)
   cleanup.push(() => d.destroy())
   return { dir, hub, d }
@@ -41,10 +41,10 @@ describe('routing and the Host header', () => {
       undefined,
       { 'x-shape': 'object' },
       ['x-shape', 'flat'],
-      new Map([['x-shape', 'iterable']]) as unknown as Dispatcher.DispatchOptions['headers'],
+      new Map([['x-shape', 'iterable']]),
     ]
     for (const headers of shapes) {
-      const res = await request('http://payments/x', { dispatcher: d, headers })
+      const res = await request('http://payments/x', headers === undefined ? { dispatcher: d } : { dispatcher: d, headers })
       expect(await res.body.text()).toBe('a')
     }
     await (await request('http://payments/x', { dispatcher: d, headers: { Host: 'custom.example' } })).body.text()
@@ -61,10 +61,11 @@ describe('routing and the Host header', () => {
     dir.set('payments', [a!.instance()])
     const r1 = await undiciFetch('http://payments/u', { dispatcher: d })
     expect(await r1.text()).toBe('a')
-    const r2 = await globalThis.fetch('http://payments/g', { dispatcher: d } as RequestInit)
+    // Node 20's bundled fetch (undici 6) accepts a v7 dispatcher (DISPATCH.md §1.1).
+    const r2 = await globalThis.fetch('http://payments/g', { dispatcher: d } as unknown as RequestInit)
     expect(await r2.text()).toBe('a')
     let streamed = ''
-    await stream('http://payments/s', { dispatcher: d, opaque: null }, () =>
+    await stream('http://payments/s', { dispatcher: d, opaque: null, method: 'GET' }, () =>
       new Writable({ write(chunk: Buffer, _e, cb) { streamed += chunk.toString(); cb() } }),
     )
     expect(streamed).toBe('a')
