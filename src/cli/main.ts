@@ -82,6 +82,9 @@ export async function main(argv: readonly string[], io: CommandIo): Promise<numb
 }
 
 async function run(command: Command, argv: readonly string[], help: string, io: CommandIo): Promise<number> {
+  // wayfind unrefs every timer and waits on unref'd sockets between retries, so that a library
+  // never keeps an application alive; a command, though, must live until it is done.
+  const keepAlive = setInterval(() => undefined, 1 << 30)
   try {
     return await command(argv, io)
   } catch (err) {
@@ -94,6 +97,8 @@ async function run(command: Command, argv: readonly string[], help: string, io: 
     if (isWayfindError(err)) io.err(`wayfind: ${err.code}: ${err.message}\n`)
     else io.err(`wayfind: ${err instanceof Error ? err.message : String(err)}\n`)
     return EXIT.FAILURE
+  } finally {
+    clearInterval(keepAlive)
   }
 }
 
