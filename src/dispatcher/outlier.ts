@@ -17,6 +17,8 @@ interface OutlierState {
   instance: Instance
   ejectCount: number
   ejectedUntil: number
+  /** When it last came back (clock ms). */
+  returnedAt: number
   timer: TimerHandle | undefined
 }
 
@@ -104,7 +106,7 @@ export class OutlierDetector {
     if (s.ejected.size >= maxEjected) return false
     let st = s.states.get(instance.key)
     if (st === undefined) {
-      st = { instance, ejectCount: 0, ejectedUntil: 0, timer: undefined }
+      st = { instance, ejectCount: 0, ejectedUntil: 0, returnedAt: 0, timer: undefined }
       s.states.set(instance.key, st)
     }
     st.instance = instance
@@ -147,6 +149,7 @@ export class OutlierDetector {
   #return(service: string, s: ServiceOutliers, st: OutlierState): void {
     if (this.#closed) return
     st.timer = undefined
+    st.returnedAt = this.#clock.now()
     if (!s.ejected.delete(st.instance.key)) return
     this.#ejectedTotal--
     this.#onReturn(service, st.instance.key)
@@ -155,15 +158,20 @@ export class OutlierDetector {
     this.#hub?.emit('uneject', { service, instance: st.instance })
   }
 
-  /** Envoy: every interval, a host that is not ejected has its ejection multiplier decremented. */
+  /**
+   * Envoy (`detector_impl.cc` checkHostForUneject): at each interval, a host that has been back
+   * for at least the base ejection time has its ejection multiplier decremented.
+   */
   #armSweep(): void {
     if (this.#sweep !== undefined || this.#closed) return
     this.#sweep = this.#clock.setTimeout(() => {
       this.#sweep = undefined
       let remaining = 0
+      const now = this.#clock.now()
       for (const [service, s] of this.#services) {
         for (const [key, st] of s.states) {
-          if (st.timer === undefined && --st.ejectCount <= 0) s.states.delete(key)
+          const healthy = st.timer === undefined && now - st.returnedAt >= this.#options.baseEjectionMs
+          if (healthy && --st.ejectCount <= 0) s.states.delete(key)
           else remaining++
         }
         if (s.states.size === 0) this.#services.delete(service)
