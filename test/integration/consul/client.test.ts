@@ -7,7 +7,6 @@ import { fileURLToPath } from 'node:url'
 import { afterEach, describe, expect, it } from 'vitest'
 import { createWayfind, type Wayfind } from '../../../src/client.js'
 import { ErrorCode } from '../../../src/errors.js'
-import type { ChangeEvent, RegistrationEvent } from '../../../src/events.js'
 import { consul } from '../../../src/registry/consul/provider.js'
 import { startConsulServer, type ConsulTestServer } from '../../support/consul-server/index.js'
 import { waitFor, withDeadline } from '../../support/wait.js'
@@ -39,7 +38,7 @@ describe('createWayfind with consul()', () => {
     server.setCheck('node-2', 'service:p1', 'passing', { serviceId: 'p1' })
     const instances = await resolving
     expect(instances.map((i) => `${i.id}@${i.host}:${i.port}`)).toEqual(['p1@10.0.0.2:8080'])
-    const change = waitFor<{ change: ChangeEvent }, 'change'>(wf.events, 'change', (e) => e.service === 'payments')
+    const change = waitFor(wf.events, 'change', (e) => e.service === 'payments')
     server.registerService({ node: 'node-2', name: 'payments', id: 'p2', port: 8081 })
     const e = await change
     expect(e.added.map((i) => i.id)).toEqual(['p2'])
@@ -56,12 +55,12 @@ describe('createWayfind with consul()', () => {
     server = await startConsulServer()
     wf = createWayfind({ registry: consul({ url: server.url }) })
     other = createWayfind({ registry: consul({ url: server.url }) })
-    const registered = waitFor<{ registered: RegistrationEvent }, 'registered'>(wf.events, 'registered')
+    const registered = waitFor(wf.events, 'registered')
     const reg = await wf.register({ name: 'payments', id: 'payments-1', address: '127.0.0.1', port: 8080, check: { ttlMs: 3_000 } })
     expect((await registered).id).toBe('payments-1')
     const found = await other.resolve('payments', { timeoutMs: 5_000 })
     expect(found.map((i) => i.id)).toEqual(['payments-1'])
-    const gone = waitFor<{ change: ChangeEvent }, 'change'>(other.events, 'change', (e) => e.instances.length === 0)
+    const gone = waitFor(other.events, 'change', (e) => e.instances.length === 0)
     await reg.deregister()
     await gone
   })
