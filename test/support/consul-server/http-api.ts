@@ -536,8 +536,19 @@ export class ConsulApi {
   }
 
   #register(q: URLSearchParams, req: ApiRequest, body: string): void {
-    const { service, checks } = parseRegistration(body, this.#cfg.nodeName)
+    // AgentRegisterService order: decode, name, address, resolve the token (403 "ACL not found"),
+    // then weights/meta/check validation, then the service:write permission.
+    let parsed: ReturnType<typeof parseRegistration> | undefined
+    let invalid: unknown
+    try {
+      parsed = parseRegistration(body, this.#cfg.nodeName)
+    } catch (err) {
+      if (!(err instanceof HttpError) || /^(Request decode failed|Missing service name|Invalid service address)/.test(err.message)) throw err
+      invalid = err
+    }
     const authz = this.#authorize(q, req)
+    if (parsed === undefined) throw invalid
+    const { service, checks } = parsed
     for (const c of checks) {
       if (c.Status !== undefined && !['passing', 'warning', 'critical'].includes(c.Status)) {
         throw new HttpError(400, "Status for checks must 'passing', 'warning', 'critical'")

@@ -480,13 +480,15 @@ function rejectOverLimit(socket: net.Socket, secureContext: tls.SecureContext | 
   const deadline = setTimeout(() => { socket.destroy() }, 1_000)
   deadline.unref()
   socket.once('close', () => { clearTimeout(deadline) })
+  // Go writes the bytes and then Close()s at once: no waiting for the client's FIN. (A request the
+  // client already sent stays unread, so the kernel may answer it with a RST, as with Consul.)
   if (secureContext === undefined) {
-    socket.end(TOO_MANY_CONNS_RESPONSE)
+    socket.end(TOO_MANY_CONNS_RESPONSE, () => { socket.destroy() })
     return
   }
   const secure = new tls.TLSSocket(socket, { isServer: true, secureContext })
   secure.on('error', () => { socket.destroy() })
-  secure.once('secure', () => { secure.end(TOO_MANY_CONNS_RESPONSE) })
+  secure.once('secure', () => { secure.end(TOO_MANY_CONNS_RESPONSE, () => { secure.destroy() }) })
 }
 
 function destroyRequestConnection(req: ApiRequest & { socket?: net.Socket | null; stream?: http2.ServerHttp2Stream }): void {
