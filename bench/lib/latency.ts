@@ -120,3 +120,67 @@ export function roundRatio(run: LatencyRun, a: string, b: string, key: 'p50' | '
   for (let i = 0; i < Math.min(ra.length, rb.length); i++) ratios.push(ratio(ra[i]?.[key] ?? Number.NaN, rb[i]?.[key] ?? Number.NaN))
   return Math.round(median(ratios) * 100) / 100
 }
+
+/**
+ * A watcher that can be started and stopped, for solo rounds: `start` subscribes and resolves
+ * once it is watching; it reports each change it sees with `see(seq)`.
+ */
+export interface Contender {
+  readonly label: string
+  start(see: (seq: number) => void): Promise<void>
+  stop(): Promise<void>
+}
+
+export interface SoloOptions {
+  readonly contenders: readonly Contender[]
+  readonly change: (seq: number) => Promise<{ ts: number; ackMs?: number }>
+  /** Unmeasured changes after each start (connections and caches warm up). */
+  readonly warmup: number
+  /** Cycles; each cycle runs every contender alone once, in a shuffled order. */
+  readonly cycles: number
+  readonly perRound: number
+  readonly deadlineMs: number
+  readonly gapMs?: number
+}
+
+/**
+ * Interleaved solo rounds: only one watcher is active at a time, so none waits behind another
+ * (a server answers parked queries one after the other, and a client process handles one socket
+ * at a time). Round i of every contender belongs to the same cycle, close in time, so
+ * {@link roundRatio} compares neighbours.
+ */
+export async function soloRounds(opt: SoloOptions): Promise<LatencyRun> {
+  const labels = opt.contenders.map((c) => c.label)
+  const samples: Record<string, number[]> = Object.fromEntries(labels.map((l) => [l, []]))
+  const rounds: Record<string, Summary[]> = Object.fromEntries(labels.map((l) => [l, []]))
+  let missed = 0
+  let seq = 1_000_000
+  for (let cycle = 0; cycle < opt.cycles; cycle++) {
+    const order = [...opt.contenders].sort(() => Math.random() - 0.5)
+    for (const c of order) {
+      const { see, run } = latencyLoop()
+      const o = observer(c.label)
+      // The loop numbers its changes 1..n; the registry carries base + n, unique across rounds.
+      const base = seq
+      await c.start((s) => { if (s > base) see(o, s - base) })
+      try {
+        const r = await run({
+          observers: [o],
+          change: (s) => opt.change(base + s),
+          warmup: opt.warmup,
+          rounds: 1,
+          perRound: opt.perRound,
+          deadlineMs: opt.deadlineMs,
+          ...(opt.gapMs === undefined ? {} : { gapMs: opt.gapMs }),
+        })
+        seq = base + opt.warmup + opt.perRound + 1
+        missed += r.missed
+        samples[c.label]?.push(...(r.samples[c.label] ?? []))
+        rounds[c.label]?.push(...(r.rounds[c.label] ?? []))
+      } finally {
+        await c.stop()
+      }
+    }
+  }
+  return { labels, samples, rounds, missed, ackMs: [] }
+}
