@@ -58,7 +58,7 @@ async function bareLoop(url: string, onEntries: (entries: unknown) => void, sign
         index = next < index ? 1n : next > 0n ? next : 1n
         onEntries(JSON.parse(text))
       } catch {
-        if (signal.aborted) return
+        // Aborted (the loop condition ends it) or a transient error on loopback: ask again.
       }
     }
   } finally {
