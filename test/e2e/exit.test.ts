@@ -23,11 +23,11 @@ function start(mode: string): Child {
   let out = ''
   let err = ''
   const waiters: { pattern: RegExp; resolve: () => void }[] = []
-  proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+  proc.stdout.setEncoding('utf8').on('data', (chunk: string) => {
     out += chunk
     for (const w of [...waiters]) if (w.pattern.test(out)) w.resolve()
   })
-  proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => (err += chunk))
+  proc.stderr.setEncoding('utf8').on('data', (chunk: string) => (err += chunk))
   const exit = once(proc, 'exit').then(([code, signal]) => ({ code: code as number | null, signal: signal as NodeJS.Signals | null }))
   return {
     proc,
