@@ -61,6 +61,9 @@ export async function registerInEtcd(
   let state: 'registered' | 'degraded' | 'lost' = 'registered'
   // Mutated from event handlers: kept in an object so control-flow narrowing does not lie.
   const run = { running: false, again: false }
+  // The reconciliation in progress, if any: deregister() waits for it so that a put landing
+  // after the revoke cannot leave the key behind.
+  let inflight: Promise<void> | undefined
 
   const report = (next: typeof state, error?: Parameters<RegisterContext['onState']>[1]): void => {
     if (signal.aborted) return
@@ -117,7 +120,7 @@ export async function registerInEtcd(
       return
     }
     run.running = true
-    void (async () => {
+    inflight = (async () => {
       while (!signal.aborted) {
         run.again = false
         try {
@@ -130,12 +133,22 @@ export async function registerInEtcd(
         } catch (err) {
           if (isAborted()) break
           debug('%s: %s', what, errorMessage(err))
-          if (state === 'registered') report('degraded', unavailable(what, err, options.auth?.username))
+          // A put refused for an unknown lease means etcd forgot us (it expired server-side).
+          if (lease?.revoked() === true && state !== 'lost')
+            report('lost', new LeaseLostError(`The etcd lease of ${reg.name}/${reg.id} expired; registering again`, { cause: err }))
+          else if (state === 'registered') report('degraded', unavailable(what, err, options.auth?.username))
           await sleep(backoff.next(), signal).catch(() => undefined)
         }
       }
       run.running = false
     })()
+  }
+
+  /** Our key vanished (deleted by someone, or expired with a lease etcd3 still thinks alive). */
+  const keyGone = (): void => {
+    if (signal.aborted || run.running) return
+    report('lost', new RegistrationError(`The etcd key of ${reg.name}/${reg.id} was deleted; putting it back`, { retryable: true }))
+    kick()
   }
 
   try {
@@ -161,10 +174,10 @@ export async function registerInEtcd(
     { key: keyBuf, end: Buffer.concat([keyBuf, Buffer.from([0])]) },
     {
       onList(kvs) {
-        if (kvs.length === 0) kick()
+        if (kvs.length === 0) keyGone()
       },
       onEvents(events) {
-        if (events.some((e) => e.type === 'Delete')) kick()
+        if (events.some((e) => e.type === 'Delete')) keyGone()
       },
       onError() {
         // Already in the debug output; the registration's state follows the lease, not this watch.
@@ -187,6 +200,7 @@ export async function registerInEtcd(
   return {
     async deregister(bound: AbortSignal): Promise<void> {
       controller.abort()
+      if (inflight !== undefined) await raceSignal(inflight, bound)
       const current = lease
       if (current === undefined) return
       const id = await current.grant().catch(() => undefined)

@@ -91,10 +91,35 @@ describe('etcd registrar', () => {
     const ctx = context()
     try {
       await provider.register(registration('pay-2'), ctx)
+      const registeredAgain = ctx.until('registered')
       await admin.delete().key('/services/pay/pay-2')
-      const back = await eventually(async () => read('/services/pay/pay-2'), { timeoutMs: 10_000, what: 'the key to be put back' })
-      expect(back.value).toMatchObject({ id: 'pay-2' })
-      expect(puts.length).toBeGreaterThanOrEqual(2)
+      await registeredAgain
+      const back = await read('/services/pay/pay-2')
+      expect(back?.value).toMatchObject({ id: 'pay-2' })
+      expect(puts).toHaveLength(2)
+      expect(ctx.states).toEqual(['registered', 'lost', 'registered'])
+      expect(ctx.errors[1]).toMatchObject({ code: ErrorCode.REGISTRATION_FAILED, retryable: true })
+    } finally {
+      ctx.controller.abort()
+      await provider.close()
+    }
+  })
+
+  it('registers again under a new lease when its lease is revoked behind its back', async () => {
+    const puts: string[] = []
+    const provider = EtcdProvider.withHooks({ hosts: server.host }, { onPut: (id) => { puts.push(id) } })
+    const ctx = context()
+    try {
+      await provider.register(registration('pay-6', 3_000), ctx)
+      const registeredAgain = ctx.until('registered')
+      await admin.leaseClient.leaseRevoke({ ID: puts[0]! })
+      await registeredAgain
+      const got = await read('/services/pay/pay-6')
+      expect(got?.lease).toBe(puts.at(-1))
+      expect(got?.lease).not.toBe(puts[0])
+      expect(ctx.states[0]).toBe('registered')
+      expect(ctx.states).toContain('lost')
+      expect(ctx.states.at(-1)).toBe('registered')
     } finally {
       ctx.controller.abort()
       await provider.close()
