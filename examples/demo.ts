@@ -16,8 +16,9 @@ import { fetch } from 'undici'
 import { createWayfind, memoryRegistry, type RegistrationHandle, type Wayfind } from '../src/index.js'
 
 const quiet = process.env.WAYFIND_DEMO_QUIET === '1'
+const t0 = performance.now()
 const say = (line = ''): void => {
-  if (!quiet) process.stdout.write(`${line}\n`)
+  if (!quiet) process.stdout.write(`${process.env.DEMO_TIMING === '1' ? `[${Math.round(performance.now() - t0)}ms] ` : ''}${line}\n`)
 }
 
 interface Greeter {
@@ -118,7 +119,9 @@ async function main(): Promise<void> {
 
   const failed = rrRun.failed + llRun.failed + live.failed + after.failed
   const evenRr = names.every((n) => rrRun.by.get(n) === 100)
-  await Promise.all([rr.close(), ll.close(), host.close()])
+  // Callers first, then the instances' registrations (closing deregisters them).
+  await Promise.all([rr.close(), ll.close()])
+  await host.close()
   await Promise.all(greeters.map((g) => new Promise((resolve) => g.server.close(resolve))))
   const summary = {
     failed,
