@@ -323,6 +323,11 @@ export class WayfindDispatcher extends Dispatcher {
         connect: { timeout: o.connectTimeoutMs, ...(o.pool.connect as object | undefined) },
       }
       const dispatcher = o.poolFactory !== undefined ? o.poolFactory(origin, poolOptions) : new Pool(origin, poolOptions)
+      // Backpressure: dispatch() returns the pool's answer, so relay its 'drain' as undici's
+      // BalancedPool does (pool-base.js).
+      dispatcher.on('drain', (drainOrigin: URL) => {
+        this.emit('drain', drainOrigin)
+      })
       pool = { origin, hostPort: hp, pool: dispatcher, services: new Set(), used: true, retired: false }
       this.#pools.set(origin, pool)
       debug('pool open %s', origin)

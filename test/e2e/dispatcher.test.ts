@@ -276,3 +276,54 @@ describe('outlier ejection', () => {
     expect(st.instances.find((i) => i.id === 'a')).toMatchObject({ ejected: true, ejectCount: 1, inflight: 0 })
   })
 })
+
+describe('lifecycle and observability', () => {
+  it('close() lets an in-flight request finish; destroy() aborts one', async () => {
+    const [a] = await servers('a')
+    const held = gate()
+    a!.behaviour = (_req, res) => { void held.wait.then(() => res.end('done')) }
+    const { dir, d } = setup()
+    dir.set('payments', [a!.instance()])
+    const inFlight = request('http://payments/c', { dispatcher: d })
+    await withDeadline(new Promise<void>((r) => { const t = setInterval(() => { if (a!.seen.length > 0) { clearInterval(t); r() } }, 5) }), 5_000, 'request at a')
+    let closed = false
+    const closing = d.close().then(() => { closed = true })
+    expect(d.closed).toBe(true)
+    held.open()
+    expect(await (await inFlight).body.text()).toBe('done')
+    await withDeadline(closing, 5_000, 'close()')
+    expect(closed).toBe(true)
+
+    const [b] = await servers('b')
+    b!.behaviour = () => { /* never answers */ }
+    const s2 = setup()
+    s2.dir.set('payments', [b!.instance()])
+    const stuck = request('http://payments/d', { dispatcher: s2.d }).then(() => undefined, (e: unknown) => e)
+    await withDeadline(new Promise<void>((r) => { const t = setInterval(() => { if (b!.seen.length > 0) { clearInterval(t); r() } }, 5) }), 5_000, 'request at b')
+    await s2.d.destroy()
+    expect(await withDeadline(stuck, 5_000, 'aborted request')).toBeInstanceOf(Error)
+    expect(inflight(s2.dir, b!.instance().key)).toBe(0)
+  })
+
+  it('publishes wayfind:pick and wayfind:retry on diagnostics_channel', async () => {
+    const diagnostics = await import('node:diagnostics_channel')
+    const [b] = await servers('b')
+    const dead = await deadInstance()
+    const { dir, d } = setup()
+    dir.set('payments', [dead, b!.instance()])
+    const picks: string[] = []
+    const retries: { reason: string; delayMs: number }[] = []
+    const onPick = (m: unknown): void => { picks.push((m as { instance: { id: string } }).instance.id) }
+    const onRetry = (m: unknown): void => { retries.push(m as { reason: string; delayMs: number }) }
+    diagnostics.subscribe('wayfind:pick', onPick)
+    diagnostics.subscribe('wayfind:retry', onRetry)
+    try {
+      await (await request('http://payments/o', { dispatcher: d })).body.text()
+    } finally {
+      diagnostics.unsubscribe('wayfind:pick', onPick)
+      diagnostics.unsubscribe('wayfind:retry', onRetry)
+    }
+    expect(picks).toEqual(['dead', 'b'])
+    expect(retries).toMatchObject([{ reason: 'before-send', delayMs: 0 }])
+  })
+})
