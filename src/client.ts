@@ -119,7 +119,7 @@ class WayfindClient extends Closable implements Wayfind {
       this.assertOpen('resolve')
       checkNonEmptyString('service', service, 'Pass the service name, e.g. "payments".')
     } catch (err) {
-      return Promise.reject(err as Error)
+      return Promise.reject(err)
     }
     return this.#cache.resolve(service, options)
   }

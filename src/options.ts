@@ -113,7 +113,7 @@ export function validateOptions(input: WayfindOptions | undefined): ValidatedOpt
     resolveTimeoutMs:
       o.resolveTimeoutMs === undefined ? DEFAULTS.resolveTimeoutMs : checkDurationMs('resolveTimeoutMs', o.resolveTimeoutMs),
     idleTtlMs: o.idleTtlMs === undefined ? DEFAULTS.idleTtlMs : checkDurationMs('idleTtlMs', o.idleTtlMs, { min: 1_000 }),
-    dispatcher: checkObject('dispatcher', o.dispatcher) as DispatcherOptions,
+    dispatcher: checkObject('dispatcher', o.dispatcher),
     random: random as (() => number) | undefined,
     clock: clock as Clock | undefined,
   }

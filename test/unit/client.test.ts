@@ -136,6 +136,6 @@ describe('client', () => {
     expectTypeOf<Wayfind['register']>().returns.toEqualTypeOf<Promise<RegistrationHandle>>()
     expectTypeOf<ChangeEvent>().toHaveProperty('updated').toEqualTypeOf<readonly Instance[]>()
     expectTypeOf<Instance['status']>().toEqualTypeOf<'passing' | 'warning'>()
-    expectTypeOf<Wayfind>().toMatchTypeOf<AsyncDisposable>()
+    expectTypeOf<Wayfind>().toExtend<AsyncDisposable>()
   })
 })
