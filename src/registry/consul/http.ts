@@ -52,6 +52,9 @@ export interface ConsulHttpStats {
   readonly protocol: Protocol
 }
 
+/** HTTP/2 streams kept for short requests beside the long polls. */
+const H2_SHORT_STREAMS = 32
+
 export class ConsulHttp {
   readonly #options: ResolvedConsulOptions
   readonly #watchConnections: number
@@ -114,7 +117,7 @@ export class ConsulHttp {
     let done!: () => void
     this.#probe = new Promise<void>((resolve) => { done = resolve })
     try {
-      this.#h2Pool ??= this.#createPool(1)
+      this.#h2Pool ??= this.#createPool(1, true)
       return await this.#send(this.#h2Pool, req)
     } finally {
       // Route by protocol only after a request completed: undici sets up the HTTP/2 session
@@ -150,12 +153,12 @@ export class ConsulHttp {
     if (this.#closed) throw new RegistryUnavailableError('The Consul registry is closed', { retryable: false })
     // One connection, many streams: Pool({ connections: 1 }) never opens a second one, even
     // while it reconnects.
-    if (this.#protocol === 'h2') return (this.#h2Pool ??= this.#createPool(1))
+    if (this.#protocol === 'h2') return (this.#h2Pool ??= this.#createPool(1, true))
     if (lane === 'agent') return (this.#agentPool ??= this.#createPool(this.#agentConnections))
     return (this.#watchPool ??= this.#createPool(this.#watchConnections))
   }
 
-  #createPool(connections: number): Pool {
+  #createPool(connections: number, multiplexed = false): Pool {
     const o = this.#options
     const allowH2 = o.https && o.http2
     const connector = buildConnector({
@@ -175,6 +178,11 @@ export class ConsulHttp {
       allowH2,
       // Go's HTTP/2 server allows 250 concurrent streams; we stay under our own cap.
       ...(allowH2 ? { maxConcurrentStreams: o.maxStreams } : {}),
+      // undici's Client runs one request at a time unless told otherwise, HTTP/2 included: the
+      // shared connection needs room for every long poll plus the short requests beside them.
+      // Only this pool gets it, and it only carries concurrent requests once ALPN said h2 (an
+      // HTTP/1.1 connection must never pipeline behind a long poll).
+      ...(multiplexed ? { pipelining: o.maxStreams + H2_SHORT_STREAMS } : {}),
       // Our own timer bounds every request; undici's defaults (300 s) would cut a 5 min wait.
       headersTimeout: 0,
       bodyTimeout: 0,
@@ -212,6 +220,10 @@ export class ConsulHttp {
         path,
         headers,
         ...(body === undefined ? {} : { body }),
+        // Every agent write we send is an idempotent PUT (register is an upsert, pass/deregister
+        // repeat safely). undici holds non-idempotent requests until an HTTP/2 connection is
+        // idle, which with five-minute long polls means a heartbeat would miss its TTL.
+        idempotent: true,
         signal: controller.signal,
       })
       const text = await res.body.text()

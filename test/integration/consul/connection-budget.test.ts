@@ -65,8 +65,9 @@ describe('consul connection budget', () => {
     registry = consul({ url: server.url, maxConnections: 64, rotationMs: 2_000 })
     const all = watchAll(registry, names)
     await all((s) => s.instances.length === 1, 20_000, 'every first snapshot')
-    expect(registry.stats.queuedPolls + registry.stats.activePolls).toBeGreaterThan(0)
     expect(registry.stats.pollCapacity).toBe(60)
+    // Every slot is used at once: 60 long polls parked in parallel, the rest queued.
+    await server.waitForBlockingQueries(60)
     // Change every service while most watches are queued: each must still see its change.
     for (const name of names) server.registerService({ node: 'node-2', name, id: `${name}-b`, port: 8001 })
     await all((s) => s.instances.length === 2, 30_000, 'every change')
@@ -84,6 +85,9 @@ describe('consul connection budget', () => {
     const all = watchAll(registry, names)
     await all((s) => s.instances.length === 1, 20_000, 'every first snapshot')
     expect(registry.stats.protocol).toBe('h2')
+    // Streams really multiplex: 200 long polls parked at once on the one connection.
+    await server.waitForBlockingQueries(200)
+    expect(registry.stats.pollCapacity).toBe(200)
     for (const name of names) server.registerService({ node: 'node-2', name, id: `${name}-b`, port: 8001 })
     await all((s) => s.instances.length === 2, 30_000, 'every change')
     expect(server.stats.peakConnections()).toBe(1)
