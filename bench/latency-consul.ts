@@ -144,7 +144,7 @@ export async function run({ quick }: BenchOptions): Promise<BenchOutcome> {
     const contenders = [wayfindContender(url), bareContender(url), watchContender(url)]
     await helper.request({ type: 'register', service: SERVICE, instanceId: 'a', port: 9000, seq: 0 })
     const cycles = quick ? 2 : 7
-    const perRound = quick ? 15 : 60
+    const perRound = quick ? 10 : 60
     const gapMs = 60
     const result = await soloRounds({
       contenders,
