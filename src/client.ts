@@ -115,13 +115,12 @@ class WayfindClient extends Closable implements Wayfind {
   }
 
   resolve(service: string, options?: ResolveOptions): Promise<readonly Instance[]> {
-    try {
+    // Asynchronous errors only: a promise-returning method never throws synchronously.
+    return Promise.resolve().then(() => {
       this.assertOpen('resolve')
       checkNonEmptyString('service', service, 'Pass the service name, e.g. "payments".')
-    } catch (err) {
-      return Promise.reject(err)
-    }
-    return this.#cache.resolve(service, options)
+      return this.#cache.resolve(service, options)
+    })
   }
 
   instances(service: string): readonly Instance[] {
