@@ -38,6 +38,27 @@ describe('ACL enabled (default deny)', () => {
     expect((await health({}, '?token=reader')).json<unknown[]>()).toHaveLength(1)
   })
 
+  it('takes only the first word after "Bearer" (any case), and ignores other schemes', async () => {
+    expect((await health({ Authorization: 'bearer reader extra' })).json<unknown[]>()).toHaveLength(1)
+    expect((await health({ Authorization: 'Basic reader' })).json()).toEqual([])
+  })
+
+  it('agent-local reads: filtered with the header for token holders, 403 for one service without read', async () => {
+    await put(consul, '/v1/agent/service/register', { Name: 'api', Check: { TTL: '1m' } }, { 'X-Consul-Token': 'writer' })
+    const blind = await call(consul, '/v1/agent/services', { headers: { 'X-Consul-Token': 'blind' } })
+    expect(blind.json()).toEqual({})
+    expect(blind.headers['x-consul-results-filtered-by-acls']).toBe('true')
+    const reader = await call(consul, '/v1/agent/services', { headers: { 'X-Consul-Token': 'reader' } })
+    expect(Object.keys(reader.json<object>())).toEqual(['api'])
+    expect(reader.headers['x-consul-results-filtered-by-acls']).toBe('false')
+    const anon = await call(consul, '/v1/agent/checks')
+    expect(anon.json()).toEqual({})
+    expect(anon.headers['x-consul-results-filtered-by-acls']).toBeUndefined()
+    const one = await call(consul, '/v1/agent/service/api', { headers: { 'X-Consul-Token': 'blind' } })
+    expect(one.status).toBe(403)
+    expect(one.text).toMatch(/^Permission denied: token with AccessorID '.+' lacks permission 'service:read' on "api"$/)
+  })
+
   it('?token= wins over the header, and the header over Authorization', async () => {
     const q = await health({ 'X-Consul-Token': 'reader' }, '?token=bogus')
     expect([q.status, q.text]).toEqual([403, 'ACL not found'])

@@ -215,6 +215,42 @@ describe('deregistration and TTL checks', () => {
   })
 })
 
+describe('check_update_interval', () => {
+  let consul: ConsulTestServer
+  let clock: FakeClock
+  afterEach(async () => { await consul.close() })
+
+  it('defers output-only changes to the catalog; status changes go at once', async () => {
+    clock = new FakeClock()
+    consul = await startConsulServer({ clock, random: () => 0, checkUpdateIntervalMs: 60_000 })
+    await put(consul, '/v1/agent/service/register', { Name: 'web', Check: { TTL: '1h' } })
+    await put(consul, '/v1/agent/check/pass/service:web?note=v1')
+    const catalogOutput = async (): Promise<string | undefined> =>
+      (await call(consul, '/v1/health/service/web')).json<HealthEntry[]>()[0]!.Checks.find((c) => c.CheckID === 'service:web')?.Output
+    expect(await catalogOutput()).toBe('v1')
+    const index = consul.index
+    // Same status, new note: the agent shows it, the catalog (and its index) waits.
+    await put(consul, '/v1/agent/check/pass/service:web?note=v2')
+    await put(consul, '/v1/agent/check/pass/service:web?note=v3')
+    expect((await call(consul, '/v1/agent/checks')).json<Record<string, AgentCheck>>()['service:web']!.Output).toBe('v3')
+    expect(await catalogOutput()).toBe('v1')
+    expect(consul.index).toBe(index)
+    // interval/2 + random(interval) with random() = 0.
+    clock.advance(29_999)
+    expect(await catalogOutput()).toBe('v1')
+    clock.advance(1)
+    expect(await catalogOutput()).toBe('v3')
+    expect(consul.index).toBe(index + 1)
+    // A status change is written at once, output included.
+    await put(consul, '/v1/agent/check/warn/service:web?note=slow')
+    expect(await catalogOutput()).toBe('slow')
+    // An identical update writes nothing.
+    const after = consul.index
+    await put(consul, '/v1/agent/check/warn/service:web?note=slow')
+    expect(consul.index).toBe(after)
+  })
+})
+
 describe('DeregisterCriticalServiceAfter reaping', () => {
   let consul: ConsulTestServer
   let clock: FakeClock
@@ -290,6 +326,29 @@ describe('HTTP checks', () => {
     expect(critical[0]!.Checks.find((c) => c.CheckID === 'service:api')!.Output).toBe(`HTTP GET ${url}: 503 Service Unavailable Output: status 503`)
     const agentCheck = (await call(consul, '/v1/agent/checks')).json<Record<string, AgentCheck>>()['service:api']
     expect(agentCheck).toMatchObject({ Interval: '50ms', Timeout: '1s' })
+  })
+
+  it('honours SuccessBeforePassing and FailuresBeforeWarning/Critical', async () => {
+    const url = `http://127.0.0.1:${(target.address() as AddressInfo).port}/health`
+    status = 500
+    await put(consul, '/v1/agent/service/register', {
+      Name: 'api', Check: { HTTP: url, Interval: '100ms', Status: 'passing', FailuresBeforeWarning: 1, FailuresBeforeCritical: 3, SuccessBeforePassing: 2 },
+    })
+    const history: string[] = []
+    const record = (e: HealthEntry[]): boolean => {
+      const s = e[0]?.Checks.find((c) => c.CheckID === 'service:api')?.Status
+      if (s !== undefined && history.at(-1) !== s) history.push(s)
+      return false
+    }
+    await waitForHealth(consul, 'api', (e) => { record(e); return history.includes('critical') })
+    expect(seen.length).toBeGreaterThanOrEqual(3)
+    const probesAtCritical = seen.length
+    status = 200
+    await waitForHealth(consul, 'api', (e) => { record(e); return history.at(-1) === 'passing' })
+    // The first read may already come after the first probe; every later transition is seen
+    // because a probe runs only every 100 ms while each change wakes the blocking query at once.
+    expect(history.slice(history.indexOf('warning'))).toEqual(['warning', 'critical', 'passing'])
+    expect(seen.length - probesAtCritical).toBeGreaterThanOrEqual(2)
   })
 
   it('a refused connection is critical', async () => {

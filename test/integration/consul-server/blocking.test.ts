@@ -109,6 +109,12 @@ describe('blocking queries', () => {
       const r = await call(consul, `/v1/health/service/payments?index=${index}`)
       expect([r.status, r.text]).toEqual([400, 'Invalid index'])
     }
+    const maxStale = await call(consul, '/v1/health/service/payments?max_stale=5')
+    expect([maxStale.status, maxStale.text]).toEqual([400, 'Invalid max_stale value "5"'])
+    const staleByMax = await call(consul, '/v1/health/service/payments?max_stale=5s&consistent')
+    expect(staleByMax.status).toBe(400)
+    const cached = await call(consul, '/v1/health/service/payments?cached&consistent')
+    expect([cached.status, cached.text]).toEqual([400, 'Cannot specify ?cached with ?consistent, conflicting semantics.'])
     const both = await call(consul, '/v1/health/service/payments?stale&consistent')
     expect([both.status, both.text]).toEqual([400, 'Cannot specify ?stale with ?consistent, conflicting semantics.'])
   })
@@ -122,6 +128,10 @@ describe('blocking queries', () => {
     expect(r.headers['content-type']).toBe('application/json')
     const c = await call(consul, '/v1/health/service/payments?consistent')
     expect(c.headers['x-consul-effective-consistency']).toBe('consistent')
+    const m = await call(consul, '/v1/health/service/payments?max_stale=10s&cached')
+    expect(m.headers['x-consul-effective-consistency']).toBe('stale')
+    expect(m.headers['x-cache']).toBe('MISS')
+    expect(m.headers.age).toBeUndefined()
   })
 
   it('ends parked blocking queries promptly on close()', async () => {

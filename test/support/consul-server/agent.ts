@@ -33,6 +33,10 @@ export interface AgentCheckDefinition {
   tlsSkipVerify?: boolean
   tcp?: string
   deregisterCriticalServiceAfterMs?: number
+  /** StatusHandler thresholds (HTTP/TCP checks): consecutive results needed before a change. */
+  successBeforePassing?: number
+  failuresBeforeWarning?: number
+  failuresBeforeCritical?: number
 }
 
 export interface AgentOptions {
@@ -45,6 +49,12 @@ export interface AgentOptions {
   readonly checkReapIntervalMs: number
   /** Consul's `check_deregister_interval_min` (1 m). */
   readonly checkDeregisterIntervalMinMs: number
+  /**
+   * Consul's `check_update_interval` (5 m): a change of output alone is written to the catalog
+   * only after a deferral of interval/2 + random(interval); status changes are written at once.
+   * 0 writes every change at once.
+   */
+  readonly checkUpdateIntervalMs: number
 }
 
 interface RunningCheck {
@@ -55,6 +65,10 @@ interface RunningCheck {
   criticalSinceMs: number | undefined
   timer: TimerHandle | undefined
   inflight: AbortController | undefined
+  /** Pending output-only write-back to the catalog (local/state.go `DeferCheck`). */
+  deferred: TimerHandle | undefined
+  successCount: number
+  failureCount: number
 }
 
 /** Maximum output kept from an HTTP check body (Consul's default `check_output_max_size`, 4 KiB). */
@@ -125,6 +139,9 @@ export class Agent {
         criticalSinceMs: undefined,
         timer: undefined,
         inflight: undefined,
+        deferred: undefined,
+        successCount: 0,
+        failureCount: 0,
       }
       if (running.status === 'critical') running.criticalSinceMs = this.#opts.clock.now()
       this.#checks.set(def.CheckID, running)
@@ -183,6 +200,8 @@ export class Agent {
     c.timer = undefined
     c.inflight?.abort()
     c.inflight = undefined
+    c.deferred?.clear()
+    c.deferred = undefined
   }
 
   #syncCheck(c: RunningCheck): void {
@@ -205,13 +224,41 @@ export class Agent {
     })
   }
 
+  /** local/state.go `UpdateCheck`: idempotent updates do nothing; output-only changes are deferred. */
   #setStatus(c: RunningCheck, status: CheckStatus, output: string): void {
     if (this.#closed || this.#checks.get(c.def.CheckID) !== c) return
     if (status === 'critical' && c.status !== 'critical') c.criticalSinceMs = this.#opts.clock.now()
     if (status !== 'critical') c.criticalSinceMs = undefined
+    if (c.status === status && c.output === output) return
+    const interval = this.#opts.checkUpdateIntervalMs
+    if (interval > 0 && c.status === status) {
+      c.output = output
+      c.deferred ??= this.#opts.clock.setTimeout(() => {
+        c.deferred = undefined
+        if (!this.#closed && this.#checks.get(c.def.CheckID) === c) this.#syncCheck(c)
+      }, interval / 2 + this.#opts.random() * interval)
+      return
+    }
+    c.deferred?.clear()
+    c.deferred = undefined
     c.status = status
     c.output = output
     this.#syncCheck(c)
+  }
+
+  /** checks.StatusHandler: SuccessBeforePassing / FailuresBeforeWarning / FailuresBeforeCritical. */
+  #probeResult(c: RunningCheck, status: CheckStatus, output: string): void {
+    if (status === 'passing' || status === 'warning') {
+      c.successCount++
+      c.failureCount = 0
+      if (c.successCount >= (c.def.successBeforePassing ?? 0)) this.#setStatus(c, status, output)
+      return
+    }
+    c.failureCount++
+    c.successCount = 0
+    const beforeCritical = c.def.failuresBeforeCritical ?? 0
+    if (c.failureCount >= beforeCritical) this.#setStatus(c, status, output)
+    else if (c.failureCount >= (c.def.failuresBeforeWarning ?? beforeCritical)) this.#setStatus(c, 'warning', output)
   }
 
   #startCheck(c: RunningCheck): void {
@@ -256,7 +303,7 @@ export class Agent {
     const timer = this.#opts.clock.setTimeout(() => { ac.abort(PROBE_TIMEOUT) }, timeoutMs)
     try {
       const result = c.def.kind === 'http' ? await httpProbe(c.def, ac.signal, timeoutMs) : await tcpProbe(c.def, ac.signal, timeoutMs)
-      if (!ac.signal.aborted || ac.signal.reason === PROBE_TIMEOUT) this.#setStatus(c, result.status, result.output)
+      if (!ac.signal.aborted || ac.signal.reason === PROBE_TIMEOUT) this.#probeResult(c, result.status, result.output)
     } finally {
       timer.clear()
       if (c.inflight === ac) c.inflight = undefined

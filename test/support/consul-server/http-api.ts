@@ -260,9 +260,12 @@ export class ConsulApi {
     const h = Array.isArray(header) ? header[0] : header
     if (h !== undefined && h !== '') return h
     const auth = req.headers.authorization
-    if (auth !== undefined) {
-      const parts = auth.trim().split(/\s+/)
-      if (parts.length === 2 && parts[0]?.toLowerCase() === 'bearer' && parts[1] !== undefined) return parts[1]
+    if (auth !== undefined && auth !== '') {
+      // `<Scheme> <Value>`; only Bearer counts, and only the first word of the value.
+      const parts = auth.split(' ')
+      if (parts.length > 1 && parts[0]?.toLowerCase() === 'bearer') {
+        return parts.slice(1).join(' ').trim().split(' ')[0]?.trim() ?? ''
+      }
     }
     return ''
   }
@@ -298,6 +301,18 @@ export class ConsulApi {
     const stale = q.has('stale')
     const consistent = q.has('consistent')
     if (stale && consistent) throw new HttpError(400, 'Cannot specify ?stale with ?consistent, conflicting semantics.')
+    const maxStale = q.get('max_stale')
+    let staleAllowed = stale
+    if (maxStale !== null && maxStale !== '') {
+      let ns: number
+      try {
+        ns = parseGoDuration(maxStale)
+      } catch {
+        throw new HttpError(400, `Invalid max_stale value ${JSON.stringify(maxStale)}`)
+      }
+      if (ns > 0) staleAllowed = true
+    }
+    if (staleAllowed && consistent) throw new HttpError(400, 'Cannot specify ?stale with ?consistent, conflicting semantics.')
     if (q.has('cached') && consistent) throw new HttpError(400, 'Cannot specify ?cached with ?consistent, conflicting semantics.')
     let waitMs = 0
     const wait = q.get('wait')
@@ -316,8 +331,8 @@ export class ConsulApi {
       if (!/^[0-9]+$/.test(index) || BigInt(index) > 0xffff_ffff_ffff_ffffn) throw new HttpError(400, 'Invalid index')
       minIndex = Number(index)
     }
-    if (this.#faults.leaderless && !stale) throw new HttpError(500, 'No cluster leader')
-    return { minIndex, waitMs, consistency: stale ? 'stale' : consistent ? 'consistent' : 'leader' }
+    if (this.#faults.leaderless && !staleAllowed) throw new HttpError(500, 'No cluster leader')
+    return { minIndex, waitMs, consistency: staleAllowed ? 'stale' : consistent ? 'consistent' : 'leader' }
   }
 
   #compileFilter(q: URLSearchParams, schema: FieldSchema): Filter | undefined {
@@ -383,10 +398,8 @@ export class ConsulApi {
     }
     res.setHeader('X-Consul-Effective-Consistency', consistency)
     if (r.filteredByAcl === true) res.setHeader('X-Consul-Results-Filtered-By-ACLs', 'true')
-    if (q.has('cached')) {
-      res.setHeader('X-Cache', 'MISS')
-      res.setHeader('Age', '0')
-    }
+    // setCacheMeta: Age is only sent on a hit; this agent never has a warm cache.
+    if (q.has('cached')) res.setHeader('X-Cache', 'MISS')
     sendJson(res, r.body, q)
   }
 
@@ -407,7 +420,7 @@ export class ConsulApi {
         .filter((e) => matchesNodeMeta(e.Node.Meta, nodeMeta))
       if (filter !== undefined) entries = entries.filter((e) => filter.matches(e))
       // filterNonPassing runs on the agent after the query (health_ep.go): the index is unaffected.
-      if (passing) entries = entries.filter((e) => e.Checks.every((c) => c.Status === 'passing'))
+      if (passing) entries = filterNonPassing(entries)
       return this.#aclFilter(authz, index, entries)
     }
     await this.#blockingRead(url.pathname, q, res, query, { streaming: q.get('near') === null })
@@ -501,20 +514,25 @@ export class ConsulApi {
     const authz = this.#authorize(q, req)
     const filter = this.#compileFilter(q, AGENT_SERVICE_SCHEMA)
     const out: Record<string, unknown> = {}
-    if (this.#canRead(authz)) {
-      for (const s of this.#agent.services()) {
-        const json = this.#agentServiceJson(s)
-        if (filter === undefined || filter.matches(json)) out[s.ID] = json
-      }
+    let total = 0
+    for (const s of this.#agent.services()) {
+      const json = this.#agentServiceJson(s)
+      if (filter !== undefined && !filter.matches(json)) continue
+      total++
+      if (this.#canRead(authz)) out[s.ID] = json
     }
+    // Agent-local endpoints set the header themselves, and only for requests with a token.
+    if (authz.kind === 'token') res.setHeader('X-Consul-Results-Filtered-By-ACLs', String(total !== Object.keys(out).length))
     sendJson(res, out, q)
   }
 
   #agentService(id: string, q: URLSearchParams, req: ApiRequest, res: ApiResponse): void {
     const authz = this.#authorize(q, req)
     const s = this.#agent.service(id)
-    if (s === undefined || !this.#canRead(authz)) {
-      throw new HttpError(404, `unknown service ID: ${id}`)
+    if (s === undefined) throw new HttpError(404, `unknown service ID: ${id}`)
+    if (!this.#canRead(authz)) {
+      const accessor = authz.kind === 'disabled' ? '' : authz.accessor
+      throw new HttpError(403, `Permission denied: token with AccessorID '${accessor}' lacks permission 'service:read' on ${JSON.stringify(s.Service)}`)
     }
     const json = this.#agentServiceJson(s)
     const hash = createHash('sha256').update(JSON.stringify(json)).digest('hex').slice(0, 16)
@@ -526,12 +544,16 @@ export class ConsulApi {
   #agentChecks(q: URLSearchParams, req: ApiRequest, res: ApiResponse): void {
     const authz = this.#authorize(q, req)
     const out: Record<string, unknown> = {}
-    if (this.#canRead(authz)) {
-      for (const c of this.#agent.checks()) {
-        const rec = this.#catalog.check(this.#cfg.nodeName, c.def.CheckID)
-        if (rec !== undefined) out[c.def.CheckID] = { ...checkJson(rec), CreateIndex: 0, ModifyIndex: 0 }
-      }
+    let total = 0
+    for (const c of this.#agent.checks()) {
+      const rec = this.#catalog.check(this.#cfg.nodeName, c.def.CheckID)
+      if (rec === undefined) continue
+      total++
+      // The agent's own view: its local status and output, even while an output-only change
+      // waits for check_update_interval before reaching the catalog.
+      if (this.#canRead(authz)) out[c.def.CheckID] = { ...checkJson(rec), Status: c.status, Output: c.output, CreateIndex: 0, ModifyIndex: 0 }
     }
+    if (authz.kind === 'token') res.setHeader('X-Consul-Results-Filtered-By-ACLs', String(total !== Object.keys(out).length))
     sendJson(res, out, q)
   }
 
@@ -733,6 +755,12 @@ function parseCheck(raw: unknown, field: string): (Omit<AgentCheckDefinition, 'C
   if (Object.keys(header).length > 0) def.header = header
   if (c.TLSSkipVerify === true) def.tlsSkipVerify = true
   if (deregMs !== undefined && deregMs > 0) def.deregisterCriticalServiceAfterMs = deregMs
+  for (const f of ['SuccessBeforePassing', 'FailuresBeforeWarning', 'FailuresBeforeCritical'] as const) {
+    expect(c[f], 'number', `${field}.${f}`, 'int')
+  }
+  if (typeof c.SuccessBeforePassing === 'number' && c.SuccessBeforePassing > 0) def.successBeforePassing = c.SuccessBeforePassing
+  if (typeof c.FailuresBeforeCritical === 'number' && c.FailuresBeforeCritical > 0) def.failuresBeforeCritical = c.FailuresBeforeCritical
+  if (typeof c.FailuresBeforeWarning === 'number' && c.FailuresBeforeWarning > 0) def.failuresBeforeWarning = c.FailuresBeforeWarning
   return def
 }
 
@@ -835,6 +863,24 @@ export function parseRegistration(body: string, _nodeName: string): { service: O
 }
 
 // ---- helpers -----------------------------------------------------------------------------
+
+/**
+ * health_ep.go `filterNonPassing`, step for step: a failing entry is replaced by the last one, so
+ * the order of what is left is not the catalog order (clients must not depend on it).
+ */
+function filterNonPassing<T extends { Checks: { Status: string }[] }>(entries: T[]): T[] {
+  const out = [...entries]
+  let n = out.length
+  for (let i = 0; i < n; i++) {
+    const entry = out[i] as T
+    if (entry.Checks.some((c) => c.Status !== 'passing')) {
+      out[i] = out[n - 1] as T
+      n--
+      i--
+    }
+  }
+  return out.slice(0, n)
+}
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v)

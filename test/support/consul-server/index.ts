@@ -53,6 +53,11 @@ export interface ConsulTestServerOptions {
   checkReapIntervalMs?: number
   /** Floor of `DeregisterCriticalServiceAfter` (Consul's `check_deregister_interval_min`). @defaultValue 60_000 */
   checkDeregisterIntervalMinMs?: number
+  /**
+   * Consul's `check_update_interval`: an output-only change reaches the catalog (and wakes
+   * watchers) only after interval/2 + random(interval). 0 writes it at once. @defaultValue 300_000
+   */
+  checkUpdateIntervalMs?: number
   /** Time source for blocking-query timeouts, TTLs, check intervals and the reaper. */
   clock?: Clock
   /** Random source in [0, 1) for the wait/16 jitter and the first-probe stagger. @defaultValue Math.random */
@@ -179,6 +184,7 @@ export async function startConsulServer(options: ConsulTestServerOptions = {}): 
     minCheckIntervalMs: options.minCheckIntervalMs ?? 1_000,
     checkReapIntervalMs: options.checkReapIntervalMs ?? 30_000,
     checkDeregisterIntervalMinMs: options.checkDeregisterIntervalMinMs ?? 60_000,
+    checkUpdateIntervalMs: options.checkUpdateIntervalMs ?? 300_000,
   })
   const events = new EventEmitter()
   const requests: RequestRecord[] = []
