@@ -55,7 +55,7 @@ export async function run({ quick }: BenchOptions): Promise<BenchOutcome> {
   const backends = await Promise.all(['b0', 'b1', 'b2'].map(backend))
   const wf = createWayfind({ registry: etcd({ hosts: [server.host] }), strategy: 'round-robin' })
   let writer: HelperProcess | undefined
-  let loadRunning = true
+  const loadState = { running: true }
   const load: Promise<void>[] = []
   let failures = 0
   try {
@@ -79,7 +79,7 @@ export async function run({ quick }: BenchOptions): Promise<BenchOutcome> {
     // Steady closed-loop load: CONCURRENCY requests always in flight.
     for (let k = 0; k < CONCURRENCY; k++)
       load.push((async () => {
-        while (loadRunning) {
+        while (loadState.running) {
           try {
             // The dispatcher picks the instance synchronously inside request(): this stamp is
             // the pick time, as seen by the client.
@@ -116,7 +116,7 @@ export async function run({ quick }: BenchOptions): Promise<BenchOutcome> {
       await put(victim)
       await seenAdded
     }
-    loadRunning = false
+    loadState.running = false
     await Promise.all(load)
 
     const sLast = summarize(lastRequest)
@@ -156,7 +156,7 @@ export async function run({ quick }: BenchOptions): Promise<BenchOutcome> {
       ],
     }
   } finally {
-    loadRunning = false
+    loadState.running = false
     await Promise.allSettled(load)
     await wf.close()
     await writer?.stop()
