@@ -208,15 +208,17 @@ export class ConsulServiceWatch {
 
   /** blocking.mdx "Implementation Details": reset on regression, never block on 0. */
   #advanceIndex(requestIndex: bigint, answered: bigint): void {
-    if (requestIndex !== 0n && answered < requestIndex) {
+    // "It is always safe to use an index of 1": a 0 from a buggy agent would make every query
+    // return at once, and is not a regression either.
+    const index = answered > 0n ? answered : 1n
+    if (requestIndex !== 0n && index < requestIndex) {
       // The index went backwards (snapshot restore, agent restart): the data we just got is
       // current, but only a fresh read from 0 re-bases the index safely.
-      debug('consul watch %s: index went back from %s to %s, resetting', this.#service, requestIndex, answered)
+      debug('consul watch %s: index went back from %s to %s, resetting', this.#service, requestIndex, index)
       this.#index = 0n
       return
     }
-    // "It is always safe to use an index of 1": a 0 would make every query return at once.
-    this.#index = answered > 0n ? answered : 1n
+    this.#index = index
   }
 
   #deliver(reading: Reading): void {

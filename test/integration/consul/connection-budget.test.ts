@@ -94,4 +94,29 @@ describe('consul connection budget', () => {
     expect(registry.stats.peakConnections).toBe(1)
     expect(server.stats.requests.every((r) => r.httpVersion === '2.0')).toBe(true)
   })
+
+  it('makes long polls that started before the budget filled yield to newly watched services', async () => {
+    server = await startConsulServer()
+    server.addNode('node-2', { address: '10.0.0.2' })
+    const names = Array.from({ length: 6 }, (_, i) => `late-${i}`)
+    for (const name of names) server.registerService({ node: 'node-2', name, id: `${name}-a`, port: 8000 })
+    // 4 connections: 1 for short requests, 3 for long polls.
+    registry = consul({ url: server.url, maxConnections: 4, rotationMs: 1_000 })
+    const early = watchAll(registry, names.slice(0, 3))
+    await early((s) => s.instances.length === 1, 10_000, 'the early watches')
+    await server.waitForBlockingQueries(3)
+    const waits = server.stats.requests.filter((r) => r.query.has('index')).map((r) => r.query.get('wait'))
+    expect(new Set(waits)).toEqual(new Set(['5m']))
+    let yielded = 0
+    server.events.on('unblocked', (e: { reason: string }) => { if (e.reason === 'client-closed') yielded++ })
+    const late = watchAll(registry, names.slice(3))
+    await late((s) => s.instances.length === 1, 10_000, 'the late watches')
+    // Only the late services change: their watches hold no slot until the early polls yield.
+    for (const name of names.slice(3)) server.registerService({ node: 'node-2', name, id: `${name}-b`, port: 8001 })
+    await late((s) => s.instances.length === 2, 15_000, 'every late change')
+    // The 5-minute polls were asked to yield (and were re-sent with a fair wait).
+    expect(yielded).toBeGreaterThanOrEqual(1)
+    expect(server.stats.requests.some((r) => r.query.get('wait') === '1s')).toBe(true)
+    expect(server.stats.peakConnections()).toBeLessThanOrEqual(4)
+  })
 })

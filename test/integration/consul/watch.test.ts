@@ -2,6 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { ErrorCode } from '../../../src/errors.js'
 import { consul, type ConsulRegistry } from '../../../src/registry/consul/provider.js'
 import { startConsulServer, type ConsulTestServer } from '../../support/consul-server/index.js'
+import { eventually } from '../../support/wait.js'
 import { recorder, summary } from './helpers.js'
 
 let server: ConsulTestServer
@@ -268,5 +269,58 @@ describe('consul watch', () => {
     await other.snapshot((s) => s.instances.length === 2)
     expect(rec.snapshots).toHaveLength(1)
     expect(server.stats.requests.length - count).toBe(1)
+  })
+
+  it('copes with an agent that sends X-Consul-Index: 0: blocks on 1, never 0, paced by the token bucket', async () => {
+    server.registerService({ node: 'node-2', name: 'orders', id: 'o1', port: 8080 })
+    server.faults.zeroIndex = true
+    // Index 1 is below the agent's real index, so every query returns at once: only the
+    // token bucket keeps this from being a busy loop.
+    registry = consul({ url: server.url, rateLimit: { burstCount: 2, refillMs: 50 } })
+    const rec = recorder()
+    registry.watch('orders', rec.listener, { signal: stop.signal })
+    await rec.snapshot()
+    const health = (): (string | null)[] => server.stats.requests.filter((r) => r.path === '/v1/health/service/orders').map((r) => r.query.get('index'))
+    await eventually(() => (health().length >= 6 ? true : undefined), { what: 'six health queries' })
+    const [first, ...rest] = health()
+    expect(first).toBeNull()
+    expect(new Set(rest)).toEqual(new Set(['1']))
+    expect(rec.snapshots).toHaveLength(1)
+  })
+
+  it('works with the streaming backend (no KnownLeader/LastContact) and a leaderless stale cluster', async () => {
+    server.registerService({ node: 'node-2', name: 'orders', id: 'o1', port: 8080 })
+    server.faults.streamingBackend = true
+    server.faults.leaderless = true
+    registry = consul({ url: server.url, consistency: 'stale' })
+    const rec = recorder()
+    registry.watch('orders', rec.listener, { signal: stop.signal })
+    await rec.snapshot()
+    await server.waitForBlockingQueries(1)
+    server.registerService({ node: 'node-2', name: 'orders', id: 'o2', port: 8081 })
+    await rec.snapshot((s) => s.instances.length === 2)
+    expect(rec.errors).toEqual([])
+  })
+
+  it('close() ends every watch and socket, and nothing is reported after it', async () => {
+    server.registerService({ node: 'node-2', name: 'orders', id: 'o1', port: 8080 })
+    server.registerService({ node: 'node-2', name: 'billing', id: 'b1', port: 8081 })
+    registry = consul({ url: server.url })
+    const rec = recorder()
+    registry.watch('orders', rec.listener, { signal: stop.signal })
+    registry.watch('billing', rec.listener, { signal: stop.signal })
+    await rec.snapshot((s) => s.service === 'billing')
+    await rec.snapshot((s) => s.service === 'orders')
+    await server.waitForBlockingQueries(2)
+    await registry.close()
+    expect(registry.stats).toMatchObject({ watches: 0, activePolls: 0 })
+    // The agent sees both long polls end (their connections closed).
+    await eventually(() => (server.stats.blockingQueries() === 0 && server.stats.openConnections() === 0 ? true : undefined), { what: 'the agent to see the polls end' })
+    const requests = server.stats.requests.length
+    server.registerService({ node: 'node-2', name: 'orders', id: 'o2', port: 8082 })
+    expect(rec.snapshots).toHaveLength(2)
+    expect(server.stats.requests.length).toBe(requests)
+    expect(() => { registry.watch('orders', rec.listener, { signal: stop.signal }) }).toThrow(/after close/)
+    await registry.close() // idempotent
   })
 })
