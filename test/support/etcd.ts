@@ -57,6 +57,7 @@ export class EtcdServer {
   readonly #clusterState: 'new' | 'existing'
   #child: ChildProcess | undefined
   #stderr = ''
+  #spawnError: Error | undefined
   readonly #clients = new Set<Etcd3>()
 
   private constructor(member: Member, cluster: readonly Member[], options: EtcdServerOptions, dataDir: string) {
@@ -147,6 +148,7 @@ export class EtcdServer {
     const probe = this.client({ grpcOptions: { 'grpc.use_local_subchannel_pool': 1 } })
     try {
       for (;;) {
+        if (this.#spawnError !== undefined) throw this.#spawnError
         if (this.#child !== undefined && !this.running)
           throw new Error(`etcd ${this.name} exited (${String(this.#child.exitCode ?? this.#child.signalCode)}):\n${this.#stderr}`)
         try {
@@ -236,10 +238,15 @@ export class EtcdServer {
       ...(this.#options.extraArgs ?? []),
     ]
     this.#stderr = ''
+    this.#spawnError = undefined
     const child = spawn(ETCD_BIN, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: process.env.PATH ?? '' } })
     child.stderr.setEncoding('utf8')
     child.stderr.on('data', (chunk: string) => {
       this.#stderr = (this.#stderr + chunk).slice(-8_000)
+    })
+    // A missing binary is an 'error' event, not an exit: keep it for waitReady() to throw.
+    child.on('error', (err) => {
+      this.#spawnError = new Error(`cannot run ${ETCD_BIN} (install it with scripts/ensure-etcd.sh): ${err.message}`)
     })
     this.#child = child
   }

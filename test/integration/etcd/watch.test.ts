@@ -2,6 +2,7 @@
  * The etcd provider's watch against a real etcd: list-then-watch, malformed values, compaction,
  * and the reconnect race of ETCD.md §3.5.
  */
+import { EventEmitter } from 'node:events'
 import type { Etcd3, IEvent } from 'etcd3'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ErrorCode } from '../../../src/errors.js'
@@ -60,6 +61,68 @@ describe('etcd provider watch', () => {
     } finally {
       ac.abort()
       await provider.close()
+    }
+  })
+
+  it('lists a large service page by page at one revision', async () => {
+    const prefix = '/t5/'
+    const ids = Array.from({ length: 7 }, (_, i) => `i${String(i)}`)
+    for (const [n, id] of ids.entries()) await writer.put(`${prefix}svc/${id}`).value(wayfindValue(id, 8000 + n))
+    const provider = new EtcdProvider(normalizeEtcdOptions({ hosts: server.host, prefix, pageSize: 2 }))
+    const rec = new Recorder()
+    const ac = new AbortController()
+    try {
+      provider.watch('svc', rec, { signal: ac.signal })
+      const first = await rec.until(() => true)
+      expect(first.instances.map((i) => i.id)).toEqual(ids)
+      expect(first.instances.map((i) => i.port)).toEqual(ids.map((_, n) => 8000 + n))
+      await writer.put(`${prefix}svc/i9`).value(wayfindValue('i9', 8009))
+      await rec.until(hasIds(...ids, 'i9'))
+    } finally {
+      ac.abort()
+      await provider.close()
+    }
+  })
+
+  it('pins every page of a listing to the first page\'s revision; writes between pages arrive as events', async () => {
+    const prefix = '/t6/'
+    const key = Buffer.from(`${prefix}svc/`)
+    for (const id of ['a', 'b', 'c', 'd', 'e']) await writer.put(`${prefix}svc/${id}`).value('1')
+    const options = normalizeEtcdOptions({ hosts: server.host, prefix, pageSize: 2 })
+    const client = createEtcdClient(options)
+    const kv = client.kv
+    const range = kv.range.bind(kv)
+    let pages = 0
+    // Between the first and the second page, someone adds "b2" and deletes "e".
+    kv.range = async (req, opts) => {
+      const res = await range(req, opts)
+      if (++pages === 1) {
+        await writer.put(`${prefix}svc/b2`).value('1')
+        await writer.delete().key(`${prefix}svc/e`)
+      }
+      return res
+    }
+    const listed: string[][] = []
+    const events: string[] = []
+    const ac = new AbortController()
+    const done = new EventEmitter()
+    const loop = runRevisionWatch(client, options, { key, end: prefixEnd(key) }, {
+      onList: (kvs) => { listed.push(kvs.map((k) => k.key.toString().slice(key.length))) },
+      onEvents: (evs) => {
+        for (const e of evs) events.push(`${e.type}:${e.kv.key.toString().slice(key.length)}`)
+        if (events.length >= 2) done.emit('done')
+      },
+      onError: () => {},
+    }, ac.signal, 'paging test')
+    try {
+      await withDeadline(new Promise((r) => done.once('done', r)), 10_000, 'the two events')
+      expect(pages).toBeGreaterThanOrEqual(3)
+      expect(listed).toEqual([['a', 'b', 'c', 'd', 'e']])
+      expect(events).toEqual(['Put:b2', 'Delete:e'])
+    } finally {
+      ac.abort()
+      await loop
+      client.close()
     }
   })
 
@@ -129,7 +192,7 @@ describe('etcd provider watch', () => {
     const seen: { key: string; rev: bigint }[] = []
     const ac = new AbortController()
     let onWatching: (() => void) | undefined
-    const events = new (await import('node:events')).EventEmitter()
+    const events = new EventEmitter()
     const loop = runRevisionWatch(client, options, { key, end: prefixEnd(key) }, {
       onList: () => { events.emit('listed') },
       onEvents: (evs: readonly IEvent[]) => {
