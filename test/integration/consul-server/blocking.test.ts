@@ -258,9 +258,39 @@ describe('index sanity', () => {
     expect((await call(consul, '/v1/health/service/svc')).index).toBe(6)
   })
 
-  it('can emit X-Consul-Index: 0 like old or buggy agents when asked to', async () => {
+  it('can act as an old or buggy agent that reports X-Consul-Index: 0', async () => {
     consul = await startConsulServer()
+    consul.registerService({ name: 'x', port: 1 })
     consul.faults.zeroIndex = true
     expect((await call(consul, '/v1/health/service/x')).headers['x-consul-index']).toBe('0')
+    // Its state index is 0 as far as clients can tell: index=1 is current and blocks until a write.
+    const pending = call(consul, '/v1/health/service/x?index=1&wait=30s')
+    await consul.waitForBlockingQueries(1)
+    consul.registerService({ name: 'x', id: 'x2', port: 2 })
+    const r = await withDeadline(pending, 5_000, 'the write to wake it')
+    expect(r.json<unknown[]>()).toHaveLength(2)
+    expect(r.headers['x-consul-index']).toBe('0')
+  })
+
+  it('neverBlock answers blocking queries at once with the same index', async () => {
+    consul = await startConsulServer()
+    consul.registerService({ name: 'x', port: 1 })
+    const first = await call(consul, '/v1/health/service/x')
+    consul.faults.neverBlock = true
+    const r = await withDeadline(call(consul, `/v1/health/service/x?index=${first.index}&wait=10m`), 2_000, 'an immediate answer')
+    expect(r.index).toBe(first.index)
+    expect(consul.stats.blockingQueries()).toBe(0)
+  })
+
+  it('waitForBlockingQueries(0) resolves once clients have gone away', async () => {
+    consul = await startConsulServer()
+    const ac = new AbortController()
+    const first = await call(consul, '/v1/health/service/x')
+    const pending = [0, 1].map(() => call(consul, `/v1/health/service/x?index=${first.index}&wait=10m`, { signal: ac.signal }).catch(() => 'aborted'))
+    await consul.waitForBlockingQueries(2)
+    ac.abort()
+    await consul.waitForBlockingQueries(0)
+    expect(consul.stats.blockingQueries()).toBe(0)
+    expect(await Promise.all(pending)).toEqual(['aborted', 'aborted'])
   })
 })

@@ -57,6 +57,8 @@ export interface FaultState {
   streamingBackend: boolean
   /** Emit `X-Consul-Index: 0` as old or buggy versions did (blocking.mdx "Sanity check"). */
   zeroIndex: boolean
+  /** Answer every blocking query at once, unchanged (hashicorp/consul#1244 "never blocks"). */
+  neverBlock: boolean
 }
 
 export class HttpError extends Error {
@@ -353,10 +355,15 @@ export class ConsulApi {
    * jitter, `rpc.go`) runs out. A timeout answers 200 with the same index.
    */
   async #blockingRead(path: string, q: URLSearchParams, res: ApiResponse, query: () => ReadResult, opts: { streaming?: boolean } = {}): Promise<void> {
-    const { minIndex, waitMs, consistency } = this.#parseQuery(q)
+    const parsed = this.#parseQuery(q)
+    const { waitMs, consistency } = parsed
+    let { minIndex } = parsed
     const send = (r: ReadResult): void => { this.#sendRead(res, q, r, consistency, opts.streaming === true && minIndex > 0) }
     const first = query()
-    if (minIndex === 0 || normalizeIndex(first.index) > minIndex) {
+    // An agent that reports index 0 has a state index of 0 as far as its clients can tell: any
+    // index ≥ 1 they send is "current", so the query parks until the next relevant write.
+    if (this.#faults.zeroIndex && minIndex > 0) minIndex = Math.max(minIndex, normalizeIndex(first.index))
+    if (minIndex === 0 || normalizeIndex(first.index) > minIndex || this.#faults.neverBlock) {
       send(first)
       return
     }

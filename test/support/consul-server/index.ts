@@ -151,7 +151,7 @@ export interface ConsulTestServer {
   restartAgent(): void
   /** Runs one reaper pass now (DeregisterCriticalServiceAfter) instead of waiting for the next tick. */
   reapNow(): void
-  /** Resolves once at least `count` blocking queries are parked. */
+  /** Resolves once at least `count` blocking queries are parked; with `count` 0, once none is. */
   waitForBlockingQueries(count?: number, timeoutMs?: number): Promise<void>
 }
 
@@ -202,6 +202,7 @@ export async function startConsulServer(options: ConsulTestServerOptions = {}): 
     leaderless: false,
     streamingBackend: false,
     zeroIndex: false,
+    neverBlock: false,
     stall: false,
   }
 
@@ -458,21 +459,25 @@ export async function startConsulServer(options: ConsulTestServerOptions = {}): 
     restartAgent: () => { agent.restart() },
     reapNow: () => { agent.reapNow() },
     async waitForBlockingQueries(count = 1, timeoutMs = 5_000) {
-      if (api.blockingCount >= count) return
+      // count 0 means "until none is parked" (e.g. after a client closed its watches).
+      const done = (): boolean => (count === 0 ? api.blockingCount === 0 : api.blockingCount >= count)
+      if (done()) return
       await new Promise<void>((resolve, reject) => {
         const timer = setTimeout(() => {
-          events.off('blocking', onBlocking)
-          reject(new Error(`Timed out after ${timeoutMs} ms waiting for ${count} blocking queries (have ${api.blockingCount})`))
+          events.off('blocking', check)
+          events.off('unblocked', check)
+          reject(new Error(`Timed out after ${timeoutMs} ms waiting for ${count === 0 ? 'no' : count} blocking queries (have ${api.blockingCount})`))
         }, timeoutMs)
         timer.unref()
-        const onBlocking = (): void => {
-          if (api.blockingCount >= count) {
-            clearTimeout(timer)
-            events.off('blocking', onBlocking)
-            resolve()
-          }
+        const check = (): void => {
+          if (!done()) return
+          clearTimeout(timer)
+          events.off('blocking', check)
+          events.off('unblocked', check)
+          resolve()
         }
-        events.on('blocking', onBlocking)
+        events.on('blocking', check)
+        events.on('unblocked', check)
       })
     },
   }
