@@ -9,7 +9,6 @@
  * `(inflight + 1) / weight`, i.e. Envoy's LEAST_REQUEST with `active_request_bias` 1.
  * Dividing by the registry weight makes in-flight settle in proportion to weight.
  */
-import type { Clock } from '../core/clock.js'
 import { InvalidOptionError } from '../errors.js'
 import type { Instance } from '../instance.js'
 import { buildResults, ExcludedFailure, firstAllowed, loadView, type LoadView } from './pick-common.js'
@@ -30,7 +29,6 @@ export class LeastLoadedPicker implements Picker {
   readonly #results: PickOk[]
   readonly #failure: ExcludedFailure
   readonly #random: () => number
-  readonly #clock: Clock
   readonly #view: LoadView
   readonly #slots: Int32Array
   readonly #invWeight: Float64Array
@@ -41,9 +39,8 @@ export class LeastLoadedPicker implements Picker {
     this.#results = buildResults(instances)
     this.#failure = new ExcludedFailure(ctx.service)
     this.#random = ctx.random
-    this.#clock = ctx.clock
     this.#latency = latency
-    const { view, slots } = loadView(instances, ctx.load)
+    const { view, slots } = loadView(instances, ctx.load, ctx.clock)
     this.#view = view
     this.#slots = slots
     this.#invWeight = new Float64Array(instances.length)
@@ -77,7 +74,7 @@ export class LeastLoadedPicker implements Picker {
     let ca = (view.inflightOf(sa) + 1) * (this.#invWeight[a] as number)
     let cb = (view.inflightOf(sb) + 1) * (this.#invWeight[b] as number)
     if (this.#latency) {
-      const now = this.#clock.now()
+      const now = this.#view.compareNow()
       ca *= view.latencyOf(sa, now)
       cb *= view.latencyOf(sb, now)
     }

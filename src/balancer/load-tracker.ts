@@ -79,6 +79,7 @@ export class DefaultLoadTracker implements LoadTracker {
   #state = new Uint8Array(INITIAL_CAPACITY)
   #free: number[] = []
   #used = 0
+  #latestStamp = 0
 
   constructor(options: LoadTrackerOptions = {}) {
     this.clock = options.clock ?? systemClock
@@ -134,9 +135,8 @@ export class DefaultLoadTracker implements LoadTracker {
     this.#inflight[slot] = (this.#inflight[slot] ?? 0) + 1
   }
 
-  /** Slot form of {@link observe}. */
-  observeSlot(slot: number, rttMs: number): void {
-    const now = this.clock.now()
+  /** Slot form of {@link observe}; `now` (the clock's time) saves a clock read when the caller has it. */
+  observeSlot(slot: number, rttMs: number, now: number = this.clock.now()): void {
     const state = this.#state[slot]
     if (state === 1) {
       // First sample replaces the default outright.
@@ -151,6 +151,21 @@ export class DefaultLoadTracker implements LoadTracker {
       }
     } else return
     this.#stamp[slot] = now
+    if (now > this.#latestStamp) this.#latestStamp = now
+  }
+
+  /**
+   * The latest sample time. Least-loaded pickers compare two decayed costs with it instead of
+   * reading the clock: both decay by the same factor `exp(-now/decay)`, so any `now` at or after
+   * every sample gives the same choice, and a clock read costs more than the rest of the pick.
+   */
+  get latestStamp(): number {
+    return this.#latestStamp
+  }
+
+  /** @internal {@link latestStamp} for pickers (see {@link LoadView}). */
+  compareNow(): number {
+    return this.#latestStamp
   }
 
   /** Slot form of {@link end}. Safe on a retired slot: it frees the slot once drained. */

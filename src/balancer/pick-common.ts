@@ -2,6 +2,7 @@
  * Pieces shared by the built-in pickers: pre-built results (so a pick allocates nothing), the
  * "everything excluded" failure, weight checks and load readers.
  */
+import type { Clock } from '../core/clock.js'
 import { NoInstancesError } from '../errors.js'
 import type { Instance } from '../instance.js'
 import { DefaultLoadTracker } from './load-tracker.js'
@@ -57,10 +58,16 @@ export function firstAllowed(
 export interface LoadView {
   inflightOf(slot: number): number
   latencyOf(slot: number, now: number): number
+  /** A time at or after every latency sample: enough to compare two decayed costs. */
+  compareNow(): number
 }
 
 /** Slots and a reader for `instances` in `load`. Custom trackers get an adapter (slot = index). */
-export function loadView(instances: readonly Instance[], load: LoadTracker): { view: LoadView; slots: Int32Array } {
+export function loadView(
+  instances: readonly Instance[],
+  load: LoadTracker,
+  clock: Clock,
+): { view: LoadView; slots: Int32Array } {
   const slots = new Int32Array(instances.length)
   if (load instanceof DefaultLoadTracker) {
     for (let i = 0; i < instances.length; i++) slots[i] = load.record((instances[i] as Instance).key).slot
@@ -73,6 +80,7 @@ export function loadView(instances: readonly Instance[], load: LoadTracker): { v
     view: {
       inflightOf: (slot) => records[slot]?.inflight ?? 0,
       latencyOf: (slot, now) => records[slot]?.latencyMs(now) ?? 0,
+      compareNow: () => clock.now(),
     },
   }
 }

@@ -41,7 +41,7 @@ export interface Route {
 export interface CallHost {
   now(): number
   startSlot(slot: number): void
-  observeSlot(slot: number, rttMs: number): void
+  observeSlot(slot: number, rttMs: number, now: number): void
   /** Ends an attempt on `instance` (exactly once per start). */
   endAttempt(call: Call, instance: Instance, slot: number, outcome: CallOutcome): void
   /** Sends the call again, avoiding tried instances. False when no instance is available. */
@@ -168,7 +168,8 @@ export abstract class Call {
   protected headers(status: number, retryAfter: () => string | undefined): boolean {
     if (status < 200) return false
     this.status = status
-    this.host.observeSlot(this.#slot, this.host.now() - this.#startedAt)
+    const now = this.host.now()
+    this.host.observeSlot(this.#slot, now - this.#startedAt, now)
     if (this.host.statusCodes?.has(status) === true && this.#mayResendAfterSend) {
       const ra = parseRetryAfter(retryAfter(), Date.now())
       if (ra <= this.host.retryAfterMaxMs) {

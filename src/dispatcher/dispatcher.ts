@@ -378,7 +378,7 @@ export class WayfindDispatcher extends Dispatcher {
     return {
       now: () => clock.now(),
       startSlot: (slot) => { load.startSlot(slot) },
-      observeSlot: (slot, rtt) => { load.observeSlot(slot, rtt) },
+      observeSlot: (slot, rtt, now) => { load.observeSlot(slot, rtt, now) },
       endAttempt: (call, instance, slot, outcome) => { this.#endAttempt(call, instance, slot, outcome) },
       resend: (call, allowTried) => {
         if (this.#closing !== undefined) return false

@@ -140,6 +140,17 @@ describe('least-loaded (P2C)', () => {
     expect(countPicks(p, 100).get('i1')).toBe(100)
   })
 
+  it('lets an old slow sample decay: an instance not sampled for a minute is tried again', () => {
+    const list = instances(2)
+    const ctx = context({ seed: 6 })
+    const p = leastLoaded().createPicker(list, ctx)
+    ctx.load.observe(list[0]!.key, 200)
+    ctx.clock.advance(60_000)
+    ctx.load.observe(list[1]!.key, 10)
+    // 200 ms decayed over 6 time constants is ~0.5 ms, below the fresh 10 ms.
+    expect(countPicks(p, 100).get('i0')).toBe(100)
+  })
+
   it('honours weights: held in-flight settles in proportion to weight', () => {
     const list = instances(2, [1, 3])
     const ctx = context({ seed: 11 })
