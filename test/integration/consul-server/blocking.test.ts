@@ -90,6 +90,32 @@ describe('blocking queries', () => {
     expect(woke.index).toBeGreaterThan(first.index!)
   })
 
+  it('a query on a missing service also returns when any other service goes extinct (hashicorp/consul#4810)', async () => {
+    consul.registerService({ node: 'node-2', name: 'orders', id: 'o1', port: 9000 })
+    consul.removeService('node-2', 'o1')
+    const first = await call(consul, '/v1/health/service/ghost')
+    const pending = call(consul, `/v1/health/service/ghost?index=${first.index}&wait=30s`)
+    await consul.waitForBlockingQueries(1)
+    // Not on an ordinary write to another service...
+    consul.registerService({ node: 'node-2', name: 'orders', id: 'o2', port: 9001 })
+    expect(consul.stats.blockingQueries()).toBe(1)
+    // ...but on its extinction: the answer is unchanged, only the index moved.
+    consul.removeService('node-2', 'o2')
+    const woke = await withDeadline(pending, 5_000, 'wake on another extinction')
+    expect(woke.json()).toEqual([])
+    expect(woke.index).toBeGreaterThan(first.index!)
+  })
+
+  it('before any extinction, a query on a missing service returns on any write', async () => {
+    const first = await call(consul, '/v1/health/service/ghost')
+    const pending = call(consul, `/v1/health/service/ghost?index=${first.index}&wait=30s`)
+    await consul.waitForBlockingQueries(1)
+    consul.setNodeHealth('node-2', 'warning')
+    const woke = await withDeadline(pending, 5_000, 'wake on an unrelated write')
+    expect(woke.json()).toEqual([])
+    expect(woke.index).toBeGreaterThan(first.index!)
+  })
+
   it('returns when the last instance goes away, with an index that moved', async () => {
     const first = await call(consul, '/v1/health/service/payments')
     const pending = call(consul, `/v1/health/service/payments?index=${first.index}&wait=30s`)

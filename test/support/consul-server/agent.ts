@@ -272,7 +272,7 @@ export class Agent {
         // CheckHTTP.run: the first probe waits a random stagger within one interval.
         const run = (): void => {
           if (this.#closed || this.#checks.get(c.def.CheckID) !== c) return
-          void this.#probe(c, intervalMs).finally(() => {
+          void this.#probe(c).finally(() => {
             if (this.#closed || this.#checks.get(c.def.CheckID) !== c) return
             c.timer = this.#opts.clock.setTimeout(run, intervalMs)
           })
@@ -295,11 +295,11 @@ export class Agent {
     }, ttl)
   }
 
-  async #probe(c: RunningCheck, intervalMs: number): Promise<void> {
+  async #probe(c: RunningCheck): Promise<void> {
     const ac = new AbortController()
     c.inflight = ac
-    // CheckHTTP: Timeout defaults to 10 s, or the interval when that is shorter.
-    const timeoutMs = c.def.timeoutMs ?? Math.min(10_000, intervalMs)
+    // CheckHTTP/CheckTCP.Start: the client timeout defaults to 10 s.
+    const timeoutMs = c.def.timeoutMs ?? 10_000
     const timer = this.#opts.clock.setTimeout(() => { ac.abort(PROBE_TIMEOUT) }, timeoutMs)
     try {
       const result = c.def.kind === 'http' ? await httpProbe(c.def, ac.signal, timeoutMs) : await tcpProbe(c.def, ac.signal, timeoutMs)
@@ -351,11 +351,14 @@ function httpProbe(def: AgentCheckDefinition, signal: AbortSignal, timeoutMs: nu
       agent: false,
       ...(target.protocol === 'https:' && def.tlsSkipVerify === true ? { rejectUnauthorized: false } : {}),
     }, (res) => {
-      const chunks: Buffer[] = []
-      let size = 0
-      res.on('data', (b: Buffer) => { if (size < OUTPUT_MAX) { chunks.push(b); size += b.length } })
+      // A circular buffer (circbuf) of OUTPUT_MAX bytes: the *last* 4 KiB of the body are kept.
+      let tail = Buffer.alloc(0)
+      res.on('data', (b: Buffer) => {
+        tail = Buffer.concat([tail, b])
+        if (tail.length > OUTPUT_MAX) tail = tail.subarray(tail.length - OUTPUT_MAX)
+      })
       res.on('end', () => {
-        const body = Buffer.concat(chunks).subarray(0, OUTPUT_MAX).toString('utf8')
+        const body = tail.toString('utf8')
         const code = res.statusCode ?? 0
         const output = `HTTP ${method} ${url}: ${code} ${res.statusMessage ?? ''} Output: ${body}`
         // checks/check.go: 2xx passing, 429 warning, anything else critical.
