@@ -6,7 +6,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -192,9 +192,16 @@ export class EtcdServer {
     }
   }
 
-  /** Starts the process again on the same data dir and ports; resolves when ready (ms taken). */
-  async restart(): Promise<number> {
+  /**
+   * Starts the process again on the same ports; resolves when ready (ms taken). Same data dir,
+   * or an emptied one with `wipe` (a member restored from nothing: revisions start over).
+   */
+  async restart(options: { wipe?: boolean } = {}): Promise<number> {
     await this.stop()
+    if (options.wipe === true) {
+      rmSync(this.dataDir, { recursive: true, force: true })
+      mkdirSync(this.dataDir, { recursive: true, mode: 0o700 })
+    }
     this.#spawn()
     return this.waitReady()
   }

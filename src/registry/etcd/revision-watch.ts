@@ -29,7 +29,7 @@ export interface RevisionWatchHandler {
 }
 
 type StreamEnd =
-  | { readonly kind: 'relist'; readonly why: string }
+  | { readonly kind: 'relist'; readonly why: string; readonly delay?: boolean }
   | { readonly kind: 'resume'; readonly error: unknown }
   | { readonly kind: 'aborted' }
 
@@ -76,10 +76,10 @@ export async function runRevisionWatch(
     try {
       end = await watchOnce(client, range, from, signal, {
         created(header) {
-          backoff.reset()
-          // The store is behind what we applied: its data was replaced (restore, wipe). Our
-          // revision means nothing there any more (microsoft/etcd3#31).
+          // The store is behind what we applied: its data was replaced (restore, wipe), or this
+          // member lags. Our revision may mean nothing there (microsoft/etcd3#31): re-list.
           if (applied !== undefined && header < applied) return 'store revision went backwards'
+          backoff.reset()
           handler.onWatching?.()
           return undefined
         },
@@ -116,6 +116,8 @@ export async function runRevisionWatch(
       case 'relist':
         debug('%s: re-listing: %s', what, end.why)
         mustList = true
+        // A member behind us (lagging, or wiped) may stay behind for a moment: do not spin.
+        if (end.delay === true) await sleep(backoff.next(), signal).catch(() => undefined)
         break
       case 'resume':
         // An expired token is only refreshed by etcd3's unary path: the listing does that.
@@ -206,7 +208,7 @@ async function watchOnce(
       }
       if (res.created) {
         const why = cb.created(header)
-        if (why !== undefined) finish({ kind: 'relist', why })
+        if (why !== undefined) finish({ kind: 'relist', why, delay: true })
         return
       }
       try {

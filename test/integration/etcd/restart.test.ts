@@ -122,3 +122,27 @@ it('provider: snapshots converge after a plain SIGKILL + restart (measures resta
     await provider.close()
   }
 })
+
+it('re-lists when etcd comes back with its data wiped (revisions start over)', async () => {
+  const prefix = '/r3/'
+  const writer = server.client()
+  for (let i = 0; i < 20; i++) await putEventually(writer, `${prefix}svc/a`, wayfindValue('a', 8000 + i))
+  await putEventually(writer, `${prefix}svc/b`, wayfindValue('b', 8100))
+  const provider = new EtcdProvider(normalizeEtcdOptions({ hosts: server.host, prefix }))
+  const rec = new Recorder()
+  const ac = new AbortController()
+  try {
+    provider.watch('svc', rec, { signal: ac.signal })
+    const before = await rec.until(hasIds('a', 'b'))
+    await server.kill('SIGKILL')
+    await server.restart({ wipe: true })
+    // The new store is at a revision far below what the watcher applied.
+    const put = await putEventually(writer, `${prefix}svc/c`, wayfindValue('c', 8200)).then(() => writer.get(`${prefix}svc/c`).exec())
+    expect(BigInt(put.header.revision)).toBeLessThan(BigInt(before.revision))
+    const after = await rec.until(hasIds('c'), 15_000, 'the wiped store to be re-listed')
+    expect(after.instances[0]?.port).toBe(8200)
+  } finally {
+    ac.abort()
+    await provider.close()
+  }
+})
