@@ -48,6 +48,13 @@ function handle(msg: Message): Message {
         })
       return { count }
     }
+    case 'fillMany': {
+      const { services, perService, name } = msg as { services: number; perService: number; name?: string }
+      for (let sv = 0; sv < services; sv++)
+        for (let k = 0; k < perService; k++)
+          server.registerService({ name: `${name ?? 'svc'}-${String(sv)}`, id: `${name ?? 'svc'}-${String(sv)}-${String(k)}`, address: '127.0.0.1', port: 20_000 + k, checks: [{ status: 'passing' }] })
+      return { count: services * perService }
+    }
     case 'stats':
       return {
         open: server.stats.openConnections(),

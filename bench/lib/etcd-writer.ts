@@ -51,6 +51,22 @@ serveRequests(async (msg: Message): Promise<Message> => {
       }
       return { count }
     }
+    case 'fillMany': {
+      // `services` services of `perService` instances each, no metadata, 100 puts per txn.
+      const { root, services, perService, name } = msg as { root: string; services: number; perService: number; name?: string }
+      const keys: [string, string][] = []
+      for (let sv = 0; sv < services; sv++)
+        for (let k = 0; k < perService; k++) {
+          const service = `${name ?? 'svc'}-${String(sv)}`
+          const id = `i-${String(k)}`
+          keys.push([`${root}${service}/${id}`, registrationValue(service, id, 20_000 + k, {})])
+        }
+      for (let i = 0; i < keys.length; i += 100) {
+        const ops = keys.slice(i, i + 100).map(([k, v]) => client.put(k).value(v))
+        await client.if(`${root}__none__`, 'Version', '==', 0).then(...ops).commit()
+      }
+      return { count: keys.length }
+    }
     case 'clear': {
       await client.delete().prefix(msg.prefix as string)
       return {}

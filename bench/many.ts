@@ -1,0 +1,182 @@
+/**
+ * Many services: one client watching 1,000 services of 10 instances each (no metadata).
+ * - time until every service resolved;
+ * - connections: on etcd, TCP connections through a counting proxy and the gRPC Watch streams
+ *   etcd itself reports (`/metrics`); on Consul, the peak of open connections the test server
+ *   saw, against the client's budget (`maxConnections`, default 64; Consul refuses > 200);
+ * - retained heap (after GC) of the client once the registry grew every service from 1 to 5
+ *   instances, and again from 5 to 10: the second difference over the added instances is the
+ *   cost of one instance (target ≤ 2 KB, no metadata); the rest of the 5-instance footprint is
+ *   the fixed cost of a watched service. The whole footprint per instance is printed too.
+ */
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
+import { consul, createWayfind, etcd, type Wayfind } from '../src/index.js'
+import { TcpProxy } from '../test/support/tcp-proxy.js'
+import { HelperProcess } from './lib/child.js'
+import { startEtcd } from './lib/etcd.js'
+import { check, ms, printTable, writeResults, type BenchOptions, type BenchOutcome } from './lib/report.js'
+import { barsSvg } from './lib/svg.js'
+
+const PER_SERVICE = 10
+const ROOT = '/services/'
+
+setFlagsFromString('--expose-gc')
+const gc = runInNewContext('gc') as () => void
+
+function heapAfterGc(): number {
+  for (let i = 0; i < 3; i++) gc()
+  return process.memoryUsage().heapUsed
+}
+
+interface ManyResult {
+  readonly registry: string
+  readonly services: number
+  readonly instances: number
+  readonly resolveAllMs: number
+  readonly connections: string
+  /** Whole footprint / instances (5 per service). */
+  readonly bytesPerInstance: number
+  /** Cost of one more instance. */
+  readonly marginalBytesPerInstance: number
+  /** Fixed cost of one watched service. */
+  readonly fixedBytesPerService: number
+}
+
+/**
+ * Resolves `services` services of one instance each (timed), then has the registry grow them
+ * to PER_SERVICE / 2 and PER_SERVICE instances, measuring the retained heap after each step.
+ */
+async function measure(
+  create: () => Wayfind,
+  services: number,
+  grow: (perService: number) => Promise<unknown>,
+): Promise<{ ms: number; bytesPerInstance: number; marginal: number; fixed: number; wf: Wayfind }> {
+  const names = Array.from({ length: services }, (_, i) => `svc-${String(i)}`)
+  const before = heapAfterGc()
+  const wf = create()
+  const t0 = performance.now()
+  const resolved = await Promise.all(names.map((n) => wf.resolve(n, { timeoutMs: 60_000 })))
+  const elapsed = performance.now() - t0
+  const total = resolved.reduce((a, r) => a + r.length, 0)
+  if (total !== services) throw new Error(`resolved ${total} instances, expected ${services}`)
+  resolved.length = 0
+  const growTo = async (n: number): Promise<number> => {
+    const grown = new Promise<void>((resolve, reject) => {
+      const pending = new Set(names)
+      const timer = setTimeout(() => { off(); reject(new Error(`${pending.size} services did not reach ${n} instances within 120 s`)) }, 120_000)
+      const off = wf.events.on('change', (e) => {
+        if (e.instances.length === n) pending.delete(e.service)
+        if (pending.size === 0) {
+          clearTimeout(timer)
+          off()
+          resolve()
+        }
+      })
+    })
+    await grow(n)
+    await grown
+    return heapAfterGc()
+  }
+  // Two growth steps: the first one also absorbs one-off allocations (buffers, JIT, pools
+  // sized on first use), so the marginal cost comes from the second.
+  const half = PER_SERVICE / 2
+  const hHalf = await growTo(half)
+  const hFull = await growTo(PER_SERVICE)
+  const marginal = (hFull - hHalf) / (services * (PER_SERVICE - half))
+  return { ms: elapsed, bytesPerInstance: (hFull - before) / (services * PER_SERVICE), marginal, fixed: (hHalf - before) / services - half * marginal, wf }
+}
+
+async function onEtcd(services: number): Promise<ManyResult> {
+  const server = await startEtcd()
+  const proxy = await TcpProxy.start({ port: server.clientPort })
+  let writer: HelperProcess | undefined
+  let wf: Wayfind | undefined
+  try {
+    writer = (await HelperProcess.start(new URL('./lib/etcd-writer.ts', import.meta.url).pathname, [server.host])).helper
+    const w = writer
+    await w.request({ type: 'fillMany', root: ROOT, services, perService: 1 }, 120_000)
+    const m = await measure(() => createWayfind({ registry: etcd({ hosts: [proxy.host] }) }), services, (n) =>
+      w.request({ type: 'fillMany', root: ROOT, services, perService: n }, 120_000))
+    wf = m.wf
+    const metrics = await (await fetch(`http://${server.host}/metrics`)).text()
+    const gauge = (name: string): number => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metrics)?.[1] ?? NaN)
+    const streams = gauge('etcd_debugging_mvcc_watch_stream_total')
+    const watchers = gauge('etcd_debugging_mvcc_watcher_total')
+    return {
+      registry: 'etcd',
+      services,
+      instances: services * PER_SERVICE,
+      resolveAllMs: m.ms,
+      connections: `${proxy.connections} TCP, ${streams} watch stream(s), ${watchers} watchers`,
+      bytesPerInstance: m.bytesPerInstance,
+      marginalBytesPerInstance: m.marginal,
+      fixedBytesPerService: m.fixed,
+    }
+  } finally {
+    await wf?.close()
+    await writer?.stop()
+    await proxy.close()
+    await server.remove()
+  }
+}
+
+async function onConsul(services: number): Promise<ManyResult & { peak: number; budget: number }> {
+  const { helper, ready } = await HelperProcess.start(new URL('./lib/consul-server-process.ts', import.meta.url).pathname)
+  let wf: Wayfind | undefined
+  try {
+    await helper.request({ type: 'fillMany', services, perService: 1 }, 120_000)
+    const budget = 64
+    const url = ready.url as string
+    const m = await measure(() => createWayfind({ registry: consul({ url, maxConnections: budget }) }), services, (n) =>
+      helper.request({ type: 'fillMany', services, perService: n }, 120_000))
+    wf = m.wf
+    const stats = (await helper.request({ type: 'stats' })) as { open: number; peak: number; rejected: number }
+    return {
+      registry: 'consul',
+      services,
+      instances: services * PER_SERVICE,
+      resolveAllMs: m.ms,
+      connections: `peak ${stats.peak} TCP (budget ${budget}; Consul's cap 200), ${stats.rejected} refused`,
+      bytesPerInstance: m.bytesPerInstance,
+      marginalBytesPerInstance: m.marginal,
+      fixedBytesPerService: m.fixed,
+      peak: stats.peak,
+      budget,
+    }
+  } finally {
+    await wf?.close()
+    await helper.stop()
+  }
+}
+
+export async function run({ quick }: BenchOptions): Promise<BenchOutcome> {
+  const services = quick ? 100 : 1_000
+  const e = await onEtcd(services)
+  const c = await onConsul(services)
+  const kb = (b: number): string => `${(b / 1024).toFixed(2)} KB`
+  printTable(
+    `Many services: ${services} services × ${PER_SERVICE} instances, one client`,
+    ['registry', 'all resolved', 'connections', 'heap per extra instance', 'fixed heap per service', 'total / instance'],
+    [e, c].map((r) => [r.registry, ms(r.resolveAllMs), r.connections, kb(r.marginalBytesPerInstance), kb(r.fixedBytesPerService), kb(r.bytesPerInstance)]),
+  )
+  writeResults('many', { perService: PER_SERVICE, etcd: e, consul: c }, {
+    'many.svg': barsSvg(`Retained heap (${services} services × ${PER_SERVICE} instances)`, 'bytes', [
+      { label: 'etcd: per extra instance', value: e.marginalBytesPerInstance },
+      { label: 'consul: per extra instance', value: c.marginalBytesPerInstance },
+      { label: 'target per instance', value: 2048 },
+      { label: 'etcd: fixed per service', value: e.fixedBytesPerService },
+      { label: 'consul: fixed per service', value: c.fixedBytesPerService },
+    ]),
+  })
+  return {
+    name: 'many',
+    checks: [
+      check('etcd heap per extra instance (KB)', e.marginalBytesPerInstance / 1024, '<=', 2, ' KB'),
+      check('consul heap per extra instance (KB)', c.marginalBytesPerInstance / 1024, '<=', 2, ' KB'),
+      check('etcd watch streams (gRPC)', Number(/(\d+) watch stream/.exec(e.connections)?.[1] ?? NaN), '<=', 1, ''),
+      check('etcd TCP connections', Number(/^(\d+) TCP/.exec(e.connections)?.[1] ?? NaN), '<=', 1, ''),
+      check('consul peak connections vs budget', c.peak, '<=', c.budget, ''),
+    ],
+  }
+}
