@@ -87,6 +87,9 @@ export class Catalog {
   readonly #services = new Map<string, ServiceRecord>()
   readonly #checks = new Map<string, CheckRecord>()
   readonly #listeners = new Set<CommitListener>()
+  /** Secondary indexes (memdb's `service` and `node` indexes): name → keys, node → check keys. */
+  readonly #byName = new Map<string, Set<string>>()
+  readonly #checksByNode = new Map<string, Set<string>>()
   #pending: number | undefined
 
   /** The last Raft index used. */
@@ -139,9 +142,47 @@ export class Catalog {
 
   /** Instances of `name`, ordered by node then ID as Consul's memdb index iterates them. */
   serviceInstances(name: string): ServiceRecord[] {
-    return [...this.#services.values()]
-      .filter((s) => s.Service === name)
-      .sort((a, b) => cmp(a.node, b.node) || cmp(a.ID, b.ID))
+    const keys = this.#byName.get(name)
+    if (keys === undefined) return []
+    return [...keys].map((k) => this.#services.get(k) as ServiceRecord).sort((a, b) => cmp(a.node, b.node) || cmp(a.ID, b.ID))
+  }
+
+  #putService(k: string, rec: ServiceRecord): void {
+    const prev = this.#services.get(k)
+    if (prev !== undefined) this.#byName.get(prev.Service)?.delete(k)
+    this.#services.set(k, rec)
+    let set = this.#byName.get(rec.Service)
+    if (set === undefined) this.#byName.set(rec.Service, (set = new Set()))
+    set.add(k)
+  }
+
+  #dropService(k: string): void {
+    const prev = this.#services.get(k)
+    if (prev === undefined) return
+    this.#services.delete(k)
+    const set = this.#byName.get(prev.Service)
+    set?.delete(k)
+    if (set?.size === 0) this.#byName.delete(prev.Service)
+  }
+
+  #putCheck(k: string, rec: CheckRecord): void {
+    this.#checks.set(k, rec)
+    let set = this.#checksByNode.get(rec.Node)
+    if (set === undefined) this.#checksByNode.set(rec.Node, (set = new Set()))
+    set.add(k)
+  }
+
+  #dropCheck(k: string): void {
+    const prev = this.#checks.get(k)
+    if (prev === undefined) return
+    this.#checks.delete(k)
+    const set = this.#checksByNode.get(prev.Node)
+    set?.delete(k)
+    if (set?.size === 0) this.#checksByNode.delete(prev.Node)
+  }
+
+  #nodeChecks(node: string): CheckRecord[] {
+    return [...(this.#checksByNode.get(node) ?? [])].map((k) => this.#checks.get(k) as CheckRecord)
   }
 
   allServices(): ServiceRecord[] {
@@ -154,8 +195,8 @@ export class Catalog {
 
   /** Node-level checks plus the checks of `serviceId`, ordered by check ID. */
   checksFor(node: string, serviceId: string): CheckRecord[] {
-    return [...this.#checks.values()]
-      .filter((c) => c.Node === node && (c.ServiceID === '' || c.ServiceID === serviceId))
+    return this.#nodeChecks(node)
+      .filter((c) => c.ServiceID === '' || c.ServiceID === serviceId)
       .sort((a, b) => cmp(a.CheckID, b.CheckID))
   }
 
@@ -165,7 +206,7 @@ export class Catalog {
 
   /** Index reported by health/catalog queries for `name` (`maxIndexForService`). */
   serviceIndex(name: string): number {
-    const exists = [...this.#services.values()].some((s) => s.Service === name)
+    const exists = this.#byName.has(name)
     if (!exists) {
       const extinct = this.#tables.get('service_last_extinction')
       if (extinct !== undefined) return extinct
@@ -195,7 +236,7 @@ export class Catalog {
     this.#txn((idx) => {
       if (!this.#nodes.has(name)) return
       for (const s of [...this.#services.values()]) if (s.node === name) this.deleteService(name, s.ID)
-      for (const c of [...this.#checks.values()]) if (c.Node === name) this.deleteCheck(name, c.CheckID)
+      for (const c of this.#nodeChecks(name)) this.deleteCheck(name, c.CheckID)
       this.#nodes.delete(name)
       this.#bump(idx, 'nodes')
     })
@@ -206,12 +247,12 @@ export class Catalog {
       const k = key(input.node, input.ID)
       const existing = this.#services.get(k)
       if (existing !== undefined && sameJson({ ...existing, CreateIndex: 0, ModifyIndex: 0 }, { ...input, CreateIndex: 0, ModifyIndex: 0 })) return
-      this.#services.set(k, { ...input, CreateIndex: existing?.CreateIndex ?? idx, ModifyIndex: idx })
+      this.#putService(k, { ...input, CreateIndex: existing?.CreateIndex ?? idx, ModifyIndex: idx })
       this.#bump(idx, 'services', `service.${input.Service}`)
       if (existing !== undefined && existing.Service !== input.Service) this.#afterServiceRemoved(idx, existing.Service)
       // Service checks carry the service's name and tags: keep them in step.
-      for (const c of this.#checks.values()) {
-        if (c.Node === input.node && c.ServiceID === input.ID && (c.ServiceName !== input.Service || !sameJson(c.ServiceTags, input.Tags))) {
+      for (const c of this.#nodeChecks(input.node)) {
+        if (c.ServiceID === input.ID && (c.ServiceName !== input.Service || !sameJson(c.ServiceTags, input.Tags))) {
           c.ServiceName = input.Service
           c.ServiceTags = [...input.Tags]
           c.ModifyIndex = idx
@@ -228,10 +269,10 @@ export class Catalog {
       const existing = this.#services.get(k)
       if (existing === undefined) return
       found = true
-      this.#services.delete(k)
-      for (const c of [...this.#checks.values()]) {
-        if (c.Node === node && c.ServiceID === id) {
-          this.#checks.delete(key(node, c.CheckID))
+      this.#dropService(k)
+      for (const c of this.#nodeChecks(node)) {
+        if (c.ServiceID === id) {
+          this.#dropCheck(key(node, c.CheckID))
           this.#bump(idx, 'checks')
         }
       }
@@ -242,8 +283,7 @@ export class Catalog {
   }
 
   #afterServiceRemoved(idx: number, name: string): void {
-    const stillThere = [...this.#services.values()].some((s) => s.Service === name)
-    if (!stillThere) {
+    if (!this.#byName.has(name)) {
       this.#tables.delete(`service.${name}`)
       this.#bump(idx, 'service_last_extinction')
     }
@@ -254,7 +294,7 @@ export class Catalog {
       const k = key(input.Node, input.CheckID)
       const existing = this.#checks.get(k)
       if (existing !== undefined && sameJson({ ...existing, CreateIndex: 0, ModifyIndex: 0 }, { ...input, CreateIndex: 0, ModifyIndex: 0 })) return
-      this.#checks.set(k, { ...input, CreateIndex: existing?.CreateIndex ?? idx, ModifyIndex: idx })
+      this.#putCheck(k, { ...input, CreateIndex: existing?.CreateIndex ?? idx, ModifyIndex: idx })
       this.#bump(idx, 'checks')
       this.#bumpForCheck(idx, input.Node, input.ServiceID)
     })
@@ -265,7 +305,7 @@ export class Catalog {
       const k = key(node, checkId)
       const existing = this.#checks.get(k)
       if (existing === undefined) return
-      this.#checks.delete(k)
+      this.#dropCheck(k)
       this.#bump(idx, 'checks')
       this.#bumpForCheck(idx, node, existing.ServiceID)
     })

@@ -354,7 +354,7 @@ export class ConsulApi {
    * abandons the query, or the wait (clamped to max_query_time, default 5 min, plus up to wait/16
    * jitter, `rpc.go`) runs out. A timeout answers 200 with the same index.
    */
-  async #blockingRead(path: string, q: URLSearchParams, res: ApiResponse, query: () => ReadResult, opts: { streaming?: boolean } = {}): Promise<void> {
+  async #blockingRead(path: string, q: URLSearchParams, res: ApiResponse, indexOf: () => number, query: () => ReadResult, opts: { streaming?: boolean } = {}): Promise<void> {
     const parsed = this.#parseQuery(q)
     const { waitMs, consistency } = parsed
     let { minIndex } = parsed
@@ -381,9 +381,9 @@ export class ConsulApi {
       const waiter: Waiter = {
         recheck: (abandon) => {
           if (this.#closed) return
-          const r = query()
-          if (abandon) finish('abandon', r)
-          else if (normalizeIndex(r.index) > minIndex) finish('change', r)
+          // The index is cheap; the body is only built when the query is about to answer.
+          if (abandon) finish('abandon', query())
+          else if (normalizeIndex(indexOf()) > minIndex) finish('change', query())
         },
       }
       this.#waiters.add(waiter)
@@ -430,7 +430,7 @@ export class ConsulApi {
       if (passing) entries = filterNonPassing(entries)
       return this.#aclFilter(authz, index, entries)
     }
-    await this.#blockingRead(url.pathname, q, res, query, { streaming: q.get('near') === null })
+    await this.#blockingRead(url.pathname, q, res, () => this.#catalog.serviceIndex(name), query, { streaming: q.get('near') === null })
   }
 
   async #catalogService(name: string, q: URLSearchParams, req: ApiRequest, res: ApiResponse, url: URL): Promise<void> {
@@ -449,7 +449,7 @@ export class ConsulApi {
       if (filter !== undefined) rows = rows.filter((r) => filter.matches(r))
       return this.#aclFilter(authz, index, rows)
     }
-    await this.#blockingRead(url.pathname, q, res, query)
+    await this.#blockingRead(url.pathname, q, res, () => this.#catalog.serviceIndex(name), query)
   }
 
   async #catalogServices(q: URLSearchParams, req: ApiRequest, res: ApiResponse, url: URL): Promise<void> {
@@ -464,7 +464,7 @@ export class ConsulApi {
       if (this.#canRead(authz)) return { index, body: out }
       return { index, body: {}, filteredByAcl: authz.kind === 'token' && Object.keys(out).length > 0 }
     }
-    await this.#blockingRead(url.pathname, q, res, query)
+    await this.#blockingRead(url.pathname, q, res, () => this.#catalog.tablesIndex('services'), query)
   }
 
   /** Default-deny ACLs filter reads instead of rejecting them; the header is blanked for anonymous requests (rpc.go). */

@@ -192,7 +192,7 @@ export async function startConsulServer(options: ConsulTestServerOptions = {}): 
   const perIp = new Map<string, number>()
   let peak = 0
   let rejected = 0
-  let failQueue: { status: number; body: string }[] = []
+  const failQueue: { status: number; body: string }[] = []
   let dropCount = 0
   const stalled = new Set<ApiResponse>()
   let closed = false
@@ -325,6 +325,8 @@ export async function startConsulServer(options: ConsulTestServerOptions = {}): 
   }
   inner.on('clientError', (_err: Error, socket: net.Socket) => { socket.destroy() })
   inner.on('tlsClientError', () => { /* handshake failures (e.g. no client cert) just close */ })
+  // Peers that vanish mid-session are routine for a test server (faults, aborted watches).
+  inner.on('sessionError', () => { /* the session is destroyed by node:http2 itself */ })
 
   const ipKey = (s: net.Socket): string => s.remoteAddress ?? 'unknown'
   const outer = net.createServer((socket) => {
@@ -342,6 +344,7 @@ export async function startConsulServer(options: ConsulTestServerOptions = {}): 
       return
     }
     perIp.set(ip, n + 1)
+    socket.on('error', () => { /* ECONNRESET from a client going away; 'close' follows */ })
     sockets.add(socket)
     peak = Math.max(peak, sockets.size)
     socket.once('close', () => {
@@ -401,8 +404,6 @@ export async function startConsulServer(options: ConsulTestServerOptions = {}): 
       catalog.regressIndex(to)
     },
   })
-  // Clearing `stall` lets new requests through; stalled ones stay stalled until dropped/closed.
-  failQueue = []
 
   const stats: ConsulStats = {
     openConnections: () => sockets.size,
