@@ -201,7 +201,10 @@ class AgentRegistration {
 
   /** `pass` on the TTL check. Returns why the agent forgot us, or undefined when it did not. */
   async #heartbeat(): Promise<string | undefined> {
-    const res = await this.#request('PUT', `/v1/agent/check/pass/${escapeId(checkIdOf(this.#reg))}`, undefined, this.#signal)
+    const check = this.#reg.check
+    // A heartbeat that hangs longer than its period would let the TTL run out unnoticed.
+    const timeoutMs = check?.kind === 'ttl' ? Math.min(this.#deps.options.requestTimeoutMs, Math.max(1_000, check.ttlMs / 3)) : undefined
+    const res = await this.#request('PUT', `/v1/agent/check/pass/${escapeId(checkIdOf(this.#reg))}`, undefined, this.#signal, undefined, timeoutMs)
     if (res.status === 200) return undefined
     // Current agents: 404 "Unknown check ID"; older ones: 500 "does not have associated TTL"
     // (CONSUL.md §3.3; spring-cloud-consul PR #691 re-registers on exactly these).
@@ -230,14 +233,14 @@ class AgentRegistration {
     }
   }
 
-  async #request(method: 'GET' | 'PUT', path: string, body: unknown, signal: AbortSignal, query?: [string, string][]): Promise<ConsulResponse> {
+  async #request(method: 'GET' | 'PUT', path: string, body: unknown, signal: AbortSignal, query?: [string, string][], timeoutMs?: number): Promise<ConsulResponse> {
     return this.#deps.http.request({
       method,
       path,
       ...(query === undefined ? {} : { query }),
       ...(body === undefined ? {} : { body }),
       lane: 'agent',
-      timeoutMs: this.#deps.options.requestTimeoutMs,
+      timeoutMs: timeoutMs ?? this.#deps.options.requestTimeoutMs,
       signal,
     }).catch((err: unknown) => {
       if (signal.aborted || !(err instanceof WayfindError)) throw err

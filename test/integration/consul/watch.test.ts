@@ -271,21 +271,35 @@ describe('consul watch', () => {
     expect(server.stats.requests.length - count).toBe(1)
   })
 
-  it('copes with an agent that sends X-Consul-Index: 0: blocks on 1, never 0, paced by the token bucket', async () => {
+  it('copes with an agent that sends X-Consul-Index: 0: blocks on 1, never on 0', async () => {
     server.registerService({ node: 'node-2', name: 'orders', id: 'o1', port: 8080 })
     server.faults.zeroIndex = true
-    // Index 1 is below the agent's real index, so every query returns at once: only the
-    // token bucket keeps this from being a busy loop.
-    registry = consul({ url: server.url, rateLimit: { burstCount: 2, refillMs: 50 } })
+    registry = consul({ url: server.url })
     const rec = recorder()
     registry.watch('orders', rec.listener, { signal: stop.signal })
     await rec.snapshot()
-    const health = (): (string | null)[] => server.stats.requests.filter((r) => r.path === '/v1/health/service/orders').map((r) => r.query.get('index'))
-    await eventually(() => (health().length >= 6 ? true : undefined), { what: 'six health queries' })
-    const [first, ...rest] = health()
-    expect(first).toBeNull()
-    expect(new Set(rest)).toEqual(new Set(['1']))
+    await server.waitForBlockingQueries(1)
+    server.registerService({ node: 'node-2', name: 'orders', id: 'o2', port: 8081 })
+    await rec.snapshot((s) => s.instances.length === 2)
+    await server.waitForBlockingQueries(1)
+    const indexes = server.stats.requests.filter((r) => r.path === '/v1/health/service/orders').map((r) => r.query.get('index'))
+    expect(indexes).toEqual([null, '1', '1'])
+  })
+
+  it('paces an agent that never blocks with the token bucket, and reports nothing unchanged', async () => {
+    server.registerService({ node: 'node-2', name: 'orders', id: 'o1', port: 8080 })
+    server.faults.neverBlock = true
+    const refillMs = 50
+    registry = consul({ url: server.url, rateLimit: { burstCount: 2, refillMs } })
+    const rec = recorder()
+    const started = performance.now()
+    registry.watch('orders', rec.listener, { signal: stop.signal })
+    const health = (): number => server.stats.requests.filter((r) => r.path === '/v1/health/service/orders').length
+    await eventually(() => (health() >= 8 ? true : undefined), { what: 'eight health queries' })
+    // 8 requests: the first is free, 2 come from the burst, the other 5 wait a refill each.
+    expect(performance.now() - started).toBeGreaterThanOrEqual(5 * refillMs - 10)
     expect(rec.snapshots).toHaveLength(1)
+    expect(rec.errors).toEqual([])
   })
 
   it('works with the streaming backend (no KnownLeader/LastContact) and a leaderless stale cluster', async () => {
