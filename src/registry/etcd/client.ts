@@ -9,6 +9,8 @@ import {
   EtcdInvalidAuthTokenError,
   EtcdPermissionDeniedError,
   isRecoverableError,
+  WatchClient,
+  type ICallable,
   type IOptions,
 } from 'etcd3'
 import { errorMessage, RegistryUnavailableError } from '../../errors.js'
@@ -21,8 +23,36 @@ export function debug(format: string, ...args: unknown[]): void {
   if (log.enabled) log(`etcd: ${format}`, ...args)
 }
 
+/**
+ * etcd3's client plus a Watch client whose streams carry `hasleader: true` (Go's
+ * `clientv3.WithRequireLeader`): a member that loses its leader cancels them instead of going
+ * quiet (etcd-io/etcd#7593; v3rpc's stream interceptor, rpctypes.MetadataRequireLeaderKey).
+ */
+export class WayfindEtcd3 extends Etcd3 {
+  readonly leaderWatchClient: WatchClient
+
+  constructor(options: IOptions) {
+    super(options)
+    const pool: ICallable<unknown> = this.pool
+    this.leaderWatchClient = new WatchClient({
+      exec: pool.exec.bind(pool),
+      withConnection: (service, fn) =>
+        pool.withConnection(service, (args) => {
+          // A copy: the pool shares one metadata object (the auth token) across all calls.
+          const metadata = args.metadata.clone()
+          metadata.set('hasleader', 'true')
+          return fn({ ...args, metadata })
+        }),
+      markFailed: (resource, error) => { pool.markFailed(resource, error) },
+      get callOptionsFactory() {
+        return pool.callOptionsFactory
+      },
+    })
+  }
+}
+
 /** Creates the etcd3 client. No I/O happens until the first call. */
-export function createEtcdClient(o: NormalizedEtcdOptions): Etcd3 {
+export function createEtcdClient(o: NormalizedEtcdOptions): WayfindEtcd3 {
   const single = o.hosts.length === 1
   const options: IOptions = {
     hosts: [...o.hosts],
@@ -50,7 +80,7 @@ export function createEtcdClient(o: NormalizedEtcdOptions): Etcd3 {
   }
   if (o.auth !== undefined) options.auth = { username: o.auth.username, password: o.auth.password }
   if (o.credentials !== undefined) options.credentials = o.credentials
-  return new Etcd3(options)
+  return new WayfindEtcd3(options)
 }
 
 /** etcd refused our user/password: retrying will not help until the configuration changes. */

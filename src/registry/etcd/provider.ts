@@ -3,12 +3,11 @@
  * running service registered under a lease. See ETCD.md for why the watch does its own
  * revision bookkeeping instead of trusting etcd3's Watcher.
  */
-import type { Etcd3 } from 'etcd3'
 import { linkedController } from '../../core/abort.js'
 import { Closable } from '../../core/lifecycle.js'
 import type { NormalizedRegistration, RegisterContext, RegistrationSession } from '../../registration/registrar.js'
 import type { RegistryProvider, WatchListener, WatchOptions } from '../provider.js'
-import { createEtcdClient } from './client.js'
+import { createEtcdClient, type WayfindEtcd3 } from './client.js'
 import { normalizeEtcdOptions, type EtcdRegistryOptions, type NormalizedEtcdOptions } from './options.js'
 import { checkEtcdRegistration, registerInEtcd, type RegistrarHooks } from './registrar.js'
 import { watchService } from './service-watch.js'
@@ -42,7 +41,7 @@ export class EtcdProvider extends Closable implements RegistryProvider {
   readonly name = 'etcd'
   readonly #options: NormalizedEtcdOptions
   readonly #hooks: EtcdProviderHooks
-  #client: Etcd3 | undefined
+  #client: WayfindEtcd3 | undefined
   readonly #loops = new Set<Promise<void>>()
 
   constructor(options: NormalizedEtcdOptions, hooks: EtcdProviderHooks = {}) {
@@ -56,7 +55,7 @@ export class EtcdProvider extends Closable implements RegistryProvider {
     return new EtcdProvider(normalizeEtcdOptions(options), hooks)
   }
 
-  #etcd(): Etcd3 {
+  #etcd(): WayfindEtcd3 {
     this.#client ??= createEtcdClient(this.#options)
     return this.#client
   }

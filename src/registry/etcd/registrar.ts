@@ -8,12 +8,12 @@
  * 'keepaliveFailed' only means "degraded": etcd may still list us. We also watch our own key
  * and put it back if someone deletes it (go-zero does the same).
  */
-import { EtcdLeaseInvalidError, type Etcd3, type Lease } from 'etcd3'
+import { EtcdLeaseInvalidError, type Lease } from 'etcd3'
 import { abortReason, linkedController, onAbort, sleep } from '../../core/abort.js'
 import { Backoff } from '../../core/backoff.js'
 import { InvalidOptionError, LeaseLostError, RegistrationError, errorMessage } from '../../errors.js'
 import type { NormalizedRegistration, RegisterContext, RegistrationSession } from '../../registration/registrar.js'
-import { debug, unavailable } from './client.js'
+import { debug, unavailable, type WayfindEtcd3 } from './client.js'
 import { encodeRegistration } from './mapping.js'
 import { leaseTtlSeconds, type NormalizedEtcdOptions } from './options.js'
 import { runRevisionWatch } from './revision-watch.js'
@@ -43,7 +43,7 @@ export function checkEtcdRegistration(reg: NormalizedRegistration, options: Norm
 
 /** Registers `reg`; resolves after the first put, rejects with RegistrationError if it fails. */
 export async function registerInEtcd(
-  client: Etcd3,
+  client: WayfindEtcd3,
   options: NormalizedEtcdOptions,
   reg: NormalizedRegistration,
   ctx: RegisterContext,

@@ -9,11 +9,11 @@
  * progress notifications, a cancel (compaction or anything else) means re-list and watch again,
  * and a store whose revision went backwards (data wiped) is re-listed too.
  */
-import { castGrpcError, type Etcd3, type IDuplexStream, type IEvent, type IKeyValue, type IWatchRequest, type IWatchResponse } from 'etcd3'
+import { castGrpcError, type IDuplexStream, type IEvent, type IKeyValue, type IWatchRequest, type IWatchResponse } from 'etcd3'
 import { abortReason, onAbort, sleep } from '../../core/abort.js'
 import { Backoff } from '../../core/backoff.js'
 import type { WayfindError } from '../../errors.js'
-import { debug, isInvalidToken, unavailable } from './client.js'
+import { debug, isInvalidToken, unavailable, type WayfindEtcd3 } from './client.js'
 import type { NormalizedEtcdOptions } from './options.js'
 
 /** Receives the state of the range. Called in order, never after the signal aborted. */
@@ -38,7 +38,7 @@ type StreamEnd =
  * service payments").
  */
 export async function runRevisionWatch(
-  client: Etcd3,
+  client: WayfindEtcd3,
   options: NormalizedEtcdOptions,
   range: { readonly key: Buffer; readonly end: Buffer },
   handler: RevisionWatchHandler,
@@ -130,7 +130,7 @@ export async function runRevisionWatch(
 
 /** Lists `range` at one revision, page by page (every page pinned to the first page's revision). */
 async function listRange(
-  client: Etcd3,
+  client: WayfindEtcd3,
   options: NormalizedEtcdOptions,
   range: { readonly key: Buffer; readonly end: Buffer },
   signal: AbortSignal,
@@ -162,13 +162,13 @@ interface StreamCallbacks {
 
 /** One Watch stream from `startRevision`; resolves with why it ended. Rejects if it cannot open. */
 async function watchOnce(
-  client: Etcd3,
+  client: WayfindEtcd3,
   range: { readonly key: Buffer; readonly end: Buffer },
   startRevision: bigint,
   signal: AbortSignal,
   cb: StreamCallbacks,
 ): Promise<StreamEnd> {
-  const stream: IDuplexStream<IWatchRequest, IWatchResponse> = await client.watchClient.watch()
+  const stream: IDuplexStream<IWatchRequest, IWatchResponse> = await client.leaderWatchClient.watch()
   // end() before cancel(): etcd3 counts an error on a still-writable stream against the host
   // (and resets all its channels), and a cancel of ours is no failure.
   const close = (): void => {

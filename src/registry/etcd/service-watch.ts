@@ -3,18 +3,18 @@
  * listener as full snapshots. A key whose new value is malformed keeps its last good instance
  * (and the problem is reported), so one bad write never takes a healthy instance away.
  */
-import type { Etcd3, IKeyValue } from 'etcd3'
+import type { IKeyValue } from 'etcd3'
 import { MalformedInstanceError } from '../../errors.js'
 import type { Instance } from '../../instance.js'
 import type { WatchListener } from '../provider.js'
-import { debug, prefixEnd } from './client.js'
+import { debug, prefixEnd, type WayfindEtcd3 } from './client.js'
 import { decodeEntry } from './mapping.js'
 import type { NormalizedEtcdOptions } from './options.js'
 import { runRevisionWatch } from './revision-watch.js'
 
 /** Starts watching `service`; everything stops when `signal` aborts. */
 export function watchService(
-  client: Etcd3,
+  client: WayfindEtcd3,
   options: NormalizedEtcdOptions,
   service: string,
   listener: WatchListener,

@@ -4,9 +4,10 @@
  */
 import type { Etcd3 } from 'etcd3'
 import { afterAll, beforeAll, expect, it } from 'vitest'
+import { ErrorCode } from '../../../src/errors.js'
 import { EtcdProvider } from '../../../src/registry/etcd/provider.js'
 import { startEtcdCluster, type EtcdCluster } from '../../support/etcd.js'
-import { Recorder, wayfindValue } from './helpers.js'
+import { hasIds, putEventually, Recorder, wayfindValue } from './helpers.js'
 
 let cluster: EtcdCluster
 
@@ -75,5 +76,33 @@ it('caches converge to the truth after the leader is SIGKILLed under churn', asy
     await churn
     ac.abort()
     await Promise.all(providers.map((p) => p.close()))
+  }
+})
+
+it('a member that lost its leader cancels our watch (require-leader) instead of going quiet', async () => {
+  // Bring back whatever the previous test killed.
+  for (const m of cluster.members) if (!m.running) await m.restart()
+  const prefix = '/k2/'
+  const [lonely, a, b] = cluster.members as [typeof cluster.members[0], typeof cluster.members[0], typeof cluster.members[0]]
+  const writer = a.client()
+  await putEventually(writer, `${prefix}svc/x`, wayfindValue('x', 9001))
+  // Talks to one member only: when that member loses quorum, only the server can tell us.
+  const provider = EtcdProvider.withHooks({ hosts: lonely.host, prefix }, {})
+  const rec = new Recorder()
+  const ac = new AbortController()
+  try {
+    provider.watch('svc', rec, { signal: ac.signal })
+    await rec.until(hasIds('x'))
+    const errorsBefore = rec.errors.length
+    const t0 = performance.now()
+    await Promise.all([a.kill('SIGKILL'), b.kill('SIGKILL')])
+    const err = await rec.untilError((e) => e.code === ErrorCode.REGISTRY_UNAVAILABLE, 15_000, errorsBefore)
+    process.stdout.write(`[measure] member without leader: watch cancelled after ${(performance.now() - t0).toFixed(0)} ms (${err.message.slice(0, 80)})\n`)
+    await Promise.all([a.restart(), b.restart()])
+    await putEventually(writer, `${prefix}svc/y`, wayfindValue('y', 9002))
+    await rec.until(hasIds('x', 'y'), 20_000, 'the watch to resume once quorum is back')
+  } finally {
+    ac.abort()
+    await provider.close()
   }
 })
