@@ -70,6 +70,8 @@ interface Target {
   readonly origin: string
   readonly slot: number
   readonly pool: PoolEntry
+  /** TLS servername override for this instance, when `servername` gives one. */
+  readonly servername: string | undefined
 }
 
 const MAX_ROUTES = 1024
@@ -304,6 +306,8 @@ export class WayfindDispatcher extends Dispatcher {
     const opts: Dispatcher.DispatchOptions = Object.assign({}, call.opts)
     opts.origin = t.origin
     opts.headers = withHost(call.opts.headers, route.host)
+    // undici derives SNI from the Host header unless told otherwise (lib/core/request.js).
+    if (t.servername !== undefined) (opts as { servername?: string }).servername = t.servername
     call.begin(instance, t.slot)
     if (pickChannel.hasSubscribers) pickChannel.publish({ service: route.service, instance, attempt: call.attempts })
     return t.pool.pool.dispatch(opts, call as unknown as Dispatcher.DispatchHandler)
@@ -334,7 +338,8 @@ export class WayfindDispatcher extends Dispatcher {
       this.#armIdle()
     }
     pool.services.add(route.service)
-    const t: Target = { instance, protocol: route.protocol, origin, slot: this.#load.record(instance.key).slot, pool }
+    const servername = route.protocol === 'https:' ? this.#options.servername?.(route.service, instance) : undefined
+    const t: Target = { instance, protocol: route.protocol, origin, slot: this.#load.record(instance.key).slot, pool, servername }
     this.#targets.set(instance.key, t)
     return t
   }

@@ -4,6 +4,7 @@
  */
 import type { Dispatcher, Pool } from 'undici'
 import { InvalidOptionError } from '../errors.js'
+import type { Instance } from '../instance.js'
 
 /** Retries to another instance. */
 export interface RetryOptions {
@@ -53,6 +54,12 @@ export interface DispatcherOptions {
    * service; dotted names, IPs and `localhost` pass through.
    */
   readonly route?: (hostname: string) => string | undefined
+  /**
+   * TLS servername (SNI and certificate check) for `https://<service>` requests to an instance.
+   * Default: undici derives it from the Host header, i.e. the logical service name; return a
+   * name when certificates name something else (e.g. the instance host).
+   */
+  readonly servername?: (service: string, instance: Instance) => string | undefined
   /** Connections per instance pool (bounded on purpose; undici's default is unlimited). @defaultValue 32 */
   readonly connections?: number
   /** Requests pipelined per connection. @defaultValue 1 */
@@ -102,6 +109,7 @@ export interface ResolvedOutlierOptions {
 /** Validated {@link DispatcherOptions} with defaults. */
 export interface ResolvedDispatcherOptions {
   readonly route: ((hostname: string) => string | undefined) | undefined
+  readonly servername: ((service: string, instance: Instance) => string | undefined) | undefined
   readonly connections: number
   readonly pipelining: number
   readonly keepAliveTimeoutMs: number
@@ -119,7 +127,7 @@ export interface ResolvedDispatcherOptions {
 }
 
 const KNOWN = new Set([
-  'route', 'connections', 'pipelining', 'keepAliveTimeoutMs', 'connectTimeoutMs', 'pool', 'poolFactory',
+  'route', 'servername', 'connections', 'pipelining', 'keepAliveTimeoutMs', 'connectTimeoutMs', 'pool', 'poolFactory',
   'fallback', 'drainTimeoutMs', 'idleTimeoutMs', 'retry', 'outlier', 'random', 'resolved',
 ])
 
@@ -208,6 +216,7 @@ export function validateDispatcherOptions(
 
   return {
     route: fn('dispatcher.route', o.route) as ResolvedDispatcherOptions['route'],
+    servername: fn('dispatcher.servername', o.servername) as ResolvedDispatcherOptions['servername'],
     connections: int('dispatcher.connections', o.connections, 32, 1, 10_000),
     pipelining: int('dispatcher.pipelining', o.pipelining, 1, 1, 100),
     keepAliveTimeoutMs: ms('dispatcher.keepAliveTimeoutMs', o.keepAliveTimeoutMs, 4_000),
