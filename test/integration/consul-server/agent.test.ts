@@ -215,6 +215,28 @@ describe('deregistration and TTL checks', () => {
   })
 })
 
+describe('close()', () => {
+  it('leaves no timer behind: checks, TTLs, the reaper, deferred writes and parked queries', async () => {
+    const clock = new FakeClock()
+    const consul = await startConsulServer({ clock, checkUpdateIntervalMs: 60_000 })
+    await put(consul, '/v1/agent/service/register', {
+      Name: 'web', Checks: [{ TTL: '10s' }, { HTTP: 'http://127.0.0.1:1/', Interval: '5s' }, { TCP: '127.0.0.1:1', Interval: '5s' }],
+    })
+    await put(consul, '/v1/agent/check/pass/service:web:1?note=a')
+    await put(consul, '/v1/agent/check/pass/service:web:1?note=b')
+    const first = await call(consul, '/v1/health/service/web')
+    const parked = call(consul, `/v1/health/service/web?index=${first.index}&wait=1m`).catch(() => 'closed')
+    await consul.waitForBlockingQueries(1)
+    expect(clock.pending).toBeGreaterThanOrEqual(6)
+    await consul.close()
+    expect(clock.pending).toBe(0)
+    expect(await parked).toBe('closed')
+    // Nothing runs after close, even if time moves on.
+    clock.advance(3_600_000)
+    expect(clock.pending).toBe(0)
+  })
+})
+
 describe('check_update_interval', () => {
   let consul: ConsulTestServer
   let clock: FakeClock

@@ -79,6 +79,8 @@ interface ReadResult {
 
 interface Waiter {
   recheck(abandon: boolean): void
+  /** Drops the query without answering (server shutdown): clears its timer, resolves its handler. */
+  cancel(): void
 }
 
 type Authz =
@@ -143,6 +145,7 @@ export class ConsulApi {
   close(): void {
     this.#closed = true
     this.#unsubscribe()
+    for (const w of [...this.#waiters]) w.cancel()
     this.#waiters.clear()
   }
 
@@ -384,6 +387,11 @@ export class ConsulApi {
           // The index is cheap; the body is only built when the query is about to answer.
           if (abandon) finish('abandon', query())
           else if (normalizeIndex(indexOf()) > minIndex) finish('change', query())
+        },
+        cancel: () => {
+          this.#waiters.delete(waiter)
+          timer.clear()
+          resolve()
         },
       }
       this.#waiters.add(waiter)
