@@ -19,7 +19,8 @@ let port = 0
 beforeAll(async () => {
   certs = makeTestCerts()
   server = createServer({ key: certs.serverKey, cert: certs.serverCert }, (req, res) => {
-    res.end(JSON.stringify({ host: req.headers.host, sni: (req.socket as TLSSocket).servername }))
+    const socket: unknown = req.socket
+    res.end(JSON.stringify({ host: req.headers.host, sni: (socket as TLSSocket).servername }))
   })
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
   port = (server.address() as AddressInfo).port
