@@ -151,7 +151,7 @@ async function onConsul(services: number): Promise<ManyResult & { peak: number; 
 }
 
 export async function run({ quick }: BenchOptions): Promise<BenchOutcome> {
-  const services = quick ? 100 : 1_000
+  const services = quick ? 50 : 1_000
   const e = await onEtcd(services)
   const c = await onConsul(services)
   const kb = (b: number): string => `${(b / 1024).toFixed(2)} KB`
