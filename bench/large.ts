@@ -88,7 +88,7 @@ async function updateBench(quick: boolean): Promise<{ baseMs: number; fullMs: nu
     // Warm-up: JIT and the first (all-added) snapshot.
     for (let i = 0; i < (quick ? 2 : 4); i++) { full(bodies[i % 2] ?? ''); base(bodies[i % 2] ?? '') }
     const rounds = quick ? 2 : 9
-    const iters = quick ? 2 : 12
+    const iters = quick ? 2 : 6
     const ratios: number[] = []
     const baseAll: number[] = []
     const fullAll: number[] = []

@@ -6,8 +6,8 @@
  *
  * The helper process re-registers the instance with a new `meta.seq` and the wall-clock stamp.
  * wayfind's churn guard (a token bucket: 4 early answers, then one per 2 s by default) exists
- * to protect Consul under sustained churn; here the refill is set to 50 ms and changes are
- * paced 60 ms apart, so that the guard never delays a change and the numbers are propagation
+ * to protect Consul under sustained churn; here the refill is set to 20 ms and changes are
+ * paced 25 ms apart, so that the guard never delays a change and the numbers are propagation
  * only. Both comparison loops have no guard at all.
  */
 import http from 'node:http'
@@ -72,7 +72,7 @@ function wayfindContender(url: string): Contender {
   return {
     label: 'wayfind change event',
     async start(see) {
-      wf = createWayfind({ registry: consul({ url, rateLimit: { burstCount: 4, refillMs: 50 } }) })
+      wf = createWayfind({ registry: consul({ url, rateLimit: { burstCount: 4, refillMs: 20 } }) })
       wf.events.on('change', (e) => {
         for (const i of e.updated.length > 0 ? e.updated : e.added) {
           const seq = Number(i.meta.seq)
@@ -144,8 +144,8 @@ export async function run({ quick }: BenchOptions): Promise<BenchOutcome> {
     const contenders = [wayfindContender(url), bareContender(url), watchContender(url)]
     await helper.request({ type: 'register', service: SERVICE, instanceId: 'a', port: 9000, seq: 0 })
     const cycles = quick ? 2 : 7
-    const perRound = quick ? 10 : 60
-    const gapMs = 60
+    const perRound = quick ? 10 : 50
+    const gapMs = 25
     const result = await soloRounds({
       contenders,
       change: async (seq) => {
@@ -182,7 +182,7 @@ export async function run({ quick }: BenchOptions): Promise<BenchOutcome> {
           vsBare: { p50: vsBare('p50'), p90: vsBare('p90'), p99: vsBare('p99') },
           vsWatch: { p50: vsWatch('p50'), p90: vsWatch('p90'), p99: vsWatch('p99') },
         },
-        settings: { gapMs, wayfindRateLimit: { burstCount: 4, refillMs: 50 } },
+        settings: { gapMs, wayfindRateLimit: { burstCount: 4, refillMs: 20 } },
         rounds: result.rounds,
         missed: result.missed,
         samples: result.samples,
