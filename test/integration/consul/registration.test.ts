@@ -124,7 +124,7 @@ describe('consul registration', () => {
       check: { kind: 'http', http: url, intervalMs: 1_000, timeoutMs: 500, deregisterCriticalAfterMs: 90_000 },
     }), c.ctx)
     const check = await agentCheck('service:payments-1')
-    expect(check).toMatchObject({ Type: 'http', Interval: '1s', Timeout: '500ms' })
+    expect(check).toMatchObject({ Interval: '1s', Timeout: '500ms' })
     const rec = recorder()
     const watchStop = new AbortController()
     cleanups.push(() => { watchStop.abort() })
