@@ -46,7 +46,7 @@ export async function freePort(): Promise<number> {
 }
 
 const READY_TIMEOUT_MS = 20_000
-const STOP_TIMEOUT_MS = 5_000
+const STOP_TIMEOUT_MS = 2_000
 
 /** One etcd member process. */
 export class EtcdServer {
