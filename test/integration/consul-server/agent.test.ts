@@ -209,6 +209,33 @@ describe('deregistration and TTL checks', () => {
     expect((await call(consul, '/v1/health/service/catalog-only')).json<unknown[]>()).toHaveLength(1)
   })
 
+  it('service maintenance adds a critical _service_maintenance:<id> check; node maintenance a _node_maintenance one', async () => {
+    await put(consul, '/v1/agent/check/pass/service:web')
+    expect((await call(consul, '/v1/health/service/web?passing')).json<unknown[]>()).toHaveLength(1)
+    expect((await put(consul, '/v1/agent/service/maintenance/web?enable=true&reason=deploy')).status).toBe(200)
+    const entry = (await call(consul, '/v1/health/service/web')).json<HealthEntry[]>()[0]!
+    expect(entry.Checks.find((c) => c.CheckID === '_service_maintenance:web')).toMatchObject({ Status: 'critical', Type: 'maintenance', ServiceID: 'web' })
+    expect((await call(consul, '/v1/health/service/web?passing')).json()).toEqual([])
+    await put(consul, '/v1/agent/service/maintenance/web?enable=false')
+    expect((await call(consul, '/v1/health/service/web?passing')).json<unknown[]>()).toHaveLength(1)
+    await put(consul, '/v1/agent/maintenance?enable=true')
+    const node = (await call(consul, '/v1/health/service/web')).json<HealthEntry[]>()[0]!
+    expect(node.Checks.find((c) => c.CheckID === '_node_maintenance')).toMatchObject({ Status: 'critical', ServiceID: '' })
+    expect((await call(consul, '/v1/health/service/web?passing')).json()).toEqual([])
+    await put(consul, '/v1/agent/maintenance?enable=false')
+    expect((await call(consul, '/v1/health/service/web?passing')).json<unknown[]>()).toHaveLength(1)
+    expect((await put(consul, '/v1/agent/check/pass/_node_maintenance')).status).toBe(404)
+  })
+
+  it('maintenance endpoints validate like Consul', async () => {
+    const missing = await put(consul, '/v1/agent/service/maintenance/web')
+    expect([missing.status, missing.text]).toEqual([400, 'Missing value for enable'])
+    const bad = await put(consul, '/v1/agent/maintenance?enable=yes')
+    expect([bad.status, bad.text]).toEqual([400, 'Invalid value for enable: "yes"'])
+    const unknown = await put(consul, '/v1/agent/service/maintenance/nope?enable=true')
+    expect(unknown.status).toBe(404)
+  })
+
   it('/v1/agent/service/:id answers 404 for an unknown ID', async () => {
     const r = await call(consul, '/v1/agent/service/nope')
     expect(r.status).toBe(404)

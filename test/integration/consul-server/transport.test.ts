@@ -139,6 +139,26 @@ describe('HTTP/2', () => {
   })
 })
 
+describe('wire format', () => {
+  it('sends header names in Go\'s canonical case and error bodies as text/plain', async () => {
+    await using consul = await startConsulServer()
+    const raw = async (path: string): Promise<string> => {
+      const socket = net.connect(consul.port, '127.0.0.1')
+      socket.write(`GET ${path} HTTP/1.1\r\nHost: consul\r\nConnection: close\r\n\r\n`)
+      return withDeadline(readAll(socket), 5_000, 'a raw response')
+    }
+    const ok = await raw('/v1/health/service/web')
+    for (const name of ['X-Consul-Index', 'X-Consul-Knownleader', 'X-Consul-Lastcontact', 'X-Consul-Effective-Consistency', 'X-Consul-Query-Backend', 'X-Consul-Default-Acl-Policy', 'Content-Type']) {
+      expect(ok).toMatch(new RegExp(`\r\n${name}: `))
+    }
+    expect(ok).toMatch(/\r\n\r\n\[\]$/)
+    const bad = await raw('/v1/health/service/web?index=x')
+    expect(bad).toMatch(/^HTTP\/1\.1 400 /)
+    expect(bad).toMatch(/\r\nContent-Type: text\/plain; charset=utf-8\r\n/)
+    expect(bad).toMatch(/\r\n\r\nInvalid index$/)
+  })
+})
+
 describe('connection cap (limits.http_max_conns_per_client)', () => {
   let consul: ConsulTestServer
   afterEach(async () => { await consul.close() })

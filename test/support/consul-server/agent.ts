@@ -22,7 +22,10 @@ export interface AgentCheckDefinition {
   Notes: string
   ServiceID: string
   Status?: CheckStatus
+  /** What the agent runs: TTL timer, HTTP probe, TCP probe, or nothing (other types, maintenance). */
   kind: 'ttl' | 'http' | 'tcp' | 'none'
+  /** `HealthCheck.Type` as `CheckType.Type()` names it ("ttl", "http", "tcp", "grpc", "script", "maintenance"...). */
+  type: string
   ttlMs?: number
   intervalMs?: number
   timeoutMs?: number
@@ -70,6 +73,10 @@ interface RunningCheck {
   successCount: number
   failureCount: number
 }
+
+/** hashicorp/consul api/health.go: maintenance check IDs. */
+const SERVICE_MAINT_PREFIX = '_service_maintenance:'
+const NODE_MAINT_ID = '_node_maintenance'
 
 /** Maximum output kept from an HTTP check body (Consul's default `check_output_max_size`, 4 KiB). */
 const OUTPUT_MAX = 4096
@@ -125,29 +132,74 @@ export class Agent {
     const keep = new Set(checks.map((c) => c.CheckID))
     if (replaceExistingChecks) {
       for (const [id, c] of [...this.#checks]) {
-        if (c.def.ServiceID === service.ID && !keep.has(id)) this.#removeCheck(id)
+        if (c.def.ServiceID === service.ID && !keep.has(id) && !id.startsWith(SERVICE_MAINT_PREFIX)) this.#removeCheck(id)
       }
     }
-    for (const def of checks) {
-      const prev = snapshot.get(def.CheckID)
-      this.#stopCheck(def.CheckID)
-      const running: RunningCheck = {
-        def,
-        // Consul restores status and output from the pre-registration snapshot when the check existed.
-        status: prev?.status ?? def.Status ?? 'critical',
-        output: prev?.output ?? '',
-        criticalSinceMs: undefined,
-        timer: undefined,
-        inflight: undefined,
-        deferred: undefined,
-        successCount: 0,
-        failureCount: 0,
-      }
-      if (running.status === 'critical') running.criticalSinceMs = this.#opts.clock.now()
-      this.#checks.set(def.CheckID, running)
-      this.#syncCheck(running)
-      this.#startCheck(running)
+    for (const def of checks) this.#addCheck(def, snapshot.get(def.CheckID))
+  }
+
+  #addCheck(def: AgentCheckDefinition, prev: { status: CheckStatus; output: string } | undefined): void {
+    this.#stopCheck(def.CheckID)
+    const running: RunningCheck = {
+      def,
+      // Consul restores status and output from the pre-registration snapshot when the check existed.
+      status: prev?.status ?? def.Status ?? 'critical',
+      output: prev?.output ?? '',
+      criticalSinceMs: undefined,
+      timer: undefined,
+      inflight: undefined,
+      deferred: undefined,
+      successCount: 0,
+      failureCount: 0,
     }
+    if (running.status === 'critical') running.criticalSinceMs = this.#opts.clock.now()
+    this.#checks.set(def.CheckID, running)
+    this.#syncCheck(running)
+    this.#startCheck(running)
+  }
+
+
+  /**
+   * `EnableServiceMaintenance` / `DisableServiceMaintenance`: a critical `_service_maintenance:<id>`
+   * check. False when the agent does not know the service.
+   */
+  setServiceMaintenance(serviceId: string, enable: boolean, reason: string): boolean {
+    const svc = this.#services.get(serviceId)
+    if (svc === undefined) return false
+    const id = `${SERVICE_MAINT_PREFIX}${serviceId}`
+    if (!enable) {
+      if (this.#checks.has(id)) this.#removeCheck(id)
+      return true
+    }
+    if (this.#checks.has(id)) return true
+    this.#addCheck({
+      CheckID: id,
+      Name: 'Service Maintenance Mode',
+      Notes: reason === '' ? 'Maintenance mode is enabled for this service, but no reason was provided. This is a default message.' : reason,
+      ServiceID: serviceId,
+      Status: 'critical',
+      kind: 'none',
+      type: 'maintenance',
+    }, undefined)
+    return true
+  }
+
+  /** `EnableNodeMaintenance` / `DisableNodeMaintenance`: a critical `_node_maintenance` node check. */
+  setNodeMaintenance(enable: boolean, reason: string): void {
+    if (!enable) {
+      if (this.#checks.has(NODE_MAINT_ID)) this.#removeCheck(NODE_MAINT_ID)
+      return
+    }
+    if (this.#checks.has(NODE_MAINT_ID)) return
+    this.#addCheck({
+      CheckID: NODE_MAINT_ID,
+      Name: 'Node Maintenance Mode',
+      Notes: reason === '' ? 'Maintenance mode is enabled for this node, but no reason was provided. This is a default message.' : reason,
+      ServiceID: '',
+      Status: 'critical',
+      kind: 'none',
+      type: 'maintenance',
+    }, undefined)
   }
 
   /** Removes a service and its checks; false when the agent does not know it. */
@@ -217,7 +269,7 @@ export class Agent {
       ServiceID: c.def.ServiceID,
       ServiceName: svc?.Service ?? '',
       ServiceTags: svc === undefined ? [] : [...svc.Tags],
-      Type: c.def.kind === 'none' ? '' : c.def.kind,
+      Type: c.def.type,
       Interval: interval === undefined ? '' : formatGoDuration(interval),
       Timeout: c.def.timeoutMs === undefined ? '' : formatGoDuration(c.def.timeoutMs),
       ExposedPort: 0,

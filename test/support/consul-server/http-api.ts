@@ -205,6 +205,14 @@ export class ConsulApi {
       if (!allow('PUT')) return
       this.#deregister(rest, q, req)
       sendEmpty(res)
+    } else if ((rest = route('/v1/agent/service/maintenance/')) !== undefined) {
+      if (!allow('PUT')) return
+      this.#serviceMaintenance(rest, q, req)
+      sendEmpty(res)
+    } else if (path === '/v1/agent/maintenance') {
+      if (!allow('PUT')) return
+      this.#nodeMaintenance(q, req)
+      sendEmpty(res)
     } else if (path === '/v1/agent/services') {
       if (!allow('GET')) return
       this.#agentServices(q, req, res)
@@ -412,7 +420,7 @@ export class ConsulApi {
       res.setHeader('X-Consul-Query-Backend', 'blocking-query')
     }
     res.setHeader('X-Consul-Effective-Consistency', consistency)
-    if (r.filteredByAcl === true) res.setHeader('X-Consul-Results-Filtered-By-ACLs', 'true')
+    if (r.filteredByAcl === true) res.setHeader('X-Consul-Results-Filtered-By-Acls', 'true')
     // setCacheMeta: Age is only sent on a hit; this agent never has a warm cache.
     if (q.has('cached')) res.setHeader('X-Cache', 'MISS')
     sendJson(res, r.body, q)
@@ -537,7 +545,7 @@ export class ConsulApi {
       if (this.#canRead(authz)) out[s.ID] = json
     }
     // Agent-local endpoints set the header themselves, and only for requests with a token.
-    if (authz.kind === 'token') res.setHeader('X-Consul-Results-Filtered-By-ACLs', String(total !== Object.keys(out).length))
+    if (authz.kind === 'token') res.setHeader('X-Consul-Results-Filtered-By-Acls', String(total !== Object.keys(out).length))
     sendJson(res, out, q)
   }
 
@@ -568,7 +576,7 @@ export class ConsulApi {
       // waits for check_update_interval before reaching the catalog.
       if (this.#canRead(authz)) out[c.def.CheckID] = { ...checkJson(rec), Status: c.status, Output: c.output, CreateIndex: 0, ModifyIndex: 0 }
     }
-    if (authz.kind === 'token') res.setHeader('X-Consul-Results-Filtered-By-ACLs', String(total !== Object.keys(out).length))
+    if (authz.kind === 'token') res.setHeader('X-Consul-Results-Filtered-By-Acls', String(total !== Object.keys(out).length))
     sendJson(res, out, q)
   }
 
@@ -608,6 +616,33 @@ export class ConsulApi {
     }
     this.#requireWrite(authz, 'service', svc.Service)
     this.#agent.deregister(id)
+  }
+
+  /** `enable` must be present and a Go bool (agent_endpoint.go `AgentServiceMaintenance`). */
+  #parseEnable(q: URLSearchParams): boolean {
+    if (!q.has('enable')) throw new HttpError(400, 'Missing value for enable')
+    const raw = q.get('enable') ?? ''
+    if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(raw)) return true
+    if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(raw)) return false
+    throw new HttpError(400, `Invalid value for enable: ${JSON.stringify(raw)}`)
+  }
+
+  #serviceMaintenance(id: string, q: URLSearchParams, req: ApiRequest): void {
+    if (id === '') throw new HttpError(400, 'Missing service ID')
+    const enable = this.#parseEnable(q)
+    const authz = this.#authorize(q, req)
+    const svc = this.#agent.service(id)
+    if (svc === undefined) {
+      throw new HttpError(404, `Unknown service ID ${JSON.stringify(id)}. Ensure that the service ID is passed, not the service name.`)
+    }
+    this.#requireWrite(authz, 'service', svc.Service)
+    this.#agent.setServiceMaintenance(id, enable, q.get('reason') ?? '')
+  }
+
+  #nodeMaintenance(q: URLSearchParams, req: ApiRequest): void {
+    const enable = this.#parseEnable(q)
+    this.#requireWrite(this.#authorize(q, req), 'node', this.#cfg.nodeName)
+    this.#agent.setNodeMaintenance(enable, q.get('reason') ?? '')
   }
 
   #ttlUpdate(checkId: string, status: CheckStatus, output: string, q: URLSearchParams, req: ApiRequest): void {
@@ -753,11 +788,21 @@ function parseCheck(raw: unknown, field: string): (Omit<AgentCheckDefinition, 'C
     }
   }
   const kind: AgentCheckDefinition['kind'] = http !== '' ? 'http' : tcp !== '' ? 'tcp' : (ttlMs ?? 0) > 0 ? 'ttl' : 'none'
+  const present = (f: string): boolean => c[f] !== undefined && c[f] !== null && c[f] !== ''
+  // CheckType.Type()
+  const type = kind !== 'none' ? kind
+    : present('GRPC') ? 'grpc'
+      : present('UDP') ? 'udp'
+        : present('H2PING') ? 'h2ping'
+          : present('DockerContainerID') ? 'docker'
+            : present('Args') || present('ScriptArgs') ? 'script'
+              : alias ? 'alias' : ''
   const def: Omit<AgentCheckDefinition, 'CheckID' | 'Name' | 'ServiceID'> & { CheckID: string; Name: string } = {
     CheckID: typeof c.CheckID === 'string' ? c.CheckID : typeof c.ID === 'string' ? c.ID : '',
     Name: typeof c.Name === 'string' ? c.Name : '',
     Notes: typeof c.Notes === 'string' ? c.Notes : '',
     kind,
+    type,
   }
   if (typeof c.Status === 'string' && c.Status !== '') def.Status = c.Status as CheckStatus
   if (kind === 'ttl' && ttlMs !== undefined) def.ttlMs = ttlMs
