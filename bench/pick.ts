@@ -74,22 +74,34 @@ export function run(opts: BenchOptions): Promise<BenchOutcome> {
     const order = cases.map((_, i) => cases[(i + r * 3) % cases.length] as Case)
     for (const c of order) samples.get(c)?.push(timeBatch(c.picker, picks, c.probe))
   }
-  const table: { strategy: string; ns: Record<number, number>; flat: number }[] = []
+  // Median per size for the table; the flatness check uses the minimum over rounds, the usual
+  // estimate of a micro-benchmark's intrinsic cost when other processes share the cores (at
+  // ~10 ns per pick a few ns of interference would otherwise decide the ratio).
+  const table: { strategy: string; ns: Record<number, number>; minNs: Record<number, number>; flat: number }[] = []
   for (const [name] of strategies) {
     const ns: Record<number, number> = {}
-    for (const c of cases) if (c.strategy === name) ns[c.size] = median(samples.get(c) ?? [])
-    const values = SIZES.map((s) => ns[s] ?? Number.NaN)
-    table.push({ strategy: name, ns, flat: ratio(Math.max(...values), Math.min(...values)) })
+    const minNs: Record<number, number> = {}
+    for (const c of cases)
+      if (c.strategy === name) {
+        ns[c.size] = median(samples.get(c) ?? [])
+        minNs[c.size] = Math.min(...(samples.get(c) ?? []))
+      }
+    const mins = SIZES.map((s) => minNs[s] ?? Number.NaN)
+    table.push({ strategy: name, ns, minNs, flat: ratio(Math.max(...mins), Math.min(...mins)) })
   }
   printTable(
-    `Pick cost, ns per pick (median of ${rounds} rounds × ${picks} picks)`,
-    ['strategy', ...SIZES.map((s) => `n=${s}`), 'max/min'],
-    table.map((t) => [t.strategy, ...SIZES.map((s) => (t.ns[s] ?? Number.NaN).toFixed(1)), x(t.flat)]),
+    `Pick cost, ns per pick: median (min) of ${rounds} rounds × ${picks} picks`,
+    ['strategy', ...SIZES.map((s) => `n=${s}`), 'max/min of mins'],
+    table.map((t) => [
+      t.strategy,
+      ...SIZES.map((s) => `${(t.ns[s] ?? Number.NaN).toFixed(1)} (${(t.minNs[s] ?? Number.NaN).toFixed(1)})`),
+      x(t.flat),
+    ]),
   )
-  note(`  (sink ${sink % 10})`)
+  note(`  (sink ${sink % 10}); weighted round-robin is an EDF heap, O(log n) by design (Envoy), so it has no flatness target.`)
   const checks: Check[] = table
     .filter((t) => !t.strategy.includes('weighted (EDF)'))
-    .map((t) => check(`pick: ${t.strategy}, cost at 10k / 10 instances (max/min)`, t.flat, '<=', 1.5))
+    .map((t) => check(`pick: ${t.strategy}, cost spread over 10..10k instances`, t.flat, '<=', 1.5))
   writeResults('pick', { rounds, picks, table, checks })
   return Promise.resolve({ name: 'pick', checks })
 }
