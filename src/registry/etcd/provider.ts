@@ -20,6 +20,8 @@ export { defaultEtcdCodec } from './mapping.js'
 export interface EtcdProviderHooks extends RegistrarHooks {
   /** A service's watch stream was (re)created and confirmed by etcd. */
   onWatching?(service: string): void
+  /** A service's watch is re-listing (compaction, server cancel), with the reason. */
+  onRelist?(service: string, why: string): void
 }
 
 /**
@@ -74,6 +76,7 @@ export class EtcdProvider extends Closable implements RegistryProvider {
       .then(() =>
         watchService(client, this.#options, service, listener, controller.signal, {
           ...(hooks.onWatching === undefined ? {} : { onWatching: () => { hooks.onWatching?.(service) } }),
+          ...(hooks.onRelist === undefined ? {} : { onRelist: (why: string) => { hooks.onRelist?.(service, why) } }),
         }),
       )
       .finally(() => {

@@ -26,6 +26,8 @@ export interface RevisionWatchHandler {
   onError(error: WayfindError): void
   /** The watch stream was (re)created and etcd confirmed it (for tests and debug output). */
   onWatching?(): void
+  /** A re-list is starting, and why (compaction, cancel reason...). For tests and debug output. */
+  onRelist?(why: string): void
 }
 
 type StreamEnd =
@@ -115,6 +117,7 @@ export async function runRevisionWatch(
         return
       case 'relist':
         debug('%s: re-listing: %s', what, end.why)
+        handler.onRelist?.(end.why)
         mustList = true
         // A member behind us (lagging, or wiped) may stay behind for a moment: do not spin.
         if (end.delay === true) await sleep(backoff.next(), signal).catch(() => undefined)

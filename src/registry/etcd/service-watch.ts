@@ -19,7 +19,7 @@ export function watchService(
   service: string,
   listener: WatchListener,
   signal: AbortSignal,
-  hooks: { onWatching?: () => void } = {},
+  hooks: { onWatching?: () => void; onRelist?: (why: string) => void } = {},
 ): Promise<void> {
   const prefix = `${options.prefix}${service}/`
   const key = Buffer.from(prefix)
@@ -95,6 +95,7 @@ export function watchService(
         safely(() => { listener.onError(error) })
       },
       ...(hooks.onWatching === undefined ? {} : { onWatching: hooks.onWatching }),
+      ...(hooks.onRelist === undefined ? {} : { onRelist: hooks.onRelist }),
     },
     signal,
     `service ${JSON.stringify(service)}`,

@@ -38,7 +38,11 @@ describe('etcd auth (--auth-token-ttl=3)', () => {
     const writer = server.client({ auth: { username: 'root', password: PASSWORD } })
     await writer.put(`${prefix}svc/a`).value(wayfindValue('a', 8001))
     const proxy = await TcpProxy.start({ port: server.clientPort })
-    const provider = EtcdProvider.withHooks({ hosts: proxy.host, prefix, auth: { username: 'root', password: PASSWORD } }, {})
+    const relists: string[] = []
+    const provider = EtcdProvider.withHooks(
+      { hosts: proxy.host, prefix, auth: { username: 'root', password: PASSWORD } },
+      { onRelist: (_service, why) => { relists.push(why) } },
+    )
     const rec = new Recorder()
     const ac = new AbortController()
     const c = ctx()
@@ -47,15 +51,17 @@ describe('etcd auth (--auth-token-ttl=3)', () => {
       await rec.until(hasIds('a'))
       await provider.register(reg('self'), c)
       await rec.until(hasIds('a', 'self'))
-      // An outage longer than the token TTL: the token the stream was opened with is dead when
-      // it reconnects (fault injection: the outage lasts 4 s).
+      // An outage longer than the token TTL (3 s, checked by etcd every second): the token the
+      // stream was opened with is dead when it reconnects (fault injection: a 5 s outage).
       proxy.cut()
-      await new Promise((r) => setTimeout(r, 4_000))
+      await new Promise((r) => setTimeout(r, 5_000))
       await writer.put(`${prefix}svc/b`).value(wayfindValue('b', 8002))
       proxy.heal()
       await rec.until(hasIds('a', 'b', 'self'), 15_000, 'the write made while the token expired')
       await writer.put(`${prefix}svc/c`).value(wayfindValue('c', 8003))
       await rec.until(hasIds('a', 'b', 'c', 'self'), 10_000)
+      // The recovery went through the expired-token path (a cancel, then a re-authenticating list).
+      expect(relists.some((why) => /auth token/i.test(why))).toBe(true)
     } finally {
       c.controller.abort()
       ac.abort()

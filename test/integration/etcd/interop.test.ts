@@ -61,6 +61,17 @@ describe('etcd layouts', () => {
       const malformed = rec.errors.filter((e): e is MalformedInstanceError => e instanceof MalformedInstanceError)
       expect(malformed.map((e) => e.key).sort()).toEqual([`${p}garbage`, `${p}grpc-only`, `${p}wrong-name`])
       expect(malformed.find((e) => e.key.endsWith('grpc-only'))?.message).toMatch(/no http:\/\/ endpoint/)
+
+      // The same through the client: wf.resolve() serves every foreign instance.
+      const wf = createWayfind({ registry: etcd({ hosts: server.host, prefix: '/microservices' }) })
+      try {
+        const resolved = await wf.resolve('calculator', { timeoutMs: 10_000 })
+        expect(resolved.map((i) => `${i.host}:${String(i.port)}`).sort()).toEqual(
+          ['10.0.0.2:9000', '10.0.0.3:8080', '10.0.0.4:8000', '10.0.0.5:45123', '10.0.0.6:8081', '192.168.1.100:8080'],
+        )
+      } finally {
+        await wf.close()
+      }
     } finally {
       ac.abort()
       await provider.close()

@@ -159,7 +159,8 @@ describe('etcd provider watch', () => {
     const proxy = await TcpProxy.start({ port: server.clientPort })
     await writer.put(`${prefix}svc/a`).value(wayfindValue('a', 8001))
     await writer.put(`${prefix}svc/b`).value(wayfindValue('b', 8002))
-    const provider = new EtcdProvider(normalizeEtcdOptions({ hosts: proxy.host, prefix, retryMaxMs: 200 }))
+    const relists: string[] = []
+    const provider = EtcdProvider.withHooks({ hosts: proxy.host, prefix, retryMaxMs: 200 }, { onRelist: (_s, why) => { relists.push(why) } })
     const rec = new Recorder()
     const ac = new AbortController()
     try {
@@ -174,6 +175,7 @@ describe('etcd provider watch', () => {
       proxy.heal()
       const relisted = await rec.until(hasIds('a', 'c'), 15_000)
       expect(relisted.instances.map((i) => i.id)).not.toContain('b')
+      expect(relists).toEqual([`compacted at ${head.header.revision}`])
       await writer.put(`${prefix}svc/d`).value(wayfindValue('d', 8004))
       await rec.until(hasIds('a', 'c', 'd'))
     } finally {
