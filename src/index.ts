@@ -12,7 +12,7 @@ export { DEFAULTS, type StrategyName, type WayfindOptions } from './options.js'
 export type { ResolveOptions } from './core/service-cache.js'
 
 // Registries
-export { consul } from './registry/consul/provider.js'
+export { consul, type ConsulRegistry, type ConsulRegistryStats } from './registry/consul/provider.js'
 export type { ConsulRegistryOptions, ConsulTlsOptions, ConsulAddressKind, ConsulConsistency } from './registry/consul/options.js'
 export { etcd } from './registry/etcd/provider.js'
 export type { EtcdRegistryOptions, EtcdAuth, EtcdCredentials } from './registry/etcd/options.js'
