@@ -63,8 +63,8 @@ function pin(pid: number | undefined, cpu: number): boolean {
 }
 
 export async function run(opts: BenchOptions): Promise<BenchOutcome> {
-  const rounds = opts.quick ? 3 : 9
-  const requests = opts.quick ? 2_000 : 6_000
+  const rounds = opts.quick ? 3 : 15
+  const requests = opts.quick ? 2_000 : 8_000
   const { helper, ready } = await HelperProcess.start(fileURLToPath(new URL('./lib/dispatch-server.ts', import.meta.url)), ['4'])
   const pinned = pin(helper.pid, 1)
   const ports = ready.ports as number[]

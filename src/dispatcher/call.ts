@@ -35,6 +35,8 @@ export interface Route {
   readonly host: string
   /** `http:` or `https:`. */
   readonly protocol: string
+  /** `{ host }`, shared by requests without headers (undici only reads it). */
+  readonly hostHeaders: Readonly<Record<string, string>>
 }
 
 /** What a call needs from the dispatcher. */

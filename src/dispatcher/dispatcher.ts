@@ -258,7 +258,7 @@ export class WayfindDispatcher extends Dispatcher {
     if (url.protocol !== 'http:' && url.protocol !== 'https:') return null
     const service = this.#routeFn(url.hostname)
     if (service === undefined || service === '') return null
-    return { service, host: url.host, protocol: url.protocol }
+    return { service, host: url.host, protocol: url.protocol, hostHeaders: Object.freeze({ host: url.host }) }
   }
 
   /** Picks for the caller's dispatch and sends; queues when the service has no instance yet. */
@@ -305,7 +305,8 @@ export class WayfindDispatcher extends Dispatcher {
     // Object.assign rather than spread: measured ~1.0× vs 1.25× CPU per request (DISPATCH.md §5).
     const opts: Dispatcher.DispatchOptions = Object.assign({}, call.opts)
     opts.origin = t.origin
-    opts.headers = withHost(call.opts.headers, route.host)
+    const headers = call.opts.headers
+    opts.headers = headers === undefined || headers === null ? route.hostHeaders : withHost(headers, route.host)
     // undici derives SNI from the Host header unless told otherwise (lib/core/request.js).
     if (t.servername !== undefined) (opts as { servername?: string }).servername = t.servername
     call.begin(instance, t.slot)
