@@ -79,6 +79,29 @@ describe('etcd layouts', () => {
   })
 })
 
+describe('go-zero keys (no prefix, lease id as suffix)', () => {
+  it('reads <Key>/<leaseID> = host:port with prefix ""', async () => {
+    const lease = writer.lease(30, { autoKeepAlive: false })
+    const id = await lease.grant()
+    await lease.put(`user.rpc/${id}`).value('10.1.1.1:8080')
+    await writer.put('user.rpc.admin/1').value('10.9.9.9:1') // another service sharing the name prefix
+    const provider = EtcdProvider.withHooks({ hosts: server.host, prefix: '' }, {})
+    const rec = new Recorder()
+    const ac = new AbortController()
+    try {
+      provider.watch('user.rpc', rec, { signal: ac.signal })
+      const snap = await rec.until((s) => s.instances.length > 0)
+      // The lease id stays a decimal string: int64 ids are not safe as JS numbers.
+      expect(snap.instances.map((i) => [i.id, i.key, i.host, i.port])).toEqual([[id, `user.rpc/${id}`, '10.1.1.1', 8080]])
+      await lease.revoke()
+      await rec.until((s) => s.instances.length === 0)
+    } finally {
+      ac.abort()
+      await provider.close()
+    }
+  })
+})
+
 describe('client on etcd', () => {
   it('wf.resolve() blocks until the first registration, then resolves; deregister removes it', async () => {
     let watching: () => void = () => {}
