@@ -159,6 +159,51 @@ describe('wire format', () => {
   })
 })
 
+describe('HTTP/2 stream limit', () => {
+  it('advertises Go\'s 250 concurrent streams: further blocking queries wait in the client', async () => {
+    await using consul = await startConsulServer({ tls: { key: certs.serverKey, cert: certs.serverCert }, http2: true, http2MaxConcurrentStreams: 5 })
+    const session = http2.connect(consul.url, { ca: certs.ca })
+    try {
+      const settings = await withDeadline(new Promise<http2.Settings>((resolve) => session.once('remoteSettings', resolve)), 5_000, 'SETTINGS')
+      expect(settings.maxConcurrentStreams).toBe(5)
+    } finally {
+      session.close()
+    }
+    consul.registerService({ name: 'a', port: 1 })
+    const h2 = new Agent({ allowH2: true, connections: 1, pipelining: 10, connect: { ca: certs.ca } })
+    try {
+      // One request first, so the client has the server's SETTINGS before it opens more streams
+      // (streams opened before that are refused with REFUSED_STREAM, by Go as by node:http2).
+      await request(`${consul.url}/v1/status/leader`, { dispatcher: h2 }).then((r) => r.body.text())
+      const index = consul.index
+      const polls = Array.from({ length: 7 }, () =>
+        request(`${consul.url}/v1/health/service/a?index=${index}&wait=30s`, { dispatcher: h2 }).then((r) => r.body.text()))
+      await consul.waitForBlockingQueries(5)
+      const sent = (): number => consul.stats.requests.filter((r) => r.path === '/v1/health/service/a').length
+      expect(sent()).toBe(5)
+      expect(consul.stats.openConnections()).toBe(1)
+      // A write answers the five; the two held back by the client then go out and answer at once.
+      consul.registerService({ name: 'a', id: 'a2', port: 2 })
+      const bodies = await withDeadline(Promise.all(polls), 5_000, 'all polls')
+      expect(bodies.map((b) => (JSON.parse(b) as unknown[]).length)).toEqual([2, 2, 2, 2, 2, 2, 2])
+      expect(sent()).toBe(7)
+    } finally {
+      await h2.close()
+    }
+  })
+
+  it('defaults to 250', async () => {
+    await using consul = await startConsulServer({ tls: { key: certs.serverKey, cert: certs.serverCert }, http2: true })
+    const session = http2.connect(consul.url, { ca: certs.ca })
+    try {
+      const settings = await withDeadline(new Promise<http2.Settings>((resolve) => session.once('remoteSettings', resolve)), 5_000, 'SETTINGS')
+      expect(settings.maxConcurrentStreams).toBe(250)
+    } finally {
+      session.close()
+    }
+  })
+})
+
 describe('connection cap (limits.http_max_conns_per_client)', () => {
   let consul: ConsulTestServer
   afterEach(async () => { await consul.close() })

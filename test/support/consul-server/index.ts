@@ -39,6 +39,12 @@ export interface ConsulTestServerOptions {
   tls?: { key: string; cert: string; ca?: string; requestCert?: boolean }
   /** With `tls`: serve HTTP/2 (ALPN h2) with HTTP/1.1 fallback. */
   http2?: boolean
+  /**
+   * SETTINGS_MAX_CONCURRENT_STREAMS of the HTTP/2 server. Consul calls `http2.ConfigureServer(server,
+   * nil)` (agent.go `setupHTTPS`), so Go's default applies: 250 streams per connection; more
+   * blocking queries on one connection queue in the client. @defaultValue 250
+   */
+  http2MaxConcurrentStreams?: number
   /** ACLs with default-deny policy. `tokens[t].read` defaults to true. */
   acl?: AclConfig
   /** Consul's `limits.http_max_conns_per_client`; 0 disables. @defaultValue 200 */
@@ -309,7 +315,11 @@ export async function startConsulServer(options: ConsulTestServerOptions = {}): 
     }
     secureContext = tls.createSecureContext({ key: t.key, cert: t.cert, ...(t.ca !== undefined ? { ca: t.ca } : {}) })
     if (options.http2 === true) {
-      const h2 = http2.createSecureServer({ ...tlsOpts, allowHTTP1: true }, handler as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void)
+      const h2 = http2.createSecureServer({
+        ...tlsOpts,
+        allowHTTP1: true,
+        settings: { maxConcurrentStreams: options.http2MaxConcurrentStreams ?? 250 },
+      }, handler as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void)
       inner = h2
     } else {
       inner = https.createServer({ ...tlsOpts, keepAliveTimeout: 0 }, handler as unknown as http.RequestListener)
@@ -345,6 +355,8 @@ export async function startConsulServer(options: ConsulTestServerOptions = {}): 
     }
     perIp.set(ip, n + 1)
     socket.on('error', () => { /* ECONNRESET from a client going away; 'close' follows */ })
+    // agent.go tcpKeepAliveListener: TCP keep-alive every 30 s, so dead peers eventually go away.
+    socket.setKeepAlive(true, 30_000)
     sockets.add(socket)
     peak = Math.max(peak, sockets.size)
     socket.once('close', () => {
