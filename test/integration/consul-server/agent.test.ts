@@ -164,6 +164,15 @@ describe('deregistration and TTL checks', () => {
     expect(entries).toEqual([])
   })
 
+  it('takes a JSON number as nanoseconds: TTL 30 expires at once (the unit trap, CONSUL.md §3.1)', async () => {
+    const r = await put(consul, '/v1/agent/service/register', { Name: 'trap', Check: { TTL: 30 } })
+    expect(r.status).toBe(200)
+    await put(consul, '/v1/agent/check/pass/service:trap?note=alive')
+    expect((await check('service:trap'))!.Status).toBe('passing')
+    clock.advance(1)
+    expect(await check('service:trap')).toMatchObject({ Status: 'critical', Output: 'TTL expired (last output before timeout follows): alive' })
+  })
+
   it('without a previous output the expiry says just "TTL expired"', async () => {
     await put(consul, '/v1/agent/check/pass/service:web')
     clock.advance(10_001)
