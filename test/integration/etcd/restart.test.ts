@@ -97,7 +97,7 @@ it('delivers every event once, in order, across SIGKILL + restart with writes wh
   }
 })
 
-it('provider: snapshots converge after a plain SIGKILL + restart (measures restart -> first event)', async () => {
+it('provider: snapshots converge after SIGKILL, a 5 s outage and a restart (measures ready -> first event)', async () => {
   const prefix = '/r2/'
   const writer = server.client()
   await putEventually(writer, `${prefix}svc/a`, wayfindValue('a', 8001))
@@ -108,14 +108,17 @@ it('provider: snapshots converge after a plain SIGKILL + restart (measures resta
     provider.watch('svc', rec, { signal: ac.signal })
     await rec.until(hasIds('a'))
     const errorsBefore = rec.errors.length
+    const killedAt = performance.now()
     await server.kill('SIGKILL')
     await rec.untilError((e) => e.code === ErrorCode.REGISTRY_UNAVAILABLE && e.retryable, 10_000, errorsBefore)
+    // A 5 s outage (fault injection): long enough for every retry loop to reach its largest delay.
+    await new Promise((r) => setTimeout(r, Math.max(0, 5_000 - (performance.now() - killedAt))))
     await server.restart()
     const readyAt = performance.now()
     await writer.put(`${prefix}svc/b`).value(wayfindValue('b', 8002))
     await rec.until(hasIds('a', 'b'), 10_000)
     const ms = performance.now() - readyAt
-    process.stdout.write(`[measure] etcd restart: ready -> first event at the listener in ${ms.toFixed(0)} ms\n`)
+    process.stdout.write(`[measure] etcd restart after a 5 s outage: ready -> first event at the listener in ${ms.toFixed(0)} ms\n`)
     expect(rec.last?.instances.map((i) => i.port)).toEqual([8001, 8002])
   } finally {
     ac.abort()
