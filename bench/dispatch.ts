@@ -16,6 +16,7 @@ import { WayfindDispatcher } from '../src/dispatcher/dispatcher.js'
 import { createInstance } from '../src/instance.js'
 import { HelperProcess } from './lib/child.js'
 import { StaticDirectory } from './lib/dispatch-directory.js'
+import { stubCases } from './lib/dispatch-stub.js'
 import { check, note, printTable, writeResults, x, type BenchOptions, type BenchOutcome } from './lib/report.js'
 import { median, ratio } from './lib/stats.js'
 
@@ -126,6 +127,28 @@ export async function run(opts: BenchOptions): Promise<BenchOutcome> {
     ]),
   )
   note('  baseline of the 1-instance rows: undici Pool; of the 4-instance rows: undici BalancedPool (same run).')
+  // Network-free: what the dispatcher layer itself adds per request (robust to a busy machine,
+  // where the HTTP numbers above swing by ±20 % between runs).
+  const stub = stubCases()
+  const per = opts.quick ? 50_000 : 200_000
+  for (const c of stub) c.run(per)
+  const stubSamples = new Map<string, number[]>(stub.map((c) => [c.name, []]))
+  for (let r = 0; r < rounds; r++) for (const c of stub.map((_, i) => stub[(i + r) % stub.length]!)) stubSamples.get(c.name)?.push(c.run(per))
+  const stubRows = stub.map((c) => {
+    const s = stubSamples.get(c.name) ?? []
+    return { case: c.name, medianNs: median(s), minNs: Math.min(...s) }
+  })
+  const legacyBase = stubRows[0]?.minNs ?? 0
+  const modernBase = stubRows[4]?.minNs ?? 0
+  printTable(
+    `Dispatcher layer without network: ns per dispatch, median (min) of ${rounds} rounds × ${per}`,
+    ['case', 'ns/dispatch', 'added vs stub (min)'],
+    stubRows.map((r, i) => [
+      r.case,
+      `${r.medianNs.toFixed(0)} (${r.minNs.toFixed(0)})`,
+      i === 0 || i === 4 ? '-' : `${(r.minNs - (i < 4 ? legacyBase : modernBase)).toFixed(0)} ns`,
+    ]),
+  )
   const w1 = rows.find((r) => r.variant === 'wayfind, 1 instance')
   const w4 = rows.find((r) => r.variant === 'wayfind, 4 instances')
   const checks = [
@@ -133,7 +156,7 @@ export async function run(opts: BenchOptions): Promise<BenchOutcome> {
     check('dispatch: req/s, wayfind 1 instance vs Pool', w1?.rpsRatio ?? Number.NaN, '>=', 0.93),
     check('dispatch: req/s, wayfind 4 instances vs BalancedPool', w4?.rpsRatio ?? Number.NaN, '>=', 1.0),
   ]
-  writeResults('dispatch', { rounds, requests, window: WINDOW, connections: CONNECTIONS, pinned, rows, raw: Object.fromEntries(samples), checks })
+  writeResults('dispatch', { rounds, requests, window: WINDOW, connections: CONNECTIONS, pinned, rows, raw: Object.fromEntries(samples), stub: stubRows, checks })
   return { name: 'dispatch', checks }
 }
 
