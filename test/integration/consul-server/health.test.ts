@@ -100,10 +100,12 @@ describe('health and catalog reads', () => {
     expect(await ids('Checks.Status == "warning"')).toEqual(['orders-a'])
     expect(await ids('Service.Meta.version matches "^2\\\\.4\\\\."')).toEqual(['orders-a', 'orders-b'])
     expect(await ids('"version" in Service.Meta')).toEqual(['orders-a', 'orders-b'])
+    expect(await ids('Service.Meta["version"] == `2.4.1`')).toEqual(['orders-a'])
+    expect(await ids('Service.Tags contains v1')).toEqual(['orders-b'])
   })
 
   it('answers an invalid filter with 500 "Failed to create boolean expression evaluator"', async () => {
-    for (const expr of ['Service.Nope == "x"', 'Service.Tags ==', '(Service.ID == "a"']) {
+    for (const expr of ['Service.Nope == "x"', 'Service.Tags ==', '(Service.ID == "a"', 'Service.Tags == "v2"', 'Service.ID == "a" AND Service.Port == 1', 'Service.Meta.x-y == "1"']) {
       const r = await call(consul, `/v1/health/service/orders?filter=${encodeURIComponent(expr)}`)
       expect(r.status).toBe(500)
       expect(r.text).toMatch(/^Failed to create boolean expression evaluator: /)

@@ -63,7 +63,8 @@ function tokenize(src: string): Token[] {
     if (c === '(' || c === ')' || c === '.' || c === '[' || c === ']') { out.push({ t: 'op', v: c }); i++; continue }
     const num = /^-?[0-9]+(\.[0-9]+)?(?![A-Za-z_])/.exec(src.slice(i))
     if (num !== null) { out.push({ t: 'number', v: Number(num[0]) }); i += num[0].length; continue }
-    const word = /^[A-Za-z_][A-Za-z0-9_\-/:]*/.exec(src.slice(i))
+    // grammar.peg Identifier: [a-zA-Z] [a-zA-Z0-9_/]* (map keys with other characters use ["..."]).
+    const word = /^[A-Za-z][A-Za-z0-9_/]*/.exec(src.slice(i))
     if (word !== null) { out.push({ t: 'word', v: word[0] }); i += word[0].length; continue }
     throw new BexprError(`1:${i + 1}: no match found, expected: "(", "not", a selector or a value`)
   }
@@ -81,7 +82,8 @@ class Parser {
     return n
   }
   #peek(o = 0): Token | undefined { return this.#tokens[this.#pos + o] }
-  #isWord(v: string, o = 0): boolean { const t = this.#peek(o); return t?.t === 'word' && t.v.toLowerCase() === v }
+  // Keywords are lower-case literals in grammar.peg ("and", "or", "not", "in", ...).
+  #isWord(v: string, o = 0): boolean { const t = this.#peek(o); return t?.t === 'word' && t.v === v }
   #isOp(v: string): boolean { const t = this.#peek(); return t?.t === 'op' && t.v === v }
   #or(): Node {
     let left = this.#and()
@@ -193,6 +195,11 @@ function validate(node: Node, schema: FieldSchema): void {
         const next: FieldSchema | undefined = (s as Record<string, FieldSchema>)[part]
         if (next === undefined) throw new BexprError(`Selector "${node.selector.join('.')}" is not valid`)
         s = next
+      }
+      // Collections (lists, maps) only take membership and emptiness operators.
+      const collection = s === 'list' || s === 'map' || Array.isArray(s) || (typeof s === 'object')
+      if (collection && (node.op === '==' || node.op === '!=' || node.op === 'matches' || node.op === 'not matches')) {
+        throw new BexprError(`Invalid match operator "${node.op}" for selector "${node.selector.join('.')}"`)
       }
       return
     }
