@@ -163,6 +163,35 @@ describe('retries to another instance', () => {
     expect(dir.load.record(dead.key).consecutiveFailures).toBe(1)
   })
 
+  it('re-sends fetch POST bodies (undici and Node fetch) when the first instance refuses', async () => {
+    const [b] = await servers('b')
+    const dead = await deadInstance()
+    const { dir, d } = setup()
+    for (const f of [undiciFetch, globalThis.fetch] as const) {
+      dir.set('payments', [])
+      dir.set('payments', [dead, b!.instance()]) // a fresh round-robin picker starts at the dead one
+      const res = await (f as typeof undiciFetch)('http://payments/f', {
+        method: 'POST',
+        body: new ReadableStream({ start(c) { c.enqueue(new TextEncoder().encode('streamed')); c.close() } }),
+        duplex: 'half',
+        dispatcher: d,
+      })
+      expect(await res.text()).toBe('b')
+    }
+    expect(b!.seen.map((s) => s.body)).toEqual(['streamed', 'streamed'])
+  })
+
+  it('fails with the connect error once every instance refused', async () => {
+    const dead1 = await deadInstance('payments', 'd1')
+    const dead2 = await deadInstance('payments', 'd2')
+    const { dir, d } = setup()
+    dir.set('payments', [dead1, dead2])
+    const err: unknown = await request('http://payments/x', { dispatcher: d, method: 'POST', body: 'x' }).then(() => undefined, (e: unknown) => e)
+    expect((err as { code?: string }).code).toBe('ECONNREFUSED')
+    expect(inflight(dir, dead1.key) + inflight(dir, dead2.key)).toBe(0)
+    expect(dir.load.record(dead1.key).consecutiveFailures + dir.load.record(dead2.key).consecutiveFailures).toBe(2)
+  })
+
   it('retries an idempotent request after 503 on another instance, but never a POST', async () => {
     const [a, b] = await servers('a', 'b')
     a!.behaviour = (_req, res) => { res.writeHead(503, { 'retry-after': '0' }); res.end('busy') }
