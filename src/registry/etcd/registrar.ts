@@ -64,6 +64,9 @@ export async function registerInEtcd(
   // The reconciliation in progress, if any: deregister() waits for it so that a put landing
   // after the revoke cannot leave the key behind.
   let inflight: Promise<void> | undefined
+  // The lease our key was last put under: etcd3 may call it lost while etcd still holds it
+  // (ETCD.md §3.7), so deregister() revokes it too.
+  let keyLease: string | undefined
 
   const report = (next: typeof state, error?: Parameters<RegisterContext['onState']>[1]): void => {
     if (signal.aborted) return
@@ -81,7 +84,6 @@ export async function registerInEtcd(
       // While a reconciliation runs, it sees the revoked lease and grants a new one itself.
       if (l !== lease || signal.aborted || run.running) return
       debug('%s: lease lost: %s', what, err.message)
-      lease = undefined
       report('lost', new LeaseLostError(`The etcd lease of ${reg.name}/${reg.id} was lost; registering again`, { cause: err }))
       kick()
     })
@@ -105,6 +107,7 @@ export async function registerInEtcd(
     const current = lease
     const leaseId = await current.grant()
     await current.put(key).value(value)
+    keyLease = leaseId
     if (signal.aborted) return
     hooks.onPut?.(leaseId)
   }
@@ -201,18 +204,20 @@ export async function registerInEtcd(
     async deregister(bound: AbortSignal): Promise<void> {
       controller.abort()
       if (inflight !== undefined) await raceSignal(inflight, bound)
-      const current = lease
-      if (current === undefined) return
-      const id = await current.grant().catch(() => undefined)
-      if (id === undefined) return
+      const ids = new Set<string>()
+      if (keyLease !== undefined) ids.add(keyLease)
+      const current = await lease?.grant().catch(() => undefined)
+      if (current !== undefined) ids.add(current)
       // "lease not found" means it already expired or was revoked: the key is gone either way.
-      await raceSignal(client.leaseClient.leaseRevoke({ ID: id }).then(
-        () => undefined,
-        (err: unknown) => {
-          if (err instanceof EtcdLeaseInvalidError || /lease not found/i.test(errorMessage(err))) return
-          throw new RegistrationError(`Deregistering ${reg.name}/${reg.id} from etcd failed: ${errorMessage(err)}`, { cause: err })
-        },
-      ), bound)
+      const revoke = (id: string): Promise<void> =>
+        client.leaseClient.leaseRevoke({ ID: id }).then(
+          () => undefined,
+          (err: unknown) => {
+            if (err instanceof EtcdLeaseInvalidError || /lease not found/i.test(errorMessage(err))) return
+            throw new RegistrationError(`Deregistering ${reg.name}/${reg.id} from etcd failed: ${errorMessage(err)}`, { cause: err })
+          },
+        )
+      await raceSignal(Promise.all([...ids].map(revoke)).then(() => undefined), bound)
     },
   }
 }
