@@ -412,10 +412,23 @@ describe('HTTP checks', () => {
   it('a refused connection is critical', async () => {
     const port = (target.address() as AddressInfo).port
     await new Promise((resolve) => target.close(resolve))
+    // A fresh, listening target for afterEach to close; the check dials the freed port.
     target = http.createServer()
+    await new Promise<void>((resolve) => target.listen(0, '127.0.0.1', resolve))
     await put(consul, '/v1/agent/service/register', { Name: 'api', Check: { HTTP: `http://127.0.0.1:${port}/`, Interval: '50ms', Status: 'passing' } })
     const e = await waitForHealth(consul, 'api', (x) => x[0]?.Checks.some((c) => c.CheckID === 'service:api' && c.Status === 'critical') === true)
-    expect(e[0]!.Checks.find((c) => c.CheckID === 'service:api')!.Output).toMatch(/ECONNREFUSED/)
-    target.listen(0)
+    expect(e[0]!.Checks.find((c) => c.CheckID === 'service:api')!.Output).toMatch(/^Get "http:\/\/127\.0\.0\.1:\d+\/": .*ECONNREFUSED/)
+  })
+
+  it('TCP checks connect: passing on connect, critical when refused', async () => {
+    const port = (target.address() as AddressInfo).port
+    await put(consul, '/v1/agent/service/register', { Name: 'tcp', Check: { TCP: `127.0.0.1:${port}`, Interval: '50ms' } })
+    const up = await waitForHealth(consul, 'tcp', (x) => x[0]?.Checks.some((c) => c.CheckID === 'service:tcp' && c.Status === 'passing') === true)
+    expect(up[0]!.Checks.find((c) => c.CheckID === 'service:tcp')).toMatchObject({ Type: 'tcp', Output: `TCP connect 127.0.0.1:${port}: Success` })
+    await new Promise((resolve) => target.close(resolve))
+    target.closeAllConnections()
+    await waitForHealth(consul, 'tcp', (x) => x[0]?.Checks.some((c) => c.CheckID === 'service:tcp' && c.Status === 'critical') === true)
+    target = http.createServer()
+    await new Promise<void>((resolve) => target.listen(0, '127.0.0.1', resolve))
   })
 })

@@ -34,6 +34,7 @@ export interface AgentCheckDefinition {
   header?: Record<string, string[]>
   body?: string
   tlsSkipVerify?: boolean
+  tlsServerName?: string
   tcp?: string
   deregisterCriticalServiceAfterMs?: number
   /** StatusHandler thresholds (HTTP/TCP checks): consecutive results needed before a change. */
@@ -402,6 +403,7 @@ function httpProbe(def: AgentCheckDefinition, signal: AbortSignal, timeoutMs: nu
       signal,
       agent: false,
       ...(target.protocol === 'https:' && def.tlsSkipVerify === true ? { rejectUnauthorized: false } : {}),
+      ...(target.protocol === 'https:' && def.tlsServerName !== undefined ? { servername: def.tlsServerName } : {}),
     }, (res) => {
       // A circular buffer (circbuf) of OUTPUT_MAX bytes: the *last* 4 KiB of the body are kept.
       let tail = Buffer.alloc(0)

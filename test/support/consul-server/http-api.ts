@@ -814,6 +814,7 @@ function parseCheck(raw: unknown, field: string): (Omit<AgentCheckDefinition, 'C
   if (typeof c.Body === 'string') def.body = c.Body
   if (Object.keys(header).length > 0) def.header = header
   if (c.TLSSkipVerify === true) def.tlsSkipVerify = true
+  if (typeof c.TLSServerName === 'string' && c.TLSServerName !== '') def.tlsServerName = c.TLSServerName
   if (deregMs !== undefined && deregMs > 0) def.deregisterCriticalServiceAfterMs = deregMs
   for (const f of ['SuccessBeforePassing', 'FailuresBeforeWarning', 'FailuresBeforeCritical'] as const) {
     expect(c[f], 'number', `${field}.${f}`, 'int')
