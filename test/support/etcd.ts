@@ -46,6 +46,13 @@ export async function freePort(): Promise<number> {
 }
 
 const READY_TIMEOUT_MS = 20_000
+
+// If a test process ends without remove() (a crash, a worker killed on timeout), its etcd
+// children must not outlive it and hold ports and temp dirs.
+const LIVE = new Set<ChildProcess>()
+process.once('exit', () => {
+  for (const child of LIVE) child.kill('SIGKILL')
+})
 const STOP_TIMEOUT_MS = 2_000
 
 /** One etcd member process. */
@@ -255,6 +262,8 @@ export class EtcdServer {
     child.on('error', (err) => {
       this.#spawnError = new Error(`cannot run ${ETCD_BIN} (install it with scripts/ensure-etcd.sh): ${err.message}`)
     })
+    LIVE.add(child)
+    child.once('exit', () => { LIVE.delete(child) })
     this.#child = child
   }
 }
