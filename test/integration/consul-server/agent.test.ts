@@ -245,6 +245,29 @@ describe('deregistration and TTL checks', () => {
     expect(unknown.status).toBe(404)
   })
 
+  it('restartAgent({ persist }): services and TTL status survive, the TTL clock restarts', async () => {
+    await put(consul, '/v1/agent/check/pass/service:web?note=ok')
+    const index = consul.index
+    clock.advance(9_000)
+    consul.restartAgent({ persist: true })
+    expect(consul.index).toBe(index)
+    expect((await check())!.Status).toBe('passing')
+    expect((await put(consul, '/v1/agent/check/pass/service:web?note=ok')).status).toBe(200)
+    clock.advance(9_000)
+    expect((await check())!.Status).toBe('passing')
+    clock.advance(1_001)
+    expect((await check())!.Status).toBe('critical')
+  })
+
+  it('restartAgent({ dropConnections }) cuts parked queries, as a process exit does', async () => {
+    const first = await call(consul, '/v1/health/service/web')
+    const parked = call(consul, `/v1/health/service/web?index=${first.index}&wait=1m`).then(() => 'answered', () => 'cut')
+    await consul.waitForBlockingQueries(1)
+    consul.restartAgent({ dropConnections: true })
+    expect(await parked).toBe('cut')
+    expect((await call(consul, '/v1/agent/services')).json()).toEqual({})
+  })
+
   it('/v1/agent/service/:id answers 404 for an unknown ID', async () => {
     const r = await call(consul, '/v1/agent/service/nope')
     expect(r.status).toBe(404)

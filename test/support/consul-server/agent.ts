@@ -227,7 +227,14 @@ export class Agent {
   }
 
   /** Forgets every service and check, as an agent without a data dir does on restart. */
-  restart(): void {
+  restart(persist = false): void {
+    if (persist) {
+      // agent.go loadServices/loadChecks: services and checks come back from the data dir, TTL
+      // checks with their persisted status ("so the TTL check can come up in a good state after
+      // an agent restart"); every runner starts afresh, so TTL clocks restart too.
+      for (const c of [...this.#checks.values()]) this.#addCheck(c.def, { status: c.status, output: c.output })
+      return
+    }
     this.#catalog.transaction(() => {
       for (const id of [...this.#services.keys()]) this.deregister(id)
       for (const id of [...this.#checks.keys()]) this.#removeCheck(id)

@@ -153,8 +153,13 @@ export interface ConsulTestServer {
   removeService(node: string, id: string): boolean
   /** Creates or updates a check (node-level when `serviceId` is omitted). */
   setCheck(node: string, checkId: string, status: CheckStatus, options?: { serviceId?: string; output?: string; name?: string }): void
-  /** The agent forgets every service and check registered through it (an agent restarted without a data dir). */
-  restartAgent(): void
+  /**
+   * Restarts the agent. By default it forgets every service and check registered through it (a
+   * `-dev` agent, or one without its data dir) and the catalog drops them. With `persist` it
+   * reloads them from its data dir (status kept, TTL clocks restarted). With `dropConnections`
+   * every open client connection is cut, as when the real process exits.
+   */
+  restartAgent(options?: { persist?: boolean; dropConnections?: boolean }): void
   /** Runs one reaper pass now (DeregisterCriticalServiceAfter) instead of waiting for the next tick. */
   reapNow(): void
   /** Resolves once at least `count` blocking queries are parked; with `count` 0, once none is. */
@@ -469,7 +474,10 @@ export async function startConsulServer(options: ConsulTestServerOptions = {}): 
     },
     removeService: (node, id) => catalog.deleteService(node, id),
     setCheck,
-    restartAgent: () => { agent.restart() },
+    restartAgent: (o = {}) => {
+      if (o.dropConnections === true) destroyAll()
+      agent.restart(o.persist === true)
+    },
     reapNow: () => { agent.reapNow() },
     async waitForBlockingQueries(count = 1, timeoutMs = 5_000) {
       // count 0 means "until none is parked" (e.g. after a client closed its watches).
