@@ -166,14 +166,17 @@ export abstract class Call {
     )
   }
 
-  /** Final response headers arrived. Returns true when the response is swallowed for a retry. */
-  protected headers(status: number, retryAfter: () => string | undefined): boolean {
+  /**
+   * Final response headers arrived (raw pairs from a legacy callback, an object from the new
+   * API; only read for a retryable status). Returns true when the response is swallowed for a retry.
+   */
+  protected headers(status: number, headers: Buffer[] | string[] | IncomingHttpHeaders | null): boolean {
     if (status < 200) return false
     this.status = status
     const now = this.host.now()
     this.host.observeSlot(this.#slot, now - this.#startedAt, now)
     if (this.host.statusCodes?.has(status) === true && this.#mayResendAfterSend) {
-      const ra = parseRetryAfter(retryAfter(), Date.now())
+      const ra = parseRetryAfter(retryAfterOf(headers), Date.now())
       if (ra <= this.host.retryAfterMaxMs) {
         this.swallowing = true
         this.#retryDelayMs = ra >= 0 ? ra : this.host.backoffMs(this.sentRetries + 1)
@@ -293,7 +296,7 @@ export class LegacyCall extends Call implements Handler {
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
     if (this.swallowing) return true
-    if (this.headers(statusCode, () => retryAfterFromRaw(rawHeaders))) return true
+    if (this.headers(statusCode, rawHeaders)) return true
     return this.#handler.onHeaders?.(statusCode, rawHeaders, resume, statusText) ?? true
   }
 
@@ -396,12 +399,7 @@ export class ModernCall extends Call implements Handler, Controller {
   onResponseStart(controller: Controller, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
     this.#controller = controller
     if (this.swallowing) return
-    const retryAfter = (): string | undefined => {
-      const v: unknown = headers['retry-after']
-      if (typeof v === 'string') return v
-      return Array.isArray(v) ? String(v[0]) : undefined
-    }
-    if (this.headers(statusCode, retryAfter)) return
+    if (this.headers(statusCode, headers)) return
     this.#handler.onResponseStart?.(this, statusCode, headers, statusMessage)
   }
 
@@ -431,8 +429,13 @@ export class ModernCall extends Call implements Handler, Controller {
   }
 }
 
-function retryAfterFromRaw(raw: Buffer[] | string[] | null | undefined): string | undefined {
-  if (raw === null || raw === undefined) return undefined
+function retryAfterOf(raw: Buffer[] | string[] | IncomingHttpHeaders | null): string | undefined {
+  if (raw === null) return undefined
+  if (!Array.isArray(raw)) {
+    const v: unknown = raw['retry-after']
+    if (typeof v === 'string') return v
+    return Array.isArray(v) ? String(v[0]) : undefined
+  }
   for (let i = 0; i < raw.length; i += 2) {
     const k = raw[i]
     if (k !== undefined && k.length === 11 && k.toString().toLowerCase() === 'retry-after') return raw[i + 1]?.toString()
