@@ -126,6 +126,34 @@ describe('etcd provider watch', () => {
     }
   })
 
+  it('close() during an outage is prompt, and nothing reaches the listener afterwards', async () => {
+    const prefix = '/t7/'
+    const proxy = await TcpProxy.start({ port: server.clientPort })
+    const provider = new EtcdProvider(normalizeEtcdOptions({ hosts: proxy.host, prefix, retryInitialMs: 10, retryMaxMs: 50 }))
+    const rec = new Recorder()
+    try {
+      provider.watch('svc', rec, { signal: new AbortController().signal })
+      await rec.until(() => true)
+      proxy.cut()
+      await rec.untilError(() => true)
+      // Bounded: requestTimeoutMs (5 s) at worst, for a unary call in flight.
+      await withDeadline(provider.close(), 6_000, 'close() during an outage')
+      const calls = rec.snapshots.length + rec.errors.length
+      proxy.heal()
+      // A fresh watcher proves etcd is reachable again and time has passed for stray retries.
+      const control = new EtcdProvider(normalizeEtcdOptions({ hosts: server.host, prefix }))
+      const seen = new Recorder()
+      control.watch('svc', seen, { signal: new AbortController().signal })
+      await writer.put(`${prefix}svc/x`).value(wayfindValue('x', 8001))
+      await seen.until(hasIds('x'))
+      await control.close()
+      expect(rec.snapshots.length + rec.errors.length).toBe(calls)
+      expect(() => { provider.watch('svc', rec, { signal: new AbortController().signal }) }).toThrow(/after close/)
+    } finally {
+      await proxy.close()
+    }
+  })
+
   it('keeps the last good value of a key whose new value is malformed, and reports the key', async () => {
     const prefix = '/t2/'
     await writer.put(`${prefix}svc/a`).value(wayfindValue('a', 8001))
