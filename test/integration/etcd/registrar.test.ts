@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ErrorCode, InvalidOptionError, type WayfindError } from '../../../src/errors.js'
 import { EtcdProvider } from '../../../src/registry/etcd/provider.js'
 import type { NormalizedRegistration, RegisterContext, RegistrationState } from '../../../src/registration/registrar.js'
-import { EtcdServer } from '../../support/etcd.js'
+import { EtcdServer, freePort } from '../../support/etcd.js'
 import { eventually, withDeadline } from '../../support/wait.js'
 
 let server: EtcdServer
@@ -122,6 +122,20 @@ describe('etcd registrar', () => {
       expect(ctx.states.at(-1)).toBe('registered')
     } finally {
       ctx.controller.abort()
+      await provider.close()
+    }
+  })
+
+  it('rejects with a typed RegistrationError when etcd is unreachable', async () => {
+    const port = await freePort()
+    const provider = EtcdProvider.withHooks({ hosts: `127.0.0.1:${String(port)}`, requestTimeoutMs: 2_000 }, {})
+    const ctx = context()
+    try {
+      const err = await withDeadline(provider.register(registration('pay-7'), ctx).then(() => undefined, (e: unknown) => e), 10_000, 'the rejection')
+      expect(err).toMatchObject({ code: ErrorCode.REGISTRATION_FAILED })
+      expect((err as Error).message).toContain('pay/pay-7')
+      expect(ctx.states).toEqual([])
+    } finally {
       await provider.close()
     }
   })
