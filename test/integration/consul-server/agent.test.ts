@@ -67,7 +67,9 @@ describe('PUT /v1/agent/service/register', () => {
   })
 
   it.each([
-    ['not json', 'not json', /^Request decode failed: /],
+    ['not json', 'oops', /^Request decode failed: invalid character 'o' looking for beginning of value$/],
+    ['empty body', '', /^Request decode failed: EOF$/],
+    ['a JSON array', [], /^Request decode failed: json: cannot unmarshal array into Go value of type structs.ServiceDefinition$/],
     ['no name', {}, /^Missing service name$/],
     ['wildcard address', { Name: 'x', Address: '0.0.0.0' }, /^Invalid service address$/],
     ['duration without unit', { Name: 'x', Check: { TTL: '10' } }, /^Request decode failed: time: missing unit in duration "10"$/],

@@ -175,7 +175,15 @@ export class ConsulApi {
   async #route(method: string, url: URL, req: ApiRequest, res: ApiResponse, body: string): Promise<void> {
     const path = url.pathname
     const q = url.searchParams
-    const route = (prefix: string): string | undefined => (path.startsWith(prefix) ? decodeURIComponent(path.slice(prefix.length)) : undefined)
+    const route = (prefix: string): string | undefined => {
+      if (!path.startsWith(prefix)) return undefined
+      try {
+        return decodeURIComponent(path.slice(prefix.length))
+      } catch {
+        // Go's server rejects a malformed escape before any handler runs.
+        throw new HttpError(400, '400 Bad Request')
+      }
+    }
     // Each endpoint is registered with its methods; OPTIONS is always allowed (http.go `MethodNotAllowedError`).
     const allow = (...methods: string[]): boolean => {
       if (method === 'OPTIONS') {
@@ -237,7 +245,8 @@ export class ConsulApi {
     } else if ((rest = route('/v1/agent/check/update/')) !== undefined) {
       if (!allow('PUT')) return
       const update = decodeJson(body)
-      if (update === undefined || !isObject(update)) throw new HttpError(400, 'Request decode failed: invalid JSON body')
+      if (update === undefined) throw decodeFail(goJsonError(body))
+      if (!isObject(update)) throw decodeFail(`json: cannot unmarshal ${jsonType(update)} into Go value of type agent.checkUpdate`)
       const fields = canonicalKeys(update, ['Status', 'Output'])
       const status = typeof fields.Status === 'string' ? fields.Status : ''
       if (status !== 'passing' && status !== 'warning' && status !== 'critical') {
@@ -834,7 +843,7 @@ function isIpLiteral(a: string): 4 | 6 | 0 {
 /** Decodes and validates a `PUT /v1/agent/service/register` body (agent_endpoint.go `AgentRegisterService`). */
 export function parseRegistration(body: string, _nodeName: string): { service: Omit<ServiceRecord, 'CreateIndex' | 'ModifyIndex'> & { node: string }; checks: AgentCheckDefinition[] } {
   const raw = decodeJson(body)
-  if (raw === undefined) throw decodeFail(body.trim() === '' ? 'EOF' : 'invalid character in JSON body')
+  if (raw === undefined) throw decodeFail(goJsonError(body))
   if (!isObject(raw)) throw decodeFail(`json: cannot unmarshal ${jsonType(raw)} into Go value of type structs.ServiceDefinition`)
   const s = canonicalKeys(raw, SERVICE_FIELDS)
   expect(s.Name, 'string', 'ServiceDefinition.Name', 'string')
@@ -953,6 +962,15 @@ function decodeJson(body: string): unknown {
   } catch {
     return undefined
   }
+}
+
+/** encoding/json's error for a body that does not parse (close to Go's text for the common cases). */
+function goJsonError(body: string): string {
+  const trimmed = body.trim()
+  if (trimmed === '') return 'EOF'
+  const first = trimmed.charAt(0)
+  if (!/[{["\-0-9tfn]/.test(first)) return `invalid character '${first}' looking for beginning of value`
+  return 'unexpected EOF'
 }
 
 function normalizeIndex(i: number): number {
