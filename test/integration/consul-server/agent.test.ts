@@ -415,7 +415,7 @@ describe('HTTP checks', () => {
     const url = `http://127.0.0.1:${(target.address() as AddressInfo).port}/health`
     status = 500
     await put(consul, '/v1/agent/service/register', {
-      Name: 'api', Check: { HTTP: url, Interval: '100ms', Status: 'passing', FailuresBeforeWarning: 1, FailuresBeforeCritical: 3, SuccessBeforePassing: 2 },
+      Name: 'api', Check: { HTTP: url, Interval: '250ms', Status: 'passing', FailuresBeforeWarning: 1, FailuresBeforeCritical: 3, SuccessBeforePassing: 2 },
     })
     const history: string[] = []
     const record = (e: HealthEntry[]): boolean => {
@@ -429,7 +429,7 @@ describe('HTTP checks', () => {
     status = 200
     await waitForHealth(consul, 'api', (e) => { record(e); return history.at(-1) === 'passing' })
     // The first read may already come after the first probe; every later transition is seen
-    // because a probe runs only every 100 ms while each change wakes the blocking query at once.
+    // because a probe runs only every 250 ms while each change wakes the blocking query at once.
     expect(history.slice(history.indexOf('warning'))).toEqual(['warning', 'critical', 'passing'])
     expect(seen.length - probesAtCritical).toBeGreaterThanOrEqual(2)
   })
