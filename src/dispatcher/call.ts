@@ -312,7 +312,8 @@ export class LegacyCall extends Call implements Handler {
 
   onError(err: Error): void {
     if (this.failed(err)) return
-    this.deliverError(err)
+    // A caller abort that raced a connect failure reports the abort, as the caller expects.
+    this.deliverError(this.abortReason ?? err)
   }
 
   onUpgrade(statusCode: number, headers: Buffer[] | string[] | null, socket: Duplex): void {
@@ -415,7 +416,7 @@ export class ModernCall extends Call implements Handler, Controller {
 
   onResponseError(_controller: Controller | null, err: Error): void {
     if (this.failed(err)) return
-    this.deliverError(err)
+    this.deliverError(this.abortReason ?? err)
   }
 
   protected abortAttempt(reason: Error): void {

@@ -51,14 +51,15 @@ function respond(h: Dispatcher.DispatchHandler, status: number, headers: string[
 
 function recorder() {
   const events: string[] = []
+  const state: { abort?: (err?: Error) => void } = {}
   const handler: Dispatcher.DispatchHandler = {
-    onConnect: () => { events.push('connect') },
+    onConnect: (abort: (err?: Error) => void) => { events.push('connect'); state.abort = abort },
     onHeaders: (status: number) => { events.push(`headers ${status}`); return true },
     onData: () => true,
     onComplete: () => { events.push('complete') },
     onError: (err: Error) => { events.push(`error ${(err as { code?: string }).code ?? err.message}`) },
   }
-  return { events, handler }
+  return { events, handler, state }
 }
 /* eslint-enable @typescript-eslint/no-deprecated */
 
@@ -166,6 +167,18 @@ describe('WayfindDispatcher timers (fake clock)', () => {
     const p = send('POST')
     respond(poolOf(0)[0]!.requests[1]!.handler, 503, ['retry-after', '0'])
     expect(p.events).toEqual(['connect', 'headers 503', 'complete'])
+    await d.destroy()
+  })
+
+  it('a caller abort during the retry backoff ends the request at once; nothing is sent later', async () => {
+    const { clock, d, send, poolOf } = setup()
+    const r = send()
+    respond(poolOf(0)[0]!.requests[0]!.handler, 503, ['retry-after', '2'])
+    r.state.abort?.(new Error('caller gave up'))
+    expect(r.events).toEqual(['connect', 'error caller gave up'])
+    clock.advance(10_000)
+    expect(poolOf(1)).toHaveLength(0)
+    expect(clock.pending).toBe(1) // only the idle-pool sweep
     await d.destroy()
   })
 
