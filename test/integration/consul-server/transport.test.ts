@@ -8,6 +8,7 @@ import tls from 'node:tls'
 import { Agent, request } from 'undici'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { makeTestCerts, type TestCerts } from '../../support/certs.js'
+import { FakeClock } from '../../support/fake-clock.js'
 import { startConsulServer, type ConsulTestServer } from '../../support/consul-server/index.js'
 import { eventually, withDeadline } from '../../support/wait.js'
 import { call, dispatcher } from './helpers.js'
@@ -67,6 +68,33 @@ describe('HTTPS', () => {
     } finally {
       await anonymous.close()
       await withCert.close()
+    }
+  })
+})
+
+describe('HTTPS handshake timeout (limits.https_handshake_timeout)', () => {
+  it('closes a TLS connection that sends no request in time, but not an idle one after its first request', async () => {
+    const clock = new FakeClock()
+    await using consul = await startConsulServer({ clock, tls: { key: certs.serverKey, cert: certs.serverCert } })
+    const agent = new Agent({ connect: { ca: certs.ca } })
+    try {
+      // A connection that made a request stays open however long it idles.
+      const r = await request(`${consul.url}/v1/status/leader`, { dispatcher: agent })
+      await r.body.text()
+      clock.advance(60_000)
+      expect(consul.stats.openConnections()).toBe(1)
+      // A connection that never sends a request is closed after 5 s.
+      const silent = tls.connect({ port: consul.port, host: '127.0.0.1', ca: certs.ca })
+      await withDeadline(new Promise((resolve) => silent.once('secureConnect', resolve)), 5_000, 'the handshake')
+      const closed = readAll(silent)
+      await eventually(() => (consul.stats.openConnections() === 2 ? true : undefined), { what: 'two connections' })
+      clock.advance(4_999)
+      expect(consul.stats.openConnections()).toBe(2)
+      clock.advance(1)
+      await withDeadline(closed, 5_000, 'the server to close the silent connection')
+      await eventually(() => (consul.stats.openConnections() === 1 ? true : undefined), { what: 'one connection left' })
+    } finally {
+      await agent.close()
     }
   })
 })

@@ -17,7 +17,7 @@ import http2 from 'node:http2'
 import https from 'node:https'
 import net from 'node:net'
 import tls from 'node:tls'
-import { systemClock, type Clock } from '../../../src/core/clock.js'
+import { systemClock, type Clock, type TimerHandle } from '../../../src/core/clock.js'
 import { Agent } from './agent.js'
 import { Catalog, type CheckStatus } from './catalog.js'
 import { ConsulApi, type AclConfig, type ApiRequest, type ApiResponse, type FaultState } from './http-api.js'
@@ -47,6 +47,13 @@ export interface ConsulTestServerOptions {
   http2MaxConcurrentStreams?: number
   /** ACLs with default-deny policy. `tokens[t].read` defaults to true. */
   acl?: AclConfig
+  /**
+   * Consul's `limits.https_handshake_timeout`: an HTTPS connection must finish the TLS handshake
+   * and send its first request within this time, or it is closed (agent.go `setupHTTPS`: a read
+   * deadline from StateNew, cleared at StateActive). Later idle time is not limited. 0 disables.
+   * @defaultValue 5_000
+   */
+  httpsHandshakeTimeoutMs?: number
   /** Consul's `limits.http_max_conns_per_client`; 0 disables. @defaultValue 200 */
   maxConnsPerClient?: number
   /** Consul's `max_query_time`: `?wait` above it is clamped without error. @defaultValue 600_000 */
@@ -206,6 +213,9 @@ export async function startConsulServer(options: ConsulTestServerOptions = {}): 
   const failQueue: { status: number; body: string }[] = []
   let dropCount = 0
   const stalled = new Set<ApiResponse>()
+  /** HTTPS connections still inside their handshake deadline, by remote port (one IP: loopback). */
+  const handshakeDeadlines = new Map<string, TimerHandle>()
+  const handshakeTimeoutMs = options.tls === undefined ? 0 : options.httpsHandshakeTimeoutMs ?? 5_000
   let closed = false
 
   const faultState: FaultState & { stall: boolean } = {
@@ -284,6 +294,10 @@ export async function startConsulServer(options: ConsulTestServerOptions = {}): 
     }
     requests.push(record)
     events.emit('request', record)
+    // The first request makes the connection active: its handshake deadline no longer applies.
+    const deadlineKey = `${req.socket?.remoteAddress ?? ''}|${req.socket?.remotePort ?? ''}`
+    handshakeDeadlines.get(deadlineKey)?.clear()
+    handshakeDeadlines.delete(deadlineKey)
     if (closed) return
     if (dropCount > 0) {
       dropCount--
@@ -364,7 +378,16 @@ export async function startConsulServer(options: ConsulTestServerOptions = {}): 
     socket.setKeepAlive(true, 30_000)
     sockets.add(socket)
     peak = Math.max(peak, sockets.size)
+    const deadlineKey = `${socket.remoteAddress ?? ''}|${socket.remotePort ?? ''}`
+    if (handshakeTimeoutMs > 0) {
+      handshakeDeadlines.set(deadlineKey, clock.setTimeout(() => {
+        handshakeDeadlines.delete(deadlineKey)
+        socket.destroy()
+      }, handshakeTimeoutMs))
+    }
     socket.once('close', () => {
+      handshakeDeadlines.get(deadlineKey)?.clear()
+      handshakeDeadlines.delete(deadlineKey)
       sockets.delete(socket)
       const left = (perIp.get(ip) ?? 1) - 1
       if (left <= 0) perIp.delete(ip)
@@ -395,6 +418,8 @@ export async function startConsulServer(options: ConsulTestServerOptions = {}): 
       api.close()
       agent.close()
       stalled.clear()
+      for (const t of handshakeDeadlines.values()) t.clear()
+      handshakeDeadlines.clear()
       const done = new Promise<void>((resolve) => outer.close(() => { resolve() }))
       destroyAll()
       if (inner instanceof http.Server || inner instanceof https.Server) inner.closeAllConnections()
