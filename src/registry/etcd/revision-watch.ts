@@ -12,7 +12,7 @@
 import { castGrpcError, type IDuplexStream, type IEvent, type IKeyValue, type IWatchRequest, type IWatchResponse } from 'etcd3'
 import { abortReason, onAbort, sleep } from '../../core/abort.js'
 import { Backoff } from '../../core/backoff.js'
-import type { WayfindError } from '../../errors.js'
+import { errorMessage, type WayfindError } from '../../errors.js'
 import { debug, isInvalidToken, unavailable, type WayfindEtcd3 } from './client.js'
 import type { NormalizedEtcdOptions } from './options.js'
 
@@ -108,7 +108,10 @@ export async function runRevisionWatch(
       })
     } catch (err) {
       // Opening the stream failed (no host, authentication...).
-      if (isInvalidToken(err)) mustList = true
+      if (isInvalidToken(err)) {
+        mustList = true
+        handler.onRelist?.(`invalid auth token: ${errorMessage(err)}`)
+      }
       await fail(err, 'opening the watch stream')
       continue
     }
@@ -124,7 +127,10 @@ export async function runRevisionWatch(
         break
       case 'resume':
         // An expired token is only refreshed by etcd3's unary path: the listing does that.
-        if (isInvalidToken(end.error)) mustList = true
+        if (isInvalidToken(end.error)) {
+          mustList = true
+          handler.onRelist?.(`invalid auth token: ${errorMessage(end.error)}`)
+        }
         await fail(end.error, 'watching')
         break
     }

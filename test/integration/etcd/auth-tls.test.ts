@@ -43,13 +43,16 @@ describe('etcd auth (--auth-token-ttl=3)', () => {
       { hosts: proxy.host, prefix, auth: { username: 'root', password: PASSWORD } },
       { onRelist: (_service, why) => { relists.push(why) } },
     )
+    // The registration uses its own client (straight to etcd): a second loop sharing the
+    // watcher's token could refresh it first and hide the path under test.
+    const registrar = EtcdProvider.withHooks({ hosts: server.host, prefix, auth: { username: 'root', password: PASSWORD } }, {})
     const rec = new Recorder()
     const ac = new AbortController()
     const c = ctx()
     try {
       provider.watch('svc', rec, { signal: ac.signal })
       await rec.until(hasIds('a'))
-      await provider.register(reg('self'), c)
+      await registrar.register(reg('self'), c)
       await rec.until(hasIds('a', 'self'))
       // An outage longer than the token TTL (3 s, checked by etcd every second): the token the
       // stream was opened with is dead when it reconnects (fault injection: a 5 s outage).
@@ -65,6 +68,7 @@ describe('etcd auth (--auth-token-ttl=3)', () => {
     } finally {
       c.controller.abort()
       ac.abort()
+      await registrar.close()
       await provider.close()
       await proxy.close()
     }
