@@ -89,12 +89,12 @@ const QUEUE: PickQueue = Object.freeze({ kind: 'queue' })
 
 /** The null picker: no instances yet, so callers wait for the next picker. */
 export const EMPTY_PICKER: Picker = Object.freeze({
-  instances: Object.freeze([]) as readonly Instance[],
+  instances: Object.freeze<Instance[]>([]),
   pick: (): PickResult => QUEUE,
 })
 
 /** A picker that always fails with `error`. */
 export function failingPicker(error: WayfindError): Picker {
   const result: PickFail = Object.freeze({ kind: 'fail', error })
-  return Object.freeze({ instances: Object.freeze([]) as readonly Instance[], pick: (): PickResult => result })
+  return Object.freeze({ instances: Object.freeze<Instance[]>([]), pick: (): PickResult => result })
 }

@@ -146,7 +146,7 @@ class InMemoryRegistry implements MemoryRegistry {
     try {
       return Promise.resolve(this.#register(reg, ctx))
     } catch (err) {
-      return Promise.reject(err)
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)))
     }
   }
 
