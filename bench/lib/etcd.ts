@@ -11,13 +11,30 @@ export class EtcdMissingError extends Error {
   }
 }
 
+const running = new Set<EtcdServer>()
+
 export async function startEtcd(): Promise<EtcdServer> {
   try {
     accessSync(ETCD_BIN, constants.X_OK)
   } catch {
     throw new EtcdMissingError()
   }
-  return EtcdServer.start()
+  const server = await EtcdServer.start()
+  running.add(server)
+  const remove = server.remove.bind(server)
+  server.remove = async () => {
+    running.delete(server)
+    await remove()
+  }
+  return server
+}
+
+/**
+ * Stops every etcd a benchmark started and has not removed (a benchmark that overran its
+ * budget): etcd is not our child's child in a way the OS would reap, so it would outlive us.
+ */
+export async function removeAllEtcd(): Promise<void> {
+  await Promise.allSettled([...running].map((s) => s.remove()))
 }
 
 export type { EtcdServer }

@@ -60,7 +60,7 @@ export function cdfSvg(title: string, unit: string, series: readonly CdfSeries[]
     parts.push(`<line x1="${x(t)}" y1="${M.top}" x2="${x(t)}" y2="${M.top + ph}" stroke="#eee"/>`)
     parts.push(`<text x="${x(t)}" y="${M.top + ph + 16}" text-anchor="middle" font-size="11">${fmt(t)}</text>`)
   }
-  for (const f of [0, 0.25, 0.5, 0.75, 0.9, 0.99, 1]) {
+  for (const f of [0, 0.25, 0.5, 0.75, 0.9, 1]) {
     parts.push(`<line x1="${M.left}" y1="${y(f)}" x2="${M.left + pw}" y2="${y(f)}" stroke="#eee"/>`)
     parts.push(`<text x="${M.left - 6}" y="${y(f) + 4}" text-anchor="end" font-size="11">${f}</text>`)
   }
