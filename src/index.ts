@@ -53,8 +53,8 @@ export {
 } from './balancer/strategy.js'
 
 // Dispatching
-export type { DispatcherOptions } from './dispatcher/options.js'
-export type { ServiceStats } from './dispatcher/dispatcher.js'
+export type { DispatcherOptions, OutlierOptions, RetryOptions } from './dispatcher/options.js'
+export type { InstanceStats, ServiceStats } from './dispatcher/dispatcher.js'
 
 // Registration
 export { startHealthServer, type HealthServer, type HealthServerOptions } from './registration/health-server.js'

@@ -1,6 +1,7 @@
 /**
  * Options of {@link createWayfind}, their defaults in one place, and their validation.
  */
+import type { StrategyName } from './balancer/strategies.js'
 import type { Strategy } from './balancer/strategy.js'
 import type { Clock } from './core/clock.js'
 import { checkDurationMs, checkKnownKeys, checkObject } from './core/validate.js'
@@ -8,8 +9,8 @@ import type { DispatcherOptions } from './dispatcher/options.js'
 import { InvalidOptionError } from './errors.js'
 import type { RegistryProvider } from './registry/provider.js'
 
-/** Names of the built-in strategies. */
-export type StrategyName = 'round-robin' | 'least-loaded' | 'random'
+
+export type { StrategyName }
 
 /** Options of `createWayfind()`. */
 export interface WayfindOptions {
