@@ -99,7 +99,9 @@ async function measure(
   const hFull = await growTo(PER_SERVICE)
   const growMs = performance.now() - t1
   note(`  ${services} services resolved in ${ms(elapsed)}; grown to ${PER_SERVICE} instances each in ${ms(growMs)}` +
-    (hFull.stale > 0 ? `; ${hFull.stale} services still not up to date after ${GROW_DEADLINE_MS / 1000} s` : ''))
+    `; not up to date after ${GROW_DEADLINE_MS / 1000} s: ${hHalf.stale} services at step 1..${half} ` +
+    `(client held ${hHalf.instances}/${services * half} instances), ${hFull.stale} at step ${half}..${PER_SERVICE} ` +
+    `(held ${hFull.instances}/${services * PER_SERVICE})`)
   const marginal = (hFull.heap - hHalf.heap) / Math.max(1, hFull.instances - hHalf.instances)
   return {
     ms: elapsed,
