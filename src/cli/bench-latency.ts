@@ -17,7 +17,7 @@ import type { Registration, RegistrationHandle } from '../registration/registrar
 import type { CommandIo } from './io.js'
 import { REGISTRY_HELP, REGISTRY_OPTIONS, chooseRegistry } from './registry-args.js'
 import { summarize } from './stats.js'
-import { EXIT, UsageError, parseCount, parseDurationMs } from './usage.js'
+import { EXIT, IDLE_TTL_MS, UsageError, parseCount, parseDurationMs } from './usage.js'
 
 export const BENCH_LATENCY_HELP = `Usage: wayfind bench latency [registry] [--count 20] [--interval 2s] [--json]
 
@@ -87,7 +87,7 @@ export async function benchLatencyCommand(argv: readonly string[], io: CommandIo
   }
 
   const writer = createWayfind({ registry: registry.create() })
-  const watcher = createWayfind({ registry: registry.create(), idleTtlMs: 2 ** 31 - 1 })
+  const watcher = createWayfind({ registry: registry.create(), idleTtlMs: IDLE_TTL_MS })
   const progress = progressBar(io, count)
   let handle: RegistrationHandle | undefined
   let registering: Promise<RegistrationHandle> | undefined

@@ -51,3 +51,9 @@ export function oneService(positionals: readonly string[], command: string): str
   if (s.trim() === '') throw new UsageError(`${command}: <service> is empty`)
   return s
 }
+
+/**
+ * Idle TTL for clients that look at a service the whole time they run: a day, not 2^31 − 1,
+ * because the cache adds to it before arming a timer, and an overflowing Node timer fires at once.
+ */
+export const IDLE_TTL_MS = 86_400_000

@@ -8,7 +8,7 @@ import { createWayfind } from '../client.js'
 import type { ChangeEvent } from '../events.js'
 import { REGISTRY_HELP, REGISTRY_OPTIONS, chooseRegistry } from './registry-args.js'
 import { changeCounts, changeJson, changeLines, clockTime, instancesTable } from './render.js'
-import { EXIT, oneService } from './usage.js'
+import { EXIT, IDLE_TTL_MS, oneService } from './usage.js'
 import type { CommandIo } from './io.js'
 
 export const WATCH_HELP = `Usage: wayfind watch <service> [registry] [--json]
@@ -42,7 +42,7 @@ export async function watchCommand(argv: readonly string[], io: CommandIo): Prom
   const service = oneService(positionals, 'watch')
   const registry = chooseRegistry(values, io.env)
   // The CLI looks at the service all the time: never let the idle TTL stop the watch.
-  const wf = createWayfind({ registry: registry.create(), idleTtlMs: 2 ** 31 - 1 })
+  const wf = createWayfind({ registry: registry.create(), idleTtlMs: IDLE_TTL_MS })
   const tty = io.isTty && !values.json
   const history: string[] = []
   let lastChange: Date | undefined
