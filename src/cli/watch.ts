@@ -53,7 +53,10 @@ export async function watchCommand(argv: readonly string[], io: CommandIo): Prom
     const instances = wf.instances(service)
     const header = `wayfind watch ${service}  (${registry.where})  ${instances.length} instance(s)`
     const since = lastChange === undefined ? 'no change yet' : `last change ${clockTime(lastChange)}`
-    const body = instances.length === 0 ? '(no instances)' : instancesTable(instances, { marks })
+    // In-flight counts come from this client's dispatcher: zero unless this process sends
+    // traffic (the same view is what an embedding application would show).
+    const inflight = new Map(wf.stats(service).instances.map((i) => [i.key, i.inflight] as const))
+    const body = instances.length === 0 ? '(no instances)' : instancesTable(instances, { marks, inflight: (i) => inflight.get(i.key) })
     io.out(`${CLEAR}${header}\n${since}${errorLine === '' ? '' : `\n! ${errorLine}`}\n\n${body}\n\nChanges:\n${history.join('\n')}\n`)
   }
 
