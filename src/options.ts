@@ -50,6 +50,10 @@ export const DEFAULTS = Object.freeze({
   idleTtlMs: 300_000,
 })
 
+// lru-cache arms a Node timer for the TTL (plus a little): keep it well inside Node's 2^31-1 ms
+// timer range, past which a timer fires at once.
+const MAX_IDLE_TTL_MS = 7 * 24 * 3_600_000
+
 const KNOWN = ['registry', 'strategy', 'resolveTimeoutMs', 'idleTtlMs', 'dispatcher', 'random', 'clock'] as const
 const STRATEGY_NAMES: readonly StrategyName[] = ['round-robin', 'least-loaded', 'random']
 
@@ -113,7 +117,7 @@ export function validateOptions(input: WayfindOptions | undefined): ValidatedOpt
     strategy: strategy as StrategyName | Strategy,
     resolveTimeoutMs:
       o.resolveTimeoutMs === undefined ? DEFAULTS.resolveTimeoutMs : checkDurationMs('resolveTimeoutMs', o.resolveTimeoutMs),
-    idleTtlMs: o.idleTtlMs === undefined ? DEFAULTS.idleTtlMs : checkDurationMs('idleTtlMs', o.idleTtlMs, { min: 1_000 }),
+    idleTtlMs: o.idleTtlMs === undefined ? DEFAULTS.idleTtlMs : checkDurationMs('idleTtlMs', o.idleTtlMs, { min: 1_000, max: MAX_IDLE_TTL_MS }),
     dispatcher: checkObject('dispatcher', o.dispatcher),
     random: random as (() => number) | undefined,
     clock: clock as Clock | undefined,

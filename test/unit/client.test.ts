@@ -32,6 +32,7 @@ describe('createWayfind options', () => {
     [{ resolveTimeoutMs: '5s' }, 'resolveTimeoutMs', /milliseconds/],
     [{ resolveTimeoutMs: -1 }, 'resolveTimeoutMs', /between 1 and/],
     [{ idleTtlMs: 10 }, 'idleTtlMs', /between 1000/],
+    [{ idleTtlMs: 2 ** 31 - 1 }, 'idleTtlMs', /between 1000 and 604800000/],
     [{ resolveTimeout: 5_000 }, 'resolveTimeout', /did you mean "resolveTimeoutMs"/],
     [{ random: 4 }, 'random', /function/],
   ])('rejects %j, naming %s and the fix', (options, option, fix) => {
