@@ -13,16 +13,8 @@ import {
   type Wayfind,
 } from '../../src/index.js'
 import { waitFor } from '../support/wait.js'
+import { invalidOption } from '../support/errors.js'
 
-function optionError(fn: () => unknown): InvalidOptionError {
-  try {
-    fn()
-  } catch (err) {
-    if (err instanceof InvalidOptionError) return err
-    throw err
-  }
-  throw new Error('expected an InvalidOptionError')
-}
 
 describe('createWayfind options', () => {
   it.each([
@@ -36,7 +28,7 @@ describe('createWayfind options', () => {
     [{ resolveTimeout: 5_000 }, 'resolveTimeout', /did you mean "resolveTimeoutMs"/],
     [{ random: 4 }, 'random', /function/],
   ])('rejects %j, naming %s and the fix', (options, option, fix) => {
-    const e = optionError(() => createWayfind(options as never))
+    const e = invalidOption(() => createWayfind(options as never))
     expect(e.code).toBe('WAYFIND_ERR_INVALID_OPTION')
     expect(e.option).toBe(option)
     expect(e.message).toMatch(fix)

@@ -5,16 +5,8 @@ import type { Picker, StrategyContext } from '../../../src/balancer/strategy.js'
 import { createInstance, type Instance } from '../../../src/instance.js'
 
 /** mulberry32: a small deterministic PRNG in [0, 1). */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+import { seededRandom } from '../../support/fake-clock.js'
+export const seeded = seededRandom
 
 /** A manual clock: time moves only through `advance`, which fires due timers in order. */
 export class FakeClock implements Clock {

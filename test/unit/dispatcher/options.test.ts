@@ -2,17 +2,8 @@ import { describe, expect, it } from 'vitest'
 import { parseRetryAfter } from '../../../src/dispatcher/call.js'
 import { defaultRoute } from '../../../src/dispatcher/dispatcher.js'
 import { validateDispatcherOptions } from '../../../src/dispatcher/options.js'
-import { InvalidOptionError } from '../../../src/errors.js'
+import { invalidOption } from '../../support/errors.js'
 
-function invalid(fn: () => unknown): InvalidOptionError {
-  try {
-    fn()
-  } catch (err) {
-    if (err instanceof InvalidOptionError) return err
-    throw err
-  }
-  throw new Error('expected InvalidOptionError')
-}
 
 describe('validateDispatcherOptions', () => {
   it('applies the documented defaults', () => {
@@ -29,15 +20,15 @@ describe('validateDispatcherOptions', () => {
   })
 
   it('names the bad option, the value and the fix', () => {
-    const e1 = invalid(() => validateDispatcherOptions({ connections: 0 }))
+    const e1 = invalidOption(() => validateDispatcherOptions({ connections: 0 }))
     expect(e1.option).toBe('dispatcher.connections')
     expect(e1.message).toContain('got 0')
-    expect(invalid(() => validateDispatcherOptions({ drainTimeoutMs: -1 })).option).toBe('dispatcher.drainTimeoutMs')
-    expect(invalid(() => validateDispatcherOptions({ retry: { statusCodes: [700] } })).option).toBe('dispatcher.retry.statusCodes')
-    expect(invalid(() => validateDispatcherOptions({ outlier: { maxEjectionPercent: 150 } })).option).toBe('dispatcher.outlier.maxEjectionPercent')
-    expect(invalid(() => validateDispatcherOptions({ route: 'payments' as never })).option).toBe('dispatcher.route')
-    expect(invalid(() => validateDispatcherOptions({ conections: 3 } as never)).option).toBe('dispatcher.conections')
-    expect(invalid(() => validateDispatcherOptions({ retry: { backoffInitialMs: 100, backoffMaxMs: 10 } })).option).toBe('dispatcher.retry.backoffMaxMs')
+    expect(invalidOption(() => validateDispatcherOptions({ drainTimeoutMs: -1 })).option).toBe('dispatcher.drainTimeoutMs')
+    expect(invalidOption(() => validateDispatcherOptions({ retry: { statusCodes: [700] } })).option).toBe('dispatcher.retry.statusCodes')
+    expect(invalidOption(() => validateDispatcherOptions({ outlier: { maxEjectionPercent: 150 } })).option).toBe('dispatcher.outlier.maxEjectionPercent')
+    expect(invalidOption(() => validateDispatcherOptions({ route: 'payments' as never })).option).toBe('dispatcher.route')
+    expect(invalidOption(() => validateDispatcherOptions({ conections: 3 } as never)).option).toBe('dispatcher.conections')
+    expect(invalidOption(() => validateDispatcherOptions({ retry: { backoffInitialMs: 100, backoffMaxMs: 10 } })).option).toBe('dispatcher.retry.backoffMaxMs')
   })
 })
 

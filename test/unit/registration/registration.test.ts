@@ -1,19 +1,10 @@
 import { describe, expect, it } from 'vitest'
-import { InvalidOptionError } from '../../../src/errors.js'
 import { normalizeRegistration, normalizeRegisterOptions } from '../../../src/registration/registration.js'
 import { startHealthServer } from '../../../src/registration/health-server.js'
+import { invalidOption } from '../../support/errors.js'
 
 const base = { name: 'payments', address: '10.0.0.7', port: 8080 }
 
-function optionError(fn: () => unknown): InvalidOptionError {
-  try {
-    fn()
-  } catch (err) {
-    if (err instanceof InvalidOptionError) return err
-    throw err
-  }
-  throw new Error('expected an InvalidOptionError')
-}
 
 describe('normalizeRegistration', () => {
   it('applies defaults', () => {
@@ -38,15 +29,15 @@ describe('normalizeRegistration', () => {
     [{ ...base, check: { http: 'http://x/h', ttlMs: 5_000 } }, 'check', /either/],
     [{ ...base, timeout: 5 }, 'timeout', /does not exist/],
   ])('rejects %j naming %s', (input, option, fix) => {
-    const e = optionError(() => normalizeRegistration(input as never))
+    const e = invalidOption(() => normalizeRegistration(input as never))
     expect(e.option).toBe(option)
     expect(e.message).toMatch(fix)
   })
 
   it('validates register options', () => {
     expect(normalizeRegisterOptions({ handleSignals: true })).toMatchObject({ handleSignals: true, handleCrashes: true, shutdownTimeoutMs: 3_000 })
-    expect(optionError(() => normalizeRegisterOptions({ shutdownTimeoutMs: -1 })).option).toBe('options.shutdownTimeoutMs')
-    expect(optionError(() => normalizeRegisterOptions({ handleSignals: 'yes' } as never)).option).toBe('options.handleSignals')
+    expect(invalidOption(() => normalizeRegisterOptions({ shutdownTimeoutMs: -1 })).option).toBe('options.shutdownTimeoutMs')
+    expect(invalidOption(() => normalizeRegisterOptions({ handleSignals: 'yes' } as never)).option).toBe('options.handleSignals')
   })
 })
 
