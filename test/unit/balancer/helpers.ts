@@ -3,9 +3,9 @@ import type { Clock, TimerHandle } from '../../../src/core/clock.js'
 import { DefaultLoadTracker } from '../../../src/balancer/load-tracker.js'
 import type { Picker, StrategyContext } from '../../../src/balancer/strategy.js'
 import { createInstance, type Instance } from '../../../src/instance.js'
+import { seededRandom } from '../../support/fake-clock.js'
 
 /** mulberry32: a small deterministic PRNG in [0, 1). */
-import { seededRandom } from '../../support/fake-clock.js'
 export const seeded = seededRandom
 
 /** A manual clock: time moves only through `advance`, which fires due timers in order. */
