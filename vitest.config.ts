@@ -17,10 +17,7 @@ export default defineConfig({
       {
         test: {
           name: 'integration',
-          include: [
-            'test/integration/**/*.test.ts',
-            'test/e2e/**/*.test.ts',
-          ],
+          include: ['test/integration/**/*.test.ts', 'test/e2e/**/*.test.ts'],
           pool: 'forks',
           testTimeout: 60_000,
           hookTimeout: 60_000,

@@ -11,7 +11,15 @@ import { request } from 'undici'
 import { createWayfind, etcd } from '../src/index.js'
 import { HelperProcess } from './lib/child.js'
 import { startEtcd } from './lib/etcd.js'
-import { check, ms, note, printTable, writeResults, type BenchOptions, type BenchOutcome } from './lib/report.js'
+import {
+  check,
+  ms,
+  note,
+  printTable,
+  writeResults,
+  type BenchOptions,
+  type BenchOutcome,
+} from './lib/report.js'
 import { summarize, wallMs } from './lib/stats.js'
 import { barsSvg } from './lib/svg.js'
 
@@ -33,7 +41,15 @@ interface Backend {
 }
 
 async function backend(id: string): Promise<Backend> {
-  const b: Backend = { id, server: createServer(), port: 0, lastArrival: 0, lastSent: 0, sent: [], count: 0 }
+  const b: Backend = {
+    id,
+    server: createServer(),
+    port: 0,
+    lastArrival: 0,
+    lastSent: 0,
+    sent: [],
+    count: 0,
+  }
   b.server.on('request', (req, res) => {
     b.lastArrival = wallMs()
     const sent = Number(req.headers['x-sent'])
@@ -59,14 +75,29 @@ export async function run({ quick }: BenchOptions): Promise<BenchOutcome> {
   const load: Promise<void>[] = []
   let failures = 0
   try {
-    writer = (await HelperProcess.start(new URL('./lib/etcd-writer.ts', import.meta.url).pathname, [server.host])).helper
+    writer = (
+      await HelperProcess.start(new URL('./lib/etcd-writer.ts', import.meta.url).pathname, [
+        server.host,
+      ])
+    ).helper
     const w = writer
-    const put = (b: Backend): Promise<unknown> => w.request({ type: 'put', key: `${PREFIX}${b.id}`, service: SERVICE, instanceId: b.id, port: b.port, seq: 0 })
+    const put = (b: Backend): Promise<unknown> =>
+      w.request({
+        type: 'put',
+        key: `${PREFIX}${b.id}`,
+        service: SERVICE,
+        instanceId: b.id,
+        port: b.port,
+        seq: 0,
+      })
     for (const b of backends) await put(b)
     await wf.resolve(SERVICE, { timeoutMs: 10_000 })
     const waitFor = (pred: (ids: readonly string[]) => boolean): Promise<number> =>
       new Promise<number>((resolve, reject) => {
-        const timer = setTimeout(() => { off(); reject(new Error('no change event within 5 s')) }, 5_000)
+        const timer = setTimeout(() => {
+          off()
+          reject(new Error('no change event within 5 s'))
+        }, 5_000)
         const off = wf.events.on('change', (e) => {
           if (e.service === SERVICE && pred(e.instances.map((i) => i.id))) {
             clearTimeout(timer)
@@ -78,18 +109,23 @@ export async function run({ quick }: BenchOptions): Promise<BenchOutcome> {
 
     // Steady closed-loop load: CONCURRENCY requests always in flight.
     for (let k = 0; k < CONCURRENCY; k++)
-      load.push((async () => {
-        while (loadState.running) {
-          try {
-            // The dispatcher picks the instance synchronously inside request(): this stamp is
-            // the pick time, as seen by the client.
-            const res = await request(`http://${SERVICE}/ping`, { dispatcher: wf.dispatcher, headers: { 'x-sent': wallMs().toFixed(3) } })
-            await res.body.dump()
-          } catch {
-            failures++
+      load.push(
+        (async () => {
+          while (loadState.running) {
+            try {
+              // The dispatcher picks the instance synchronously inside request(): this stamp is
+              // the pick time, as seen by the client.
+              const res = await request(`http://${SERVICE}/ping`, {
+                dispatcher: wf.dispatcher,
+                headers: { 'x-sent': wallMs().toFixed(3) },
+              })
+              await res.body.dump()
+            } catch {
+              failures++
+            }
           }
-        }
-      })())
+        })(),
+      )
 
     const rounds = quick ? 4 : 30
     const lastRequest: number[] = []
@@ -101,10 +137,13 @@ export async function run({ quick }: BenchOptions): Promise<BenchOutcome> {
       const victim = backends[r % backends.length] as Backend
       // Let the load reach every instance before the change.
       await settle(100)
-      if (victim.count === 0) throw new Error(`instance ${victim.id} received no traffic before its deregistration`)
+      if (victim.count === 0)
+        throw new Error(`instance ${victim.id} received no traffic before its deregistration`)
       victim.sent = []
       const seenRemoved = waitFor((ids) => !ids.includes(victim.id))
-      const { ts } = (await w.request({ type: 'delete', key: `${PREFIX}${victim.id}` })) as { ts: number }
+      const { ts } = (await w.request({ type: 'delete', key: `${PREFIX}${victim.id}` })) as {
+        ts: number
+      }
       const eventAt = await seenRemoved
       // Observation window: anything sent later than the event is a leak, and shows as a long tail.
       await settle(250)
@@ -127,16 +166,41 @@ export async function run({ quick }: BenchOptions): Promise<BenchOutcome> {
       `Deregister → last request under load (${rounds} rounds, ${CONCURRENCY} requests in flight, 3 instances, etcd)`,
       ['measure', 'p50', 'p90', 'p99', 'max'],
       [
-        ['delete → last request sent to the instance', ms(sSent.p50), ms(sSent.p90), ms(sSent.p99), ms(sSent.max)],
-        ['delete → last request arrives at the instance', ms(sLast.p50), ms(sLast.p90), ms(sLast.p99), ms(sLast.max)],
+        [
+          'delete → last request sent to the instance',
+          ms(sSent.p50),
+          ms(sSent.p90),
+          ms(sSent.p99),
+          ms(sSent.max),
+        ],
+        [
+          'delete → last request arrives at the instance',
+          ms(sLast.p50),
+          ms(sLast.p90),
+          ms(sLast.p99),
+          ms(sLast.max),
+        ],
         ['delete → change event', ms(sEvent.p50), ms(sEvent.p90), ms(sEvent.p99), ms(sEvent.max)],
       ],
     )
-    note(`  requests sent to a removed instance after its change event: ${late} in ${rounds} rounds; request failures: ${failures}`)
-    note('  (client, instances and load share one event loop, so the event lags the delete by the load\'s queueing)')
+    note(
+      `  requests sent to a removed instance after its change event: ${late} in ${rounds} rounds; request failures: ${failures}`,
+    )
+    note(
+      "  (client, instances and load share one event loop, so the event lags the delete by the load's queueing)",
+    )
     writeResults(
       'deregister',
-      { rounds, concurrency: CONCURRENCY, lastSentMs: sSent, lastArrivalMs: sLast, changeEventMs: sEvent, requestsSentAfterEvent: late, failures, samples: { lastSent, lastRequest, toEvent, afterEvent } },
+      {
+        rounds,
+        concurrency: CONCURRENCY,
+        lastSentMs: sSent,
+        lastArrivalMs: sLast,
+        changeEventMs: sEvent,
+        requestsSentAfterEvent: late,
+        failures,
+        samples: { lastSent, lastRequest, toEvent, afterEvent },
+      },
       {
         'deregister.svg': barsSvg('Deregister → last request (etcd, under load)', 'ms', [
           { label: 'last request sent p50', value: sSent.p50 },

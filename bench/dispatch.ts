@@ -17,7 +17,15 @@ import { createInstance } from '../src/instance.js'
 import { HelperProcess } from './lib/child.js'
 import { StaticDirectory } from './lib/dispatch-directory.js'
 import { stubCases } from './lib/dispatch-stub.js'
-import { check, note, printTable, writeResults, x, type BenchOptions, type BenchOutcome } from './lib/report.js'
+import {
+  check,
+  note,
+  printTable,
+  writeResults,
+  x,
+  type BenchOptions,
+  type BenchOutcome,
+} from './lib/report.js'
 import { median, ratio } from './lib/stats.js'
 
 const WINDOW = 50
@@ -66,20 +74,49 @@ function pin(pid: number | undefined, cpu: number): boolean {
 export async function run(opts: BenchOptions): Promise<BenchOutcome> {
   const rounds = opts.quick ? 3 : 15
   const requests = opts.quick ? 2_000 : 8_000
-  const { helper, ready } = await HelperProcess.start(fileURLToPath(new URL('./lib/dispatch-server.ts', import.meta.url)), ['4'])
+  const { helper, ready } = await HelperProcess.start(
+    fileURLToPath(new URL('./lib/dispatch-server.ts', import.meta.url)),
+    ['4'],
+  )
   const pinned = pin(helper.pid, 1)
   const ports = ready.ports as number[]
   const origins = ports.map((p) => `http://127.0.0.1:${p}`)
   const instances = ports.map((port, i) =>
     createInstance({ id: `i${i}`, key: `bench/i${i}`, service: 'four', host: '127.0.0.1', port }),
   )
-  const one = createInstance({ id: 'i0', key: 'one/i0', service: 'one', host: '127.0.0.1', port: ports[0] as number })
+  const one = createInstance({
+    id: 'i0',
+    key: 'one/i0',
+    service: 'one',
+    host: '127.0.0.1',
+    port: ports[0] as number,
+  })
   const directory = new StaticDirectory(leastLoaded(), { one: [one], four: instances })
   const variants: Variant[] = [
-    { name: 'undici Pool (baseline)', group: 'one', dispatcher: new Pool(origins[0] as string, { connections: CONNECTIONS, pipelining: 1 }), origin: origins[0] as string },
-    { name: 'wayfind, 1 instance', group: 'one', dispatcher: new WayfindDispatcher(directory, { connections: CONNECTIONS }), origin: 'http://one' },
-    { name: 'undici BalancedPool, 4', group: 'four', dispatcher: new BalancedPool(origins, { connections: CONNECTIONS / 4, pipelining: 1 }), origin: origins[0] as string },
-    { name: 'wayfind, 4 instances', group: 'four', dispatcher: new WayfindDispatcher(directory, { connections: CONNECTIONS / 4 }), origin: 'http://four' },
+    {
+      name: 'undici Pool (baseline)',
+      group: 'one',
+      dispatcher: new Pool(origins[0] as string, { connections: CONNECTIONS, pipelining: 1 }),
+      origin: origins[0] as string,
+    },
+    {
+      name: 'wayfind, 1 instance',
+      group: 'one',
+      dispatcher: new WayfindDispatcher(directory, { connections: CONNECTIONS }),
+      origin: 'http://one',
+    },
+    {
+      name: 'undici BalancedPool, 4',
+      group: 'four',
+      dispatcher: new BalancedPool(origins, { connections: CONNECTIONS / 4, pipelining: 1 }),
+      origin: origins[0] as string,
+    },
+    {
+      name: 'wayfind, 4 instances',
+      group: 'four',
+      dispatcher: new WayfindDispatcher(directory, { connections: CONNECTIONS / 4 }),
+      origin: 'http://four',
+    },
   ]
   const samples = new Map<string, Sample[]>(variants.map((v) => [v.name, []]))
   try {
@@ -99,7 +136,14 @@ export async function run(opts: BenchOptions): Promise<BenchOutcome> {
     const s = samples.get(name) ?? []
     const cpu = s.map((v) => v.cpuUsPerReq)
     const rps = s.map((v) => v.reqPerS)
-    return { cpuMedian: median(cpu), cpuMin: Math.min(...cpu), cpuMax: Math.max(...cpu), rpsMedian: median(rps), rpsMin: Math.min(...rps), rpsMax: Math.max(...rps) }
+    return {
+      cpuMedian: median(cpu),
+      cpuMin: Math.min(...cpu),
+      cpuMax: Math.max(...cpu),
+      rpsMedian: median(rps),
+      rpsMin: Math.min(...rps),
+      rpsMax: Math.max(...rps),
+    }
   }
   const base1 = stat('undici Pool (baseline)')
   const base4 = stat('undici BalancedPool, 4')
@@ -115,7 +159,15 @@ export async function run(opts: BenchOptions): Promise<BenchOutcome> {
   })
   printTable(
     `Dispatcher overhead: ${rounds} rounds × ${requests} requests, window ${WINDOW}, ${CONNECTIONS} connections, 1 KiB body${pinned ? ', server pinned to CPU 1' : ''}`,
-    ['variant', 'req/s (median)', 'min..max', 'CPU µs/req (median)', 'min..max', 'CPU vs base', 'req/s vs base'],
+    [
+      'variant',
+      'req/s (median)',
+      'min..max',
+      'CPU µs/req (median)',
+      'min..max',
+      'CPU vs base',
+      'req/s vs base',
+    ],
     rows.map((r) => [
       r.variant,
       r.rpsMedian.toFixed(0),
@@ -126,14 +178,18 @@ export async function run(opts: BenchOptions): Promise<BenchOutcome> {
       x(r.rpsRatio),
     ]),
   )
-  note('  baseline of the 1-instance rows: undici Pool; of the 4-instance rows: undici BalancedPool (same run).')
+  note(
+    '  baseline of the 1-instance rows: undici Pool; of the 4-instance rows: undici BalancedPool (same run).',
+  )
   // Network-free: what the dispatcher layer itself adds per request (robust to a busy machine,
   // where the HTTP numbers above swing by ±20 % between runs).
   const stub = stubCases()
   const per = opts.quick ? 50_000 : 200_000
   for (const c of stub) c.run(per)
   const stubSamples = new Map<string, number[]>(stub.map((c) => [c.name, []]))
-  for (let r = 0; r < rounds; r++) for (const c of stub.map((_, i) => stub[(i + r) % stub.length]!)) stubSamples.get(c.name)?.push(c.run(per))
+  for (let r = 0; r < rounds; r++)
+    for (const c of stub.map((_, i) => stub[(i + r) % stub.length]!))
+      stubSamples.get(c.name)?.push(c.run(per))
   const stubRows = stub.map((c) => {
     const s = stubSamples.get(c.name) ?? []
     return { case: c.name, medianNs: median(s), minNs: Math.min(...s) }
@@ -154,9 +210,24 @@ export async function run(opts: BenchOptions): Promise<BenchOutcome> {
   const checks = [
     check('dispatch: CPU/req, wayfind 1 instance vs Pool', w1?.cpuRatio ?? Number.NaN, '<=', 1.1),
     check('dispatch: req/s, wayfind 1 instance vs Pool', w1?.rpsRatio ?? Number.NaN, '>=', 0.93),
-    check('dispatch: req/s, wayfind 4 instances vs BalancedPool', w4?.rpsRatio ?? Number.NaN, '>=', 1.0),
+    check(
+      'dispatch: req/s, wayfind 4 instances vs BalancedPool',
+      w4?.rpsRatio ?? Number.NaN,
+      '>=',
+      1.0,
+    ),
   ]
-  writeResults('dispatch', { rounds, requests, window: WINDOW, connections: CONNECTIONS, pinned, rows, raw: Object.fromEntries(samples), stub: stubRows, checks })
+  writeResults('dispatch', {
+    rounds,
+    requests,
+    window: WINDOW,
+    connections: CONNECTIONS,
+    pinned,
+    rows,
+    raw: Object.fromEntries(samples),
+    stub: stubRows,
+    checks,
+  })
   return { name: 'dispatch', checks }
 }
 

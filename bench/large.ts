@@ -14,7 +14,15 @@ import { createWayfind, etcd, type RegistryProvider, type WatchListener } from '
 import { mapHealthEntries } from '../src/registry/consul/mapping.js'
 import { HelperProcess } from './lib/child.js'
 import { startEtcd } from './lib/etcd.js'
-import { check, ms, printTable, writeResults, x, type BenchOptions, type BenchOutcome } from './lib/report.js'
+import {
+  check,
+  ms,
+  printTable,
+  writeResults,
+  x,
+  type BenchOptions,
+  type BenchOutcome,
+} from './lib/report.js'
 import { median } from './lib/stats.js'
 import { barsSvg } from './lib/svg.js'
 
@@ -29,7 +37,16 @@ function healthBody(variant: number): string {
     const nodeAddr = `10.0.${String(Math.floor(k / 250) % 250)}.${String(k % 250)}`
     const idx = 1000 + k
     entries.push({
-      Node: { ID: `0000-${String(k)}`, Node: node, Address: nodeAddr, Datacenter: 'dc1', TaggedAddresses: { lan: nodeAddr, lan_ipv4: nodeAddr, wan: nodeAddr, wan_ipv4: nodeAddr }, Meta: { 'consul-network-segment': '' }, CreateIndex: idx, ModifyIndex: idx },
+      Node: {
+        ID: `0000-${String(k)}`,
+        Node: node,
+        Address: nodeAddr,
+        Datacenter: 'dc1',
+        TaggedAddresses: { lan: nodeAddr, lan_ipv4: nodeAddr, wan: nodeAddr, wan_ipv4: nodeAddr },
+        Meta: { 'consul-network-segment': '' },
+        CreateIndex: idx,
+        ModifyIndex: idx,
+      },
       Service: {
         ID: `${SERVICE}-${String(k)}`,
         Service: SERVICE,
@@ -46,26 +63,64 @@ function healthBody(variant: number): string {
         ModifyIndex: idx + variant,
       },
       Checks: [
-        { Node: node, CheckID: 'serfHealth', Name: 'Serf Health Status', Status: 'passing', Notes: '', Output: 'Agent alive and reachable', ServiceID: '', ServiceName: '', ServiceTags: [], Type: '', Interval: '', Timeout: '', ExposedPort: 0, CreateIndex: idx, ModifyIndex: idx },
-        { Node: node, CheckID: `service:${SERVICE}-${String(k)}`, Name: `Service '${SERVICE}' check`, Status: 'passing', Notes: '', Output: 'HTTP GET http://x/health: 200 OK Output: {"status":"UP"}', ServiceID: `${SERVICE}-${String(k)}`, ServiceName: SERVICE, ServiceTags: ['v2', 'http'], Type: 'http', Interval: '10s', Timeout: '5s', ExposedPort: 0, CreateIndex: idx, ModifyIndex: idx },
+        {
+          Node: node,
+          CheckID: 'serfHealth',
+          Name: 'Serf Health Status',
+          Status: 'passing',
+          Notes: '',
+          Output: 'Agent alive and reachable',
+          ServiceID: '',
+          ServiceName: '',
+          ServiceTags: [],
+          Type: '',
+          Interval: '',
+          Timeout: '',
+          ExposedPort: 0,
+          CreateIndex: idx,
+          ModifyIndex: idx,
+        },
+        {
+          Node: node,
+          CheckID: `service:${SERVICE}-${String(k)}`,
+          Name: `Service '${SERVICE}' check`,
+          Status: 'passing',
+          Notes: '',
+          Output: 'HTTP GET http://x/health: 200 OK Output: {"status":"UP"}',
+          ServiceID: `${SERVICE}-${String(k)}`,
+          ServiceName: SERVICE,
+          ServiceTags: ['v2', 'http'],
+          Type: 'http',
+          Interval: '10s',
+          Timeout: '5s',
+          ExposedPort: 0,
+          CreateIndex: idx,
+          ModifyIndex: idx,
+        },
       ],
     })
   }
   return JSON.stringify(entries)
 }
 
-async function updateBench(quick: boolean): Promise<{ baseMs: number; fullMs: number; ratio: number; bytes: number }> {
+async function updateBench(
+  quick: boolean,
+): Promise<{ baseMs: number; fullMs: number; ratio: number; bytes: number }> {
   const bodies = [healthBody(0), healthBody(1)]
   let listener: WatchListener | undefined
   // A provider that hands us its listener: the snapshot then goes through the real client.
   const provider: RegistryProvider = {
     name: 'bench',
-    watch(_service, l) { listener = l },
+    watch(_service, l) {
+      listener = l
+    },
     close: () => Promise.resolve(),
   }
   const wf = createWayfind({ registry: provider })
   let changes = 0
-  wf.events.on('change', () => { changes++ })
+  wf.events.on('change', () => {
+    changes++
+  })
   try {
     wf.instances(SERVICE)
     if (listener === undefined) throw new Error('the client did not start a watch')
@@ -73,7 +128,11 @@ async function updateBench(quick: boolean): Promise<{ baseMs: number; fullMs: nu
     let revision = 0
     const full = (body: string): void => {
       const entries = JSON.parse(body) as unknown[]
-      const { instances } = mapHealthEntries(entries, { service: SERVICE, passingOnly: true, addressKind: 'default' })
+      const { instances } = mapHealthEntries(entries, {
+        service: SERVICE,
+        passingOnly: true,
+        addressKind: 'default',
+      })
       l.onSnapshot({ service: SERVICE, instances, revision: String(++revision) })
     }
     let sink = 0
@@ -86,7 +145,10 @@ async function updateBench(quick: boolean): Promise<{ baseMs: number; fullMs: nu
       return performance.now() - t0
     }
     // Warm-up: JIT and the first (all-added) snapshot.
-    for (let i = 0; i < (quick ? 2 : 4); i++) { full(bodies[i % 2] ?? ''); base(bodies[i % 2] ?? '') }
+    for (let i = 0; i < (quick ? 2 : 4); i++) {
+      full(bodies[i % 2] ?? '')
+      base(bodies[i % 2] ?? '')
+    }
     const rounds = quick ? 2 : 9
     const iters = quick ? 2 : 6
     const ratios: number[] = []
@@ -98,33 +160,55 @@ async function updateBench(quick: boolean): Promise<{ baseMs: number; fullMs: nu
       const f: number[] = []
       for (let k = 0; k < iters; k++) {
         // Alternate which goes first, so neither always runs right after a GC-heavy sibling.
-        if ((r + k) % 2 === 0) { b.push(time(base, i)); f.push(time(full, i)) } else { f.push(time(full, i)); b.push(time(base, i)) }
+        if ((r + k) % 2 === 0) {
+          b.push(time(base, i))
+          f.push(time(full, i))
+        } else {
+          f.push(time(full, i))
+          b.push(time(base, i))
+        }
         i++
       }
       ratios.push(median(f) / median(b))
       baseAll.push(...b)
       fullAll.push(...f)
     }
-    if (sink === 0 || changes < rounds * iters) throw new Error(`updates did not all produce change events (${changes})`)
-    return { baseMs: median(baseAll), fullMs: median(fullAll), ratio: Math.round(median(ratios) * 100) / 100, bytes: bodies[0]?.length ?? 0 }
+    if (sink === 0 || changes < rounds * iters)
+      throw new Error(`updates did not all produce change events (${changes})`)
+    return {
+      baseMs: median(baseAll),
+      fullMs: median(fullAll),
+      ratio: Math.round(median(ratios) * 100) / 100,
+      bytes: bodies[0]?.length ?? 0,
+    }
   } finally {
     await wf.close()
   }
 }
 
-async function etcdListBench(quick: boolean): Promise<{ rawMs: number; wayfindMs: number; ratio: number }> {
+async function etcdListBench(
+  quick: boolean,
+): Promise<{ rawMs: number; wayfindMs: number; ratio: number }> {
   const server = await startEtcd()
   let writer: HelperProcess | undefined
   try {
-    writer = (await HelperProcess.start(new URL('./lib/etcd-writer.ts', import.meta.url).pathname, [server.host])).helper
-    await writer.request({ type: 'fill', prefix: `/services/${SERVICE}/`, service: SERVICE, count: N }, 60_000)
+    writer = (
+      await HelperProcess.start(new URL('./lib/etcd-writer.ts', import.meta.url).pathname, [
+        server.host,
+      ])
+    ).helper
+    await writer.request(
+      { type: 'fill', prefix: `/services/${SERVICE}/`, service: SERVICE, count: N },
+      60_000,
+    )
     const raw = async (): Promise<number> => {
       const client = new Etcd3({ hosts: server.host })
       try {
         const t0 = performance.now()
         const res = await client.getAll().prefix(`/services/${SERVICE}/`).exec()
         let n = 0
-        for (const kv of res.kvs) if ((JSON.parse(kv.value.toString('utf8')) as { port?: number }).port !== undefined) n++
+        for (const kv of res.kvs)
+          if ((JSON.parse(kv.value.toString('utf8')) as { port?: number }).port !== undefined) n++
         const t = performance.now() - t0
         if (n !== N) throw new Error(`raw list saw ${n} instances`)
         return t
@@ -138,7 +222,8 @@ async function etcdListBench(quick: boolean): Promise<{ rawMs: number; wayfindMs
         const t0 = performance.now()
         const instances = await wf.resolve(SERVICE, { timeoutMs: 30_000 })
         const t = performance.now() - t0
-        if (instances.length !== N) throw new Error(`wayfind resolved ${instances.length} instances`)
+        if (instances.length !== N)
+          throw new Error(`wayfind resolved ${instances.length} instances`)
         return t
       } finally {
         await wf.close()
@@ -153,7 +238,13 @@ async function etcdListBench(quick: boolean): Promise<{ rawMs: number; wayfindMs
     for (let k = 0; k < rounds; k++) {
       let a: number
       let b: number
-      if (k % 2 === 0) { a = await raw(); b = await viaWayfind() } else { b = await viaWayfind(); a = await raw() }
+      if (k % 2 === 0) {
+        a = await raw()
+        b = await viaWayfind()
+      } else {
+        b = await viaWayfind()
+        a = await raw()
+      }
       r.push(a)
       w.push(b)
       ratios.push(b / a)
@@ -174,18 +265,32 @@ export async function run({ quick }: BenchOptions): Promise<BenchOutcome> {
     `Large services: ${N} instances (medians of interleaved rounds)`,
     ['operation', 'wayfind', 'baseline', 'ratio'],
     [
-      [`one Consul update (${(u.bytes / 1e6).toFixed(1)} MB body): parse+map+diff+picker vs JSON.parse`, ms(u.fullMs), ms(u.baseMs), x(u.ratio)],
-      [`etcd initial list of ${N} keys: resolve() vs raw Range + JSON.parse`, ms(e.wayfindMs), ms(e.rawMs), x(e.ratio)],
+      [
+        `one Consul update (${(u.bytes / 1e6).toFixed(1)} MB body): parse+map+diff+picker vs JSON.parse`,
+        ms(u.fullMs),
+        ms(u.baseMs),
+        x(u.ratio),
+      ],
+      [
+        `etcd initial list of ${N} keys: resolve() vs raw Range + JSON.parse`,
+        ms(e.wayfindMs),
+        ms(e.rawMs),
+        x(e.ratio),
+      ],
     ],
   )
-  writeResults('large', { instances: N, update: u, etcdList: e }, {
-    'large.svg': barsSvg(`Large services (${N} instances)`, 'ms', [
-      { label: 'JSON.parse of the body', value: u.baseMs },
-      { label: 'wayfind update (full path)', value: u.fullMs },
-      { label: 'etcd raw Range + parse', value: e.rawMs },
-      { label: 'etcd wayfind resolve()', value: e.wayfindMs },
-    ]),
-  })
+  writeResults(
+    'large',
+    { instances: N, update: u, etcdList: e },
+    {
+      'large.svg': barsSvg(`Large services (${N} instances)`, 'ms', [
+        { label: 'JSON.parse of the body', value: u.baseMs },
+        { label: 'wayfind update (full path)', value: u.fullMs },
+        { label: 'etcd raw Range + parse', value: e.rawMs },
+        { label: 'etcd wayfind resolve()', value: e.wayfindMs },
+      ]),
+    },
+  )
   return {
     name: 'large',
     checks: [

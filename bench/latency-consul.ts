@@ -17,7 +17,16 @@ import { Client } from 'undici'
 import { consul, createWayfind, type Wayfind } from '../src/index.js'
 import { HelperProcess } from './lib/child.js'
 import { roundRatio, soloRounds, type Contender } from './lib/latency.js'
-import { check, ms, note, printTable, writeResults, x, type BenchOptions, type BenchOutcome } from './lib/report.js'
+import {
+  check,
+  ms,
+  note,
+  printTable,
+  writeResults,
+  x,
+  type BenchOptions,
+  type BenchOutcome,
+} from './lib/report.js'
 import { summarize } from './lib/stats.js'
 import { cdfSvg } from './lib/svg.js'
 
@@ -42,7 +51,11 @@ function seqsOf(entries: unknown): number[] {
  * (https://developer.hashicorp.com/consul/api-docs/features/blocking: reset when the index
  * goes backwards, never 0) and a JSON.parse of each answer.
  */
-async function bareLoop(url: string, onEntries: (entries: unknown) => void, signal: AbortSignal): Promise<void> {
+async function bareLoop(
+  url: string,
+  onEntries: (entries: unknown) => void,
+  signal: AbortSignal,
+): Promise<void> {
   const client = new Client(url, { bodyTimeout: 0, headersTimeout: 0 })
   let index = 1n
   try {
@@ -97,10 +110,14 @@ function bareContender(url: string): Contender {
       const ac = new AbortController()
       stop = ac
       await new Promise<void>((resolve) => {
-        loop = bareLoop(url, (entries) => {
-          resolve()
-          for (const s of seqsOf(entries)) see(s)
-        }, ac.signal)
+        loop = bareLoop(
+          url,
+          (entries) => {
+            resolve()
+            for (const s of seqsOf(entries)) see(s)
+          },
+          ac.signal,
+        )
       })
     },
     async stop() {
@@ -120,7 +137,10 @@ function watchContender(url: string): Contender {
       // Its own agent, destroyed on stop, so that no parked query outlives the round.
       agent = new http.Agent({ keepAlive: true })
       const nc = new Consul({ host: hostname, port: Number(port), agent })
-      const w = nc.watch({ method: nc.health.service.bind(nc.health), options: { service: SERVICE, passing: 'true' } })
+      const w = nc.watch({
+        method: nc.health.service.bind(nc.health),
+        options: { service: SERVICE, passing: 'true' },
+      })
       watch = w
       w.on('error', () => undefined)
       await new Promise<void>((resolve) => {
@@ -139,18 +159,32 @@ function watchContender(url: string): Contender {
 }
 
 export async function run({ quick }: BenchOptions): Promise<BenchOutcome> {
-  const { helper, ready } = await HelperProcess.start(new URL('./lib/consul-server-process.ts', import.meta.url).pathname)
+  const { helper, ready } = await HelperProcess.start(
+    new URL('./lib/consul-server-process.ts', import.meta.url).pathname,
+  )
   const url = ready.url as string
   try {
     const contenders = [wayfindContender(url), bareContender(url), watchContender(url)]
-    await helper.request({ type: 'register', service: SERVICE, instanceId: 'a', port: 9000, seq: 0 })
+    await helper.request({
+      type: 'register',
+      service: SERVICE,
+      instanceId: 'a',
+      port: 9000,
+      seq: 0,
+    })
     const cycles = quick ? 2 : 7
     const perRound = quick ? 10 : 50
     const gapMs = 25
     const result = await soloRounds({
       contenders,
       change: async (seq) => {
-        const r = await helper.request({ type: 'register', service: SERVICE, instanceId: 'a', port: 9000, seq })
+        const r = await helper.request({
+          type: 'register',
+          service: SERVICE,
+          instanceId: 'a',
+          port: 9000,
+          seq,
+        })
         return { ts: r.ts as number }
       },
       warmup: quick ? 3 : 10,
@@ -159,18 +193,41 @@ export async function run({ quick }: BenchOptions): Promise<BenchOutcome> {
       gapMs,
       deadlineMs: 5_000,
     })
-    const [obsWayfind, obsBare, obsWatch] = contenders.map((c) => c.label) as [string, string, string]
+    const [obsWayfind, obsBare, obsWatch] = contenders.map((c) => c.label) as [
+      string,
+      string,
+      string,
+    ]
     const labels = [obsWayfind, obsBare, obsWatch]
     const sums = labels.map((l) => summarize(result.samples[l] ?? []))
     const vsBare = (k: 'p50' | 'p90' | 'p99'): number => roundRatio(result, obsWayfind, obsBare, k)
-    const vsWatch = (k: 'p50' | 'p90' | 'p99'): number => roundRatio(result, obsWayfind, obsWatch, k)
+    const vsWatch = (k: 'p50' | 'p90' | 'p99'): number =>
+      roundRatio(result, obsWayfind, obsWatch, k)
     printTable(
       `Consul change → event latency (${sums[0]?.count ?? 0} changes each, ${cycles} interleaved solo rounds, test server in another process)`,
       ['observer', 'p50', 'p90', 'p99', 'max'],
       [
-        ...labels.map((l, i) => [l, ms(sums[i]?.p50 ?? NaN), ms(sums[i]?.p90 ?? NaN), ms(sums[i]?.p99 ?? NaN), ms(sums[i]?.max ?? NaN)]),
-        ['ratio wayfind / bare loop (median of rounds)', x(vsBare('p50')), x(vsBare('p90')), x(vsBare('p99')), '-'],
-        ['ratio wayfind / Watch (median of rounds)', x(vsWatch('p50')), x(vsWatch('p90')), x(vsWatch('p99')), '-'],
+        ...labels.map((l, i) => [
+          l,
+          ms(sums[i]?.p50 ?? NaN),
+          ms(sums[i]?.p90 ?? NaN),
+          ms(sums[i]?.p99 ?? NaN),
+          ms(sums[i]?.max ?? NaN),
+        ]),
+        [
+          'ratio wayfind / bare loop (median of rounds)',
+          x(vsBare('p50')),
+          x(vsBare('p90')),
+          x(vsBare('p99')),
+          '-',
+        ],
+        [
+          'ratio wayfind / Watch (median of rounds)',
+          x(vsWatch('p50')),
+          x(vsWatch('p90')),
+          x(vsWatch('p99')),
+          '-',
+        ],
       ],
     )
     if (result.missed > 0) note(`  ${result.missed} changes were not seen within 5 s`)

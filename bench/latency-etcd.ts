@@ -10,7 +10,16 @@ import { createWayfind, etcd, type Wayfind } from '../src/index.js'
 import { HelperProcess } from './lib/child.js'
 import { startEtcd } from './lib/etcd.js'
 import { latencyLoop, observer, roundRatio, soloRounds, type Contender } from './lib/latency.js'
-import { check, ms, note, printTable, writeResults, x, type BenchOptions, type BenchOutcome } from './lib/report.js'
+import {
+  check,
+  ms,
+  note,
+  printTable,
+  writeResults,
+  x,
+  type BenchOptions,
+  type BenchOutcome,
+} from './lib/report.js'
 import { summarize } from './lib/stats.js'
 import { cdfSvg } from './lib/svg.js'
 
@@ -23,7 +32,11 @@ export async function run({ quick }: BenchOptions): Promise<BenchOutcome> {
   const raw = new Etcd3({ hosts: server.host })
   const wf = createWayfind({ registry: etcd({ hosts: [server.host] }) })
   try {
-    writer = (await HelperProcess.start(new URL('./lib/etcd-writer.ts', import.meta.url).pathname, [server.host])).helper
+    writer = (
+      await HelperProcess.start(new URL('./lib/etcd-writer.ts', import.meta.url).pathname, [
+        server.host,
+      ])
+    ).helper
     const w = writer
     const { see, run: loop } = latencyLoop()
     const obsWayfind = observer('wayfind change event')
@@ -42,7 +55,14 @@ export async function run({ quick }: BenchOptions): Promise<BenchOutcome> {
         if (Number.isInteger(seq)) see(obsWayfind, seq)
       }
     })
-    await w.request({ type: 'put', key: `${PREFIX}a`, service: SERVICE, instanceId: 'a', port: 9000, seq: 0 })
+    await w.request({
+      type: 'put',
+      key: `${PREFIX}a`,
+      service: SERVICE,
+      instanceId: 'a',
+      port: 9000,
+      seq: 0,
+    })
     await wf.resolve(SERVICE, { timeoutMs: 10_000 })
 
     const rounds = quick ? 2 : 5
@@ -50,7 +70,14 @@ export async function run({ quick }: BenchOptions): Promise<BenchOutcome> {
     const result = await loop({
       observers: [obsWayfind, obsRaw],
       change: async (seq) => {
-        const r = await w.request({ type: 'put', key: `${PREFIX}a`, service: SERVICE, instanceId: 'a', port: 9000, seq })
+        const r = await w.request({
+          type: 'put',
+          key: `${PREFIX}a`,
+          service: SERVICE,
+          instanceId: 'a',
+          port: 9000,
+          seq,
+        })
         return { ts: r.ts as number, ackMs: r.ackMs as number }
       },
       warmup: quick ? 20 : 200,
@@ -65,7 +92,14 @@ export async function run({ quick }: BenchOptions): Promise<BenchOutcome> {
     const solo = await soloRounds({
       contenders: [wayfindContender(server.host), rawContender(server.host)],
       change: async (seq) => {
-        const r = await w.request({ type: 'put', key: `${PREFIX}a`, service: SERVICE, instanceId: 'a', port: 9000, seq })
+        const r = await w.request({
+          type: 'put',
+          key: `${PREFIX}a`,
+          service: SERVICE,
+          instanceId: 'a',
+          port: 9000,
+          seq,
+        })
         return { ts: r.ts as number }
       },
       warmup: quick ? 10 : 50,
@@ -99,7 +133,13 @@ export async function run({ quick }: BenchOptions): Promise<BenchOutcome> {
       `etcd put → event latency, interleaved solo rounds (${soloW.count} puts each)`,
       ['observer', 'p50', 'p90', 'p99', 'max'],
       [
-        ['wayfind change event (alone)', ms(soloW.p50), ms(soloW.p90), ms(soloW.p99), ms(soloW.max)],
+        [
+          'wayfind change event (alone)',
+          ms(soloW.p50),
+          ms(soloW.p90),
+          ms(soloW.p99),
+          ms(soloW.max),
+        ],
         ['raw etcd3 watcher (alone)', ms(soloR.p50), ms(soloR.p90), ms(soloR.p99), ms(soloR.max)],
         ['ratio wayfind / raw (median of rounds)', x(s50), x(s90), x(s99), '-'],
       ],
@@ -108,8 +148,19 @@ export async function run({ quick }: BenchOptions): Promise<BenchOutcome> {
     writeResults(
       'latency-etcd',
       {
-        samePuts: { summaries: { wayfind: sW, raw: sR, putAck: sA }, ratios: { p50, p90, p99 }, rounds: result.rounds, missed: result.missed, samples: result.samples },
-        soloRounds: { summaries: { wayfind: soloW, raw: soloR }, ratios: { p50: s50, p90: s90, p99: s99 }, rounds: solo.rounds, missed: solo.missed },
+        samePuts: {
+          summaries: { wayfind: sW, raw: sR, putAck: sA },
+          ratios: { p50, p90, p99 },
+          rounds: result.rounds,
+          missed: result.missed,
+          samples: result.samples,
+        },
+        soloRounds: {
+          summaries: { wayfind: soloW, raw: soloR },
+          ratios: { p50: s50, p90: s90, p99: s99 },
+          rounds: solo.rounds,
+          missed: solo.missed,
+        },
       },
       {
         'latency-etcd.svg': cdfSvg('etcd: put → event latency (CDF)', 'ms after the put was sent', [

@@ -17,7 +17,15 @@ import { consul, createWayfind, etcd, type Wayfind } from '../src/index.js'
 import { TcpProxy } from '../test/support/tcp-proxy.js'
 import { HelperProcess } from './lib/child.js'
 import { startEtcd } from './lib/etcd.js'
-import { check, ms, note, printTable, writeResults, type BenchOptions, type BenchOutcome } from './lib/report.js'
+import {
+  check,
+  ms,
+  note,
+  printTable,
+  writeResults,
+  type BenchOptions,
+  type BenchOutcome,
+} from './lib/report.js'
 import { barsSvg } from './lib/svg.js'
 
 const PER_SERVICE = 10
@@ -57,7 +65,14 @@ async function measure(
   create: () => Wayfind,
   services: number,
   grow: (perService: number) => Promise<unknown>,
-): Promise<{ ms: number; stale: number; bytesPerInstance: number; marginal: number; fixed: number; wf: Wayfind }> {
+): Promise<{
+  ms: number
+  stale: number
+  bytesPerInstance: number
+  marginal: number
+  fixed: number
+  wf: Wayfind
+}> {
   const names = Array.from({ length: services }, (_, i) => `svc-${String(i)}`)
   const before = heapAfterGc()
   const wf = create()
@@ -76,7 +91,10 @@ async function measure(
   const growTo = async (n: number): Promise<{ heap: number; instances: number; stale: number }> => {
     const pending = new Set(names)
     const grown = new Promise<void>((resolve) => {
-      const timer = setTimeout(() => { off(); resolve() }, GROW_DEADLINE_MS)
+      const timer = setTimeout(() => {
+        off()
+        resolve()
+      }, GROW_DEADLINE_MS)
       const off = wf.events.on('change', (e) => {
         if (e.instances.length === n) pending.delete(e.service)
         if (pending.size === 0) {
@@ -98,10 +116,12 @@ async function measure(
   const hHalf = await growTo(half)
   const hFull = await growTo(PER_SERVICE)
   const growMs = performance.now() - t1
-  note(`  ${services} services resolved in ${ms(elapsed)}; grown to ${PER_SERVICE} instances each in ${ms(growMs)}` +
-    `; not up to date after ${GROW_DEADLINE_MS / 1000} s: ${hHalf.stale} services at step 1..${half} ` +
-    `(client held ${hHalf.instances}/${services * half} instances), ${hFull.stale} at step ${half}..${PER_SERVICE} ` +
-    `(held ${hFull.instances}/${services * PER_SERVICE})`)
+  note(
+    `  ${services} services resolved in ${ms(elapsed)}; grown to ${PER_SERVICE} instances each in ${ms(growMs)}` +
+      `; not up to date after ${GROW_DEADLINE_MS / 1000} s: ${hHalf.stale} services at step 1..${half} ` +
+      `(client held ${hHalf.instances}/${services * half} instances), ${hFull.stale} at step ${half}..${PER_SERVICE} ` +
+      `(held ${hFull.instances}/${services * PER_SERVICE})`,
+  )
   const marginal = (hFull.heap - hHalf.heap) / Math.max(1, hFull.instances - hHalf.instances)
   return {
     ms: elapsed,
@@ -119,14 +139,22 @@ async function onEtcd(services: number): Promise<ManyResult> {
   let writer: HelperProcess | undefined
   let wf: Wayfind | undefined
   try {
-    writer = (await HelperProcess.start(new URL('./lib/etcd-writer.ts', import.meta.url).pathname, [server.host])).helper
+    writer = (
+      await HelperProcess.start(new URL('./lib/etcd-writer.ts', import.meta.url).pathname, [
+        server.host,
+      ])
+    ).helper
     const w = writer
     await w.request({ type: 'fillMany', root: ROOT, services, perService: 1 }, 120_000)
-    const m = await measure(() => createWayfind({ registry: etcd({ hosts: [proxy.host] }) }), services, (n) =>
-      w.request({ type: 'fillMany', root: ROOT, services, perService: n }, 120_000))
+    const m = await measure(
+      () => createWayfind({ registry: etcd({ hosts: [proxy.host] }) }),
+      services,
+      (n) => w.request({ type: 'fillMany', root: ROOT, services, perService: n }, 120_000),
+    )
     wf = m.wf
     const metrics = await (await fetch(`http://${server.host}/metrics`)).text()
-    const gauge = (name: string): number => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metrics)?.[1] ?? NaN)
+    const gauge = (name: string): number =>
+      Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metrics)?.[1] ?? NaN)
     const streams = gauge('etcd_debugging_mvcc_watch_stream_total')
     const watchers = gauge('etcd_debugging_mvcc_watcher_total')
     return {
@@ -149,16 +177,25 @@ async function onEtcd(services: number): Promise<ManyResult> {
 }
 
 async function onConsul(services: number): Promise<ManyResult & { peak: number; budget: number }> {
-  const { helper, ready } = await HelperProcess.start(new URL('./lib/consul-server-process.ts', import.meta.url).pathname)
+  const { helper, ready } = await HelperProcess.start(
+    new URL('./lib/consul-server-process.ts', import.meta.url).pathname,
+  )
   let wf: Wayfind | undefined
   try {
     await helper.request({ type: 'fillMany', services, perService: 1 }, 120_000)
     const budget = 64
     const url = ready.url as string
-    const m = await measure(() => createWayfind({ registry: consul({ url, maxConnections: budget }) }), services, (n) =>
-      helper.request({ type: 'fillMany', services, perService: n }, 120_000))
+    const m = await measure(
+      () => createWayfind({ registry: consul({ url, maxConnections: budget }) }),
+      services,
+      (n) => helper.request({ type: 'fillMany', services, perService: n }, 120_000),
+    )
     wf = m.wf
-    const stats = (await helper.request({ type: 'stats' })) as { open: number; peak: number; rejected: number }
+    const stats = (await helper.request({ type: 'stats' })) as {
+      open: number
+      peak: number
+      rejected: number
+    }
     return {
       registry: 'consul',
       services,
@@ -185,27 +222,79 @@ export async function run({ quick }: BenchOptions): Promise<BenchOutcome> {
   const kb = (b: number): string => `${(b / 1024).toFixed(2)} KB`
   printTable(
     `Many services: ${services} services × ${PER_SERVICE} instances, one client`,
-    ['registry', 'all resolved', 'connections', 'heap per extra instance', 'fixed heap per service', 'total / instance'],
-    [e, c].map((r) => [r.registry, ms(r.resolveAllMs), r.connections, kb(r.marginalBytesPerInstance), kb(r.fixedBytesPerService), kb(r.bytesPerInstance)]),
-  )
-  writeResults('many', { perService: PER_SERVICE, etcd: e, consul: c }, {
-    'many.svg': barsSvg(`Retained heap (${services} services × ${PER_SERVICE} instances)`, 'bytes', [
-      { label: 'etcd: per extra instance', value: e.marginalBytesPerInstance },
-      { label: 'consul: per extra instance', value: c.marginalBytesPerInstance },
-      { label: 'target per instance', value: 2048 },
-      { label: 'etcd: fixed per service', value: e.fixedBytesPerService },
-      { label: 'consul: fixed per service', value: c.fixedBytesPerService },
+    [
+      'registry',
+      'all resolved',
+      'connections',
+      'heap per extra instance',
+      'fixed heap per service',
+      'total / instance',
+    ],
+    [e, c].map((r) => [
+      r.registry,
+      ms(r.resolveAllMs),
+      r.connections,
+      kb(r.marginalBytesPerInstance),
+      kb(r.fixedBytesPerService),
+      kb(r.bytesPerInstance),
     ]),
-  })
+  )
+  writeResults(
+    'many',
+    { perService: PER_SERVICE, etcd: e, consul: c },
+    {
+      'many.svg': barsSvg(
+        `Retained heap (${services} services × ${PER_SERVICE} instances)`,
+        'bytes',
+        [
+          { label: 'etcd: per extra instance', value: e.marginalBytesPerInstance },
+          { label: 'consul: per extra instance', value: c.marginalBytesPerInstance },
+          { label: 'target per instance', value: 2048 },
+          { label: 'etcd: fixed per service', value: e.fixedBytesPerService },
+          { label: 'consul: fixed per service', value: c.fixedBytesPerService },
+        ],
+      ),
+    },
+  )
   return {
     name: 'many',
     checks: [
       check('etcd heap per extra instance (KB)', e.marginalBytesPerInstance / 1024, '<=', 2, ' KB'),
-      check('consul heap per extra instance (KB)', c.marginalBytesPerInstance / 1024, '<=', 2, ' KB'),
-      check('etcd services not up to date after a registry-wide change', e.staleServices, '<=', 0, ''),
-      check('consul services not up to date after a registry-wide change', c.staleServices, '<=', 0, ''),
-      check('etcd watch streams (gRPC)', Number(/(\d+) watch stream/.exec(e.connections)?.[1] ?? NaN), '<=', 1, ''),
-      check('etcd TCP connections', Number(/^(\d+) TCP/.exec(e.connections)?.[1] ?? NaN), '<=', 1, ''),
+      check(
+        'consul heap per extra instance (KB)',
+        c.marginalBytesPerInstance / 1024,
+        '<=',
+        2,
+        ' KB',
+      ),
+      check(
+        'etcd services not up to date after a registry-wide change',
+        e.staleServices,
+        '<=',
+        0,
+        '',
+      ),
+      check(
+        'consul services not up to date after a registry-wide change',
+        c.staleServices,
+        '<=',
+        0,
+        '',
+      ),
+      check(
+        'etcd watch streams (gRPC)',
+        Number(/(\d+) watch stream/.exec(e.connections)?.[1] ?? NaN),
+        '<=',
+        1,
+        '',
+      ),
+      check(
+        'etcd TCP connections',
+        Number(/^(\d+) TCP/.exec(e.connections)?.[1] ?? NaN),
+        '<=',
+        1,
+        '',
+      ),
       check('consul peak connections vs budget', c.peak, '<=', c.budget, ''),
     ],
   }

@@ -14,7 +14,16 @@ import { roundRobin } from '../src/balancer/round-robin.js'
 import type { Picker, Strategy } from '../src/balancer/strategy.js'
 import { systemClock } from '../src/core/clock.js'
 import { createInstance, type Instance } from '../src/instance.js'
-import { check, note, printTable, writeResults, x, type BenchOptions, type BenchOutcome, type Check } from './lib/report.js'
+import {
+  check,
+  note,
+  printTable,
+  writeResults,
+  x,
+  type BenchOptions,
+  type BenchOutcome,
+  type Check,
+} from './lib/report.js'
 import { median, ratio } from './lib/stats.js'
 
 const SIZES = [10, 1_000, 10_000] as const
@@ -28,7 +37,14 @@ interface Case {
 
 function makeInstances(n: number, weighted: boolean): Instance[] {
   return Array.from({ length: n }, (_, i) =>
-    createInstance({ id: `i${i}`, key: `svc/i${i}`, service: 'svc', host: '10.0.0.1', port: 1024 + (i % 60_000), weight: weighted ? 1 + (i % 4) : 1 }),
+    createInstance({
+      id: `i${i}`,
+      key: `svc/i${i}`,
+      service: 'svc',
+      host: '10.0.0.1',
+      port: 1024 + (i % 60_000),
+      weight: weighted ? 1 + (i % 4) : 1,
+    }),
   )
 }
 
@@ -65,7 +81,13 @@ export function run(opts: BenchOptions): Promise<BenchOutcome> {
         for (let k = 0; k < i % 3; k++) load.start(key)
         load.observe(key, 5 + (i % 50))
       }
-      const picker = strategy.createPicker(instances, { service: 'svc', load, random: Math.random, clock: systemClock, previous: undefined })
+      const picker = strategy.createPicker(instances, {
+        service: 'svc',
+        load,
+        random: Math.random,
+        clock: systemClock,
+        previous: undefined,
+      })
       cases.push({ strategy: name, size, picker, probe: picker.pick() })
     }
   for (const c of cases) timeBatch(c.picker, picks, c.probe) // warm-up
@@ -77,7 +99,12 @@ export function run(opts: BenchOptions): Promise<BenchOutcome> {
   // Median per size for the table; the flatness check uses the minimum over rounds, the usual
   // estimate of a micro-benchmark's intrinsic cost when other processes share the cores (at
   // ~10 ns per pick a few ns of interference would otherwise decide the ratio).
-  const table: { strategy: string; ns: Record<number, number>; minNs: Record<number, number>; flat: number }[] = []
+  const table: {
+    strategy: string
+    ns: Record<number, number>
+    minNs: Record<number, number>
+    flat: number
+  }[] = []
   for (const [name] of strategies) {
     const ns: Record<number, number> = {}
     const minNs: Record<number, number> = {}
@@ -94,11 +121,15 @@ export function run(opts: BenchOptions): Promise<BenchOutcome> {
     ['strategy', ...SIZES.map((s) => `n=${s}`), 'max/min of mins'],
     table.map((t) => [
       t.strategy,
-      ...SIZES.map((s) => `${(t.ns[s] ?? Number.NaN).toFixed(1)} (${(t.minNs[s] ?? Number.NaN).toFixed(1)})`),
+      ...SIZES.map(
+        (s) => `${(t.ns[s] ?? Number.NaN).toFixed(1)} (${(t.minNs[s] ?? Number.NaN).toFixed(1)})`,
+      ),
       x(t.flat),
     ]),
   )
-  note(`  (sink ${sink % 10}); weighted round-robin is an EDF heap, O(log n) by design (Envoy), so it has no flatness target.`)
+  note(
+    `  (sink ${sink % 10}); weighted round-robin is an EDF heap, O(log n) by design (Envoy), so it has no flatness target.`,
+  )
   const checks: Check[] = table
     .filter((t) => !t.strategy.includes('weighted (EDF)'))
     .map((t) => check(`pick: ${t.strategy}, cost spread over 10..10k instances`, t.flat, '<=', 1.5))

@@ -12,7 +12,13 @@
 import { existsSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { removeAllEtcd } from './lib/etcd.js'
-import { printTable, writeResults, type BenchOptions, type BenchOutcome, type Check } from './lib/report.js'
+import {
+  printTable,
+  writeResults,
+  type BenchOptions,
+  type BenchOutcome,
+  type Check,
+} from './lib/report.js'
 
 interface Entry {
   readonly name: string
@@ -45,7 +51,9 @@ async function withBudget<T>(p: Promise<T>, budgetMs: number, name: string): Pro
     return await Promise.race([
       p,
       new Promise<never>((_, reject) => {
-        timer = setTimeout(() => { reject(new BudgetExceeded(`${name} did not finish within ${budgetMs / 1000} s`)) }, budgetMs)
+        timer = setTimeout(() => {
+          reject(new BudgetExceeded(`${name} did not finish within ${budgetMs / 1000} s`))
+        }, budgetMs)
       }),
     ])
   } finally {
@@ -55,37 +63,53 @@ async function withBudget<T>(p: Promise<T>, budgetMs: number, name: string): Pro
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
-    options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      quick: { type: 'boolean', default: false },
+      only: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
     allowPositionals: false,
   })
   if (values.help === true) {
-    process.stdout.write(`usage: npm run bench [-- --quick] [-- --only ${SUITE.map((e) => e.name).join(',')}]\n`)
+    process.stdout.write(
+      `usage: npm run bench [-- --quick] [-- --only ${SUITE.map((e) => e.name).join(',')}]\n`,
+    )
     return 0
   }
   const quick = values.quick
-  const only = values.only?.split(',').map((s) => s.trim()).filter((s) => s !== '')
+  const only = values.only
+    ?.split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '')
   const unknown = only?.filter((n) => !SUITE.some((e) => e.name === n)) ?? []
   if (unknown.length > 0) {
-    process.stderr.write(`unknown benchmark(s): ${unknown.join(', ')}; known: ${SUITE.map((e) => e.name).join(', ')}\n`)
+    process.stderr.write(
+      `unknown benchmark(s): ${unknown.join(', ')}; known: ${SUITE.map((e) => e.name).join(', ')}\n`,
+    )
     return 2
   }
   const started = performance.now()
   const checks: (Check & { bench: string })[] = []
   const failures: string[] = []
   const timings: Record<string, number> = {}
-  process.stdout.write(`wayfind benchmarks (${quick ? 'quick' : 'full'}), Node ${process.version}\n`)
+  process.stdout.write(
+    `wayfind benchmarks (${quick ? 'quick' : 'full'}), Node ${process.version}\n`,
+  )
   for (const entry of SUITE) {
     if (only !== undefined && !only.includes(entry.name)) continue
     const url = new URL(entry.file, import.meta.url)
     if (!existsSync(url)) {
-      process.stdout.write(`\n[${entry.name}] not present (bench/${entry.file.slice(2)}), skipped\n`)
+      process.stdout.write(
+        `\n[${entry.name}] not present (bench/${entry.file.slice(2)}), skipped\n`,
+      )
       continue
     }
     process.stdout.write(`\n[${entry.name}]\n`)
     const t0 = performance.now()
     try {
       const mod = (await import(url.href)) as { run?: RunFn }
-      if (typeof mod.run !== 'function') throw new Error(`bench/${entry.file.slice(2)} exports no run()`)
+      if (typeof mod.run !== 'function')
+        throw new Error(`bench/${entry.file.slice(2)} exports no run()`)
       const budget = quick ? Math.max(20_000, entry.budgetMs / 3) : entry.budgetMs
       const outcome = await withBudget(mod.run({ quick }), budget, entry.name)
       if (isOutcome(outcome)) {
@@ -112,10 +136,17 @@ async function main(): Promise<number> {
     printTable(
       `Targets (${quick ? 'quick run: small samples, informative only' : 'full run'})`,
       ['benchmark', 'measured', 'target', ''],
-      checks.map((c) => [c.name, Number.isFinite(c.value) ? c.value.toFixed(2) : '-', c.target, c.met ? 'met' : 'MISSED']),
+      checks.map((c) => [
+        c.name,
+        Number.isFinite(c.value) ? c.value.toFixed(2) : '-',
+        c.target,
+        c.met ? 'met' : 'MISSED',
+      ]),
     )
   writeResults('summary', { quick, totalS, timingsMs: timings, checks, failures })
-  process.stdout.write(`\nsuite finished in ${totalS.toFixed(1)} s${failures.length > 0 ? `; ${failures.length} benchmark(s) failed:\n  ${failures.join('\n  ')}` : ''}\n`)
+  process.stdout.write(
+    `\nsuite finished in ${totalS.toFixed(1)} s${failures.length > 0 ? `; ${failures.length} benchmark(s) failed:\n  ${failures.join('\n  ')}` : ''}\n`,
+  )
   return failures.length > 0 ? 1 : 0
 }
 

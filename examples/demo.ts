@@ -13,12 +13,20 @@
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { fetch } from 'undici'
-import { createWayfind, memoryRegistry, type RegistrationHandle, type Wayfind } from '../src/index.js'
+import {
+  createWayfind,
+  memoryRegistry,
+  type RegistrationHandle,
+  type Wayfind,
+} from '../src/index.js'
 
 const quiet = process.env.WAYFIND_DEMO_QUIET === '1'
 const t0 = performance.now()
 const say = (line = ''): void => {
-  if (!quiet) process.stdout.write(`${process.env.DEMO_TIMING === '1' ? `[${Math.round(performance.now() - t0)}ms] ` : ''}${line}\n`)
+  if (!quiet)
+    process.stdout.write(
+      `${process.env.DEMO_TIMING === '1' ? `[${Math.round(performance.now() - t0)}ms] ` : ''}${line}\n`,
+    )
 }
 
 interface Greeter {
@@ -43,7 +51,11 @@ async function startGreeter(name: string): Promise<Greeter> {
 }
 
 /** Calls the service `count` times with `concurrency` callers; returns replies per instance. */
-async function callMany(wf: Wayfind, count: number, concurrency: number): Promise<{ by: Map<string, number>; failed: number }> {
+async function callMany(
+  wf: Wayfind,
+  count: number,
+  concurrency: number,
+): Promise<{ by: Map<string, number>; failed: number }> {
   const by = new Map<string, number>()
   let failed = 0
   let next = 0
@@ -53,7 +65,8 @@ async function callMany(wf: Wayfind, count: number, concurrency: number): Promis
       try {
         const res = await fetch('http://greeter/hello', { dispatcher: wf.dispatcher })
         const body = (await res.json()) as { from: string; host: string }
-        if (res.status !== 200 || body.host !== 'greeter') throw new Error(`unexpected reply ${res.status}`)
+        if (res.status !== 200 || body.host !== 'greeter')
+          throw new Error(`unexpected reply ${res.status}`)
         by.set(body.from, (by.get(body.from) ?? 0) + 1)
       } catch {
         failed++
@@ -64,7 +77,12 @@ async function callMany(wf: Wayfind, count: number, concurrency: number): Promis
   return { by, failed }
 }
 
-function table(title: string, names: readonly string[], by: Map<string, number>, total: number): void {
+function table(
+  title: string,
+  names: readonly string[],
+  by: Map<string, number>,
+  total: number,
+): void {
   say(title)
   for (const n of names) {
     const c = by.get(n) ?? 0
@@ -81,8 +99,19 @@ async function main(): Promise<void> {
   const host = createWayfind({ registry })
   const regs = new Map<string, RegistrationHandle>()
   for (const g of greeters)
-    regs.set(g.name, await host.register({ name: 'greeter', id: g.name, address: '127.0.0.1', port: g.port, check: { ttlMs: 5_000 } }))
-  say(`Registered 3 instances of "greeter": ${greeters.map((g) => `${g.name}@127.0.0.1:${g.port}`).join(', ')}`)
+    regs.set(
+      g.name,
+      await host.register({
+        name: 'greeter',
+        id: g.name,
+        address: '127.0.0.1',
+        port: g.port,
+        check: { ttlMs: 5_000 },
+      }),
+    )
+  say(
+    `Registered 3 instances of "greeter": ${greeters.map((g) => `${g.name}@127.0.0.1:${g.port}`).join(', ')}`,
+  )
 
   // 1. Round-robin: exactly even.
   const rr = createWayfind({ registry: registry.client(), strategy: 'round-robin' })
@@ -99,7 +128,12 @@ async function main(): Promise<void> {
   await ll.resolve('greeter')
   const llRun = await callMany(ll, 300, 8)
   say()
-  table(`Least-loaded, 300 calls, 8 at a time, ${slow.name} answering in ${slow.delayMs} ms:`, names, llRun.by, 300)
+  table(
+    `Least-loaded, 300 calls, 8 at a time, ${slow.name} answering in ${slow.delayMs} ms:`,
+    names,
+    llRun.by,
+    300,
+  )
   slow.delayMs = 0
 
   // 3. Remove greeter-b live while calls keep flowing.
@@ -107,7 +141,9 @@ async function main(): Promise<void> {
   let changeSeen = false as boolean
   ll.events.on('change', (e) => {
     changeSeen = true
-    say(`change event: service=${e.service} removed=[${e.removed.map((i) => i.id).join(', ')}] now=[${e.instances.map((i) => i.id).join(', ')}]`)
+    say(
+      `change event: service=${e.service} removed=[${e.removed.map((i) => i.id).join(', ')}] now=[${e.instances.map((i) => i.id).join(', ')}]`,
+    )
   })
   const traffic = callMany(ll, 400, 4)
   await new Promise<void>((resolve) => setTimeout(resolve, 20))
@@ -115,7 +151,9 @@ async function main(): Promise<void> {
   const live = await traffic
   table('Live removal of greeter-b, 400 calls, 4 at a time:', names, live.by, 400)
   const after = await callMany(ll, 60, 2)
-  say(`After removal: ${after.by.get('greeter-b') ?? 0} calls reached greeter-b, ${after.failed} failed`)
+  say(
+    `After removal: ${after.by.get('greeter-b') ?? 0} calls reached greeter-b, ${after.failed} failed`,
+  )
 
   const failed = rrRun.failed + llRun.failed + live.failed + after.failed
   const evenRr = names.every((n) => rrRun.by.get(n) === 100)
@@ -135,6 +173,8 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  process.stderr.write(`demo failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)
+  process.stderr.write(
+    `demo failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+  )
   process.exitCode = 1
 })

@@ -129,7 +129,10 @@ class WayfindClient extends Closable implements Wayfind {
     return this.#cache.instances(service)
   }
 
-  async register(registration: Registration, options?: RegisterOptions): Promise<RegistrationHandle> {
+  async register(
+    registration: Registration,
+    options?: RegisterOptions,
+  ): Promise<RegistrationHandle> {
     this.assertOpen('register')
     return startRegistration(this.registry, registration, options, this.#hub, (handle) => {
       this.#registrations.add(handle)

@@ -59,7 +59,11 @@ export class WayfindError extends Error {
 
 /** True for any wayfind error, from any copy of the package. */
 export function isWayfindError(value: unknown): value is WayfindError {
-  return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[BRAND] === true
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    (value as Record<symbol, unknown>)[BRAND] === true
+  )
 }
 
 /**
@@ -70,7 +74,10 @@ export class InvalidOptionError extends WayfindError {
   /** Dotted path of the offending option, e.g. `check.intervalMs`. */
   readonly option: string
   constructor(option: string, received: unknown, fix: string) {
-    super(ErrorCode.INVALID_OPTION, `Invalid option "${option}": got ${describeValue(received)}. ${fix}`)
+    super(
+      ErrorCode.INVALID_OPTION,
+      `Invalid option "${option}": got ${describeValue(received)}. ${fix}`,
+    )
     this.option = option
   }
 }
@@ -93,8 +100,15 @@ export class ResolveTimeoutError extends WayfindError {
 /** A service has no usable instance right now (a pick could not be made). */
 export class NoInstancesError extends WayfindError {
   readonly service: string
-  constructor(service: string, detail = 'the registry lists no usable instance', options: WayfindErrorOptions = {}) {
-    super(ErrorCode.NO_INSTANCES, `No instance of "${service}": ${detail}`, { retryable: true, ...options })
+  constructor(
+    service: string,
+    detail = 'the registry lists no usable instance',
+    options: WayfindErrorOptions = {},
+  ) {
+    super(ErrorCode.NO_INSTANCES, `No instance of "${service}": ${detail}`, {
+      retryable: true,
+      ...options,
+    })
     this.service = service
   }
 }
@@ -114,7 +128,11 @@ export class MalformedInstanceError extends WayfindError {
   /** Where the entry lives: an etcd key, or `node/serviceId` for Consul. */
   readonly key: string
   constructor(key: string, reason: string, options: WayfindErrorOptions = {}) {
-    super(ErrorCode.MALFORMED_INSTANCE, `Skipped malformed registry entry "${key}": ${reason}`, options)
+    super(
+      ErrorCode.MALFORMED_INSTANCE,
+      `Skipped malformed registry entry "${key}": ${reason}`,
+      options,
+    )
     this.key = key
   }
 }
@@ -142,8 +160,10 @@ export class ClosedError extends WayfindError {
 
 /** Short, safe rendering of a received value for error messages (never dumps big objects). */
 export function describeValue(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value.length > 80 ? `${value.slice(0, 77)}...` : value)
-  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value)
+  if (typeof value === 'string')
+    return JSON.stringify(value.length > 80 ? `${value.slice(0, 77)}...` : value)
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint')
+    return String(value)
   if (value === undefined || value === null) return String(value)
   if (Array.isArray(value)) return `an array of length ${value.length}`
   if (typeof value === 'function') return 'a function'

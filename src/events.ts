@@ -13,7 +13,9 @@ import type { Instance } from './instance.js'
 // the runtime disagree on what the default import is. Take whichever is the function.
 type MittFactory = <E extends Record<EventType, unknown>>() => Emitter<E>
 const mittModule: unknown = mittImport
-const mitt = (typeof mittModule === 'function' ? mittModule : (mittModule as { default: unknown }).default) as MittFactory
+const mitt = (
+  typeof mittModule === 'function' ? mittModule : (mittModule as { default: unknown }).default
+) as MittFactory
 
 /** A service's instance set really changed (content, not just a registry index). */
 export interface ChangeEvent {
@@ -89,22 +91,31 @@ export function createEvents<E extends Record<string, unknown> = WayfindEvents>(
   const api: WayfindEventsApi<E> = {
     on(type, handler) {
       let byHandler = wrappers.get(type)
-      if (byHandler === undefined) wrappers.set(type, (byHandler = new Map<unknown, Handler<E[keyof E]>>()))
+      if (byHandler === undefined)
+        wrappers.set(type, (byHandler = new Map<unknown, Handler<E[keyof E]>>()))
       const existing = byHandler.get(handler)
-      if (existing !== undefined) return () => { api.off(type, handler) }
+      if (existing !== undefined)
+        return () => {
+          api.off(type, handler)
+        }
       const wrapped = (event: E[typeof type]): void => {
         try {
           handler(event)
         } catch (err) {
           process.emitWarning(
             `A wayfind "${String(type)}" listener threw: ${err instanceof Error ? err.message : String(err)}`,
-            { code: 'WAYFIND_LISTENER_ERROR', detail: err instanceof Error ? err.stack ?? '' : '' },
+            {
+              code: 'WAYFIND_LISTENER_ERROR',
+              detail: err instanceof Error ? (err.stack ?? '') : '',
+            },
           )
         }
       }
       byHandler.set(handler, wrapped as Handler<E[keyof E]>)
       emitter.on(type, wrapped)
-      return () => { api.off(type, handler) }
+      return () => {
+        api.off(type, handler)
+      }
     },
     off(type, handler) {
       const byHandler = wrappers.get(type)

@@ -12,13 +12,37 @@ export { DEFAULTS, type StrategyName, type WayfindOptions } from './options.js'
 export type { ResolveOptions } from './core/service-cache.js'
 
 // Registries
-export { consul, type ConsulRegistry, type ConsulRegistryStats } from './registry/consul/provider.js'
-export type { ConsulRegistryOptions, ConsulTlsOptions, ConsulAddressKind, ConsulConsistency } from './registry/consul/options.js'
+export {
+  consul,
+  type ConsulRegistry,
+  type ConsulRegistryStats,
+} from './registry/consul/provider.js'
+export type {
+  ConsulRegistryOptions,
+  ConsulTlsOptions,
+  ConsulAddressKind,
+  ConsulConsistency,
+} from './registry/consul/options.js'
 export { etcd } from './registry/etcd/provider.js'
 export type { EtcdRegistryOptions, EtcdAuth, EtcdCredentials } from './registry/etcd/options.js'
-export { defaultEtcdCodec, type EtcdCodec, type EtcdEntry, type DecodedInstance } from './registry/etcd/mapping.js'
-export { memoryRegistry, type MemoryRegistry, type MemoryRegistryOptions, type MemoryInstanceInit } from './registry/memory.js'
-export type { RegistryProvider, ServiceSnapshot, WatchListener, WatchOptions } from './registry/provider.js'
+export {
+  defaultEtcdCodec,
+  type EtcdCodec,
+  type EtcdEntry,
+  type DecodedInstance,
+} from './registry/etcd/mapping.js'
+export {
+  memoryRegistry,
+  type MemoryRegistry,
+  type MemoryRegistryOptions,
+  type MemoryInstanceInit,
+} from './registry/memory.js'
+export type {
+  RegistryProvider,
+  ServiceSnapshot,
+  WatchListener,
+  WatchOptions,
+} from './registry/provider.js'
 
 // Instances
 export {
@@ -57,7 +81,11 @@ export type { DispatcherOptions, OutlierOptions, RetryOptions } from './dispatch
 export type { InstanceStats, ServiceStats } from './dispatcher/dispatcher.js'
 
 // Registration
-export { startHealthServer, type HealthServer, type HealthServerOptions } from './registration/health-server.js'
+export {
+  startHealthServer,
+  type HealthServer,
+  type HealthServerOptions,
+} from './registration/health-server.js'
 export type {
   HttpCheck,
   RegisterOptions,

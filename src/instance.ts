@@ -69,16 +69,22 @@ export function instanceProblem(init: InstanceInit): string | undefined {
   /* eslint-disable @typescript-eslint/no-unnecessary-condition -- callers pass decoded registry data: check at run time what the types promise */
   if (typeof init.id !== 'string' || init.id === '') return 'the instance id is empty'
   if (typeof init.host !== 'string' || init.host === '') return 'the address is empty'
-  if (/[\s/?#@]/.test(init.host)) return `the address ${JSON.stringify(init.host)} is not a host name or IP`
+  if (/[\s/?#@]/.test(init.host))
+    return `the address ${JSON.stringify(init.host)} is not a host name or IP`
   if (!Number.isInteger(init.port) || init.port < 1 || init.port > 65535)
     return `the port ${String(init.port)} is not an integer in 1..65535`
   if (init.weight !== undefined && (!Number.isFinite(init.weight) || init.weight <= 0))
     return `the weight ${String(init.weight)} is not a positive number`
-  if (init.tags !== undefined && (!Array.isArray(init.tags) || init.tags.some((t) => typeof t !== 'string')))
+  if (
+    init.tags !== undefined &&
+    (!Array.isArray(init.tags) || init.tags.some((t) => typeof t !== 'string'))
+  )
     return 'tags are not a list of strings'
   if (init.meta !== undefined) {
-    if (typeof init.meta !== 'object' || init.meta === null || Array.isArray(init.meta)) return 'meta is not an object'
-    for (const v of Object.values(init.meta)) if (typeof v !== 'string') return 'meta values are not all strings'
+    if (typeof init.meta !== 'object' || init.meta === null || Array.isArray(init.meta))
+      return 'meta is not an object'
+    for (const v of Object.values(init.meta))
+      if (typeof v !== 'string') return 'meta values are not all strings'
   }
   return undefined
   /* eslint-enable @typescript-eslint/no-unnecessary-condition */
@@ -86,7 +92,9 @@ export function instanceProblem(init: InstanceInit): string | undefined {
 
 /** `host:port`, with IPv6 hosts bracketed: the authority part of an origin. */
 export function hostPort(instance: Pick<Instance, 'host' | 'port'>): string {
-  return instance.host.includes(':') ? `[${instance.host}]:${instance.port}` : `${instance.host}:${instance.port}`
+  return instance.host.includes(':')
+    ? `[${instance.host}]:${instance.port}`
+    : `${instance.host}:${instance.port}`
 }
 
 /** Content equality: two instances with the same key are "the same" when this is true. */
@@ -117,7 +125,10 @@ export interface InstanceDiff {
 }
 
 /** What changed between two instance sets, by {@link Instance.key}. O(n). */
-export function diffInstances(before: readonly Instance[], after: readonly Instance[]): InstanceDiff {
+export function diffInstances(
+  before: readonly Instance[],
+  after: readonly Instance[],
+): InstanceDiff {
   const old = new Map<string, Instance>()
   for (const i of before) old.set(i.key, i)
   const added: Instance[] = []

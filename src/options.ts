@@ -9,7 +9,6 @@ import type { DispatcherOptions } from './dispatcher/options.js'
 import { InvalidOptionError } from './errors.js'
 import type { RegistryProvider } from './registry/provider.js'
 
-
 export type { StrategyName }
 
 /** Options of `createWayfind()`. */
@@ -54,7 +53,15 @@ export const DEFAULTS = Object.freeze({
 // timer range, past which a timer fires at once.
 const MAX_IDLE_TTL_MS = 7 * 24 * 3_600_000
 
-const KNOWN = ['registry', 'strategy', 'resolveTimeoutMs', 'idleTtlMs', 'dispatcher', 'random', 'clock'] as const
+const KNOWN = [
+  'registry',
+  'strategy',
+  'resolveTimeoutMs',
+  'idleTtlMs',
+  'dispatcher',
+  'random',
+  'clock',
+] as const
 const STRATEGY_NAMES: readonly StrategyName[] = ['round-robin', 'least-loaded', 'random']
 
 /** Validated options with defaults applied (registry and strategy still to be instantiated). */
@@ -90,13 +97,21 @@ export function validateOptions(input: WayfindOptions | undefined): ValidatedOpt
   const strategy: unknown = o.strategy ?? DEFAULTS.strategy
   if (typeof strategy === 'string') {
     if (!STRATEGY_NAMES.includes(strategy as StrategyName))
-      throw new InvalidOptionError('strategy', strategy, `Use one of ${STRATEGY_NAMES.map((s) => `"${s}"`).join(', ')}, or a Strategy object.`)
+      throw new InvalidOptionError(
+        'strategy',
+        strategy,
+        `Use one of ${STRATEGY_NAMES.map((s) => `"${s}"`).join(', ')}, or a Strategy object.`,
+      )
   } else if (
     typeof strategy !== 'object' ||
     strategy === null ||
     typeof (strategy as Partial<Strategy>).createPicker !== 'function'
   ) {
-    throw new InvalidOptionError('strategy', strategy, 'Pass a strategy name or an object with createPicker(instances, ctx).')
+    throw new InvalidOptionError(
+      'strategy',
+      strategy,
+      'Pass a strategy name or an object with createPicker(instances, ctx).',
+    )
   }
 
   const random = o.random
@@ -110,14 +125,23 @@ export function validateOptions(input: WayfindOptions | undefined): ValidatedOpt
       typeof (clock as Partial<Clock>).now !== 'function' ||
       typeof (clock as Partial<Clock>).setTimeout !== 'function')
   )
-    throw new InvalidOptionError('clock', clock, 'Pass an object with now() and setTimeout(fn, ms).')
+    throw new InvalidOptionError(
+      'clock',
+      clock,
+      'Pass an object with now() and setTimeout(fn, ms).',
+    )
 
   return {
     registry: registry as RegistryProvider | undefined,
     strategy: strategy as StrategyName | Strategy,
     resolveTimeoutMs:
-      o.resolveTimeoutMs === undefined ? DEFAULTS.resolveTimeoutMs : checkDurationMs('resolveTimeoutMs', o.resolveTimeoutMs),
-    idleTtlMs: o.idleTtlMs === undefined ? DEFAULTS.idleTtlMs : checkDurationMs('idleTtlMs', o.idleTtlMs, { min: 1_000, max: MAX_IDLE_TTL_MS }),
+      o.resolveTimeoutMs === undefined
+        ? DEFAULTS.resolveTimeoutMs
+        : checkDurationMs('resolveTimeoutMs', o.resolveTimeoutMs),
+    idleTtlMs:
+      o.idleTtlMs === undefined
+        ? DEFAULTS.idleTtlMs
+        : checkDurationMs('idleTtlMs', o.idleTtlMs, { min: 1_000, max: MAX_IDLE_TTL_MS }),
     dispatcher: checkObject('dispatcher', o.dispatcher),
     random: random as (() => number) | undefined,
     clock: clock as Clock | undefined,

@@ -51,14 +51,22 @@ export class HelperProcess {
   }
 
   /** Forks `script` (TypeScript, through tsx) and waits for its `{ type: 'ready' }` message. */
-  static async start(script: string, args: readonly string[] = [], readyTimeoutMs = 15_000): Promise<{ helper: HelperProcess; ready: Message }> {
+  static async start(
+    script: string,
+    args: readonly string[] = [],
+    readyTimeoutMs = 15_000,
+  ): Promise<{ helper: HelperProcess; ready: Message }> {
     const child = fork(script, [...args], {
       execArgv: ['--import', 'tsx'],
       stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
     })
     const helper = new HelperProcess(child)
     const ac = new AbortController()
-    const timer = setTimeout(() => { ac.abort(new Error(`helper ${script} not ready within ${readyTimeoutMs} ms: ${helper.#stderr}`)) }, readyTimeoutMs)
+    const timer = setTimeout(() => {
+      ac.abort(
+        new Error(`helper ${script} not ready within ${readyTimeoutMs} ms: ${helper.#stderr}`),
+      )
+    }, readyTimeoutMs)
     try {
       for (;;) {
         const [msg] = (await Promise.race([
@@ -89,7 +97,9 @@ export class HelperProcess {
     return new Promise<Message>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#pending.delete(id)
-        reject(new Error(`helper did not answer ${JSON.stringify(msg.type)} within ${timeoutMs} ms`))
+        reject(
+          new Error(`helper did not answer ${JSON.stringify(msg.type)} within ${timeoutMs} ms`),
+        )
       }, timeoutMs)
       this.#pending.set(id, { resolve, reject, timer })
       this.#child.send({ ...msg, id })
@@ -114,7 +124,10 @@ export class HelperProcess {
  * Child side: answers requests with `handler`, reports thrown errors as `{ error }`, and exits on
  * `{ type: 'exit' }` or when the parent goes away (the IPC channel closes).
  */
-export function serveRequests(handler: (msg: Message) => Promise<Message>, onExit: () => Promise<void>): void {
+export function serveRequests(
+  handler: (msg: Message) => Promise<Message>,
+  onExit: () => Promise<void>,
+): void {
   const send = (m: Message): void => {
     if (process.connected) process.send?.(m)
   }
@@ -125,7 +138,9 @@ export function serveRequests(handler: (msg: Message) => Promise<Message>, onExi
     await onExit().catch(() => undefined)
     process.exit(0)
   }
-  process.on('disconnect', () => { void exit() })
+  process.on('disconnect', () => {
+    void exit()
+  })
   process.on('message', (raw) => {
     const msg = raw as Message
     if (msg.type === 'exit') {
@@ -133,8 +148,12 @@ export function serveRequests(handler: (msg: Message) => Promise<Message>, onExi
       return
     }
     handler(msg).then(
-      (reply) => { send({ ...reply, id: msg.id }) },
-      (err: unknown) => { send({ id: msg.id, error: err instanceof Error ? err.message : String(err) }) },
+      (reply) => {
+        send({ ...reply, id: msg.id })
+      },
+      (err: unknown) => {
+        send({ id: msg.id, error: err instanceof Error ? err.message : String(err) })
+      },
     )
   })
 }

@@ -12,12 +12,20 @@ import { wallMs } from './stats.js'
 
 const server = await startConsulServer({ maxConnsPerClient: Number(process.argv[2] ?? 200) })
 
-serveRequests((msg: Message): Promise<Message> => Promise.resolve(handle(msg)), () => server.close())
+serveRequests(
+  (msg: Message): Promise<Message> => Promise.resolve(handle(msg)),
+  () => server.close(),
+)
 
 function handle(msg: Message): Message {
   switch (msg.type) {
     case 'register': {
-      const { service, instanceId, port, seq } = msg as { service: string; instanceId: string; port: number; seq: number }
+      const { service, instanceId, port, seq } = msg as {
+        service: string
+        instanceId: string
+        port: number
+        seq: number
+      }
       const ts = wallMs()
       server.registerService({
         name: service,
@@ -49,10 +57,20 @@ function handle(msg: Message): Message {
       return { count }
     }
     case 'fillMany': {
-      const { services, perService, name } = msg as { services: number; perService: number; name?: string }
+      const { services, perService, name } = msg as {
+        services: number
+        perService: number
+        name?: string
+      }
       for (let sv = 0; sv < services; sv++)
         for (let k = 0; k < perService; k++)
-          server.registerService({ name: `${name ?? 'svc'}-${String(sv)}`, id: `${name ?? 'svc'}-${String(sv)}-${String(k)}`, address: '127.0.0.1', port: 20_000 + k, checks: [{ status: 'passing' }] })
+          server.registerService({
+            name: `${name ?? 'svc'}-${String(sv)}`,
+            id: `${name ?? 'svc'}-${String(sv)}-${String(k)}`,
+            address: '127.0.0.1',
+            port: 20_000 + k,
+            checks: [{ status: 'passing' }],
+          })
       return { count: services * perService }
     }
     case 'stats':

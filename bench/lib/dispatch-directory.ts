@@ -19,7 +19,13 @@ export class StaticDirectory implements ServiceDirectory {
     for (const [service, instances] of Object.entries(services))
       this.#pickers.set(
         service,
-        strategy.createPicker(instances, { service, load: this.load, random: Math.random, clock: this.clock, previous: undefined }),
+        strategy.createPicker(instances, {
+          service,
+          load: this.load,
+          random: Math.random,
+          clock: this.clock,
+          previous: undefined,
+        }),
       )
   }
 

@@ -16,7 +16,10 @@ async function main(): Promise<void> {
     const s = createServer((req, res) => {
       req.resume()
       req.on('end', () => {
-        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.length })
+        res.writeHead(200, {
+          'content-type': 'application/octet-stream',
+          'content-length': body.length,
+        })
         res.end(body)
       })
     })

@@ -7,7 +7,9 @@ import { ETCD_BIN, EtcdServer } from '../../test/support/etcd.js'
 
 export class EtcdMissingError extends Error {
   constructor() {
-    super(`etcd is not installed (${ETCD_BIN} is missing or not executable). Install it with: sh scripts/ensure-etcd.sh (or set WAYFIND_ETCD_BIN)`)
+    super(
+      `etcd is not installed (${ETCD_BIN} is missing or not executable). Install it with: sh scripts/ensure-etcd.sh (or set WAYFIND_ETCD_BIN)`,
+    )
   }
 }
 

@@ -46,7 +46,12 @@ export interface LatencyLoopOptions {
 }
 
 /** Resolves once every observer has seen `seq`, or after `deadlineMs` (false). */
-function allSeen(observers: readonly Observer[], seq: number, deadlineMs: number, wake: { fn: (() => void) | undefined }): Promise<boolean> {
+function allSeen(
+  observers: readonly Observer[],
+  seq: number,
+  deadlineMs: number,
+  wake: { fn: (() => void) | undefined },
+): Promise<boolean> {
   const done = (): boolean => observers.every((o) => o.seen.has(seq))
   if (done()) return Promise.resolve(true)
   return new Promise<boolean>((resolve) => {
@@ -103,7 +108,8 @@ export function latencyLoop(): {
           samples[o.label]?.push(lat)
           roundSamples[o.label]?.push(lat)
         }
-        if (opt.gapMs !== undefined && opt.gapMs > 0) await new Promise((res) => setTimeout(res, opt.gapMs))
+        if (opt.gapMs !== undefined && opt.gapMs > 0)
+          await new Promise((res) => setTimeout(res, opt.gapMs))
       }
       if (r >= 0) for (const l of labels) rounds[l]?.push(summarize(roundSamples[l] ?? []))
     }
@@ -113,11 +119,17 @@ export function latencyLoop(): {
 }
 
 /** Median over rounds of (a's percentile / b's percentile): a ratio from the same run. */
-export function roundRatio(run: LatencyRun, a: string, b: string, key: 'p50' | 'p90' | 'p99'): number {
+export function roundRatio(
+  run: LatencyRun,
+  a: string,
+  b: string,
+  key: 'p50' | 'p90' | 'p99',
+): number {
   const ra = run.rounds[a] ?? []
   const rb = run.rounds[b] ?? []
   const ratios: number[] = []
-  for (let i = 0; i < Math.min(ra.length, rb.length); i++) ratios.push(ratio(ra[i]?.[key] ?? Number.NaN, rb[i]?.[key] ?? Number.NaN))
+  for (let i = 0; i < Math.min(ra.length, rb.length); i++)
+    ratios.push(ratio(ra[i]?.[key] ?? Number.NaN, rb[i]?.[key] ?? Number.NaN))
   return Math.round(median(ratios) * 100) / 100
 }
 
@@ -162,7 +174,9 @@ export async function soloRounds(opt: SoloOptions): Promise<LatencyRun> {
       const o = observer(c.label)
       // The loop numbers its changes 1..n; the registry carries base + n, unique across rounds.
       const base = seq
-      await c.start((s) => { if (s > base) see(o, s - base) })
+      await c.start((s) => {
+        if (s > base) see(o, s - base)
+      })
       try {
         const r = await run({
           observers: [o],

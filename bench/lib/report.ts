@@ -32,7 +32,13 @@ export interface BenchOutcome {
   readonly error?: string
 }
 
-export function check(name: string, value: number, op: '<=' | '>=', limit: number, unit = '×'): Check {
+export function check(
+  name: string,
+  value: number,
+  op: '<=' | '>=',
+  limit: number,
+  unit = '×',
+): Check {
   const met = Number.isFinite(value) && (op === '<=' ? value <= limit : value >= limit)
   return { name, value, target: `${op === '<=' ? '≤' : '≥'} ${limit}${unit}`, met }
 }
@@ -51,11 +57,22 @@ export function x(v: number): string {
 }
 
 /** Prints an aligned table (first column left-aligned, the others right-aligned). */
-export function printTable(title: string, headers: readonly string[], rows: readonly (readonly string[])[]): void {
+export function printTable(
+  title: string,
+  headers: readonly string[],
+  rows: readonly (readonly string[])[],
+): void {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
   const line = (cells: readonly string[]): string =>
-    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join('  ')
-  const out = [`\n${title}`, line(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)]
+    cells
+      .map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0)))
+      .join('  ')
+  const out = [
+    `\n${title}`,
+    line(headers),
+    widths.map((w) => '-'.repeat(w)).join('  '),
+    ...rows.map(line),
+  ]
   process.stdout.write(`${out.join('\n')}\n`)
 }
 
@@ -64,14 +81,23 @@ export function note(text: string): void {
 }
 
 /** Writes `<name>.json` (with the machine description) and the given charts; returns the paths. */
-export function writeResults(name: string, data: unknown, charts: Readonly<Record<string, string>> = {}): string[] {
+export function writeResults(
+  name: string,
+  data: unknown,
+  charts: Readonly<Record<string, string>> = {},
+): string[] {
   mkdirSync(RESULTS_DIR, { recursive: true })
   const paths: string[] = []
   const jsonPath = join(RESULTS_DIR, `${name}.json`)
   const payload = {
     benchmark: name,
     date: new Date().toISOString(),
-    machine: { node: process.version, cpus: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', platform: process.platform },
+    machine: {
+      node: process.version,
+      cpus: cpus().length,
+      cpu: cpus()[0]?.model ?? 'unknown',
+      platform: process.platform,
+    },
     data,
   }
   writeFileSync(jsonPath, `${JSON.stringify(payload, null, 2)}\n`)

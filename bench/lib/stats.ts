@@ -37,7 +37,10 @@ export function summarize(samples: readonly number[]): Summary {
 }
 
 export function median(values: readonly number[]): number {
-  return percentileSorted([...values].sort((a, b) => a - b), 50)
+  return percentileSorted(
+    [...values].sort((a, b) => a - b),
+    50,
+  )
 }
 
 /** `a / b`, rounded for display; NaN-safe. */

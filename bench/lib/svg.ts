@@ -20,7 +20,11 @@ const H = 440
 const M = { left: 70, right: 20, top: 40, bottom: 70 }
 
 function esc(text: string): string {
-  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;')
+  return text
+    .replace(/&/g, '&amp;')
+    .replace(/</g, '&lt;')
+    .replace(/>/g, '&gt;')
+    .replace(/"/g, '&quot;')
 }
 
 /** "Nice" axis ticks (1, 2, 5 × 10^k) covering [0, max]. */
@@ -31,7 +35,8 @@ function ticks(max: number, count = 6): number[] {
   const step = [1, 2, 5, 10].map((m) => m * pow).find((s) => s >= raw) ?? raw
   const out: number[] = []
   for (let v = 0; v <= max + step * 0.001; v += step) out.push(Number(v.toPrecision(12)))
-  if ((out[out.length - 1] ?? 0) < max) out.push(Number(((out[out.length - 1] ?? 0) + step).toPrecision(12)))
+  if ((out[out.length - 1] ?? 0) < max)
+    out.push(Number(((out[out.length - 1] ?? 0) + step).toPrecision(12)))
   return out
 }
 
@@ -55,16 +60,24 @@ export function cdfSvg(title: string, unit: string, series: readonly CdfSeries[]
   const x = (v: number): number => M.left + (Math.min(v, xMax) / xMax) * pw
   const y = (f: number): number => M.top + (1 - f) * ph
   const parts: string[] = []
-  parts.push(`<text x="${W / 2}" y="22" text-anchor="middle" font-size="15" font-weight="bold">${esc(title)}</text>`)
+  parts.push(
+    `<text x="${W / 2}" y="22" text-anchor="middle" font-size="15" font-weight="bold">${esc(title)}</text>`,
+  )
   for (const t of xt) {
     parts.push(`<line x1="${x(t)}" y1="${M.top}" x2="${x(t)}" y2="${M.top + ph}" stroke="#eee"/>`)
-    parts.push(`<text x="${x(t)}" y="${M.top + ph + 16}" text-anchor="middle" font-size="11">${fmt(t)}</text>`)
+    parts.push(
+      `<text x="${x(t)}" y="${M.top + ph + 16}" text-anchor="middle" font-size="11">${fmt(t)}</text>`,
+    )
   }
   for (const f of [0, 0.25, 0.5, 0.75, 0.9, 1]) {
     parts.push(`<line x1="${M.left}" y1="${y(f)}" x2="${M.left + pw}" y2="${y(f)}" stroke="#eee"/>`)
-    parts.push(`<text x="${M.left - 6}" y="${y(f) + 4}" text-anchor="end" font-size="11">${f}</text>`)
+    parts.push(
+      `<text x="${M.left - 6}" y="${y(f) + 4}" text-anchor="end" font-size="11">${f}</text>`,
+    )
   }
-  parts.push(`<rect x="${M.left}" y="${M.top}" width="${pw}" height="${ph}" fill="none" stroke="#888"/>`)
+  parts.push(
+    `<rect x="${M.left}" y="${M.top}" width="${pw}" height="${ph}" fill="none" stroke="#888"/>`,
+  )
   parts.push(
     `<text x="${M.left + pw / 2}" y="${M.top + ph + 34}" text-anchor="middle" font-size="12">${esc(unit)}${clip < maxAll ? ` (clipped at ${fmt(xMax)}; max ${fmt(maxAll)})` : ''}</text>`,
   )
@@ -78,13 +91,18 @@ export function cdfSvg(title: string, unit: string, series: readonly CdfSeries[]
     // A step function: at most ~400 points so that the file stays small for 10k samples.
     const stride = Math.max(1, Math.floor(n / 400))
     const pts: string[] = [`${x(s[0] ?? 0).toFixed(1)},${y(0).toFixed(1)}`]
-    for (let k = 0; k < n; k += stride) pts.push(`${x(s[k] ?? 0).toFixed(1)},${y((k + 1) / n).toFixed(1)}`)
+    for (let k = 0; k < n; k += stride)
+      pts.push(`${x(s[k] ?? 0).toFixed(1)},${y((k + 1) / n).toFixed(1)}`)
     pts.push(`${x(s[n - 1] ?? 0).toFixed(1)},${y(1).toFixed(1)}`)
-    parts.push(`<polyline fill="none" stroke="${color}" stroke-width="2" points="${pts.join(' ')}"/>`)
+    parts.push(
+      `<polyline fill="none" stroke="${color}" stroke-width="2" points="${pts.join(' ')}"/>`,
+    )
     const ly = H - 22 + Math.floor(i / 3) * 14 - (series.length > 3 ? 10 : 0)
     const lx = M.left + (i % 3) * 230
     parts.push(`<rect x="${lx}" y="${ly - 9}" width="14" height="4" fill="${color}"/>`)
-    parts.push(`<text x="${lx + 20}" y="${ly - 3}" font-size="12">${esc(series[i]?.label ?? '')}</text>`)
+    parts.push(
+      `<text x="${lx + 20}" y="${ly - 3}" font-size="12">${esc(series[i]?.label ?? '')}</text>`,
+    )
   })
   return wrap(parts)
 }
@@ -97,13 +115,21 @@ export function barsSvg(title: string, unit: string, items: readonly BarItem[]):
   const pw = W - left - 90
   const max = Math.max(...items.map((i) => i.value), 0) || 1
   const parts: string[] = []
-  parts.push(`<text x="${W / 2}" y="22" text-anchor="middle" font-size="15" font-weight="bold">${esc(title)}</text>`)
+  parts.push(
+    `<text x="${W / 2}" y="22" text-anchor="middle" font-size="15" font-weight="bold">${esc(title)}</text>`,
+  )
   items.forEach((item, i) => {
     const yy = M.top + i * rowH
     const w = Math.max(1, (item.value / max) * pw)
-    parts.push(`<text x="${left - 8}" y="${yy + 17}" text-anchor="end" font-size="12">${esc(item.label)}</text>`)
-    parts.push(`<rect x="${left}" y="${yy + 4}" width="${w.toFixed(1)}" height="${rowH - 10}" fill="${PALETTE[i % PALETTE.length] ?? '#000'}"/>`)
-    parts.push(`<text x="${left + w + 6}" y="${yy + 17}" font-size="12">${esc(fmt(item.value))} ${esc(unit)}</text>`)
+    parts.push(
+      `<text x="${left - 8}" y="${yy + 17}" text-anchor="end" font-size="12">${esc(item.label)}</text>`,
+    )
+    parts.push(
+      `<rect x="${left}" y="${yy + 4}" width="${w.toFixed(1)}" height="${rowH - 10}" fill="${PALETTE[i % PALETTE.length] ?? '#000'}"/>`,
+    )
+    parts.push(
+      `<text x="${left + w + 6}" y="${yy + 17}" font-size="12">${esc(fmt(item.value))} ${esc(unit)}</text>`,
+    )
   })
   return wrap(parts, h)
 }

@@ -11,8 +11,22 @@
  */
 import { InvalidOptionError } from '../errors.js'
 import type { Instance } from '../instance.js'
-import { buildResults, ExcludedFailure, firstAllowed, loadView, weightsDiffer, type LoadView } from './pick-common.js'
-import type { PickContext, PickOk, Picker, PickResult, Strategy, StrategyContext } from './strategy.js'
+import {
+  buildResults,
+  ExcludedFailure,
+  firstAllowed,
+  loadView,
+  weightsDiffer,
+  type LoadView,
+} from './pick-common.js'
+import type {
+  PickContext,
+  PickOk,
+  Picker,
+  PickResult,
+  Strategy,
+  StrategyContext,
+} from './strategy.js'
 
 /** Options of {@link leastLoaded}. */
 export interface LeastLoadedOptions {
@@ -46,7 +60,8 @@ export class LeastLoadedPicker implements Picker {
     // Equal weights (the common case) skip the weight array: one memory read fewer per candidate.
     if (weightsDiffer(instances)) {
       this.#invWeight = new Float64Array(instances.length)
-      for (let i = 0; i < instances.length; i++) this.#invWeight[i] = 1 / (instances[i] as Instance).weight
+      for (let i = 0; i < instances.length; i++)
+        this.#invWeight[i] = 1 / (instances[i] as Instance).weight
     } else this.#invWeight = undefined
   }
 

@@ -86,9 +86,17 @@ export class DefaultLoadTracker implements LoadTracker {
     this.decayMs = options.decayMs ?? 10_000
     this.defaultRttMs = options.defaultRttMs ?? 30
     if (!Number.isFinite(this.decayMs) || this.decayMs <= 0)
-      throw new InvalidOptionError('decayMs', options.decayMs, 'Use a positive number of milliseconds, e.g. 10_000.')
+      throw new InvalidOptionError(
+        'decayMs',
+        options.decayMs,
+        'Use a positive number of milliseconds, e.g. 10_000.',
+      )
     if (!Number.isFinite(this.defaultRttMs) || this.defaultRttMs <= 0)
-      throw new InvalidOptionError('defaultRttMs', options.defaultRttMs, 'Use a positive number of milliseconds, e.g. 30.')
+      throw new InvalidOptionError(
+        'defaultRttMs',
+        options.defaultRttMs,
+        'Use a positive number of milliseconds, e.g. 30.',
+      )
   }
 
   /** The record for `key`, created on first use. */
@@ -239,7 +247,10 @@ export class DefaultLoadTracker implements LoadTracker {
 
   #grow(): void {
     const size = this.#inflight.length * 2
-    const grow = <T extends Int32Array | Float64Array | Uint8Array>(a: T, make: (n: number) => T): T => {
+    const grow = <T extends Int32Array | Float64Array | Uint8Array>(
+      a: T,
+      make: (n: number) => T,
+    ): T => {
       const b = make(size)
       b.set(a)
       return b

@@ -33,7 +33,10 @@ export class ExcludedFailure {
   get result(): PickFail {
     this.#result ??= Object.freeze({
       kind: 'fail',
-      error: new NoInstancesError(this.#service, 'every instance was excluded (already tried or ejected)'),
+      error: new NoInstancesError(
+        this.#service,
+        'every instance was excluded (already tried or ejected)',
+      ),
     })
     return this.#result
   }
@@ -70,7 +73,8 @@ export function loadView(
 ): { view: LoadView; slots: Int32Array } {
   const slots = new Int32Array(instances.length)
   if (load instanceof DefaultLoadTracker) {
-    for (let i = 0; i < instances.length; i++) slots[i] = load.record((instances[i] as Instance).key).slot
+    for (let i = 0; i < instances.length; i++)
+      slots[i] = load.record((instances[i] as Instance).key).slot
     return { view: load, slots }
   }
   const records = instances.map((i) => load.record(i.key))

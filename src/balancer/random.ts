@@ -4,7 +4,14 @@
 import type { Instance } from '../instance.js'
 import { AliasTable } from './alias-table.js'
 import { buildResults, ExcludedFailure, firstAllowed, weightsDiffer } from './pick-common.js'
-import type { PickContext, PickOk, Picker, PickResult, Strategy, StrategyContext } from './strategy.js'
+import type {
+  PickContext,
+  PickOk,
+  Picker,
+  PickResult,
+  Strategy,
+  StrategyContext,
+} from './strategy.js'
 
 /** Random picker; `alias` is set when weights differ. */
 export class RandomPicker implements Picker {
@@ -19,7 +26,9 @@ export class RandomPicker implements Picker {
     this.#results = buildResults(instances)
     this.#failure = new ExcludedFailure(service)
     this.#random = random
-    this.#alias = weightsDiffer(instances) ? new AliasTable(instances.map((i) => i.weight)) : undefined
+    this.#alias = weightsDiffer(instances)
+      ? new AliasTable(instances.map((i) => i.weight))
+      : undefined
   }
 
   #draw(): number {
@@ -30,9 +39,14 @@ export class RandomPicker implements Picker {
   pick(ctx?: PickContext): PickResult {
     let i = this.#draw()
     const exclude = ctx?.exclude
-    if (exclude !== undefined && exclude.size > 0 && exclude.has((this.instances[i] as Instance).key)) {
+    if (
+      exclude !== undefined &&
+      exclude.size > 0 &&
+      exclude.has((this.instances[i] as Instance).key)
+    ) {
       // A few more draws keep the distribution; then a scan settles it.
-      for (let k = 0; k < 3 && exclude.has((this.instances[i] as Instance).key); k++) i = this.#draw()
+      for (let k = 0; k < 3 && exclude.has((this.instances[i] as Instance).key); k++)
+        i = this.#draw()
       if (exclude.has((this.instances[i] as Instance).key)) {
         i = firstAllowed(this.instances, i, exclude)
         if (i < 0) return this.#failure.result

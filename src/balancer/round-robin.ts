@@ -6,7 +6,14 @@
  */
 import type { Instance } from '../instance.js'
 import { buildResults, ExcludedFailure, firstAllowed, weightsDiffer } from './pick-common.js'
-import type { PickContext, PickOk, Picker, PickResult, Strategy, StrategyContext } from './strategy.js'
+import type {
+  PickContext,
+  PickOk,
+  Picker,
+  PickResult,
+  Strategy,
+  StrategyContext,
+} from './strategy.js'
 
 /** Equal-weight round-robin picker. */
 export class RoundRobinPicker implements Picker {
@@ -79,7 +86,8 @@ export class WeightedRoundRobinPicker implements Picker {
 
   pick(ctx?: PickContext): PickResult {
     const exclude = ctx?.exclude
-    if (exclude === undefined || exclude.size === 0) return this.#results[this.#advanceTop()] as PickOk
+    if (exclude === undefined || exclude.size === 0)
+      return this.#results[this.#advanceTop()] as PickOk
     if (firstAllowed(this.instances, 0, exclude) < 0) return this.#failure.result
     // Rare path: step over excluded entries, then restore their deadlines.
     const skipped: [number, number, number][] = []
@@ -94,7 +102,8 @@ export class WeightedRoundRobinPicker implements Picker {
       this.#deadline[i] = d
       this.#order[i] = o
     }
-    if (skipped.length > 0) for (let i = (this.#heap.length >> 1) - 1; i >= 0; i--) this.#down(i, this.#heap.length)
+    if (skipped.length > 0)
+      for (let i = (this.#heap.length >> 1) - 1; i >= 0; i--) this.#down(i, this.#heap.length)
     return this.#results[chosen] as PickOk
   }
 
@@ -135,7 +144,8 @@ export function roundRobin(): Strategy {
   return {
     name: 'round-robin',
     createPicker(instances: readonly Instance[], ctx: StrategyContext): Picker {
-      if (weightsDiffer(instances)) return new WeightedRoundRobinPicker(instances, ctx.random, ctx.service)
+      if (weightsDiffer(instances))
+        return new WeightedRoundRobinPicker(instances, ctx.random, ctx.service)
       const prev = ctx.previous
       let start: number
       if (prev instanceof RoundRobinPicker) {

@@ -69,11 +69,15 @@ export async function benchLatencyCommand(argv: readonly string[], io: CommandIo
     io.out(`${BENCH_LATENCY_HELP}\n`)
     return EXIT.OK
   }
-  if (positionals.length > 0) throw new UsageError(`bench latency: unexpected argument ${JSON.stringify(positionals[0])}`)
+  if (positionals.length > 0)
+    throw new UsageError(`bench latency: unexpected argument ${JSON.stringify(positionals[0])}`)
   const count = parseCount('count', values.count, 1, 10_000)
   const timeoutMs = parseDurationMs('timeout', values.timeout)
   const registry = chooseRegistry(values, io.env)
-  const intervalMs = parseDurationMs('interval', values.interval ?? (registry.kind === 'consul' ? '2s' : '200ms'))
+  const intervalMs = parseDurationMs(
+    'interval',
+    values.interval ?? (registry.kind === 'consul' ? '2s' : '200ms'),
+  )
   const suffix = randomBytes(4).toString('hex')
   const service = values.service ?? `wayfind-bench-${suffix}`
   const registration: Registration = {
@@ -83,7 +87,10 @@ export async function benchLatencyCommand(argv: readonly string[], io: CommandIo
     // Nothing listens there: the instance is never called, only listed.
     port: 9,
     meta: { purpose: 'wayfind bench latency', host: hostname() },
-    check: registry.kind === 'consul' ? { ttlMs: 30_000, deregisterCriticalAfterMs: 60_000 } : { ttlMs: 10_000 },
+    check:
+      registry.kind === 'consul'
+        ? { ttlMs: 30_000, deregisterCriticalAfterMs: 60_000 }
+        : { ttlMs: 10_000 },
   }
 
   const writer = createWayfind({ registry: registry.create() })
@@ -94,16 +101,28 @@ export async function benchLatencyCommand(argv: readonly string[], io: CommandIo
   const flips: Flip[] = []
   let failure: Error | undefined
   const errors: string[] = []
-  watcher.events.on('error', (e) => { if (e.service === service) errors.push(`${e.error.code}: ${e.error.message}`) })
-  writer.events.on('error', (e) => { errors.push(`${e.error.code}: ${e.error.message}`) })
+  watcher.events.on('error', (e) => {
+    if (e.service === service) errors.push(`${e.error.code}: ${e.error.message}`)
+  })
+  writer.events.on('error', (e) => {
+    errors.push(`${e.error.code}: ${e.error.message}`)
+  })
 
-  if (!values.json) io.err(`wayfind bench latency: ${count} changes of ${service} on ${registry.where}\n`)
+  if (!values.json)
+    io.err(`wayfind bench latency: ${count} changes of ${service} on ${registry.where}\n`)
   try {
     watcher.instances(service)
     // One unmeasured register + deregister first: connections, watch and caches warm up.
     for (let step = -2; step < count && !io.signal.aborted; step++) {
       const kind = handle === undefined ? 'register' : 'deregister'
-      const arrived = waitForChange(watcher, service, registration.id ?? '', kind === 'register' ? 'added' : 'removed', timeoutMs, io.signal)
+      const arrived = waitForChange(
+        watcher,
+        service,
+        registration.id ?? '',
+        kind === 'register' ? 'added' : 'removed',
+        timeoutMs,
+        io.signal,
+      )
       const t0 = now()
       if (kind === 'register') {
         registering = writer.register(registration)
@@ -117,7 +136,10 @@ export async function benchLatencyCommand(argv: readonly string[], io: CommandIo
       const writeMs = now() - t0
       const seenAt = await arrived
       if (seenAt === 'aborted') break
-      if (seenAt === 'timeout') throw new Error(`the ${kind} of ${registration.id ?? ''} did not arrive as a change event within ${timeoutMs} ms${errors.length > 0 ? ` (last error: ${errors[errors.length - 1] ?? ''})` : ''}`)
+      if (seenAt === 'timeout')
+        throw new Error(
+          `the ${kind} of ${registration.id ?? ''} did not arrive as a change event within ${timeoutMs} ms${errors.length > 0 ? ` (last error: ${errors[errors.length - 1] ?? ''})` : ''}`,
+        )
       if (step >= 0) {
         flips.push({ kind, latencyMs: seenAt - t0, writeMs })
         progress.update(flips.length)
@@ -132,14 +154,17 @@ export async function benchLatencyCommand(argv: readonly string[], io: CommandIo
     if (registering !== undefined) handle = await registering.catch(() => undefined)
     if (handle !== undefined) {
       await handle.deregister({ timeoutMs: 5_000 }).catch((err: unknown) => {
-        io.err(`wayfind: could not deregister ${registration.id ?? ''}: ${err instanceof Error ? err.message : String(err)}; it expires by itself\n`)
+        io.err(
+          `wayfind: could not deregister ${registration.id ?? ''}: ${err instanceof Error ? err.message : String(err)}; it expires by itself\n`,
+        )
       })
     }
     await Promise.allSettled([writer.close(), watcher.close()])
   }
 
   const all = summarize(flips.map((f) => f.latencyMs))
-  const byKind = (k: Flip['kind']): ReturnType<typeof summarize> => summarize(flips.filter((f) => f.kind === k).map((f) => f.latencyMs))
+  const byKind = (k: Flip['kind']): ReturnType<typeof summarize> =>
+    summarize(flips.filter((f) => f.kind === k).map((f) => f.latencyMs))
   const result = {
     registry: registry.where,
     service,
@@ -150,9 +175,12 @@ export async function benchLatencyCommand(argv: readonly string[], io: CommandIo
     writeMs: summarize(flips.map((f) => f.writeMs)),
     interrupted: io.signal.aborted,
   }
-  if (flips.length > 0 || values.json) io.out(values.json ? `${JSON.stringify(result)}\n` : report(result))
+  if (flips.length > 0 || values.json)
+    io.out(values.json ? `${JSON.stringify(result)}\n` : report(result))
   if (io.signal.aborted) {
-    io.err(`wayfind: interrupted after ${flips.length} change(s); the temporary instance was removed\n`)
+    io.err(
+      `wayfind: interrupted after ${flips.length} change(s); the temporary instance was removed\n`,
+    )
     return io.signal.reason === 'SIGTERM' ? EXIT.SIGTERM : EXIT.SIGINT
   }
   if (failure !== undefined) {
@@ -203,8 +231,12 @@ function waitForChange(
     const off = wf.events.on('change', (e: ChangeEvent) => {
       if (e.service === service && e[field].some((i) => i.id === id)) finish(now())
     })
-    const timer = setTimeout(() => { finish('timeout') }, timeoutMs)
-    const onAbort = (): void => { finish('aborted') }
+    const timer = setTimeout(() => {
+      finish('timeout')
+    }, timeoutMs)
+    const onAbort = (): void => {
+      finish('aborted')
+    }
     if (signal.aborted) finish('aborted')
     else signal.addEventListener('abort', onAbort, { once: true })
   })

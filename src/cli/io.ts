@@ -32,13 +32,21 @@ export function processIo(): CommandIo & { dispose(): void } {
     ac.abort(s)
     for (const w of waiters.splice(0)) w(s)
   }
-  const onInt = (): void => { onSignal('SIGINT') }
-  const onTerm = (): void => { onSignal('SIGTERM') }
+  const onInt = (): void => {
+    onSignal('SIGINT')
+  }
+  const onTerm = (): void => {
+    onSignal('SIGTERM')
+  }
   process.on('SIGINT', onInt)
   process.on('SIGTERM', onTerm)
   return {
-    out: (text) => { process.stdout.write(text) },
-    err: (text) => { process.stderr.write(text) },
+    out: (text) => {
+      process.stdout.write(text)
+    },
+    err: (text) => {
+      process.stderr.write(text)
+    },
     env: process.env,
     isTty: (process.stdout.isTTY as boolean | undefined) === true,
     errIsTty: (process.stderr.isTTY as boolean | undefined) === true,

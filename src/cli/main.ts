@@ -33,7 +33,9 @@ type Command = (argv: readonly string[], io: CommandIo) => Promise<number>
 function version(): string {
   // dist/cli/main.js and src/cli/main.ts both sit two levels below package.json.
   try {
-    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string }
+    const pkg = JSON.parse(
+      readFileSync(new URL('../../package.json', import.meta.url), 'utf8'),
+    ) as { version?: string }
     return pkg.version ?? 'unknown'
   } catch {
     return 'unknown'
@@ -71,7 +73,9 @@ export async function main(argv: readonly string[], io: CommandIo): Promise<numb
         io.out(`Usage: wayfind bench latency [options]\n\n${BENCH_LATENCY_HELP}\n`)
         return sub === undefined ? EXIT.USAGE : EXIT.OK
       }
-      io.err(`wayfind: unknown bench ${JSON.stringify(sub)} (known: latency)\n\n${BENCH_LATENCY_HELP}\n`)
+      io.err(
+        `wayfind: unknown bench ${JSON.stringify(sub)} (known: latency)\n\n${BENCH_LATENCY_HELP}\n`,
+      )
       return EXIT.USAGE
     }
     default:
@@ -81,7 +85,12 @@ export async function main(argv: readonly string[], io: CommandIo): Promise<numb
   return run(command, rest, help, io)
 }
 
-async function run(command: Command, argv: readonly string[], help: string, io: CommandIo): Promise<number> {
+async function run(
+  command: Command,
+  argv: readonly string[],
+  help: string,
+  io: CommandIo,
+): Promise<number> {
   // wayfind unrefs every timer and waits on unref'd sockets between retries, so that a library
   // never keeps an application alive; a command, though, must live until it is done.
   const keepAlive = setInterval(() => undefined, 1 << 30)
@@ -90,7 +99,10 @@ async function run(command: Command, argv: readonly string[], help: string, io: 
   } catch (err) {
     // parseArgs throws TypeErrors with ERR_PARSE_ARGS_* codes for unknown or malformed flags.
     const code = (err as { code?: unknown }).code
-    if (err instanceof UsageError || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS'))) {
+    if (
+      err instanceof UsageError ||
+      (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS'))
+    ) {
       io.err(`wayfind: ${(err as Error).message}\n\n${help}\n`)
       return EXIT.USAGE
     }

@@ -60,7 +60,8 @@ function nonEmpty(v: string | undefined): string | undefined {
 export function chooseRegistry(flags: RegistryFlags, env: Env = process.env): RegistryChoice {
   const consulFlag = flags.consul
   const etcdFlag = flags.etcd
-  if (consulFlag !== undefined && etcdFlag !== undefined) throw new UsageError('pass either --consul or --etcd, not both')
+  if (consulFlag !== undefined && etcdFlag !== undefined)
+    throw new UsageError('pass either --consul or --etcd, not both')
   let kind: 'consul' | 'etcd'
   if (consulFlag !== undefined) kind = 'consul'
   else if (etcdFlag !== undefined) kind = 'etcd'
@@ -68,9 +69,13 @@ export function chooseRegistry(flags: RegistryFlags, env: Env = process.env): Re
     const fromConsul = nonEmpty(env.CONSUL_HTTP_ADDR) !== undefined
     const fromEtcd = nonEmpty(env.ETCDCTL_ENDPOINTS) !== undefined
     if (fromConsul && fromEtcd)
-      throw new UsageError('both CONSUL_HTTP_ADDR and ETCDCTL_ENDPOINTS are set: pass --consul or --etcd to choose')
+      throw new UsageError(
+        'both CONSUL_HTTP_ADDR and ETCDCTL_ENDPOINTS are set: pass --consul or --etcd to choose',
+      )
     if (!fromConsul && !fromEtcd)
-      throw new UsageError('no registry: pass --consul URL or --etcd HOSTS (or set CONSUL_HTTP_ADDR / ETCDCTL_ENDPOINTS)')
+      throw new UsageError(
+        'no registry: pass --consul URL or --etcd HOSTS (or set CONSUL_HTTP_ADDR / ETCDCTL_ENDPOINTS)',
+      )
     kind = fromConsul ? 'consul' : 'etcd'
   }
   if (kind === 'consul') {
@@ -100,8 +105,12 @@ function consulChoice(flags: RegistryFlags, env: Env): RegistryChoice {
 
 function etcdChoice(flags: RegistryFlags, env: Env): RegistryChoice {
   const hostsText = nonEmpty(flags.etcd) ?? nonEmpty(env.ETCDCTL_ENDPOINTS) ?? ''
-  const hosts = hostsText.split(',').map((h) => h.trim()).filter((h) => h !== '')
-  if (hosts.length === 0) throw new UsageError('--etcd needs at least one host, e.g. http://127.0.0.1:2379')
+  const hosts = hostsText
+    .split(',')
+    .map((h) => h.trim())
+    .filter((h) => h !== '')
+  if (hosts.length === 0)
+    throw new UsageError('--etcd needs at least one host, e.g. http://127.0.0.1:2379')
   const user = nonEmpty(flags.user) ?? nonEmpty(env.ETCDCTL_USER)
   let auth: EtcdRegistryOptions['auth']
   if (user !== undefined) {
@@ -135,14 +144,18 @@ function readPem(path: string, variable: string): Buffer {
   try {
     return readFileSync(path)
   } catch (err) {
-    throw new UsageError(`${variable}: cannot read ${path}: ${err instanceof Error ? err.message : String(err)}`)
+    throw new UsageError(
+      `${variable}: cannot read ${path}: ${err instanceof Error ? err.message : String(err)}`,
+    )
   }
 }
 
 /** Builds (and closes) one provider so that invalid options are a usage error before any I/O. */
 function validate(create: () => RegistryProvider): void {
   try {
-    void create().close().catch(() => undefined)
+    void create()
+      .close()
+      .catch(() => undefined)
   } catch (err) {
     if (isWayfindError(err)) throw new UsageError(err.message)
     throw err

@@ -7,7 +7,16 @@ import { hostPort, type Instance } from '../instance.js'
 
 /** A plain JSON view of an instance (no frozen prototypes, stable key order). */
 export function instanceJson(i: Instance): Record<string, unknown> {
-  return { id: i.id, service: i.service, host: i.host, port: i.port, status: i.status, weight: i.weight, tags: [...i.tags], meta: { ...i.meta } }
+  return {
+    id: i.id,
+    service: i.service,
+    host: i.host,
+    port: i.port,
+    status: i.status,
+    weight: i.weight,
+    tags: [...i.tags],
+    meta: { ...i.meta },
+  }
 }
 
 /** One JSON line describing a change. */
@@ -38,7 +47,15 @@ export interface TableOptions {
 /** An aligned table of instances, sorted by id. */
 export function instancesTable(instances: readonly Instance[], options: TableOptions = {}): string {
   const withMarks = options.marks !== undefined
-  const headers = [...(withMarks ? [''] : []), 'ID', 'ADDRESS', 'STATUS', 'WEIGHT', ...(options.inflight ? ['IN-FLIGHT'] : []), 'TAGS']
+  const headers = [
+    ...(withMarks ? [''] : []),
+    'ID',
+    'ADDRESS',
+    'STATUS',
+    'WEIGHT',
+    ...(options.inflight ? ['IN-FLIGHT'] : []),
+    'TAGS',
+  ]
   const rows = [...instances]
     .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
     .map((i) => [
@@ -51,14 +68,19 @@ export function instancesTable(instances: readonly Instance[], options: TableOpt
       i.tags.join(','),
     ])
   const widths = headers.map((h, c) => Math.max(h.length, ...rows.map((r) => (r[c] ?? '').length)))
-  const line = (cells: readonly string[]): string => cells.map((cell, c) => cell.padEnd(widths[c] ?? 0)).join('  ').trimEnd()
+  const line = (cells: readonly string[]): string =>
+    cells
+      .map((cell, c) => cell.padEnd(widths[c] ?? 0))
+      .join('  ')
+      .trimEnd()
   return [line(headers), ...rows.map(line)].join('\n')
 }
 
 /** One line per instance of a change: `+ id host:port status w=N`. */
 export function changeLines(e: ChangeEvent): string[] {
   const out: string[] = []
-  const describe = (mark: string, i: Instance): string => `  ${mark} ${i.id}  ${hostPort(i)}  ${i.status}  w=${i.weight}`
+  const describe = (mark: string, i: Instance): string =>
+    `  ${mark} ${i.id}  ${hostPort(i)}  ${i.status}  w=${i.weight}`
   for (const i of e.added) out.push(describe('+', i))
   for (const i of e.updated) out.push(describe('~', i))
   for (const i of e.removed) out.push(describe('-', i))

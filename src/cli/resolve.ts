@@ -54,12 +54,18 @@ export async function resolveCommand(argv: readonly string[], io: CommandIo): Pr
   })
   try {
     const instances = await wf.resolve(service, { timeoutMs, signal: io.signal })
-    io.out(values.json ? `${JSON.stringify(instances.map(instanceJson))}\n` : `${instancesTable(instances)}\n`)
+    io.out(
+      values.json
+        ? `${JSON.stringify(instances.map(instanceJson))}\n`
+        : `${instancesTable(instances)}\n`,
+    )
     return EXIT.OK
   } catch (err) {
     if (io.signal.aborted) return io.signal.reason === 'SIGTERM' ? EXIT.SIGTERM : EXIT.SIGINT
     if (isWayfindError(err) && err.code === ErrorCode.RESOLVE_TIMEOUT) {
-      io.err(`wayfind: no instance of ${JSON.stringify(service)} on ${registry.where} within ${timeoutMs} ms\n`)
+      io.err(
+        `wayfind: no instance of ${JSON.stringify(service)} on ${registry.where} within ${timeoutMs} ms\n`,
+      )
       return EXIT.RESOLVE_TIMEOUT
     }
     throw err

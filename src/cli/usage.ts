@@ -27,11 +27,15 @@ export class UsageError extends Error {
  */
 export function parseDurationMs(flag: string, text: string): number {
   const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(text.trim())
-  if (m === null) throw new UsageError(`--${flag}: expected a duration such as 500ms, 5s or 1m, got ${JSON.stringify(text)}`)
+  if (m === null)
+    throw new UsageError(
+      `--${flag}: expected a duration such as 500ms, 5s or 1m, got ${JSON.stringify(text)}`,
+    )
   const n = Number(m[1])
   const unit = m[2] ?? 'ms'
   const v = unit === 'ms' ? n : unit === 's' ? n * 1_000 : n * 60_000
-  if (!(v >= 1) || v > 2 ** 31 - 1) throw new UsageError(`--${flag}: ${JSON.stringify(text)} is out of range`)
+  if (!(v >= 1) || v > 2 ** 31 - 1)
+    throw new UsageError(`--${flag}: ${JSON.stringify(text)} is out of range`)
   return Math.round(v)
 }
 
@@ -39,14 +43,17 @@ export function parseDurationMs(flag: string, text: string): number {
 export function parseCount(flag: string, text: string, min: number, max: number): number {
   const n = Number(text)
   if (!/^\d+$/.test(text.trim()) || !Number.isInteger(n) || n < min || n > max)
-    throw new UsageError(`--${flag}: expected a whole number between ${min} and ${max}, got ${JSON.stringify(text)}`)
+    throw new UsageError(
+      `--${flag}: expected a whole number between ${min} and ${max}, got ${JSON.stringify(text)}`,
+    )
   return n
 }
 
 /** Exactly one positional `<service>`. */
 export function oneService(positionals: readonly string[], command: string): string {
   if (positionals.length === 0) throw new UsageError(`${command}: missing <service>`)
-  if (positionals.length > 1) throw new UsageError(`${command}: unexpected argument ${JSON.stringify(positionals[1])}`)
+  if (positionals.length > 1)
+    throw new UsageError(`${command}: unexpected argument ${JSON.stringify(positionals[1])}`)
   const s = positionals[0] ?? ''
   if (s.trim() === '') throw new UsageError(`${command}: <service> is empty`)
   return s

@@ -31,7 +31,11 @@ const HISTORY = 8
 export async function watchCommand(argv: readonly string[], io: CommandIo): Promise<number> {
   const { values, positionals } = parseArgs({
     args: [...argv],
-    options: { ...REGISTRY_OPTIONS, json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      ...REGISTRY_OPTIONS,
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h' },
+    },
     allowPositionals: true,
     strict: true,
   })
@@ -52,12 +56,18 @@ export async function watchCommand(argv: readonly string[], io: CommandIo): Prom
   const draw = (): void => {
     const instances = wf.instances(service)
     const header = `wayfind watch ${service}  (${registry.where})  ${instances.length} instance(s)`
-    const since = lastChange === undefined ? 'no change yet' : `last change ${clockTime(lastChange)}`
+    const since =
+      lastChange === undefined ? 'no change yet' : `last change ${clockTime(lastChange)}`
     // In-flight counts come from this client's dispatcher: zero unless this process sends
     // traffic (the same view is what an embedding application would show).
     const inflight = new Map(wf.stats(service).instances.map((i) => [i.key, i.inflight] as const))
-    const body = instances.length === 0 ? '(no instances)' : instancesTable(instances, { marks, inflight: (i) => inflight.get(i.key) })
-    io.out(`${CLEAR}${header}\n${since}${errorLine === '' ? '' : `\n! ${errorLine}`}\n\n${body}\n\nChanges:\n${history.join('\n')}\n`)
+    const body =
+      instances.length === 0
+        ? '(no instances)'
+        : instancesTable(instances, { marks, inflight: (i) => inflight.get(i.key) })
+    io.out(
+      `${CLEAR}${header}\n${since}${errorLine === '' ? '' : `\n! ${errorLine}`}\n\n${body}\n\nChanges:\n${history.join('\n')}\n`,
+    )
   }
 
   const onChange = (e: ChangeEvent): void => {
@@ -71,7 +81,10 @@ export async function watchCommand(argv: readonly string[], io: CommandIo): Prom
     }
     const head = `${clockTime(at)} ${service}: ${e.instances.length} instance(s) (${changeCounts(e)})`
     if (tty) {
-      marks = new Map([...e.added.map((i) => [i.key, '+'] as const), ...e.updated.map((i) => [i.key, '~'] as const)])
+      marks = new Map([
+        ...e.added.map((i) => [i.key, '+'] as const),
+        ...e.updated.map((i) => [i.key, '~'] as const),
+      ])
       history.unshift(head, ...changeLines(e))
       history.splice(HISTORY * 3)
       draw()

@@ -23,7 +23,9 @@ export function onAbort(signal: AbortSignal | undefined, fn: () => void): () => 
     return noop
   }
   signal.addEventListener('abort', fn, { once: true })
-  return () => { signal.removeEventListener('abort', fn) }
+  return () => {
+    signal.removeEventListener('abort', fn)
+  }
 }
 
 /**
@@ -38,10 +40,19 @@ export function linkedController(...parents: (AbortSignal | undefined)[]): {
   const offs: (() => void)[] = []
   for (const p of parents) {
     if (p === undefined) continue
-    offs.push(onAbort(p, () => { controller.abort(p.reason) }))
+    offs.push(
+      onAbort(p, () => {
+        controller.abort(p.reason)
+      }),
+    )
     if (controller.signal.aborted) break
   }
-  return { controller, dispose: () => { for (const off of offs) off() } }
+  return {
+    controller,
+    dispose: () => {
+      for (const off of offs) off()
+    },
+  }
 }
 
 /**

@@ -25,6 +25,10 @@ export const systemClock: Clock = Object.freeze({
   setTimeout(fn: () => void, ms: number): TimerHandle {
     const t = setTimeout(fn, ms)
     t.unref()
-    return { clear: () => { clearTimeout(t) } }
+    return {
+      clear: () => {
+        clearTimeout(t)
+      },
+    }
   },
 })

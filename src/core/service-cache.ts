@@ -230,10 +230,14 @@ export class ServiceCache extends Closable implements ServiceDirectory {
       const error =
         err instanceof WayfindError
           ? err
-          : new WayfindError(ErrorCode.REGISTRY_UNAVAILABLE, `${this.#provider.name}.watch() threw`, {
-              cause: err,
-              retryable: false,
-            })
+          : new WayfindError(
+              ErrorCode.REGISTRY_UNAVAILABLE,
+              `${this.#provider.name}.watch() threw`,
+              {
+                cause: err,
+                retryable: false,
+              },
+            )
       queueMicrotask(() => {
         this.#error(entry, error)
       })
@@ -275,7 +279,9 @@ export class ServiceCache extends Closable implements ServiceDirectory {
       try {
         l(event)
       } catch (err) {
-        process.emitWarning(`wayfind change listener failed: ${String(err)}`, { code: 'WAYFIND_LISTENER_ERROR' })
+        process.emitWarning(`wayfind change listener failed: ${String(err)}`, {
+          code: 'WAYFIND_LISTENER_ERROR',
+        })
       }
     }
     this.#hub.emit('change', event)
@@ -317,7 +323,12 @@ function uniqueByKey(
     const inst = list[i] as Instance
     if (seen.has(inst.key)) {
       out ??= list.slice(0, i)
-      report(new MalformedInstanceError(`${entry.service}/${inst.key}`, 'the registry listed this instance twice'))
+      report(
+        new MalformedInstanceError(
+          `${entry.service}/${inst.key}`,
+          'the registry listed this instance twice',
+        ),
+      )
       continue
     }
     seen.add(inst.key)

@@ -5,7 +5,11 @@
 import { InvalidOptionError } from '../errors.js'
 
 /** A duration in ms: a finite number ≥ `min` (default 1). */
-export function checkDurationMs(option: string, value: unknown, { min = 1, max = 2 ** 31 - 1 } = {}): number {
+export function checkDurationMs(
+  option: string,
+  value: unknown,
+  { min = 1, max = 2 ** 31 - 1 } = {},
+): number {
   if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max)
     throw new InvalidOptionError(
       option,
@@ -23,8 +27,13 @@ export function checkInteger(option: string, value: unknown, min: number, max: n
 }
 
 /** A non-empty string. */
-export function checkNonEmptyString(option: string, value: unknown, fix = 'Pass a non-empty string.'): string {
-  if (typeof value !== 'string' || value.trim() === '') throw new InvalidOptionError(option, value, fix)
+export function checkNonEmptyString(
+  option: string,
+  value: unknown,
+  fix = 'Pass a non-empty string.',
+): string {
+  if (typeof value !== 'string' || value.trim() === '')
+    throw new InvalidOptionError(option, value, fix)
   return value
 }
 
@@ -37,10 +46,18 @@ export function checkObject(option: string, value: unknown): Record<string, unkn
 }
 
 /** Rejects keys that are not known, catching typos such as `timeout` for `timeoutMs`. */
-export function checkKnownKeys(option: string, value: Record<string, unknown>, known: readonly string[]): void {
+export function checkKnownKeys(
+  option: string,
+  value: Record<string, unknown>,
+  known: readonly string[],
+): void {
   for (const key of Object.keys(value)) {
     if (known.includes(key)) continue
-    const guess = known.find((k) => k.toLowerCase().startsWith(key.toLowerCase()) || key.toLowerCase().startsWith(k.toLowerCase()))
+    const guess = known.find(
+      (k) =>
+        k.toLowerCase().startsWith(key.toLowerCase()) ||
+        key.toLowerCase().startsWith(k.toLowerCase()),
+    )
     throw new InvalidOptionError(
       option === '' ? key : `${option}.${key}`,
       value[key],

@@ -61,14 +61,33 @@ export interface CallHost {
 
 // Errors that can only happen before a byte was written when no start callback was seen.
 const BEFORE_SEND_CODES = new Set([
-  'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN', 'ENETDOWN',
-  'EPIPE', 'EAI_AGAIN', 'ENOTFOUND', 'EADDRNOTAVAIL', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_SOCKET',
-  'UND_ERR_CLOSED', 'UND_ERR_DESTROYED', 'UND_ERR_INFO',
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EHOSTDOWN',
+  'ENETDOWN',
+  'EPIPE',
+  'EAI_AGAIN',
+  'ENOTFOUND',
+  'EADDRNOTAVAIL',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CLOSED',
+  'UND_ERR_DESTROYED',
+  'UND_ERR_INFO',
 ])
 // A reset while a request was in flight: retryable only when idempotent and replayable.
 const RESET_CODES = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET'])
 // Not the instance's fault: do not count towards ejection.
-const NEUTRAL_CODES = new Set(['UND_ERR_ABORTED', 'ABORT_ERR', 'UND_ERR_DESTROYED', 'UND_ERR_CLOSED', 'UND_ERR_INVALID_ARG'])
+const NEUTRAL_CODES = new Set([
+  'UND_ERR_ABORTED',
+  'ABORT_ERR',
+  'UND_ERR_DESTROYED',
+  'UND_ERR_CLOSED',
+  'UND_ERR_INVALID_ARG',
+])
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE'])
 
 function codeOf(err: unknown): string {
@@ -77,7 +96,9 @@ function codeOf(err: unknown): string {
 }
 
 function replayableBody(body: unknown): boolean {
-  return body === undefined || body === null || typeof body === 'string' || body instanceof Uint8Array
+  return (
+    body === undefined || body === null || typeof body === 'string' || body instanceof Uint8Array
+  )
 }
 
 /** `Retry-After` in ms (delta-seconds or HTTP-date, RFC 9110 §10.2.3), or -1 when absent/invalid. */
@@ -170,7 +191,10 @@ export abstract class Call {
    * Final response headers arrived (raw pairs from a legacy callback, an object from the new
    * API; only read for a retryable status). Returns true when the response is swallowed for a retry.
    */
-  protected headers(status: number, headers: Buffer[] | string[] | IncomingHttpHeaders | null): boolean {
+  protected headers(
+    status: number,
+    headers: Buffer[] | string[] | IncomingHttpHeaders | null,
+  ): boolean {
     if (status < 200) return false
     this.status = status
     const now = this.host.now()
@@ -210,15 +234,25 @@ export abstract class Call {
   protected failed(err: Error): boolean {
     if (this.finished) return true
     const code = codeOf(err)
-    const cancelled = this.abortReason !== undefined || NEUTRAL_CODES.has(code) || err.name === 'AbortError'
+    const cancelled =
+      this.abortReason !== undefined || NEUTRAL_CODES.has(code) || err.name === 'AbortError'
     this.#end(cancelled ? 'cancelled' : 'failure')
-    if (this.abortReason === undefined && !this.started && !this.swallowing && BEFORE_SEND_CODES.has(code)) {
+    if (
+      this.abortReason === undefined &&
+      !this.started &&
+      !this.swallowing &&
+      BEFORE_SEND_CODES.has(code)
+    ) {
       if (this.connectRetries < this.host.connectRetries) {
         this.connectRetries++
         this.markTried()
         if (this.host.resend(this, false)) return true
       }
-    } else if ((this.started || this.swallowing) && RESET_CODES.has(code) && this.#mayResendAfterSend) {
+    } else if (
+      (this.started || this.swallowing) &&
+      RESET_CODES.has(code) &&
+      this.#mayResendAfterSend
+    ) {
       this.sentRetries++
       this.markTried()
       this.host.resendLater(this, this.host.backoffMs(this.sentRetries), code)
@@ -268,12 +302,13 @@ export class LegacyCall extends Call implements Handler {
   #userStart(context?: unknown): void {
     if (this.userStarted) return
     this.userStarted = true
-    this.#userAbortFn = (err?: Error) => { this.userAbort(err) }
-    ;(this.#handler.onConnect as ((abort: (err?: Error) => void, context?: unknown) => void) | undefined)?.call(
-      this.#handler,
-      this.#userAbortFn,
-      context,
-    )
+    this.#userAbortFn = (err?: Error) => {
+      this.userAbort(err)
+    }
+    ;(
+      this.#handler.onConnect as
+        ((abort: (err?: Error) => void, context?: unknown) => void) | undefined
+    )?.call(this.#handler, this.#userAbortFn, context)
   }
 
   startEarly(): void {
@@ -294,7 +329,12 @@ export class LegacyCall extends Call implements Handler {
     if (!this.swallowing) this.#handler.onResponseStarted?.()
   }
 
-  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
+  onHeaders(
+    statusCode: number,
+    rawHeaders: Buffer[],
+    resume: () => void,
+    statusText: string,
+  ): boolean {
     if (this.swallowing) return true
     if (this.headers(statusCode, rawHeaders)) return true
     return this.#handler.onHeaders?.(statusCode, rawHeaders, resume, statusText) ?? true
@@ -391,13 +431,23 @@ export class ModernCall extends Call implements Handler, Controller {
     this.#handler.onRequestStart?.(this, context)
   }
 
-  onRequestUpgrade(controller: Controller, statusCode: number, headers: IncomingHttpHeaders, socket: Duplex): void {
+  onRequestUpgrade(
+    controller: Controller,
+    statusCode: number,
+    headers: IncomingHttpHeaders,
+    socket: Duplex,
+  ): void {
     this.#controller = controller
     this.upgraded()
     this.#handler.onRequestUpgrade?.(this, statusCode, headers, socket)
   }
 
-  onResponseStart(controller: Controller, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
+  onResponseStart(
+    controller: Controller,
+    statusCode: number,
+    headers: IncomingHttpHeaders,
+    statusMessage?: string,
+  ): void {
     this.#controller = controller
     if (this.swallowing) return
     if (this.headers(statusCode, headers)) return
@@ -424,7 +474,8 @@ export class ModernCall extends Call implements Handler, Controller {
   }
 
   protected deliverError(err: Error): void {
-    if (typeof this.#handler.onResponseError === 'function') this.#handler.onResponseError(this, err)
+    if (typeof this.#handler.onResponseError === 'function')
+      this.#handler.onResponseError(this, err)
     else if (typeof this.#handler.onError === 'function') this.#handler.onError(err)
     else throw err
   }
@@ -439,7 +490,8 @@ function retryAfterOf(raw: Buffer[] | string[] | IncomingHttpHeaders | null): st
   }
   for (let i = 0; i < raw.length; i += 2) {
     const k = raw[i]
-    if (k !== undefined && k.length === 11 && k.toString().toLowerCase() === 'retry-after') return raw[i + 1]?.toString()
+    if (k !== undefined && k.length === 11 && k.toString().toLowerCase() === 'retry-after')
+      return raw[i + 1]?.toString()
   }
   return undefined
 }

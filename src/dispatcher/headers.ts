@@ -11,7 +11,8 @@ type Headers = Dispatcher.DispatchOptions['headers']
 
 function isHost(name: unknown): boolean {
   if (typeof name === 'string') return name.length === 4 && name.toLowerCase() === 'host'
-  if (name instanceof Uint8Array) return name.length === 4 && Buffer.from(name).toString('latin1').toLowerCase() === 'host'
+  if (name instanceof Uint8Array)
+    return name.length === 4 && Buffer.from(name).toString('latin1').toLowerCase() === 'host'
   return false
 }
 
@@ -20,8 +21,12 @@ export function withHost(headers: Headers, value: string): NonNullable<Headers> 
   if (headers === undefined || headers === null) return { host: value }
   if (Array.isArray(headers)) {
     if (headers.length > 0 && Array.isArray(headers[0])) {
-      for (const pair of headers as unknown as unknown[][]) if (isHost(pair[0])) return headers as NonNullable<Headers>
-      return [...(headers as unknown as [string, string][]), ['host', value]] as unknown as NonNullable<Headers>
+      for (const pair of headers as unknown as unknown[][])
+        if (isHost(pair[0])) return headers as NonNullable<Headers>
+      return [
+        ...(headers as unknown as [string, string][]),
+        ['host', value],
+      ] as unknown as NonNullable<Headers>
     }
     for (let i = 0; i < headers.length; i += 2) if (isHost(headers[i])) return headers
     return [...headers, 'host', value]
@@ -38,6 +43,7 @@ export function withHost(headers: Headers, value: string): NonNullable<Headers> 
     if (!found) flat.push('host', value)
     return flat
   }
-  for (const k in headers as Record<string, unknown>) if (k.length === 4 && k.toLowerCase() === 'host') return headers
+  for (const k in headers as Record<string, unknown>)
+    if (k.length === 4 && k.toLowerCase() === 'host') return headers
   return Object.assign({ host: value }, headers)
 }

@@ -127,21 +127,48 @@ export interface ResolvedDispatcherOptions {
 }
 
 const KNOWN = new Set([
-  'route', 'servername', 'connections', 'pipelining', 'keepAliveTimeoutMs', 'connectTimeoutMs', 'pool', 'poolFactory',
-  'fallback', 'drainTimeoutMs', 'idleTimeoutMs', 'retry', 'outlier', 'random', 'resolved',
+  'route',
+  'servername',
+  'connections',
+  'pipelining',
+  'keepAliveTimeoutMs',
+  'connectTimeoutMs',
+  'pool',
+  'poolFactory',
+  'fallback',
+  'drainTimeoutMs',
+  'idleTimeoutMs',
+  'retry',
+  'outlier',
+  'random',
+  'resolved',
 ])
 
-function int(path: string, v: unknown, dflt: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+function int(
+  path: string,
+  v: unknown,
+  dflt: number,
+  min: number,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
   if (v === undefined) return dflt
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)
-    throw new InvalidOptionError(path, v, `Use an integer from ${min} to ${max === Number.MAX_SAFE_INTEGER ? 'any' : max}.`)
+    throw new InvalidOptionError(
+      path,
+      v,
+      `Use an integer from ${min} to ${max === Number.MAX_SAFE_INTEGER ? 'any' : max}.`,
+    )
   return v
 }
 
 function ms(path: string, v: unknown, dflt: number, min = 1): number {
   if (v === undefined) return dflt
   if (typeof v !== 'number' || !Number.isFinite(v) || v < min)
-    throw new InvalidOptionError(path, v, `Use a number of milliseconds ≥ ${min} (durations are numbers ending in Ms).`)
+    throw new InvalidOptionError(
+      path,
+      v,
+      `Use a number of milliseconds ≥ ${min} (durations are numbers ending in Ms).`,
+    )
   return v
 }
 
@@ -169,22 +196,41 @@ function percent(path: string, v: unknown, dflt: number): number {
 export function validateDispatcherOptions(
   options: DispatcherOptions | ResolvedDispatcherOptions | undefined,
 ): ResolvedDispatcherOptions {
-  if (options !== undefined && (options as unknown as Partial<ResolvedDispatcherOptions>).resolved === true)
+  if (
+    options !== undefined &&
+    (options as unknown as Partial<ResolvedDispatcherOptions>).resolved === true
+  )
     return options as unknown as ResolvedDispatcherOptions
   const o = obj('dispatcher', options) ?? {}
   for (const k of Object.keys(o))
-    if (!KNOWN.has(k)) throw new InvalidOptionError(`dispatcher.${k}`, o[k], `Unknown option; known: ${[...KNOWN].filter((x) => x !== 'resolved').join(', ')}.`)
+    if (!KNOWN.has(k))
+      throw new InvalidOptionError(
+        `dispatcher.${k}`,
+        o[k],
+        `Unknown option; known: ${[...KNOWN].filter((x) => x !== 'resolved').join(', ')}.`,
+      )
 
-  const retryIn = o.retry === false ? false : obj('dispatcher.retry', o.retry) ?? {}
+  const retryIn = o.retry === false ? false : (obj('dispatcher.retry', o.retry) ?? {})
   let retry: ResolvedRetryOptions | undefined
   if (retryIn !== false) {
     const codes = retryIn.statusCodes ?? [502, 503, 504]
-    if (!Array.isArray(codes) || codes.some((c) => typeof c !== 'number' || !Number.isInteger(c) || c < 100 || c > 599))
-      throw new InvalidOptionError('dispatcher.retry.statusCodes', codes, 'Use an array of HTTP status codes, e.g. [502, 503, 504].')
+    if (
+      !Array.isArray(codes) ||
+      codes.some((c) => typeof c !== 'number' || !Number.isInteger(c) || c < 100 || c > 599)
+    )
+      throw new InvalidOptionError(
+        'dispatcher.retry.statusCodes',
+        codes,
+        'Use an array of HTTP status codes, e.g. [502, 503, 504].',
+      )
     const initial = ms('dispatcher.retry.backoffInitialMs', retryIn.backoffInitialMs, 25)
     const max = ms('dispatcher.retry.backoffMaxMs', retryIn.backoffMaxMs, 1_000)
     if (max < initial)
-      throw new InvalidOptionError('dispatcher.retry.backoffMaxMs', max, `Use a value ≥ backoffInitialMs (${initial}).`)
+      throw new InvalidOptionError(
+        'dispatcher.retry.backoffMaxMs',
+        max,
+        `Use a value ≥ backoffInitialMs (${initial}).`,
+      )
     retry = {
       connectRetries: int('dispatcher.retry.connectRetries', retryIn.connectRetries, 2, 0, 10),
       sentRetries: int('dispatcher.retry.sentRetries', retryIn.sentRetries, 2, 0, 10),
@@ -195,34 +241,65 @@ export function validateDispatcherOptions(
     }
   }
 
-  const outIn = o.outlier === false ? false : obj('dispatcher.outlier', o.outlier) ?? {}
+  const outIn = o.outlier === false ? false : (obj('dispatcher.outlier', o.outlier) ?? {})
   let outlier: ResolvedOutlierOptions | undefined
   if (outIn !== false) {
     const base = ms('dispatcher.outlier.baseEjectionMs', outIn.baseEjectionMs, 30_000)
     outlier = {
-      consecutiveFailures: int('dispatcher.outlier.consecutiveFailures', outIn.consecutiveFailures, 5, 1),
+      consecutiveFailures: int(
+        'dispatcher.outlier.consecutiveFailures',
+        outIn.consecutiveFailures,
+        5,
+        1,
+      ),
       baseEjectionMs: base,
       // Envoy: max_ejection_time below base_ejection_time means base.
-      maxEjectionMs: Math.max(base, ms('dispatcher.outlier.maxEjectionMs', outIn.maxEjectionMs, 300_000)),
-      maxEjectionPercent: percent('dispatcher.outlier.maxEjectionPercent', outIn.maxEjectionPercent, 10),
-      panicThresholdPercent: percent('dispatcher.outlier.panicThresholdPercent', outIn.panicThresholdPercent, 50),
+      maxEjectionMs: Math.max(
+        base,
+        ms('dispatcher.outlier.maxEjectionMs', outIn.maxEjectionMs, 300_000),
+      ),
+      maxEjectionPercent: percent(
+        'dispatcher.outlier.maxEjectionPercent',
+        outIn.maxEjectionPercent,
+        10,
+      ),
+      panicThresholdPercent: percent(
+        'dispatcher.outlier.panicThresholdPercent',
+        outIn.panicThresholdPercent,
+        50,
+      ),
       intervalMs: ms('dispatcher.outlier.intervalMs', outIn.intervalMs, 10_000),
     }
   }
 
   const fallback = o.fallback
-  if (fallback !== undefined && (typeof fallback !== 'object' || fallback === null || typeof (fallback as Dispatcher).dispatch !== 'function'))
-    throw new InvalidOptionError('dispatcher.fallback', fallback, 'Use an undici Dispatcher (e.g. new Agent()).')
+  if (
+    fallback !== undefined &&
+    (typeof fallback !== 'object' ||
+      fallback === null ||
+      typeof (fallback as Dispatcher).dispatch !== 'function')
+  )
+    throw new InvalidOptionError(
+      'dispatcher.fallback',
+      fallback,
+      'Use an undici Dispatcher (e.g. new Agent()).',
+    )
 
   return {
     route: fn('dispatcher.route', o.route) as ResolvedDispatcherOptions['route'],
-    servername: fn('dispatcher.servername', o.servername) as ResolvedDispatcherOptions['servername'],
+    servername: fn(
+      'dispatcher.servername',
+      o.servername,
+    ) as ResolvedDispatcherOptions['servername'],
     connections: int('dispatcher.connections', o.connections, 32, 1, 10_000),
     pipelining: int('dispatcher.pipelining', o.pipelining, 1, 1, 100),
     keepAliveTimeoutMs: ms('dispatcher.keepAliveTimeoutMs', o.keepAliveTimeoutMs, 4_000),
     connectTimeoutMs: ms('dispatcher.connectTimeoutMs', o.connectTimeoutMs, 10_000),
     pool: obj('dispatcher.pool', o.pool) ?? {},
-    poolFactory: fn('dispatcher.poolFactory', o.poolFactory) as ResolvedDispatcherOptions['poolFactory'],
+    poolFactory: fn(
+      'dispatcher.poolFactory',
+      o.poolFactory,
+    ) as ResolvedDispatcherOptions['poolFactory'],
     fallback: fallback as Dispatcher | undefined,
     drainTimeoutMs: ms('dispatcher.drainTimeoutMs', o.drainTimeoutMs, 30_000, 0),
     idleTimeoutMs: ms('dispatcher.idleTimeoutMs', o.idleTimeoutMs, 60_000),

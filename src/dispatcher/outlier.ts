@@ -100,7 +100,8 @@ export class OutlierDetector {
   reportFailure(service: string, instance: Instance, consecutive: number, total: number): boolean {
     if (this.#closed || consecutive < this.#options.consecutiveFailures) return false
     let s = this.#services.get(service)
-    if (s === undefined) this.#services.set(service, (s = { states: new Map(), ejected: new Set() }))
+    if (s === undefined)
+      this.#services.set(service, (s = { states: new Map(), ejected: new Set() }))
     if (s.ejected.has(instance.key)) return false
     const maxEjected = Math.max(1, Math.floor((total * this.#options.maxEjectionPercent) / 100))
     if (s.ejected.size >= maxEjected) return false
@@ -111,16 +112,22 @@ export class OutlierDetector {
     }
     st.instance = instance
     st.ejectCount++
-    const durationMs = Math.min(this.#options.baseEjectionMs * st.ejectCount, this.#options.maxEjectionMs)
+    const durationMs = Math.min(
+      this.#options.baseEjectionMs * st.ejectCount,
+      this.#options.maxEjectionMs,
+    )
     st.ejectedUntil = this.#clock.now() + durationMs
     const state = st
     const svc = s
-    st.timer = this.#clock.setTimeout(() => { this.#return(service, svc, state) }, durationMs)
+    st.timer = this.#clock.setTimeout(() => {
+      this.#return(service, svc, state)
+    }, durationMs)
     s.ejected.add(instance.key)
     this.#ejectedTotal++
     this.#armSweep()
     debug('eject %s %s for %d ms (ejection #%d)', service, instance.key, durationMs, st.ejectCount)
-    if (ejectChannel.hasSubscribers) ejectChannel.publish({ service, instance, ejected: true, durationMs })
+    if (ejectChannel.hasSubscribers)
+      ejectChannel.publish({ service, instance, ejected: true, durationMs })
     this.#hub?.emit('eject', { service, instance, durationMs })
     return true
   }
@@ -154,7 +161,8 @@ export class OutlierDetector {
     this.#ejectedTotal--
     this.#onReturn(service, st.instance.key)
     debug('uneject %s %s', service, st.instance.key)
-    if (ejectChannel.hasSubscribers) ejectChannel.publish({ service, instance: st.instance, ejected: false })
+    if (ejectChannel.hasSubscribers)
+      ejectChannel.publish({ service, instance: st.instance, ejected: false })
     this.#hub?.emit('uneject', { service, instance: st.instance })
   }
 
@@ -170,7 +178,8 @@ export class OutlierDetector {
       const now = this.#clock.now()
       for (const [service, s] of this.#services) {
         for (const [key, st] of s.states) {
-          const healthy = st.timer === undefined && now - st.returnedAt >= this.#options.baseEjectionMs
+          const healthy =
+            st.timer === undefined && now - st.returnedAt >= this.#options.baseEjectionMs
           if (healthy && --st.ejectCount <= 0) s.states.delete(key)
           else remaining++
         }

@@ -40,7 +40,8 @@ export async function startHealthServer(options: HealthServerOptions = {}): Prom
   const port = options.port === undefined ? 0 : checkInteger('port', options.port, 0, 65535)
   const host = options.host ?? '127.0.0.1'
   const path = options.path ?? '/health'
-  if (!path.startsWith('/')) throw new InvalidOptionError('path', path, 'Pass a path starting with "/", e.g. "/health".')
+  if (!path.startsWith('/'))
+    throw new InvalidOptionError('path', path, 'Pass a path starting with "/", e.g. "/health".')
   const check = options.check
   let status: 'UP' | 'DOWN' = 'UP'
 
@@ -57,7 +58,10 @@ export async function startHealthServer(options: HealthServerOptions = {}): Prom
     }
     const answer = (up: boolean): void => {
       const body = up ? '{"status":"UP"}' : '{"status":"DOWN"}'
-      res.writeHead(up ? 200 : 503, { 'content-type': 'application/json', 'cache-control': 'no-store' })
+      res.writeHead(up ? 200 : 503, {
+        'content-type': 'application/json',
+        'cache-control': 'no-store',
+      })
       res.end(req.method === 'HEAD' ? undefined : body)
     }
     if (status === 'DOWN' || check === undefined) {
@@ -67,8 +71,12 @@ export async function startHealthServer(options: HealthServerOptions = {}): Prom
     Promise.resolve()
       .then(check)
       .then(
-        (ok) => { answer(ok) },
-        () => { answer(false) },
+        (ok) => {
+          answer(ok)
+        },
+        () => {
+          answer(false)
+        },
       )
   })
   // A health server must never keep the process alive on its own, nor hold idle sockets.
@@ -86,7 +94,9 @@ export async function startHealthServer(options: HealthServerOptions = {}): Prom
   let closing: Promise<void> | undefined
   const close = (): Promise<void> =>
     (closing ??= new Promise<void>((resolve) => {
-      server.close(() => { resolve() })
+      server.close(() => {
+        resolve()
+      })
       server.closeAllConnections()
     }))
   return {

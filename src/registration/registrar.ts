@@ -114,5 +114,8 @@ export interface RegistrationHandle extends AsyncDisposable {
   readonly id: string
   readonly state: RegistrationState
   /** Bounded and idempotent: every call returns the same promise. */
-  deregister(options?: { readonly timeoutMs?: number; readonly signal?: AbortSignal }): Promise<void>
+  deregister(options?: {
+    readonly timeoutMs?: number
+    readonly signal?: AbortSignal
+  }): Promise<void>
 }

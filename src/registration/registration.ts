@@ -34,33 +34,58 @@ import { onShutdown } from './shutdown.js'
 /** Default bound on deregistration. */
 export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 3_000
 
-const REGISTRATION_KEYS = ['name', 'id', 'address', 'port', 'tags', 'meta', 'weight', 'check'] as const
+const REGISTRATION_KEYS = [
+  'name',
+  'id',
+  'address',
+  'port',
+  'tags',
+  'meta',
+  'weight',
+  'check',
+] as const
 const HTTP_CHECK_KEYS = ['http', 'intervalMs', 'timeoutMs', 'deregisterCriticalAfterMs'] as const
 const TTL_CHECK_KEYS = ['ttlMs', 'deregisterCriticalAfterMs'] as const
-const REGISTER_OPTION_KEYS = ['handleSignals', 'handleCrashes', 'shutdownTimeoutMs', 'signal'] as const
+const REGISTER_OPTION_KEYS = [
+  'handleSignals',
+  'handleCrashes',
+  'shutdownTimeoutMs',
+  'signal',
+] as const
 
 /** Validates a registration and applies defaults. Throws `InvalidOptionError`. */
 export function normalizeRegistration(input: Registration): NormalizedRegistration {
   const reg = checkObject('registration', input)
   checkKnownKeys('', reg, REGISTRATION_KEYS)
   const name = checkNonEmptyString('name', reg.name, 'Pass the service name, e.g. "payments".')
-  if (/[/\s]/.test(name)) throw new InvalidOptionError('name', name, 'Service names cannot contain "/" or spaces.')
-  const address = checkNonEmptyString('address', reg.address, 'Pass the address other services connect to, e.g. "10.0.0.7".')
+  if (/[/\s]/.test(name))
+    throw new InvalidOptionError('name', name, 'Service names cannot contain "/" or spaces.')
+  const address = checkNonEmptyString(
+    'address',
+    reg.address,
+    'Pass the address other services connect to, e.g. "10.0.0.7".',
+  )
   const port = checkInteger('port', reg.port, 1, 65535)
   const id =
     reg.id === undefined
       ? `${name}-${address}-${port}`
-      : checkNonEmptyString('id', reg.id, 'Pass a non-empty instance id, unique within the service, or leave it out.')
+      : checkNonEmptyString(
+          'id',
+          reg.id,
+          'Pass a non-empty instance id, unique within the service, or leave it out.',
+        )
   if (id.includes('/')) throw new InvalidOptionError('id', id, 'Instance ids cannot contain "/".')
   const tags = reg.tags ?? []
   if (!Array.isArray(tags) || tags.some((t) => typeof t !== 'string'))
     throw new InvalidOptionError('tags', reg.tags, 'Pass an array of strings.')
   const meta = checkObject('meta', reg.meta)
   for (const [k, v] of Object.entries(meta))
-    if (typeof v !== 'string') throw new InvalidOptionError(`meta.${k}`, v, 'Meta values must be strings.')
+    if (typeof v !== 'string')
+      throw new InvalidOptionError(`meta.${k}`, v, 'Meta values must be strings.')
   const weight = reg.weight === undefined ? 1 : checkInteger('weight', reg.weight, 1, 65535)
   const problem = instanceProblem({ id, service: name, host: address, port, weight })
-  if (problem !== undefined) throw new InvalidOptionError('address', address, `Fix the registration: ${problem}.`)
+  if (problem !== undefined)
+    throw new InvalidOptionError('address', address, `Fix the registration: ${problem}.`)
 
   let check: NormalizedRegistration['check']
   if (reg.check !== undefined) {
@@ -70,31 +95,65 @@ export function normalizeRegistration(input: Registration): NormalizedRegistrati
         ? undefined
         : checkDurationMs('check.deregisterCriticalAfterMs', c.deregisterCriticalAfterMs)
     if (c.http !== undefined && c.ttlMs !== undefined)
-      throw new InvalidOptionError('check', c, 'Pass either { http, intervalMs } or { ttlMs }, not both.')
+      throw new InvalidOptionError(
+        'check',
+        c,
+        'Pass either { http, intervalMs } or { ttlMs }, not both.',
+      )
     if (c.http !== undefined) {
       checkKnownKeys('check', c, HTTP_CHECK_KEYS)
-      const http = checkNonEmptyString('check.http', c.http, 'Pass the health URL, e.g. "http://10.0.0.7:8080/health".')
+      const http = checkNonEmptyString(
+        'check.http',
+        c.http,
+        'Pass the health URL, e.g. "http://10.0.0.7:8080/health".',
+      )
       let url: URL
       try {
         url = new URL(http)
       } catch {
-        throw new InvalidOptionError('check.http', http, 'Pass an absolute http(s) URL, e.g. "http://10.0.0.7:8080/health".')
+        throw new InvalidOptionError(
+          'check.http',
+          http,
+          'Pass an absolute http(s) URL, e.g. "http://10.0.0.7:8080/health".',
+        )
       }
       if (url.protocol !== 'http:' && url.protocol !== 'https:')
-        throw new InvalidOptionError('check.http', http, 'Only http: and https: health URLs can be checked.')
+        throw new InvalidOptionError(
+          'check.http',
+          http,
+          'Only http: and https: health URLs can be checked.',
+        )
       check = {
         kind: 'http',
         http,
-        intervalMs: c.intervalMs === undefined ? 10_000 : checkDurationMs('check.intervalMs', c.intervalMs, { min: 100 }),
-        timeoutMs: c.timeoutMs === undefined ? 5_000 : checkDurationMs('check.timeoutMs', c.timeoutMs),
+        intervalMs:
+          c.intervalMs === undefined
+            ? 10_000
+            : checkDurationMs('check.intervalMs', c.intervalMs, { min: 100 }),
+        timeoutMs:
+          c.timeoutMs === undefined ? 5_000 : checkDurationMs('check.timeoutMs', c.timeoutMs),
         deregisterCriticalAfterMs,
       }
     } else if (c.ttlMs !== undefined) {
       checkKnownKeys('check', c, TTL_CHECK_KEYS)
-      check = { kind: 'ttl', ttlMs: checkDurationMs('check.ttlMs', c.ttlMs, { min: 1_000 }), deregisterCriticalAfterMs }
+      check = {
+        kind: 'ttl',
+        ttlMs: checkDurationMs('check.ttlMs', c.ttlMs, { min: 1_000 }),
+        deregisterCriticalAfterMs,
+      }
     } else {
-      checkKnownKeys('check', c, ['http', 'ttlMs', 'intervalMs', 'timeoutMs', 'deregisterCriticalAfterMs'])
-      throw new InvalidOptionError('check', c, 'Pass { http: url, intervalMs } for an HTTP check or { ttlMs } for a TTL check.')
+      checkKnownKeys('check', c, [
+        'http',
+        'ttlMs',
+        'intervalMs',
+        'timeoutMs',
+        'deregisterCriticalAfterMs',
+      ])
+      throw new InvalidOptionError(
+        'check',
+        c,
+        'Pass { http: url, intervalMs } for an HTTP check or { ttlMs } for a TTL check.',
+      )
     }
   }
   return Object.freeze({
@@ -117,12 +176,15 @@ export interface NormalizedRegisterOptions {
   readonly signal: AbortSignal | undefined
 }
 
-export function normalizeRegisterOptions(input: RegisterOptions | undefined): NormalizedRegisterOptions {
+export function normalizeRegisterOptions(
+  input: RegisterOptions | undefined,
+): NormalizedRegisterOptions {
   const o = checkObject('options', input)
   checkKnownKeys('options', o, REGISTER_OPTION_KEYS)
   const bool = (k: string, v: unknown, d: boolean): boolean => {
     if (v === undefined) return d
-    if (typeof v !== 'boolean') throw new InvalidOptionError(`options.${k}`, v, 'Pass true or false.')
+    if (typeof v !== 'boolean')
+      throw new InvalidOptionError(`options.${k}`, v, 'Pass true or false.')
     return v
   }
   const handleSignals = bool('handleSignals', o.handleSignals, false)
@@ -195,9 +257,13 @@ class LiveRegistration implements RegistrationHandle {
     }
   }
 
-  deregister(options: { readonly timeoutMs?: number; readonly signal?: AbortSignal } = {}): Promise<void> {
+  deregister(
+    options: { readonly timeoutMs?: number; readonly signal?: AbortSignal } = {},
+  ): Promise<void> {
     this.#deregistering ??= this.#deregister(
-      options.timeoutMs === undefined ? this.#timeoutMs : checkDurationMs('timeoutMs', options.timeoutMs),
+      options.timeoutMs === undefined
+        ? this.#timeoutMs
+        : checkDurationMs('timeoutMs', options.timeoutMs),
       options.signal,
     )
     return this.#deregistering
@@ -218,19 +284,29 @@ class LiveRegistration implements RegistrationHandle {
     return this.#end(session, this.#timeoutMs, undefined)
   }
 
-  async #end(session: RegistrationSession, timeoutMs: number, signal: AbortSignal | undefined): Promise<void> {
+  async #end(
+    session: RegistrationSession,
+    timeoutMs: number,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
     // Bounded: our own timer aborts the provider's request, and the race makes sure a provider
     // that ignores the signal cannot hold shutdown hostage either.
     const { controller, dispose } = linkedController(signal)
     const timer = setTimeout(() => {
-      controller.abort(new RegistrationError(`Deregistering ${this.service}/${this.id} took longer than ${timeoutMs} ms`))
+      controller.abort(
+        new RegistrationError(
+          `Deregistering ${this.service}/${this.id} took longer than ${timeoutMs} ms`,
+        ),
+      )
     }, timeoutMs)
     timer.unref()
     try {
       await Promise.race([
         session.deregister(controller.signal),
         new Promise<never>((_, reject) => {
-          onAbort(controller.signal, () => { reject(abortReason(controller.signal)) })
+          onAbort(controller.signal, () => {
+            reject(abortReason(controller.signal))
+          })
         }),
       ])
       this.#hub.emit('deregistered', { service: this.service, id: this.id })
@@ -238,7 +314,10 @@ class LiveRegistration implements RegistrationHandle {
       const error =
         isWayfindError(err) || signal?.aborted === true
           ? err
-          : new RegistrationError(`Deregistering ${this.service}/${this.id} failed: ${errorMessage(err)}`, { cause: err })
+          : new RegistrationError(
+              `Deregistering ${this.service}/${this.id} failed: ${errorMessage(err)}`,
+              { cause: err },
+            )
       if (isWayfindError(error)) this.#hub.emit('error', { service: this.service, error })
       throw error
     } finally {
@@ -266,11 +345,15 @@ export async function startRegistration(
   const reg = normalizeRegistration(input)
   const options = normalizeRegisterOptions(optionsInput)
   if (provider.register === undefined)
-    throw new RegistrationError(`The "${provider.name}" registry is read-only: it cannot register services`)
+    throw new RegistrationError(
+      `The "${provider.name}" registry is read-only: it cannot register services`,
+    )
   if (options.signal?.aborted === true) throw abortReason(options.signal)
 
   let untrack: () => void = () => {}
-  const handle = new LiveRegistration(reg, hub, options.shutdownTimeoutMs, () => { untrack() })
+  const handle = new LiveRegistration(reg, hub, options.shutdownTimeoutMs, () => {
+    untrack()
+  })
   untrack = track(handle)
   const ctxSignal = handle.contextSignal
   // The caller's signal cancels a registration still in progress (not a finished one).
@@ -280,19 +363,30 @@ export async function startRegistration(
   try {
     const session = await provider.register.call(provider, reg, {
       signal: ctxSignal,
-      onState: (state, error) => { handle.onState(state, error) },
+      onState: (state, error) => {
+        handle.onState(state, error)
+      },
     })
     if (ctxSignal.aborted) {
       // Cancelled (or the client closed) while registering: do not leave it behind.
       await handle.cleanupLate(session).catch(() => undefined)
-      throw isAborted(options.signal) ? abortReason(options.signal as AbortSignal) : abortReason(ctxSignal)
+      throw isAborted(options.signal)
+        ? abortReason(options.signal as AbortSignal)
+        : abortReason(ctxSignal)
     }
     handle.attach(session, options)
     return handle
   } catch (err) {
     untrack()
-    if (isWayfindError(err) || (err instanceof Error && err.name === 'AbortError') || isAborted(options.signal)) throw err
-    throw new RegistrationError(`Registering ${reg.name}/${reg.id} failed: ${errorMessage(err)}`, { cause: err })
+    if (
+      isWayfindError(err) ||
+      (err instanceof Error && err.name === 'AbortError') ||
+      isAborted(options.signal)
+    )
+      throw err
+    throw new RegistrationError(`Registering ${reg.name}/${reg.id} failed: ${errorMessage(err)}`, {
+      cause: err,
+    })
   } finally {
     offCaller()
   }

@@ -115,7 +115,9 @@ class ShutdownCoordinator {
     const error =
       reason instanceof Error
         ? reason
-        : Object.assign(new Error(`Unhandled promise rejection: ${String(reason)}`), { code: 'ERR_UNHANDLED_REJECTION' })
+        : Object.assign(new Error(`Unhandled promise rejection: ${String(reason)}`), {
+            code: 'ERR_UNHANDLED_REJECTION',
+          })
     if (process.listenerCount('uncaughtException') > 1) {
       // Node would turn the rejection into an uncaught exception, which the application
       // handles itself: hand it over unchanged.

@@ -5,7 +5,12 @@
  */
 import { abortReason, onAbort } from '../core/abort.js'
 import { systemClock, type Clock, type TimerHandle } from '../core/clock.js'
-import { InvalidOptionError, RegistrationError, RegistryUnavailableError, type WayfindError } from '../errors.js'
+import {
+  InvalidOptionError,
+  RegistrationError,
+  RegistryUnavailableError,
+  type WayfindError,
+} from '../errors.js'
 import { createInstance, instanceProblem, type Instance, type InstanceInit } from '../instance.js'
 import type {
   NormalizedRegistration,
@@ -50,7 +55,10 @@ export interface MemoryRegistry extends RegistryProvider {
    * heartbeats; the data stays.
    */
   client(): RegistryProvider
-  register(registration: NormalizedRegistration, context: RegisterContext): Promise<RegistrationSession>
+  register(
+    registration: NormalizedRegistration,
+    context: RegisterContext,
+  ): Promise<RegistrationSession>
 }
 
 interface Watch {
@@ -215,7 +223,13 @@ class InMemoryRegistry implements MemoryRegistry {
       watch: (service, listener, options) => {
         this.watch(service, listener, { signal: link(options.signal) })
       },
-      register: (reg, ctx) => this.register(reg, { signal: link(ctx.signal), onState: (s, e) => { ctx.onState(s, e) } }),
+      register: (reg, ctx) =>
+        this.register(reg, {
+          signal: link(ctx.signal),
+          onState: (s, e) => {
+            ctx.onState(s, e)
+          },
+        }),
       close: () => {
         owner.abort()
         return Promise.resolve()
@@ -263,15 +277,18 @@ class InMemoryRegistry implements MemoryRegistry {
     this.#revision++
     const watches = this.#watches.get(service)
     if (watches === undefined) return
-    for (const w of watches) queueMicrotask(() => {
-      this.#deliver(service, w)
-    })
+    for (const w of watches)
+      queueMicrotask(() => {
+        this.#deliver(service, w)
+      })
   }
 
   #deliver(service: string, w: Watch): void {
     if (this.#closed || w.signal.aborted) return
     if (this.#failAll || this.#failing.has(service)) {
-      const error: WayfindError = new RegistryUnavailableError(`memory registry: ${service} is failing (test switch)`)
+      const error: WayfindError = new RegistryUnavailableError(
+        `memory registry: ${service} is failing (test switch)`,
+      )
       w.listener.onError(error)
       return
     }

@@ -8,7 +8,11 @@
  */
 import type { WayfindError } from '../errors.js'
 import type { Instance } from '../instance.js'
-import type { NormalizedRegistration, RegisterContext, RegistrationSession } from '../registration/registrar.js'
+import type {
+  NormalizedRegistration,
+  RegisterContext,
+  RegistrationSession,
+} from '../registration/registrar.js'
 
 /** The full, current instance set of one service, as the registry answered it. */
 export interface ServiceSnapshot {
@@ -68,7 +72,10 @@ export interface RegistryProvider {
    * before any request when the registration cannot be expressed in this registry).
    * Absent when the registry is read-only.
    */
-  register?(registration: NormalizedRegistration, context: RegisterContext): Promise<RegistrationSession>
+  register?(
+    registration: NormalizedRegistration,
+    context: RegisterContext,
+  ): Promise<RegistrationSession>
   /** Stops every watch and registration loop and releases connections. Idempotent. */
   close(): Promise<void>
 }

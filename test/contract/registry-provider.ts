@@ -41,10 +41,18 @@ class Recorder {
       this.errors.push(e)
     },
   }
-  next(match: (s: ServiceSnapshot) => boolean, what: string, timeoutMs = 15_000): Promise<ServiceSnapshot> {
+  next(
+    match: (s: ServiceSnapshot) => boolean,
+    what: string,
+    timeoutMs = 15_000,
+  ): Promise<ServiceSnapshot> {
     const last = this.snapshots.at(-1)
     if (last !== undefined && match(last)) return Promise.resolve(last)
-    return withDeadline(new Promise<ServiceSnapshot>((resolve) => this.#waiters.push({ match, resolve })), timeoutMs, what)
+    return withDeadline(
+      new Promise<ServiceSnapshot>((resolve) => this.#waiters.push({ match, resolve })),
+      timeoutMs,
+      what,
+    )
   }
 }
 
@@ -53,7 +61,10 @@ let seq = 0
 const uniqueService = (): string => `contract-${process.pid}-${Date.now().toString(36)}-${seq++}`
 
 /** Defines the contract suite for one registry. */
-export function registryProviderContract(name: string, makeHarness: () => Promise<ContractHarness>): void {
+export function registryProviderContract(
+  name: string,
+  makeHarness: () => Promise<ContractHarness>,
+): void {
   describe(`RegistryProvider contract: ${name}`, () => {
     let h: ContractHarness
     let provider: RegistryProvider
@@ -86,7 +97,13 @@ export function registryProviderContract(name: string, makeHarness: () => Promis
       const first = await rec.next((s) => s.instances.length === 1, 'the initial instance')
       const a = first.instances[0]!
       expect(first.service).toBe(service)
-      expect(a).toMatchObject({ id: 'a', service, host: '127.0.0.1', port: 7001, status: 'passing' })
+      expect(a).toMatchObject({
+        id: 'a',
+        service,
+        host: '127.0.0.1',
+        port: 7001,
+        status: 'passing',
+      })
       expect(a.weight).toBeGreaterThan(0)
       expect(Object.isFrozen(a)).toBe(true)
       expect(typeof first.revision).toBe('string')
@@ -125,7 +142,13 @@ export function registryProviderContract(name: string, makeHarness: () => Promis
       const ac = new AbortController()
       const states: string[] = []
       const session = await provider.register(
-        normalizeRegistration({ name: service, id: 'self', address: '127.0.0.1', port: 7010, check: { ttlMs: 10_000 } }),
+        normalizeRegistration({
+          name: service,
+          id: 'self',
+          address: '127.0.0.1',
+          port: 7010,
+          check: { ttlMs: 10_000 },
+        }),
         { signal: ac.signal, onState: (s) => states.push(s) },
       )
       expect(states[0]).toBe('registered')

@@ -35,7 +35,10 @@ function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
 }
 
 function cli(args: readonly string[], env: NodeJS.ProcessEnv = cleanEnv()): Run {
-  const proc = spawn(process.execPath, [...CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env })
+  const proc = spawn(process.execPath, [...CLI, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env,
+  })
   const out = { stdout: '', stderr: '' }
   const waiters: { pattern: RegExp; stream: 'stdout' | 'stderr'; resolve: () => void }[] = []
   const feed = (stream: 'stdout' | 'stderr') => (chunk: string) => {
@@ -66,16 +69,28 @@ function cli(args: readonly string[], env: NodeJS.ProcessEnv = cleanEnv()): Run 
 }
 
 async function finished(run: Run, timeoutMs = 30_000): Promise<number | null> {
-  return withDeadline(run.exit, timeoutMs, `the CLI to exit (stdout: ${run.stdout()}, stderr: ${run.stderr()})`)
+  return withDeadline(
+    run.exit,
+    timeoutMs,
+    `the CLI to exit (stdout: ${run.stdout()}, stderr: ${run.stderr()})`,
+  )
 }
 
 function jsonLines(text: string): Record<string, unknown>[] {
-  return text.split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as Record<string, unknown>)
+  return text
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
 }
 
 describe('wayfind CLI: usage', () => {
   it('prints help for every command with exit code 0', async () => {
-    const commands = [['--help'], ['watch', '--help'], ['resolve', '--help'], ['bench', 'latency', '--help']]
+    const commands = [
+      ['--help'],
+      ['watch', '--help'],
+      ['resolve', '--help'],
+      ['bench', 'latency', '--help'],
+    ]
     // In parallel: each is a process start, and they are independent.
     const runs = commands.map((args) => cli(args))
     for (const run of runs) {
@@ -90,9 +105,18 @@ describe('wayfind CLI: usage', () => {
       [['resolve', 'svc', '--consul', 'http://127.0.0.1:1', '--bogus'], /Unknown option '--bogus'/],
       [['resolve', '--consul', 'http://127.0.0.1:1'], /missing <service>/],
       [['resolve', 'svc'], /no registry/],
-      [['resolve', 'svc', '--consul', 'http://127.0.0.1:1', '--etcd', '127.0.0.1:2'], /either --consul or --etcd/],
-      [['resolve', 'svc', '--consul', 'http://127.0.0.1:1', '--timeout', 'soon'], /--timeout: expected a duration/],
-      [['bench', 'latency', '--etcd', '127.0.0.1:2', '--count', '0'], /--count: expected a whole number/],
+      [
+        ['resolve', 'svc', '--consul', 'http://127.0.0.1:1', '--etcd', '127.0.0.1:2'],
+        /either --consul or --etcd/,
+      ],
+      [
+        ['resolve', 'svc', '--consul', 'http://127.0.0.1:1', '--timeout', 'soon'],
+        /--timeout: expected a duration/,
+      ],
+      [
+        ['bench', 'latency', '--etcd', '127.0.0.1:2', '--count', '0'],
+        /--count: expected a whole number/,
+      ],
       [['frobnicate'], /unknown command "frobnicate"/],
     ]
     const runs = cases.map(([args]) => cli(args))
@@ -118,13 +142,23 @@ describe('wayfind CLI against the Consul test server', () => {
     const run = cli(['watch', 'payments', '--consul', consul.url, '--json'])
     try {
       await consul.waitForBlockingQueries(1, 15_000)
-      consul.registerService({ name: 'payments', id: 'p1', address: '127.0.0.1', port: 8080, checks: [{ status: 'passing' }] })
+      consul.registerService({
+        name: 'payments',
+        id: 'p1',
+        address: '127.0.0.1',
+        port: 8080,
+        checks: [{ status: 'passing' }],
+      })
       await run.waitFor(/"added":\[\{"id":"p1"/)
       consul.removeService('node-1', 'p1')
       await run.waitFor(/"removed":\[\{"id":"p1"/)
       const lines = jsonLines(run.stdout())
       expect(lines).toHaveLength(2)
-      expect(lines[0]).toMatchObject({ service: 'payments', removed: [], instances: [{ id: 'p1', host: '127.0.0.1', port: 8080, status: 'passing' }] })
+      expect(lines[0]).toMatchObject({
+        service: 'payments',
+        removed: [],
+        instances: [{ id: 'p1', host: '127.0.0.1', port: 8080, status: 'passing' }],
+      })
       expect(lines[1]).toMatchObject({ service: 'payments', added: [], instances: [] })
       expect(Number.isNaN(Date.parse(String(lines[1]?.time)))).toBe(false)
     } finally {
@@ -141,16 +175,49 @@ describe('wayfind CLI against the Consul test server', () => {
   })
 
   it('resolve reads CONSUL_HTTP_ADDR and prints the instances as JSON', async () => {
-    consul.registerService({ name: 'orders', id: 'o1', address: '127.0.0.2', port: 9001, tags: ['v1'], checks: [{ status: 'passing' }] })
+    consul.registerService({
+      name: 'orders',
+      id: 'o1',
+      address: '127.0.0.2',
+      port: 9001,
+      tags: ['v1'],
+      checks: [{ status: 'passing' }],
+    })
     const run = cli(['resolve', 'orders', '--json'], cleanEnv({ CONSUL_HTTP_ADDR: consul.url }))
     expect(await finished(run)).toBe(0)
-    expect(JSON.parse(run.stdout())).toEqual([{ id: 'o1', service: 'orders', host: '127.0.0.2', port: 9001, status: 'passing', weight: 1, tags: ['v1'], meta: {} }])
+    expect(JSON.parse(run.stdout())).toEqual([
+      {
+        id: 'o1',
+        service: 'orders',
+        host: '127.0.0.2',
+        port: 9001,
+        status: 'passing',
+        weight: 1,
+        tags: ['v1'],
+        meta: {},
+      },
+    ])
   })
 
   it('bench latency measures every change and deregisters its instance', async () => {
-    const run = cli(['bench', 'latency', '--consul', consul.url, '--count', '3', '--interval', '10ms', '--service', 'bench-consul', '--json'])
+    const run = cli([
+      'bench',
+      'latency',
+      '--consul',
+      consul.url,
+      '--count',
+      '3',
+      '--interval',
+      '10ms',
+      '--service',
+      'bench-consul',
+      '--json',
+    ])
     expect(await finished(run, 60_000)).toBe(0)
-    const result = JSON.parse(run.stdout()) as { changes: number; latencyMs: { count: number; p50: number; max: number } }
+    const result = JSON.parse(run.stdout()) as {
+      changes: number
+      latencyMs: { count: number; p50: number; max: number }
+    }
     expect(result.changes).toBe(3)
     expect(result.latencyMs.count).toBe(3)
     expect(result.latencyMs.p50).toBeGreaterThan(0)
@@ -159,7 +226,18 @@ describe('wayfind CLI against the Consul test server', () => {
   })
 
   it('bench latency interrupted by SIGINT cleans up and exits 130', async () => {
-    const run = cli(['bench', 'latency', '--consul', consul.url, '--count', '1000', '--interval', '10ms', '--service', 'bench-consul-int'])
+    const run = cli([
+      'bench',
+      'latency',
+      '--consul',
+      consul.url,
+      '--count',
+      '1000',
+      '--interval',
+      '10ms',
+      '--service',
+      'bench-consul-int',
+    ])
     await run.waitFor(/progress \d+\/1000/, 'stderr', 30_000)
     run.proc.kill('SIGINT')
     expect(await finished(run)).toBe(130)
@@ -168,10 +246,18 @@ describe('wayfind CLI against the Consul test server', () => {
   })
 })
 
-async function expectNothingRegisteredInConsul(consul: ConsulTestServer, service: string): Promise<void> {
-  const agent = (await (await fetch(`${consul.url}/v1/agent/services`)).json()) as Record<string, { Service: string }>
+async function expectNothingRegisteredInConsul(
+  consul: ConsulTestServer,
+  service: string,
+): Promise<void> {
+  const agent = (await (await fetch(`${consul.url}/v1/agent/services`)).json()) as Record<
+    string,
+    { Service: string }
+  >
   expect(Object.values(agent).filter((s) => s.Service === service)).toEqual([])
-  const catalog = (await (await fetch(`${consul.url}/v1/catalog/service/${service}`)).json()) as unknown[]
+  const catalog = (await (
+    await fetch(`${consul.url}/v1/catalog/service/${service}`)
+  ).json()) as unknown[]
   expect(catalog).toEqual([])
 }
 
@@ -187,7 +273,15 @@ describe('wayfind CLI against etcd', () => {
   })
 
   const value = (id: string, port: number): string =>
-    JSON.stringify({ id, name: 'catalog', address: '127.0.0.1', port, tags: [], meta: {}, weight: 2 })
+    JSON.stringify({
+      id,
+      name: 'catalog',
+      address: '127.0.0.1',
+      port,
+      tags: [],
+      meta: {},
+      weight: 2,
+    })
 
   it('watch (not a TTY) appends each addition and removal', async () => {
     const run = cli(['watch', 'catalog', '--etcd', server.host])
@@ -207,13 +301,27 @@ describe('wayfind CLI against etcd', () => {
   })
 
   it('resolve times out with exit code 3 and reads ETCDCTL_ENDPOINTS', async () => {
-    const run = cli(['resolve', 'ghost', '--timeout', '300ms'], cleanEnv({ ETCDCTL_ENDPOINTS: `http://${server.host}` }))
+    const run = cli(
+      ['resolve', 'ghost', '--timeout', '300ms'],
+      cleanEnv({ ETCDCTL_ENDPOINTS: `http://${server.host}` }),
+    )
     expect(await finished(run)).toBe(3)
     expect(run.stderr()).toContain('no instance of "ghost"')
   })
 
   it('bench latency interrupted by SIGINT revokes its lease: no key is left', async () => {
-    const run = cli(['bench', 'latency', '--etcd', server.host, '--count', '1000', '--interval', '10ms', '--service', 'bench-etcd'])
+    const run = cli([
+      'bench',
+      'latency',
+      '--etcd',
+      server.host,
+      '--count',
+      '1000',
+      '--interval',
+      '10ms',
+      '--service',
+      'bench-etcd',
+    ])
     await run.waitFor(/progress \d+\/1000/, 'stderr', 30_000)
     run.proc.kill('SIGINT')
     expect(await finished(run)).toBe(130)
@@ -222,9 +330,25 @@ describe('wayfind CLI against etcd', () => {
   })
 
   it('bench latency completes and leaves no key behind', async () => {
-    const run = cli(['bench', 'latency', '--etcd', server.host, '--count', '4', '--interval', '10ms', '--service', 'bench-etcd-2', '--json'])
+    const run = cli([
+      'bench',
+      'latency',
+      '--etcd',
+      server.host,
+      '--count',
+      '4',
+      '--interval',
+      '10ms',
+      '--service',
+      'bench-etcd-2',
+      '--json',
+    ])
     expect(await finished(run, 60_000)).toBe(0)
-    const result = JSON.parse(run.stdout()) as { changes: number; registerLatencyMs: { count: number }; deregisterLatencyMs: { count: number } }
+    const result = JSON.parse(run.stdout()) as {
+      changes: number
+      registerLatencyMs: { count: number }
+      deregisterLatencyMs: { count: number }
+    }
     expect(result.changes).toBe(4)
     expect(result.registerLatencyMs.count + result.deregisterLatencyMs.count).toBe(4)
     expect(await admin.getAll().prefix('/services/bench-etcd-2/').keys()).toEqual([])

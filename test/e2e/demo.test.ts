@@ -19,7 +19,9 @@ it('runs the demo: even round-robin, least-loaded avoids the slow instance, live
   let err = ''
   proc.stdout.setEncoding('utf8').on('data', (c: string) => (out += c))
   proc.stderr.setEncoding('utf8').on('data', (c: string) => (err += c))
-  const [code] = (await withDeadline(once(proc, 'exit'), 60_000, 'the demo to finish')) as [number | null]
+  const [code] = (await withDeadline(once(proc, 'exit'), 60_000, 'the demo to finish')) as [
+    number | null,
+  ]
   expect(err).toBe('')
   const line = out.split('\n').find((l) => l.startsWith('demo summary '))
   expect(line, out).toBeDefined()

@@ -36,11 +36,15 @@ describe('dispatcher through the client', () => {
     registry.put('payments', { id: 'a', host: '127.0.0.1', port: a!.port })
     registry.put('payments', { id: 'b', host: '127.0.0.1', port: b!.port })
     const bodies: string[] = []
-    for (let i = 0; i < 6; i++) bodies.push(await (await fetch('http://payments/x', { dispatcher: wf.dispatcher })).text())
+    for (let i = 0; i < 6; i++)
+      bodies.push(await (await fetch('http://payments/x', { dispatcher: wf.dispatcher })).text())
     expect(bodies.filter((x) => x === 'a').length).toBe(3)
     expect(bodies.filter((x) => x === 'b').length).toBe(3)
     const stats = wf.stats('payments')
-    expect(stats.instances.map((i) => [i.id, i.inflight]).sort()).toEqual([['a', 0], ['b', 0]])
+    expect(stats.instances.map((i) => [i.id, i.inflight]).sort()).toEqual([
+      ['a', 0],
+      ['b', 0],
+    ])
     expect(stats.instances.every((i) => i.consecutiveFailures === 0)).toBe(true)
   })
 
@@ -48,21 +52,47 @@ describe('dispatcher through the client', () => {
     const [a, b] = await start('a', 'b')
     const { registry, wf } = client('round-robin')
     const held = gate()
-    a!.behaviour = (req, res) => { if (req.url === '/slow') void held.wait.then(() => res.end('a-late')); else res.end('a') }
+    a!.behaviour = (req, res) => {
+      if (req.url === '/slow') void held.wait.then(() => res.end('a-late'))
+      else res.end('a')
+    }
     registry.put('payments', { id: 'a', host: '127.0.0.1', port: a!.port })
     registry.put('payments', { id: 'b', host: '127.0.0.1', port: b!.port })
     await wf.resolve('payments')
     // Find a's turn: round-robin alternates; send slow requests until one lands on a.
     const slow: Promise<string>[] = []
     while (a!.seen.length === 0) {
-      const p = request('http://payments/slow', { dispatcher: wf.dispatcher }).then((r) => r.body.text())
+      const p = request('http://payments/slow', { dispatcher: wf.dispatcher }).then((r) =>
+        r.body.text(),
+      )
       slow.push(p)
-      await withDeadline(new Promise<void>((r) => { const t = setInterval(() => { if (a!.seen.length + b!.seen.length >= slow.length) { clearInterval(t); r() } }, 2) }), 5_000, 'request to arrive')
+      await withDeadline(
+        new Promise<void>((r) => {
+          const t = setInterval(() => {
+            if (a!.seen.length + b!.seen.length >= slow.length) {
+              clearInterval(t)
+              r()
+            }
+          }, 2)
+        }),
+        5_000,
+        'request to arrive',
+      )
     }
-    const changed = new Promise<void>((resolve) => { const off = wf.events.on('change', (e) => { if (e.removed.length > 0) { off(); resolve() } }) })
+    const changed = new Promise<void>((resolve) => {
+      const off = wf.events.on('change', (e) => {
+        if (e.removed.length > 0) {
+          off()
+          resolve()
+        }
+      })
+    })
     const traffic = (async () => {
       const out: string[] = []
-      for (let i = 0; i < 200; i++) out.push(await (await request('http://payments/n', { dispatcher: wf.dispatcher })).body.text())
+      for (let i = 0; i < 200; i++)
+        out.push(
+          await (await request('http://payments/n', { dispatcher: wf.dispatcher })).body.text(),
+        )
       return out
     })()
     registry.remove('payments', 'a')
@@ -74,7 +104,8 @@ describe('dispatcher through the client', () => {
     const done = await Promise.all(slow)
     expect(done).toContain('a-late')
     const d = wf.dispatcher
-    if (!(d instanceof WayfindDispatcher)) throw new Error('wf.dispatcher is not a WayfindDispatcher')
+    if (!(d instanceof WayfindDispatcher))
+      throw new Error('wf.dispatcher is not a WayfindDispatcher')
     expect(d.poolCount).toBe(1)
   })
 })

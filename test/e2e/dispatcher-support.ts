@@ -24,7 +24,14 @@ export class FakeDirectory implements ServiceDirectory {
   readonly #listeners = new Set<(e: ChangeEvent) => void>()
   readonly #waiters = new Set<{ service: string; resolve: (p: Picker) => void }>()
 
-  constructor(opts: { strategy?: Strategy; resolveTimeoutMs?: number; clock?: Clock; random?: () => number } = {}) {
+  constructor(
+    opts: {
+      strategy?: Strategy
+      resolveTimeoutMs?: number
+      clock?: Clock
+      random?: () => number
+    } = {},
+  ) {
     this.clock = opts.clock ?? systemClock
     this.load = new DefaultLoadTracker({ clock: this.clock })
     this.resolveTimeoutMs = opts.resolveTimeoutMs ?? 2_000
@@ -51,29 +58,48 @@ export class FakeDirectory implements ServiceDirectory {
     const diff = diffInstances(before, instances)
     for (const l of this.#listeners) l({ service, instances, ...diff })
     if (instances.length > 0)
-      for (const w of [...this.#waiters]) if (w.service === service) { this.#waiters.delete(w); w.resolve(picker) }
+      for (const w of [...this.#waiters])
+        if (w.service === service) {
+          this.#waiters.delete(w)
+          w.resolve(picker)
+        }
   }
 
   picker(service: string): Picker {
     return this.#pickers.get(service) ?? EMPTY_PICKER
   }
 
-  waitForPicker(service: string, options: { timeoutMs: number; signal?: AbortSignal | undefined }): Promise<Picker> {
+  waitForPicker(
+    service: string,
+    options: { timeoutMs: number; signal?: AbortSignal | undefined },
+  ): Promise<Picker> {
     const current = this.#pickers.get(service)
     if (current !== undefined && current.instances.length > 0) return Promise.resolve(current)
     return new Promise((resolve, reject) => {
       const w = {
         service,
-        resolve: (p: Picker) => { clear(); resolve(p) },
+        resolve: (p: Picker) => {
+          clear()
+          resolve(p)
+        },
       }
-      const timer = setTimeout(() => { clear(); reject(new ResolveTimeoutError(service, options.timeoutMs)) }, options.timeoutMs)
-      const onAbort = (): void => { clear(); reject(options.signal?.reason as Error) }
+      const timer = setTimeout(() => {
+        clear()
+        reject(new ResolveTimeoutError(service, options.timeoutMs))
+      }, options.timeoutMs)
+      const onAbort = (): void => {
+        clear()
+        reject(options.signal?.reason as Error)
+      }
       const clear = (): void => {
         clearTimeout(timer)
         this.#waiters.delete(w)
         options.signal?.removeEventListener('abort', onAbort)
       }
-      if (options.signal?.aborted === true) { onAbort(); return }
+      if (options.signal?.aborted === true) {
+        onAbort()
+        return
+      }
       options.signal?.addEventListener('abort', onAbort)
       this.#waiters.add(w)
     })
@@ -81,7 +107,9 @@ export class FakeDirectory implements ServiceDirectory {
 
   onChange(listener: (e: ChangeEvent) => void): () => void {
     this.#listeners.add(listener)
-    return () => { this.#listeners.delete(listener) }
+    return () => {
+      this.#listeners.delete(listener)
+    }
   }
 }
 
@@ -105,13 +133,22 @@ export class TestServer {
 
   constructor(id: string, behaviour?: Behaviour) {
     this.id = id
-    this.behaviour = behaviour ?? ((_req, res) => { res.end(this.id) })
+    this.behaviour =
+      behaviour ??
+      ((_req, res) => {
+        res.end(this.id)
+      })
     this.server = createServer((req, res) => {
       const chunks: Buffer[] = []
       req.on('data', (c: Buffer) => chunks.push(c))
       req.on('end', () => {
         const body = Buffer.concat(chunks).toString()
-        this.seen.push({ method: req.method ?? '', url: req.url ?? '', host: req.headers.host, body })
+        this.seen.push({
+          method: req.method ?? '',
+          url: req.url ?? '',
+          host: req.headers.host,
+          body,
+        })
         this.behaviour(req, res, body)
       })
     })
@@ -124,12 +161,23 @@ export class TestServer {
   }
 
   instance(service = 'payments', weight = 1): Instance {
-    return createInstance({ id: this.id, key: `${service}/${this.id}`, service, host: '127.0.0.1', port: this.port, weight })
+    return createInstance({
+      id: this.id,
+      key: `${service}/${this.id}`,
+      service,
+      host: '127.0.0.1',
+      port: this.port,
+      weight,
+    })
   }
 
   /** Stops listening and cuts every open connection at once (a crash, seen from outside). */
   async kill(): Promise<void> {
-    const closed = new Promise<void>((resolve) => this.server.close(() => { resolve() }))
+    const closed = new Promise<void>((resolve) =>
+      this.server.close(() => {
+        resolve()
+      }),
+    )
     this.server.closeAllConnections()
     await closed
   }
@@ -146,6 +194,8 @@ export async function deadInstance(service = 'payments', id = 'dead'): Promise<I
 /** A one-shot gate: `wait()` resolves once `open()` was called. */
 export function gate(): { wait: Promise<void>; open: () => void } {
   let open!: () => void
-  const wait = new Promise<void>((r) => { open = r })
+  const wait = new Promise<void>((r) => {
+    open = r
+  })
   return { wait, open }
 }

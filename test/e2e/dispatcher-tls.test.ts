@@ -40,7 +40,10 @@ function directory(): FakeDirectory {
 
 describe('https routing', () => {
   it('checks the certificate against the logical name by default (and fails when it does not match)', async () => {
-    const d = new WayfindDispatcher(directory(), { pool: { connect: { ca: certs.ca } }, retry: false })
+    const d = new WayfindDispatcher(directory(), {
+      pool: { connect: { ca: certs.ca } },
+      retry: false,
+    })
     try {
       await expect(request('https://payments/x', { dispatcher: d })).rejects.toThrow(/altnames/)
     } finally {
@@ -51,7 +54,8 @@ describe('https routing', () => {
   it('uses the servername option for SNI and the check, keeping Host', async () => {
     const d = new WayfindDispatcher(directory(), {
       pool: { connect: { ca: certs.ca } },
-      servername: (service, instance) => (service === 'payments' && instance.host === '127.0.0.1' ? 'localhost' : undefined),
+      servername: (service, instance) =>
+        service === 'payments' && instance.host === '127.0.0.1' ? 'localhost' : undefined,
     })
     try {
       const res = await request('https://payments/x', { dispatcher: d })

@@ -20,7 +20,10 @@ async function servers(...ids: string[]): Promise<TestServer[]> {
   return list
 }
 
-function setup(opts: DispatcherOptions = {}, dirOpts: ConstructorParameters<typeof FakeDirectory>[0] = {}) {
+function setup(
+  opts: DispatcherOptions = {},
+  dirOpts: ConstructorParameters<typeof FakeDirectory>[0] = {},
+) {
   const dir = new FakeDirectory(dirOpts)
   const hub = createEvents()
   const d = new WayfindDispatcher(dir, opts, hub)
@@ -44,14 +47,27 @@ describe('routing and the Host header', () => {
       new Map([['x-shape', 'iterable']]),
     ]
     for (const headers of shapes) {
-      const res = await request('http://payments/x', headers === undefined ? { dispatcher: d } : { dispatcher: d, headers })
+      const res = await request(
+        'http://payments/x',
+        headers === undefined ? { dispatcher: d } : { dispatcher: d, headers },
+      )
       expect(await res.body.text()).toBe('a')
     }
-    await (await request('http://payments/x', { dispatcher: d, headers: { Host: 'custom.example' } })).body.text()
-    await (await request('http://payments/x', { dispatcher: d, headers: ['HOST', 'flat.example'] })).body.text()
+    await (
+      await request('http://payments/x', { dispatcher: d, headers: { Host: 'custom.example' } })
+    ).body.text()
+    await (
+      await request('http://payments/x', { dispatcher: d, headers: ['HOST', 'flat.example'] })
+    ).body.text()
     await (await request('http://payments:8080/x', { dispatcher: d })).body.text()
     expect(a!.seen.map((s) => s.host)).toEqual([
-      'payments', 'payments', 'payments', 'payments', 'custom.example', 'flat.example', 'payments:8080',
+      'payments',
+      'payments',
+      'payments',
+      'payments',
+      'custom.example',
+      'flat.example',
+      'payments:8080',
     ])
   })
 
@@ -62,14 +78,28 @@ describe('routing and the Host header', () => {
     const r1 = await undiciFetch('http://payments/u', { dispatcher: d })
     expect(await r1.text()).toBe('a')
     // Node 20's bundled fetch (undici 6) accepts a v7 dispatcher (DISPATCH.md §1.1).
-    const r2 = await globalThis.fetch('http://payments/g', { dispatcher: d } as unknown as RequestInit)
+    const r2 = await globalThis.fetch('http://payments/g', {
+      dispatcher: d,
+    } as unknown as RequestInit)
     expect(await r2.text()).toBe('a')
     let streamed = ''
-    await stream('http://payments/s', { dispatcher: d, opaque: null, method: 'GET' }, () =>
-      new Writable({ write(chunk: Buffer, _e, cb) { streamed += chunk.toString(); cb() } }),
+    await stream(
+      'http://payments/s',
+      { dispatcher: d, opaque: null, method: 'GET' },
+      () =>
+        new Writable({
+          write(chunk: Buffer, _e, cb) {
+            streamed += chunk.toString()
+            cb()
+          },
+        }),
     )
     expect(streamed).toBe('a')
-    expect(a!.seen.map((s) => [s.url, s.host])).toEqual([['/u', 'payments'], ['/g', 'payments'], ['/s', 'payments']])
+    expect(a!.seen.map((s) => [s.url, s.host])).toEqual([
+      ['/u', 'payments'],
+      ['/g', 'payments'],
+      ['/s', 'payments'],
+    ])
     expect(inflight(dir, a!.instance().key)).toBe(0)
   })
 
@@ -89,8 +119,12 @@ describe('routing and the Host header', () => {
     const agent = new Agent()
     cleanup.push(() => agent.close())
     const composed = agent.compose(d.interceptor())
-    expect(await (await request('http://payments/i', { dispatcher: composed })).body.text()).toBe('a')
-    expect(await (await request(`http://127.0.0.1:${a!.port}/p`, { dispatcher: composed })).body.text()).toBe('a')
+    expect(await (await request('http://payments/i', { dispatcher: composed })).body.text()).toBe(
+      'a',
+    )
+    expect(
+      await (await request(`http://127.0.0.1:${a!.port}/p`, { dispatcher: composed })).body.text(),
+    ).toBe('a')
     expect(a!.seen.map((s) => s.host)).toEqual(['payments', `127.0.0.1:${a!.port}`])
     expect(inflight(dir, a!.instance().key)).toBe(0)
   })
@@ -106,12 +140,29 @@ describe('in-flight accounting', () => {
     const held = gate()
     a!.behaviour = (req, res) => {
       if (req.url === '/hold') void held.wait.then(() => res.end('late'))
-      else if (req.url === '/cut') { res.writeHead(200, { 'content-length': '100' }); res.write('x'); setImmediate(() => res.socket?.destroy()) }
-      else if (req.url === '/big') { res.writeHead(200); res.write(Buffer.alloc(64 * 1024)); res.end(Buffer.alloc(64 * 1024)) }
-      else res.end('ok')
+      else if (req.url === '/cut') {
+        res.writeHead(200, { 'content-length': '100' })
+        res.write('x')
+        setImmediate(() => res.socket?.destroy())
+      } else if (req.url === '/big') {
+        res.writeHead(200)
+        res.write(Buffer.alloc(64 * 1024))
+        res.end(Buffer.alloc(64 * 1024))
+      } else res.end('ok')
     }
     const pending = request('http://payments/hold', { dispatcher: d })
-    await withDeadline(new Promise<void>((r) => { const t = setInterval(() => { if (a!.seen.length > 0) { clearInterval(t); r() } }, 5) }), 5_000, 'request to arrive')
+    await withDeadline(
+      new Promise<void>((r) => {
+        const t = setInterval(() => {
+          if (a!.seen.length > 0) {
+            clearInterval(t)
+            r()
+          }
+        }, 5)
+      }),
+      5_000,
+      'request to arrive',
+    )
     expect(inflight(dir, key)).toBe(1)
     held.open()
     expect(await (await pending).body.text()).toBe('late')
@@ -137,7 +188,14 @@ describe('in-flight accounting', () => {
     const u3 = await undiciFetch('http://payments/big', { dispatcher: d })
     await u3.body?.cancel()
     await withDeadline(
-      new Promise<void>((r) => { const t = setInterval(() => { if (inflight(dir, key) === 0) { clearInterval(t); r() } }, 5) }),
+      new Promise<void>((r) => {
+        const t = setInterval(() => {
+          if (inflight(dir, key) === 0) {
+            clearInterval(t)
+            r()
+          }
+        }, 5)
+      }),
       5_000,
       'in-flight back to 0',
     )
@@ -158,7 +216,9 @@ describe('retries to another instance', () => {
     })
     expect(res.statusCode).toBe(200)
     expect(await res.body.text()).toBe('b')
-    expect(b!.seen).toEqual([{ method: 'POST', url: '/pay', host: 'payments', body: 'chunk-1,chunk-2' }])
+    expect(b!.seen).toEqual([
+      { method: 'POST', url: '/pay', host: 'payments', body: 'chunk-1,chunk-2' },
+    ])
     expect(inflight(dir, dead.key)).toBe(0)
     expect(dir.load.record(dead.key).consecutiveFailures).toBe(1)
   })
@@ -172,7 +232,12 @@ describe('retries to another instance', () => {
       dir.set('payments', [dead, b!.instance()]) // a fresh round-robin picker starts at the dead one
       const res = await (f as typeof undiciFetch)('http://payments/f', {
         method: 'POST',
-        body: new ReadableStream({ start(c) { c.enqueue(new TextEncoder().encode('streamed')); c.close() } }),
+        body: new ReadableStream({
+          start(c) {
+            c.enqueue(new TextEncoder().encode('streamed'))
+            c.close()
+          },
+        }),
         duplex: 'half',
         dispatcher: d,
       })
@@ -186,15 +251,28 @@ describe('retries to another instance', () => {
     const dead2 = await deadInstance('payments', 'd2')
     const { dir, d } = setup()
     dir.set('payments', [dead1, dead2])
-    const err: unknown = await request('http://payments/x', { dispatcher: d, method: 'POST', body: 'x' }).then(() => undefined, (e: unknown) => e)
+    const err: unknown = await request('http://payments/x', {
+      dispatcher: d,
+      method: 'POST',
+      body: 'x',
+    }).then(
+      () => undefined,
+      (e: unknown) => e,
+    )
     expect((err as { code?: string }).code).toBe('ECONNREFUSED')
     expect(inflight(dir, dead1.key) + inflight(dir, dead2.key)).toBe(0)
-    expect(dir.load.record(dead1.key).consecutiveFailures + dir.load.record(dead2.key).consecutiveFailures).toBe(2)
+    expect(
+      dir.load.record(dead1.key).consecutiveFailures +
+        dir.load.record(dead2.key).consecutiveFailures,
+    ).toBe(2)
   })
 
   it('retries an idempotent request after 503 on another instance, but never a POST', async () => {
     const [a, b] = await servers('a', 'b')
-    a!.behaviour = (_req, res) => { res.writeHead(503, { 'retry-after': '0' }); res.end('busy') }
+    a!.behaviour = (_req, res) => {
+      res.writeHead(503, { 'retry-after': '0' })
+      res.end('busy')
+    }
     const { dir, d } = setup()
     dir.set('payments', [a!.instance(), b!.instance()])
     const get = await request('http://payments/g', { dispatcher: d })
@@ -241,18 +319,37 @@ describe('membership owns the pools', () => {
     const [a, b] = await servers('a', 'b')
     const pools = new Map<string, Pool>()
     const { dir, d } = setup({
-      poolFactory: (origin, o) => { const p = new Pool(origin, o); pools.set(origin, p); return p },
+      poolFactory: (origin, o) => {
+        const p = new Pool(origin, o)
+        pools.set(origin, p)
+        return p
+      },
     })
     dir.set('payments', [a!.instance(), b!.instance()])
     const held = gate()
-    a!.behaviour = (req, res) => { if (req.url === '/slow') void held.wait.then(() => res.end('a-late')); else res.end('a') }
+    a!.behaviour = (req, res) => {
+      if (req.url === '/slow') void held.wait.then(() => res.end('a-late'))
+      else res.end('a')
+    }
     const slow = request('http://payments/slow', { dispatcher: d }) // round-robin: a
-    await withDeadline(new Promise<void>((r) => { const t = setInterval(() => { if (a!.seen.length > 0) { clearInterval(t); r() } }, 5) }), 5_000, 'slow request at a')
+    await withDeadline(
+      new Promise<void>((r) => {
+        const t = setInterval(() => {
+          if (a!.seen.length > 0) {
+            clearInterval(t)
+            r()
+          }
+        }, 5)
+      }),
+      5_000,
+      'slow request at a',
+    )
     const poolA = pools.get(`http://127.0.0.1:${a!.port}`)!
     dir.set('payments', [b!.instance()])
     expect(poolA.closed).toBe(true)
     expect(poolA.destroyed).toBe(false)
-    for (let i = 0; i < 20; i++) expect(await (await request('http://payments/n', { dispatcher: d })).body.text()).toBe('b')
+    for (let i = 0; i < 20; i++)
+      expect(await (await request('http://payments/n', { dispatcher: d })).body.text()).toBe('b')
     held.open()
     expect(await (await slow).body.text()).toBe('a-late')
     expect(d.poolCount).toBe(1)
@@ -265,14 +362,20 @@ describe('membership owns the pools', () => {
     const waiting = request('http://payments/w', { dispatcher: d })
     dir.set('payments', [a!.instance()])
     expect(await (await waiting).body.text()).toBe('a')
-    const err: unknown = await request('http://orders/x', { dispatcher: d }).then(() => undefined, (e: unknown) => e)
+    const err: unknown = await request('http://orders/x', { dispatcher: d }).then(
+      () => undefined,
+      (e: unknown) => e,
+    )
     expect(isWayfindError(err) && err.code).toBe(ErrorCode.RESOLVE_TIMEOUT)
   })
 
   it('a caller abort stops the wait for instances', async () => {
     const { d } = setup({}, { resolveTimeoutMs: 30_000 })
     const ac = new AbortController()
-    const p = request('http://orders/x', { dispatcher: d, signal: ac.signal }).then(() => undefined, (e: unknown) => e)
+    const p = request('http://orders/x', { dispatcher: d, signal: ac.signal }).then(
+      () => undefined,
+      (e: unknown) => e,
+    )
     ac.abort(new Error('caller gave up'))
     const err = await withDeadline(p, 2_000, 'abort to settle')
     expect((err as Error).message).toContain('caller gave up')
@@ -281,7 +384,10 @@ describe('membership owns the pools', () => {
   it('rejects requests after close() with a typed error', async () => {
     const { d } = setup()
     await d.close()
-    const err: unknown = await request('http://payments/x', { dispatcher: d }).then(() => undefined, (e: unknown) => e)
+    const err: unknown = await request('http://payments/x', { dispatcher: d }).then(
+      () => undefined,
+      (e: unknown) => e,
+    )
     expect(isWayfindError(err) && err.code).toBe(ErrorCode.CLOSED)
   })
 })
@@ -289,20 +395,29 @@ describe('membership owns the pools', () => {
 describe('outlier ejection', () => {
   it('ejects an instance after 5 consecutive 5xx, emits eject, and routes around it', async () => {
     const [a, b] = await servers('a', 'b')
-    a!.behaviour = (_req, res) => { res.statusCode = 500; res.end('boom') }
+    a!.behaviour = (_req, res) => {
+      res.statusCode = 500
+      res.end('boom')
+    }
     const { dir, hub, d } = setup({ retry: false })
     dir.set('payments', [a!.instance(), b!.instance()])
     const ejected = waitFor(hub.api, 'eject', () => true, 5_000)
-    for (let i = 0; i < 10; i++) await (await request('http://payments/e', { dispatcher: d })).body.text()
+    for (let i = 0; i < 10; i++)
+      await (await request('http://payments/e', { dispatcher: d })).body.text()
     const ev = await ejected
     expect(ev.instance.id).toBe('a')
     expect(ev.durationMs).toBe(30_000)
     expect(a!.seen.length).toBe(5)
-    for (let i = 0; i < 10; i++) expect(await (await request('http://payments/e', { dispatcher: d })).body.text()).toBe('b')
+    for (let i = 0; i < 10; i++)
+      expect(await (await request('http://payments/e', { dispatcher: d })).body.text()).toBe('b')
     const st = d.stats('payments')
     expect(st.ejected).toBe(1)
     expect(st.panic).toBe(false)
-    expect(st.instances.find((i) => i.id === 'a')).toMatchObject({ ejected: true, ejectCount: 1, inflight: 0 })
+    expect(st.instances.find((i) => i.id === 'a')).toMatchObject({
+      ejected: true,
+      ejectCount: 1,
+      inflight: 0,
+    })
   })
 })
 
@@ -310,13 +425,28 @@ describe('lifecycle and observability', () => {
   it('close() lets an in-flight request finish; destroy() aborts one', async () => {
     const [a] = await servers('a')
     const held = gate()
-    a!.behaviour = (_req, res) => { void held.wait.then(() => res.end('done')) }
+    a!.behaviour = (_req, res) => {
+      void held.wait.then(() => res.end('done'))
+    }
     const { dir, d } = setup()
     dir.set('payments', [a!.instance()])
     const inFlight = request('http://payments/c', { dispatcher: d })
-    await withDeadline(new Promise<void>((r) => { const t = setInterval(() => { if (a!.seen.length > 0) { clearInterval(t); r() } }, 5) }), 5_000, 'request at a')
+    await withDeadline(
+      new Promise<void>((r) => {
+        const t = setInterval(() => {
+          if (a!.seen.length > 0) {
+            clearInterval(t)
+            r()
+          }
+        }, 5)
+      }),
+      5_000,
+      'request at a',
+    )
     let closed = false
-    const closing = d.close().then(() => { closed = true })
+    const closing = d.close().then(() => {
+      closed = true
+    })
     expect(d.closed).toBe(true)
     held.open()
     expect(await (await inFlight).body.text()).toBe('done')
@@ -324,11 +454,27 @@ describe('lifecycle and observability', () => {
     expect(closed).toBe(true)
 
     const [b] = await servers('b')
-    b!.behaviour = () => { /* never answers */ }
+    b!.behaviour = () => {
+      /* never answers */
+    }
     const s2 = setup()
     s2.dir.set('payments', [b!.instance()])
-    const stuck = request('http://payments/d', { dispatcher: s2.d }).then(() => undefined, (e: unknown) => e)
-    await withDeadline(new Promise<void>((r) => { const t = setInterval(() => { if (b!.seen.length > 0) { clearInterval(t); r() } }, 5) }), 5_000, 'request at b')
+    const stuck = request('http://payments/d', { dispatcher: s2.d }).then(
+      () => undefined,
+      (e: unknown) => e,
+    )
+    await withDeadline(
+      new Promise<void>((r) => {
+        const t = setInterval(() => {
+          if (b!.seen.length > 0) {
+            clearInterval(t)
+            r()
+          }
+        }, 5)
+      }),
+      5_000,
+      'request at b',
+    )
     await s2.d.destroy()
     expect(await withDeadline(stuck, 5_000, 'aborted request')).toBeInstanceOf(Error)
     expect(inflight(s2.dir, b!.instance().key)).toBe(0)
@@ -342,8 +488,12 @@ describe('lifecycle and observability', () => {
     dir.set('payments', [dead, b!.instance()])
     const picks: string[] = []
     const retries: { reason: string; delayMs: number }[] = []
-    const onPick = (m: unknown): void => { picks.push((m as { instance: { id: string } }).instance.id) }
-    const onRetry = (m: unknown): void => { retries.push(m as { reason: string; delayMs: number }) }
+    const onPick = (m: unknown): void => {
+      picks.push((m as { instance: { id: string } }).instance.id)
+    }
+    const onRetry = (m: unknown): void => {
+      retries.push(m as { reason: string; delayMs: number })
+    }
     diagnostics.subscribe('wayfind:pick', onPick)
     diagnostics.subscribe('wayfind:retry', onRetry)
     try {

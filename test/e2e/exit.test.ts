@@ -19,7 +19,9 @@ interface Child {
 }
 
 function start(mode: string): Child {
-  const proc = spawn(process.execPath, ['--import', 'tsx', FIXTURE, mode], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const proc = spawn(process.execPath, ['--import', 'tsx', FIXTURE, mode], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
   let out = ''
   let err = ''
   const waiters: { pattern: RegExp; resolve: () => void }[] = []
@@ -28,7 +30,10 @@ function start(mode: string): Child {
     for (const w of [...waiters]) if (w.pattern.test(out)) w.resolve()
   })
   proc.stderr.setEncoding('utf8').on('data', (chunk: string) => (err += chunk))
-  const exit = once(proc, 'exit').then(([code, signal]) => ({ code: code as number | null, signal: signal as NodeJS.Signals | null }))
+  const exit = once(proc, 'exit').then(([code, signal]) => ({
+    code: code as number | null,
+    signal: signal as NodeJS.Signals | null,
+  }))
   return {
     proc,
     stdout: () => out,
@@ -48,7 +53,11 @@ function start(mode: string): Child {
 describe('process lifecycle', () => {
   it('exits by itself after close()', async () => {
     const child = start('close')
-    const { code, signal } = await withDeadline(child.exit, 30_000, 'the child to exit after close()')
+    const { code, signal } = await withDeadline(
+      child.exit,
+      30_000,
+      'the child to exit after close()',
+    )
     expect(child.stderr()).toBe('')
     expect(child.stdout()).toContain('resolved 1 status 200 body ok')
     expect(child.stdout()).toContain('deregistered child-close')
@@ -61,7 +70,11 @@ describe('process lifecycle', () => {
     await child.waitForLine(/ready/)
     const sentAt = Date.now()
     child.proc.kill('SIGTERM')
-    const { code, signal } = await withDeadline(child.exit, 10_000, 'the child to exit after SIGTERM')
+    const { code, signal } = await withDeadline(
+      child.exit,
+      10_000,
+      'the child to exit after SIGTERM',
+    )
     expect(child.stdout()).toContain('deregistered child-sigterm')
     expect({ code, signal }).toEqual({ code: null, signal: 'SIGTERM' })
     expect(Date.now() - sentAt).toBeLessThan(5_000) // well inside the bound, even on a loaded machine
@@ -71,7 +84,11 @@ describe('process lifecycle', () => {
     const child = start('own-handler')
     await child.waitForLine(/ready/)
     child.proc.kill('SIGTERM')
-    const { code, signal } = await withDeadline(child.exit, 10_000, 'the child to exit after its own handler')
+    const { code, signal } = await withDeadline(
+      child.exit,
+      10_000,
+      'the child to exit after its own handler',
+    )
     expect(child.stdout()).toContain('app handler')
     expect(child.stdout()).toContain('deregistered child-own-handler')
     expect({ code, signal }).toEqual({ code: 0, signal: null })

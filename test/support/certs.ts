@@ -32,13 +32,67 @@ function openssl(args: string[], cwd: string): void {
 /** Generates a fresh CA, server and client certificate (RSA 2048, valid 1 day). */
 export function makeTestCerts(): TestCerts {
   const dir = mkdtempSync(join(tmpdir(), 'wayfind-certs-'))
-  openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '1', '-subj', '/CN=wayfind-test-ca'], dir)
+  openssl(
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      'ca.key',
+      '-out',
+      'ca.crt',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=wayfind-test-ca',
+    ],
+    dir,
+  )
   const issue = (name: string, cn: string, ext: string): void => {
     writeFileSync(join(dir, `${name}.ext`), ext)
-    openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${cn}`], dir)
-    openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', '1', '-extfile', `${name}.ext`], dir)
+    openssl(
+      [
+        'req',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-keyout',
+        `${name}.key`,
+        '-out',
+        `${name}.csr`,
+        '-subj',
+        `/CN=${cn}`,
+      ],
+      dir,
+    )
+    openssl(
+      [
+        'x509',
+        '-req',
+        '-in',
+        `${name}.csr`,
+        '-CA',
+        'ca.crt',
+        '-CAkey',
+        'ca.key',
+        '-CAcreateserial',
+        '-out',
+        `${name}.crt`,
+        '-days',
+        '1',
+        '-extfile',
+        `${name}.ext`,
+      ],
+      dir,
+    )
   }
-  issue('server', 'localhost', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n')
+  issue(
+    'server',
+    'localhost',
+    'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n',
+  )
   issue('client', 'wayfind-client', 'extendedKeyUsage=clientAuth\n')
   const f = (n: string): string => join(dir, n)
   const r = (n: string): string => readFileSync(f(n), 'utf8')
@@ -54,6 +108,8 @@ export function makeTestCerts(): TestCerts {
     serverKey: r('server.key'),
     clientCert: r('client.crt'),
     clientKey: r('client.key'),
-    remove: () => { rmSync(dir, { recursive: true, force: true }) },
+    remove: () => {
+      rmSync(dir, { recursive: true, force: true })
+    },
   }
 }

@@ -40,7 +40,11 @@ export async function freePort(): Promise<number> {
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
   const address = server.address()
-  await new Promise<void>((resolve) => server.close(() => { resolve() }))
+  await new Promise<void>((resolve) =>
+    server.close(() => {
+      resolve()
+    }),
+  )
   if (address === null || typeof address === 'string') throw new Error('no port')
   return address.port
 }
@@ -67,7 +71,12 @@ export class EtcdServer {
   #spawnError: Error | undefined
   readonly #clients = new Set<Etcd3>()
 
-  private constructor(member: Member, cluster: readonly Member[], options: EtcdServerOptions, dataDir: string) {
+  private constructor(
+    member: Member,
+    cluster: readonly Member[],
+    options: EtcdServerOptions,
+    dataDir: string,
+  ) {
     this.#member = member
     this.#cluster = cluster
     this.#options = options
@@ -78,8 +87,17 @@ export class EtcdServer {
   /** Starts a single-member etcd and waits until it serves a Range. */
   static async start(options: EtcdServerOptions = {}): Promise<EtcdServer> {
     for (let attempt = 0; ; attempt++) {
-      const member: Member = { name: 'wf0', clientPort: await freePort(), peerPort: await freePort() }
-      const server = new EtcdServer(member, [member], options, mkdtempSync(join(tmpdir(), 'wayfind-etcd-')))
+      const member: Member = {
+        name: 'wf0',
+        clientPort: await freePort(),
+        peerPort: await freePort(),
+      }
+      const server = new EtcdServer(
+        member,
+        [member],
+        options,
+        mkdtempSync(join(tmpdir(), 'wayfind-etcd-')),
+      )
       try {
         server.#spawn()
         await server.waitReady()
@@ -94,7 +112,11 @@ export class EtcdServer {
   }
 
   /** @internal used by {@link startEtcdCluster}. */
-  static create(member: Member, cluster: readonly Member[], options: EtcdServerOptions): EtcdServer {
+  static create(
+    member: Member,
+    cluster: readonly Member[],
+    options: EtcdServerOptions,
+  ): EtcdServer {
     return new EtcdServer(member, cluster, options, mkdtempSync(join(tmpdir(), 'wayfind-etcd-')))
   }
 
@@ -108,7 +130,9 @@ export class EtcdServer {
 
   /** `host:port` (plain) or `https://host:port` in TLS mode. */
   get host(): string {
-    return this.#options.tls === undefined ? `127.0.0.1:${this.clientPort}` : `https://127.0.0.1:${this.clientPort}`
+    return this.#options.tls === undefined
+      ? `127.0.0.1:${this.clientPort}`
+      : `https://127.0.0.1:${this.clientPort}`
   }
 
   get pid(): number | undefined {
@@ -116,7 +140,9 @@ export class EtcdServer {
   }
 
   get running(): boolean {
-    return this.#child !== undefined && this.#child.exitCode === null && this.#child.signalCode === null
+    return (
+      this.#child !== undefined && this.#child.exitCode === null && this.#child.signalCode === null
+    )
   }
 
   /** The last lines etcd logged, for failure messages. */
@@ -157,9 +183,14 @@ export class EtcdServer {
       for (;;) {
         if (this.#spawnError !== undefined) throw this.#spawnError
         if (this.#child !== undefined && !this.running)
-          throw new Error(`etcd ${this.name} exited (${String(this.#child.exitCode ?? this.#child.signalCode)}):\n${this.#stderr}`)
+          throw new Error(
+            `etcd ${this.name} exited (${String(this.#child.exitCode ?? this.#child.signalCode)}):\n${this.#stderr}`,
+          )
         try {
-          await probe.kv.range({ key: Buffer.from('wayfind-ready-probe') }, { deadline: Date.now() + 500 })
+          await probe.kv.range(
+            { key: Buffer.from('wayfind-ready-probe') },
+            { deadline: Date.now() + 500 },
+          )
           return performance.now() - started
         } catch (err) {
           // With auth enabled an anonymous Range is refused: the server is up all the same.
@@ -191,7 +222,9 @@ export class EtcdServer {
     if (child === undefined || !this.running) return
     const exited = once(child, 'exit')
     child.kill('SIGTERM')
-    const timer = setTimeout(() => { child.kill('SIGKILL') }, STOP_TIMEOUT_MS)
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL')
+    }, STOP_TIMEOUT_MS)
     try {
       await exited
     } finally {
@@ -233,37 +266,68 @@ export class EtcdServer {
     const clientUrl = `${scheme}://127.0.0.1:${m.clientPort}`
     const peerUrl = `http://127.0.0.1:${m.peerPort}`
     const args = [
-      '--name', m.name,
-      '--data-dir', this.dataDir,
-      '--listen-client-urls', clientUrl,
-      '--advertise-client-urls', clientUrl,
-      '--listen-peer-urls', peerUrl,
-      '--initial-advertise-peer-urls', peerUrl,
-      '--initial-cluster', this.#cluster.map((c) => `${c.name}=http://127.0.0.1:${c.peerPort}`).join(','),
-      '--initial-cluster-state', this.#clusterState,
-      '--initial-cluster-token', `wayfind-${String(this.#cluster[0]?.peerPort)}`,
+      '--name',
+      m.name,
+      '--data-dir',
+      this.dataDir,
+      '--listen-client-urls',
+      clientUrl,
+      '--advertise-client-urls',
+      clientUrl,
+      '--listen-peer-urls',
+      peerUrl,
+      '--initial-advertise-peer-urls',
+      peerUrl,
+      '--initial-cluster',
+      this.#cluster.map((c) => `${c.name}=http://127.0.0.1:${c.peerPort}`).join(','),
+      '--initial-cluster-state',
+      this.#clusterState,
+      '--initial-cluster-token',
+      `wayfind-${String(this.#cluster[0]?.peerPort)}`,
       `--heartbeat-interval=${String(this.#options.heartbeatMs ?? 10)}`,
       `--election-timeout=${String(this.#options.electionMs ?? 100)}`,
-      '--logger', 'zap', '--log-outputs', 'stderr', '--log-level', 'warn',
+      '--logger',
+      'zap',
+      '--log-outputs',
+      'stderr',
+      '--log-level',
+      'warn',
       ...(tls === undefined
         ? []
-        : ['--cert-file', tls.serverCertFile, '--key-file', tls.serverKeyFile, '--trusted-ca-file', tls.caFile, '--client-cert-auth']),
-      ...(this.#options.authTokenTtlS === undefined ? [] : [`--auth-token-ttl=${String(this.#options.authTokenTtlS)}`]),
+        : [
+            '--cert-file',
+            tls.serverCertFile,
+            '--key-file',
+            tls.serverKeyFile,
+            '--trusted-ca-file',
+            tls.caFile,
+            '--client-cert-auth',
+          ]),
+      ...(this.#options.authTokenTtlS === undefined
+        ? []
+        : [`--auth-token-ttl=${String(this.#options.authTokenTtlS)}`]),
       ...(this.#options.extraArgs ?? []),
     ]
     this.#stderr = ''
     this.#spawnError = undefined
-    const child = spawn(ETCD_BIN, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: process.env.PATH ?? '' } })
+    const child = spawn(ETCD_BIN, args, {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { PATH: process.env.PATH ?? '' },
+    })
     child.stderr.setEncoding('utf8')
     child.stderr.on('data', (chunk: string) => {
       this.#stderr = (this.#stderr + chunk).slice(-8_000)
     })
     // A missing binary is an 'error' event, not an exit: keep it for waitReady() to throw.
     child.on('error', (err) => {
-      this.#spawnError = new Error(`cannot run ${ETCD_BIN} (install it with scripts/ensure-etcd.sh): ${err.message}`)
+      this.#spawnError = new Error(
+        `cannot run ${ETCD_BIN} (install it with scripts/ensure-etcd.sh): ${err.message}`,
+      )
     })
     LIVE.add(child)
-    child.once('exit', () => { LIVE.delete(child) })
+    child.once('exit', () => {
+      LIVE.delete(child)
+    })
     this.#child = child
   }
 }
@@ -279,12 +343,18 @@ export interface EtcdCluster {
 }
 
 /** Starts an `size`-member cluster (raft heartbeat 20 ms, election 200 ms). */
-export async function startEtcdCluster(size = 3, options: EtcdServerOptions = {}): Promise<EtcdCluster> {
+export async function startEtcdCluster(
+  size = 3,
+  options: EtcdServerOptions = {},
+): Promise<EtcdCluster> {
   const ms: Member[] = []
-  for (let i = 0; i < size; i++) ms.push({ name: `wf${String(i)}`, clientPort: await freePort(), peerPort: await freePort() })
+  for (let i = 0; i < size; i++)
+    ms.push({ name: `wf${String(i)}`, clientPort: await freePort(), peerPort: await freePort() })
   const opts = { heartbeatMs: 20, electionMs: 200, ...options }
   const members = ms.map((m) => EtcdServer.create(m, ms, opts))
-  const removeAll = async (): Promise<void> => { await Promise.all(members.map((s) => s.remove())) }
+  const removeAll = async (): Promise<void> => {
+    await Promise.all(members.map((s) => s.remove()))
+  }
   try {
     for (const s of members) s.spawnProcess()
     await Promise.all(members.map((s) => s.waitReady()))

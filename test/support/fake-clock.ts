@@ -16,7 +16,11 @@ export class FakeClock implements Clock {
   setTimeout(fn: () => void, ms: number): TimerHandle {
     const id = ++this.#seq
     this.#timers.set(id, { at: this.#now + Math.max(0, ms), fn })
-    return { clear: () => { this.#timers.delete(id) } }
+    return {
+      clear: () => {
+        this.#timers.delete(id)
+      },
+    }
   }
 
   /** Moves time forward by `ms`, firing due timers (including ones they schedule) in order. */

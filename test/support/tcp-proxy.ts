@@ -29,7 +29,9 @@ export class TcpProxy extends EventEmitter {
   private constructor(target: { host: string; port: number }) {
     super()
     this.#target = target
-    this.#server = createServer((client) => { this.#accept(client) })
+    this.#server = createServer((client) => {
+      this.#accept(client)
+    })
   }
 
   /** Starts a proxy on 127.0.0.1, on a free port. */
@@ -81,7 +83,11 @@ export class TcpProxy extends EventEmitter {
   async close(): Promise<void> {
     this.#mode = 'cut'
     for (const pair of this.#pairs) this.#destroy(pair)
-    await new Promise<void>((resolve) => { this.#server.close(() => { resolve() }) })
+    await new Promise<void>((resolve) => {
+      this.#server.close(() => {
+        resolve()
+      })
+    })
   }
 
   #accept(client: Socket): void {
@@ -99,7 +105,9 @@ export class TcpProxy extends EventEmitter {
       from.on('data', (chunk: Buffer) => {
         if (!pair.blackholed && !to.destroyed) to.write(chunk)
       })
-      from.on('error', () => { this.#destroy(pair) })
+      from.on('error', () => {
+        this.#destroy(pair)
+      })
       from.on('close', () => {
         // A blackholed path must not tell the other side that the peer went away.
         if (!pair.blackholed) this.#destroy(pair)
@@ -107,7 +115,9 @@ export class TcpProxy extends EventEmitter {
     }
     forward(client, upstream)
     forward(upstream, client)
-    upstream.once('connect', () => { this.emit('connection') })
+    upstream.once('connect', () => {
+      this.emit('connection')
+    })
   }
 
   #destroy(pair: Pair): void {

@@ -5,10 +5,16 @@ import { once, type EventEmitter } from 'node:events'
 import type { WayfindEvents } from '../../src/events.js'
 
 /** Rejects with a clear message when `promise` has not settled within `timeoutMs`. */
-export async function withDeadline<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+export async function withDeadline<T>(
+  promise: Promise<T>,
+  timeoutMs: number,
+  what: string,
+): Promise<T> {
   let timer: NodeJS.Timeout | undefined
   const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => { reject(new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`)) }, timeoutMs)
+    timer = setTimeout(() => {
+      reject(new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`))
+    }, timeoutMs)
   })
   try {
     return await Promise.race([promise, deadline])
@@ -25,7 +31,11 @@ export async function waitForEvent<T = unknown>(
 ): Promise<T> {
   const ac = new AbortController()
   try {
-    const [value] = (await withDeadline(once(emitter, name, { signal: ac.signal }), timeoutMs, `event "${name}"`)) as [T]
+    const [value] = (await withDeadline(
+      once(emitter, name, { signal: ac.signal }),
+      timeoutMs,
+      `event "${name}"`,
+    )) as [T]
     return value
   } finally {
     ac.abort()
@@ -63,7 +73,11 @@ export function waitFor<K extends keyof E, E extends object = WayfindEvents>(
  */
 export async function eventually<T>(
   check: () => T | undefined | Promise<T | undefined>,
-  { timeoutMs = 5_000, intervalMs = 20, what = 'a condition' }: { timeoutMs?: number; intervalMs?: number; what?: string } = {},
+  {
+    timeoutMs = 5_000,
+    intervalMs = 20,
+    what = 'a condition',
+  }: { timeoutMs?: number; intervalMs?: number; what?: string } = {},
 ): Promise<T> {
   const started = Date.now()
   let lastError: unknown

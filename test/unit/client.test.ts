@@ -15,7 +15,6 @@ import {
 import { waitFor } from '../support/wait.js'
 import { invalidOption } from '../support/errors.js'
 
-
 describe('createWayfind options', () => {
   it.each([
     [{ strategy: 'fastest' }, 'strategy', /"round-robin", "least-loaded", "random"/],
@@ -52,9 +51,13 @@ describe('client', () => {
     const pending = wf.resolve('pay', { timeoutMs: 5_000 })
     reg.put('pay', { id: 'a', host: '10.0.0.1', port: 80, tags: ['v2'] })
     const instances = await pending
-    expect(instances.map((i) => [i.id, i.host, i.port, i.tags])).toEqual([['a', '10.0.0.1', 80, ['v2']]])
+    expect(instances.map((i) => [i.id, i.host, i.port, i.tags])).toEqual([
+      ['a', '10.0.0.1', 80, ['v2']],
+    ])
     expect((await changed).added.map((i) => i.id)).toEqual(['a'])
-    await expect(wf.resolve('nobody', { timeoutMs: 50 })).rejects.toBeInstanceOf(ResolveTimeoutError)
+    await expect(wf.resolve('nobody', { timeoutMs: 50 })).rejects.toBeInstanceOf(
+      ResolveTimeoutError,
+    )
     await expect(wf.resolve('')).rejects.toBeInstanceOf(InvalidOptionError)
   })
 
@@ -100,11 +103,17 @@ describe('client', () => {
   })
 
   it('rejects register() on a read-only registry with REGISTRATION_FAILED', async () => {
-    const readOnly: RegistryProvider = { name: 'ro', watch: () => {}, close: () => Promise.resolve() }
+    const readOnly: RegistryProvider = {
+      name: 'ro',
+      watch: () => {},
+      close: () => Promise.resolve(),
+    }
     await using wf = createWayfind({ registry: readOnly })
-    await expect(wf.register({ name: 'pay', address: '10.0.0.1', port: 80 })).rejects.toMatchObject({
-      code: 'WAYFIND_ERR_REGISTRATION_FAILED',
-    })
+    await expect(wf.register({ name: 'pay', address: '10.0.0.1', port: 80 })).rejects.toMatchObject(
+      {
+        code: 'WAYFIND_ERR_REGISTRATION_FAILED',
+      },
+    )
   })
 
   it('after close(): methods throw ClosedError naming the method, pending resolves reject, no events', async () => {
@@ -119,7 +128,9 @@ describe('client', () => {
     await expect(pending).rejects.toBeInstanceOf(ClosedError)
     expect(() => wf.instances('pay')).toThrow(/instances\(\) was called after close/)
     await expect(wf.resolve('pay')).rejects.toThrow(/resolve\(\) was called after close/)
-    await expect(wf.register({ name: 'x', address: '10.0.0.1', port: 1 })).rejects.toBeInstanceOf(ClosedError)
+    await expect(wf.register({ name: 'x', address: '10.0.0.1', port: 1 })).rejects.toBeInstanceOf(
+      ClosedError,
+    )
     expect(seen).toEqual([])
   })
 

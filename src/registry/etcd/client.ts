@@ -43,7 +43,9 @@ export class WayfindEtcd3 extends Etcd3 {
           metadata.set('hasleader', 'true')
           return fn({ ...args, metadata })
         }),
-      markFailed: (resource, error) => { pool.markFailed(resource, error) },
+      markFailed: (resource, error) => {
+        pool.markFailed(resource, error)
+      },
       get callOptionsFactory() {
         return pool.callOptionsFactory
       },
@@ -66,7 +68,8 @@ export function createEtcdClient(o: NormalizedEtcdOptions): WayfindEtcd3 {
       'grpc.max_reconnect_backoff_ms': o.retryMaxMs,
     },
     // Unary calls only: streams live until we cancel them.
-    defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + o.requestTimeoutMs }),
+    defaultCallOptions: (ctx) =>
+      ctx.isStream ? {} : { deadline: Date.now() + o.requestTimeoutMs },
     faultHandling: {
       // Our loops retry with backoff; etcd3's breaker locked a lone member out for up to 5 s
       // after it came back (ETCD.md §0.7). With several members a short breaker still helps
@@ -74,8 +77,13 @@ export function createEtcdClient(o: NormalizedEtcdOptions): WayfindEtcd3 {
       host: () =>
         single
           ? noop
-          : circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1_000, breaker: new ConsecutiveBreaker(3) }),
-      global: single ? noop : retry(handleWhen(isRecoverableError), { maxAttempts: Math.min(o.hosts.length - 1, 2) }),
+          : circuitBreaker(handleWhen(isRecoverableError), {
+              halfOpenAfter: 1_000,
+              breaker: new ConsecutiveBreaker(3),
+            }),
+      global: single
+        ? noop
+        : retry(handleWhen(isRecoverableError), { maxAttempts: Math.min(o.hosts.length - 1, 2) }),
     },
   }
   if (o.auth !== undefined) options.auth = { username: o.auth.username, password: o.auth.password }
@@ -94,7 +102,11 @@ export function isInvalidToken(err: unknown): boolean {
 }
 
 /** Wraps an etcd3/gRPC error for listeners. Messages never include credentials. */
-export function unavailable(what: string, err: unknown, username: string | undefined): RegistryUnavailableError {
+export function unavailable(
+  what: string,
+  err: unknown,
+  username: string | undefined,
+): RegistryUnavailableError {
   if (isAuthFailure(err))
     return new RegistryUnavailableError(
       `etcd rejected the credentials of user ${JSON.stringify(username ?? '')} while ${what}: check auth.username and auth.password`,
@@ -105,7 +117,10 @@ export function unavailable(what: string, err: unknown, username: string | undef
       `etcd denied user ${JSON.stringify(username ?? '')} permission while ${what}: grant it read (and write, to register) on the prefix`,
       { cause: err, retryable: false },
     )
-  return new RegistryUnavailableError(`etcd failed while ${what}: ${firstLine(errorMessage(err))}`, { cause: err })
+  return new RegistryUnavailableError(
+    `etcd failed while ${what}: ${firstLine(errorMessage(err))}`,
+    { cause: err },
+  )
 }
 
 function firstLine(s: string): string {

@@ -14,7 +14,12 @@
  * instances); an instance that only offers `grpc://` or `https://` endpoints is reported as
  * malformed rather than silently called over the wrong protocol.
  */
-import { createInstance, instanceProblem, type Instance, type InstanceInit } from '../../instance.js'
+import {
+  createInstance,
+  instanceProblem,
+  type Instance,
+  type InstanceInit,
+} from '../../instance.js'
 
 /** One etcd entry, as handed to a codec. */
 export interface EtcdEntry {
@@ -101,7 +106,11 @@ function decodeWayfind(json: Record<string, unknown>, entry: EtcdEntry): Decoded
   if (typeof address !== 'string') throw new Error('"address" is missing or not a string')
   const port = json.port
   if (typeof port !== 'number') throw new Error('"port" is missing or not a number')
-  const out: { -readonly [K in keyof DecodedInstance]: DecodedInstance[K] } = { id, host: address, port }
+  const out: { -readonly [K in keyof DecodedInstance]: DecodedInstance[K] } = {
+    id,
+    host: address,
+    port,
+  }
   if (json.tags !== undefined && json.tags !== null) out.tags = json.tags as readonly string[]
   if (json.meta !== undefined && json.meta !== null) out.meta = json.meta as Record<string, string>
   if (json.weight !== undefined && json.weight !== null) {
@@ -133,9 +142,12 @@ function decodeKratos(json: Record<string, unknown>, entry: EtcdEntry): DecodedI
     if (chosen === undefined && e.startsWith('http://')) chosen = parseHostPort(e)
   }
   if (chosen === undefined)
-    throw new Error(`no http:// endpoint among ${JSON.stringify(endpoints).slice(0, 120)} (wayfind calls instances over HTTP)`)
+    throw new Error(
+      `no http:// endpoint among ${JSON.stringify(endpoints).slice(0, 120)} (wayfind calls instances over HTTP)`,
+    )
   const meta: Record<string, string> = { ...metadataToMeta(json.metadata) }
-  if (typeof json.version === 'string' && json.version !== '' && meta.version === undefined) meta.version = json.version
+  if (typeof json.version === 'string' && json.version !== '' && meta.version === undefined)
+    meta.version = json.version
   return { ...chosen, id, meta }
 }
 
@@ -144,11 +156,13 @@ function decodeGoMicro(json: Record<string, unknown>, entry: EtcdEntry): Decoded
   checkName(json.name, entry)
   const nodes = json.nodes as unknown[]
   const node = nodes[0]
-  if (nodes.length !== 1 || !isObject(node)) throw new Error(`expected exactly one node, got ${String(nodes.length)}`)
+  if (nodes.length !== 1 || !isObject(node))
+    throw new Error(`expected exactly one node, got ${String(nodes.length)}`)
   if (typeof node.address !== 'string') throw new Error('the node "address" is not a string')
   const id = optionalString(node.id, 'nodes[0].id') ?? entry.keySuffix
   const meta: Record<string, string> = { ...metadataToMeta(node.metadata) }
-  if (typeof json.version === 'string' && json.version !== '' && meta.version === undefined) meta.version = json.version
+  if (typeof json.version === 'string' && json.version !== '' && meta.version === undefined)
+    meta.version = json.version
   return { ...parseHostPort(node.address), id, meta }
 }
 
@@ -157,7 +171,8 @@ export function parseHostPort(text: string): { host: string; port: number } {
   let s = text.trim()
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(s)
   if (scheme !== null) {
-    if (scheme[1]?.toLowerCase() !== 'http') throw new Error(`the address ${JSON.stringify(text)} is not http://`)
+    if (scheme[1]?.toLowerCase() !== 'http')
+      throw new Error(`the address ${JSON.stringify(text)} is not http://`)
     s = s.slice(scheme[0].length)
   }
   s = s.replace(/[/?#].*$/s, '')
@@ -165,17 +180,21 @@ export function parseHostPort(text: string): { host: string; port: number } {
   let portText: string
   if (s.startsWith('[')) {
     const end = s.indexOf(']')
-    if (end < 0 || s[end + 1] !== ':') throw new Error(`the address ${JSON.stringify(text)} is not [ipv6]:port`)
+    if (end < 0 || s[end + 1] !== ':')
+      throw new Error(`the address ${JSON.stringify(text)} is not [ipv6]:port`)
     host = s.slice(1, end)
     portText = s.slice(end + 2)
   } else {
     const colon = s.lastIndexOf(':')
-    if (colon < 0) throw new Error(`the address ${JSON.stringify(text)} has no port (expected host:port)`)
+    if (colon < 0)
+      throw new Error(`the address ${JSON.stringify(text)} has no port (expected host:port)`)
     host = s.slice(0, colon)
     portText = s.slice(colon + 1)
-    if (host.includes(':')) throw new Error(`the address ${JSON.stringify(text)} is an unbracketed IPv6 address`)
+    if (host.includes(':'))
+      throw new Error(`the address ${JSON.stringify(text)} is an unbracketed IPv6 address`)
   }
-  if (!/^\d{1,5}$/.test(portText)) throw new Error(`the address ${JSON.stringify(text)} has no numeric port`)
+  if (!/^\d{1,5}$/.test(portText))
+    throw new Error(`the address ${JSON.stringify(text)} has no numeric port`)
   if (host === '') throw new Error(`the address ${JSON.stringify(text)} has no host`)
   return { host, port: Number(portText) }
 }
@@ -186,7 +205,8 @@ function metadataToMeta(metadata: unknown): Record<string, string> {
   if (typeof metadata === 'string') return metadata === '' ? {} : { metadata }
   if (isObject(metadata)) {
     const out: Record<string, string> = {}
-    for (const [k, v] of Object.entries(metadata)) out[k] = typeof v === 'string' ? v : JSON.stringify(v)
+    for (const [k, v] of Object.entries(metadata))
+      out[k] = typeof v === 'string' ? v : JSON.stringify(v)
     return out
   }
   return { metadata: JSON.stringify(metadata) }
@@ -196,7 +216,9 @@ function checkName(name: unknown, entry: EtcdEntry): void {
   if (name === undefined || name === null) return
   if (typeof name !== 'string') throw new Error('"name" is not a string')
   if (name !== entry.service)
-    throw new Error(`the value names service ${JSON.stringify(name)} but the key is under ${JSON.stringify(entry.service)}`)
+    throw new Error(
+      `the value names service ${JSON.stringify(name)} but the key is under ${JSON.stringify(entry.service)}`,
+    )
 }
 
 function optionalString(v: unknown, field: string): string | undefined {

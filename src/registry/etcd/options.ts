@@ -68,7 +68,8 @@ export interface NormalizedEtcdOptions {
   readonly hosts: readonly string[]
   readonly prefix: string
   readonly auth: EtcdAuth | undefined
-  readonly credentials: { rootCertificate: Buffer; certChain?: Buffer; privateKey?: Buffer } | undefined
+  readonly credentials:
+    { rootCertificate: Buffer; certChain?: Buffer; privateKey?: Buffer } | undefined
   readonly codec: EtcdCodec
   readonly leaseTtlMs: number
   readonly requestTimeoutMs: number
@@ -96,54 +97,112 @@ const HOST_RE = /^(?:(https?):\/\/)?(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5}
 export function normalizeEtcdOptions(options: EtcdRegistryOptions): NormalizedEtcdOptions {
   // Runtime checks: JavaScript callers get the same clear errors as TypeScript ones.
   if (!isRecord(options))
-    throw new InvalidOptionError('etcd options', options, 'Pass an object such as { hosts: ["127.0.0.1:2379"] }.')
+    throw new InvalidOptionError(
+      'etcd options',
+      options,
+      'Pass an object such as { hosts: ["127.0.0.1:2379"] }.',
+    )
   const hostList: readonly unknown[] =
-    typeof options.hosts === 'string' ? [options.hosts] : Array.isArray(options.hosts) ? options.hosts : []
+    typeof options.hosts === 'string'
+      ? [options.hosts]
+      : Array.isArray(options.hosts)
+        ? options.hosts
+        : []
   if (hostList.length === 0)
-    throw new InvalidOptionError('hosts', options.hosts, 'Give at least one etcd member as "host:port" or "http://host:port".')
+    throw new InvalidOptionError(
+      'hosts',
+      options.hosts,
+      'Give at least one etcd member as "host:port" or "http://host:port".',
+    )
   const schemes = new Set<string>()
   const hosts: string[] = []
   for (const [i, h] of hostList.entries()) {
     const m = typeof h === 'string' ? HOST_RE.exec(h.trim()) : null
     if (m === null || Number(m[3]) < 1 || Number(m[3]) > 65535)
-      throw new InvalidOptionError(`hosts[${String(i)}]`, h, 'Use "host:port", "http://host:port" or "https://host:port".')
+      throw new InvalidOptionError(
+        `hosts[${String(i)}]`,
+        h,
+        'Use "host:port", "http://host:port" or "https://host:port".',
+      )
     schemes.add(m[1] ?? 'plain')
     hosts.push((h as string).trim().replace(/\/$/, ''))
   }
   if (schemes.has('http') && schemes.has('https'))
-    throw new InvalidOptionError('hosts', options.hosts, 'Use the same scheme for every member: all http:// or all https://.')
+    throw new InvalidOptionError(
+      'hosts',
+      options.hosts,
+      'Use the same scheme for every member: all http:// or all https://.',
+    )
   if (options.credentials !== undefined && schemes.has('http'))
-    throw new InvalidOptionError('hosts', options.hosts, 'TLS credentials were given: use https:// (or bare host:port) hosts.')
+    throw new InvalidOptionError(
+      'hosts',
+      options.hosts,
+      'TLS credentials were given: use https:// (or bare host:port) hosts.',
+    )
 
   let prefix = options.prefix ?? ETCD_DEFAULTS.prefix
   if (typeof prefix !== 'string' || /[\0]/.test(prefix))
-    throw new InvalidOptionError('prefix', options.prefix, 'Use a key prefix string such as "/services/".')
+    throw new InvalidOptionError(
+      'prefix',
+      options.prefix,
+      'Use a key prefix string such as "/services/".',
+    )
   if (prefix !== '' && !prefix.endsWith('/')) prefix += '/'
 
   const auth = options.auth
   if (auth !== undefined) {
     if (!isRecord(auth) || typeof auth.username !== 'string' || auth.username === '')
-      throw new InvalidOptionError('auth.username', isRecord(auth) ? auth.username : auth, 'Give the etcd user name as a non-empty string.')
+      throw new InvalidOptionError(
+        'auth.username',
+        isRecord(auth) ? auth.username : auth,
+        'Give the etcd user name as a non-empty string.',
+      )
     // Never echo the password back: describe its type only.
     if (typeof auth.password !== 'string' || auth.password === '')
-      throw new InvalidOptionError('auth.password', typeof auth.password === 'string' ? '(empty string)' : typeof auth.password, 'Give the etcd password as a non-empty string.')
+      throw new InvalidOptionError(
+        'auth.password',
+        typeof auth.password === 'string' ? '(empty string)' : typeof auth.password,
+        'Give the etcd password as a non-empty string.',
+      )
   }
 
   const credentials = normalizeCredentials(options.credentials)
 
   const codec = options.codec ?? defaultEtcdCodec
   if (!isRecord(codec) || typeof codec.decode !== 'function')
-    throw new InvalidOptionError('codec', codec, 'Pass an object with decode(entry) (see EtcdCodec).')
+    throw new InvalidOptionError(
+      'codec',
+      codec,
+      'Pass an object with decode(entry) (see EtcdCodec).',
+    )
 
-  const leaseTtlMs = duration(options, 'leaseTtlMs', 1_000, 'etcd lease TTLs are whole seconds, at least 1 s.')
+  const leaseTtlMs = duration(
+    options,
+    'leaseTtlMs',
+    1_000,
+    'etcd lease TTLs are whole seconds, at least 1 s.',
+  )
   const retryInitialMs = duration(options, 'retryInitialMs', 1, 'Use a delay of at least 1 ms.')
   const retryMaxMs = duration(options, 'retryMaxMs', 1, 'Use a delay of at least 1 ms.')
   if (retryMaxMs < retryInitialMs)
-    throw new InvalidOptionError('retryMaxMs', retryMaxMs, `Use a value of at least retryInitialMs (${String(retryInitialMs)}).`)
-  const keepaliveTimeMs = duration(options, 'keepaliveTimeMs', 5_000, 'etcd refuses pings more often than every 5 s (--grpc-keepalive-min-time).')
+    throw new InvalidOptionError(
+      'retryMaxMs',
+      retryMaxMs,
+      `Use a value of at least retryInitialMs (${String(retryInitialMs)}).`,
+    )
+  const keepaliveTimeMs = duration(
+    options,
+    'keepaliveTimeMs',
+    5_000,
+    'etcd refuses pings more often than every 5 s (--grpc-keepalive-min-time).',
+  )
   const pageSize = options.pageSize ?? ETCD_DEFAULTS.pageSize
   if (!Number.isInteger(pageSize) || pageSize < 1)
-    throw new InvalidOptionError('pageSize', pageSize, 'Use a positive integer number of keys per page.')
+    throw new InvalidOptionError(
+      'pageSize',
+      pageSize,
+      'Use a positive integer number of keys per page.',
+    )
   return {
     hosts,
     prefix,
@@ -153,18 +212,35 @@ export function normalizeEtcdOptions(options: EtcdRegistryOptions): NormalizedEt
     leaseTtlMs,
     requestTimeoutMs: duration(options, 'requestTimeoutMs', 1, 'Use a timeout of at least 1 ms.'),
     keepaliveTimeMs,
-    keepaliveTimeoutMs: duration(options, 'keepaliveTimeoutMs', 1, 'Use a timeout of at least 1 ms.'),
+    keepaliveTimeoutMs: duration(
+      options,
+      'keepaliveTimeoutMs',
+      1,
+      'Use a timeout of at least 1 ms.',
+    ),
     retryInitialMs,
     retryMaxMs,
     pageSize,
   }
 }
 
-type DurationKey = 'leaseTtlMs' | 'requestTimeoutMs' | 'keepaliveTimeMs' | 'keepaliveTimeoutMs' | 'retryInitialMs' | 'retryMaxMs'
+type DurationKey =
+  | 'leaseTtlMs'
+  | 'requestTimeoutMs'
+  | 'keepaliveTimeMs'
+  | 'keepaliveTimeoutMs'
+  | 'retryInitialMs'
+  | 'retryMaxMs'
 
-function duration(options: EtcdRegistryOptions, key: DurationKey, min: number, fix: string): number {
+function duration(
+  options: EtcdRegistryOptions,
+  key: DurationKey,
+  min: number,
+  fix: string,
+): number {
   const v = options[key] ?? ETCD_DEFAULTS[key]
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < min) throw new InvalidOptionError(key, v, fix)
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < min)
+    throw new InvalidOptionError(key, v, fix)
   return v
 }
 
@@ -173,16 +249,26 @@ export function leaseTtlSeconds(ttlMs: number): number {
   return Math.max(1, Math.ceil(ttlMs / 1000))
 }
 
-function normalizeCredentials(c: EtcdCredentials | undefined): NormalizedEtcdOptions['credentials'] {
+function normalizeCredentials(
+  c: EtcdCredentials | undefined,
+): NormalizedEtcdOptions['credentials'] {
   if (c === undefined) return undefined
   const pem = (v: unknown, option: string, required: boolean): Buffer | undefined => {
     if (v === undefined && !required) return undefined
     if (typeof v === 'string' && v.includes('-----BEGIN')) return Buffer.from(v)
     if (Buffer.isBuffer(v) && v.includes('-----BEGIN')) return v
-    throw new InvalidOptionError(option, typeof v === 'string' ? '(a string that is not PEM)' : v, 'Pass the PEM text (string or Buffer), not a file path.')
+    throw new InvalidOptionError(
+      option,
+      typeof v === 'string' ? '(a string that is not PEM)' : v,
+      'Pass the PEM text (string or Buffer), not a file path.',
+    )
   }
   if (!isRecord(c))
-    throw new InvalidOptionError('credentials', c, 'Pass { rootCertificate, certChain?, privateKey? } as PEM.')
+    throw new InvalidOptionError(
+      'credentials',
+      c,
+      'Pass { rootCertificate, certChain?, privateKey? } as PEM.',
+    )
   const rootCertificate = pem(c.rootCertificate, 'credentials.rootCertificate', true) as Buffer
   const certChain = pem(c.certChain, 'credentials.certChain', false)
   const privateKey = pem(c.privateKey, 'credentials.privateKey', false)

@@ -5,10 +5,18 @@
  */
 import { linkedController } from '../../core/abort.js'
 import { Closable } from '../../core/lifecycle.js'
-import type { NormalizedRegistration, RegisterContext, RegistrationSession } from '../../registration/registrar.js'
+import type {
+  NormalizedRegistration,
+  RegisterContext,
+  RegistrationSession,
+} from '../../registration/registrar.js'
 import type { RegistryProvider, WatchListener, WatchOptions } from '../provider.js'
 import { createEtcdClient, type WayfindEtcd3 } from './client.js'
-import { normalizeEtcdOptions, type EtcdRegistryOptions, type NormalizedEtcdOptions } from './options.js'
+import {
+  normalizeEtcdOptions,
+  type EtcdRegistryOptions,
+  type NormalizedEtcdOptions,
+} from './options.js'
 import { checkEtcdRegistration, registerInEtcd, type RegistrarHooks } from './registrar.js'
 import { watchService } from './service-watch.js'
 
@@ -72,11 +80,25 @@ export class EtcdProvider extends Closable implements RegistryProvider {
     const client = this.#etcd()
     const hooks = this.#hooks
     // Started on the next tick: the listener is never called synchronously from watch().
-    const loop = new Promise<void>((resolve) => { setImmediate(resolve) })
+    const loop = new Promise<void>((resolve) => {
+      setImmediate(resolve)
+    })
       .then(() =>
         watchService(client, this.#options, service, listener, controller.signal, {
-          ...(hooks.onWatching === undefined ? {} : { onWatching: () => { hooks.onWatching?.(service) } }),
-          ...(hooks.onRelist === undefined ? {} : { onRelist: (why: string) => { hooks.onRelist?.(service, why) } }),
+          ...(hooks.onWatching === undefined
+            ? {}
+            : {
+                onWatching: () => {
+                  hooks.onWatching?.(service)
+                },
+              }),
+          ...(hooks.onRelist === undefined
+            ? {}
+            : {
+                onRelist: (why: string) => {
+                  hooks.onRelist?.(service, why)
+                },
+              }),
         }),
       )
       .finally(() => {
@@ -86,11 +108,21 @@ export class EtcdProvider extends Closable implements RegistryProvider {
     this.#loops.add(loop)
   }
 
-  async register(registration: NormalizedRegistration, context: RegisterContext): Promise<RegistrationSession> {
+  async register(
+    registration: NormalizedRegistration,
+    context: RegisterContext,
+  ): Promise<RegistrationSession> {
     this.assertOpen('register')
     // Reject what etcd cannot express before any request.
     checkEtcdRegistration(registration, this.#options)
-    return registerInEtcd(this.#etcd(), this.#options, registration, context, this.signal, this.#hooks)
+    return registerInEtcd(
+      this.#etcd(),
+      this.#options,
+      registration,
+      context,
+      this.signal,
+      this.#hooks,
+    )
   }
 
   protected async onClose(): Promise<void> {

@@ -11,8 +11,17 @@
 import { EtcdLeaseInvalidError, type Lease } from 'etcd3'
 import { abortReason, linkedController, onAbort, sleep } from '../../core/abort.js'
 import { Backoff } from '../../core/backoff.js'
-import { InvalidOptionError, LeaseLostError, RegistrationError, errorMessage } from '../../errors.js'
-import type { NormalizedRegistration, RegisterContext, RegistrationSession } from '../../registration/registrar.js'
+import {
+  InvalidOptionError,
+  LeaseLostError,
+  RegistrationError,
+  errorMessage,
+} from '../../errors.js'
+import type {
+  NormalizedRegistration,
+  RegisterContext,
+  RegistrationSession,
+} from '../../registration/registrar.js'
 import { debug, unavailable, type WayfindEtcd3 } from './client.js'
 import { encodeRegistration } from './mapping.js'
 import { leaseTtlSeconds, type NormalizedEtcdOptions } from './options.js'
@@ -25,19 +34,33 @@ export interface RegistrarHooks {
 }
 
 /** Throws `InvalidOptionError` when `reg` cannot be expressed on etcd. Does no I/O. */
-export function checkEtcdRegistration(reg: NormalizedRegistration, options: NormalizedEtcdOptions): number {
+export function checkEtcdRegistration(
+  reg: NormalizedRegistration,
+  options: NormalizedEtcdOptions,
+): number {
   if (reg.check?.kind === 'http')
     throw new InvalidOptionError(
       'check.http',
       reg.check.http,
       'etcd has no agent to run HTTP checks: use check: { ttlMs } (the lease TTL; liveness is the lease keepalive).',
     )
-  for (const [field, v] of [['name', reg.name], ['id', reg.id]] as const)
+  for (const [field, v] of [
+    ['name', reg.name],
+    ['id', reg.id],
+  ] as const)
     if (v === '' || v.includes('/'))
-      throw new InvalidOptionError(field, v, `Use a non-empty ${field} without "/" (it is one segment of the etcd key).`)
+      throw new InvalidOptionError(
+        field,
+        v,
+        `Use a non-empty ${field} without "/" (it is one segment of the etcd key).`,
+      )
   const ttlMs = reg.check?.kind === 'ttl' ? reg.check.ttlMs : options.leaseTtlMs
   if (!Number.isFinite(ttlMs) || ttlMs < 1_000)
-    throw new InvalidOptionError('check.ttlMs', ttlMs, 'etcd lease TTLs are whole seconds: use at least 1000 ms.')
+    throw new InvalidOptionError(
+      'check.ttlMs',
+      ttlMs,
+      'etcd lease TTLs are whole seconds: use at least 1000 ms.',
+    )
   return leaseTtlSeconds(ttlMs)
 }
 
@@ -84,13 +107,25 @@ export async function registerInEtcd(
       // While a reconciliation runs, it sees the revoked lease and grants a new one itself.
       if (l !== lease || signal.aborted || run.running) return
       debug('%s: lease lost: %s', what, err.message)
-      report('lost', new LeaseLostError(`The etcd lease of ${reg.name}/${reg.id} was lost; registering again`, { cause: err }))
+      report(
+        'lost',
+        new LeaseLostError(`The etcd lease of ${reg.name}/${reg.id} was lost; registering again`, {
+          cause: err,
+        }),
+      )
       kick()
     })
     // Typed as a keepalive response by etcd3, but it emits the stream error (lease.ts).
     l.on('keepaliveFailed', (err: unknown) => {
       if (l !== lease || signal.aborted || state !== 'registered') return
-      report('degraded', unavailable(`keeping the lease of ${reg.name}/${reg.id} alive`, err, options.auth?.username))
+      report(
+        'degraded',
+        unavailable(
+          `keeping the lease of ${reg.name}/${reg.id} alive`,
+          err,
+          options.auth?.username,
+        ),
+      )
     })
     l.on('keepaliveSucceeded', () => {
       if (l === lease && state === 'degraded') report('registered')
@@ -138,8 +173,15 @@ export async function registerInEtcd(
           debug('%s: %s', what, errorMessage(err))
           // A put refused for an unknown lease means etcd forgot us (it expired server-side).
           if (lease?.revoked() === true && state !== 'lost')
-            report('lost', new LeaseLostError(`The etcd lease of ${reg.name}/${reg.id} expired; registering again`, { cause: err }))
-          else if (state === 'registered') report('degraded', unavailable(what, err, options.auth?.username))
+            report(
+              'lost',
+              new LeaseLostError(
+                `The etcd lease of ${reg.name}/${reg.id} expired; registering again`,
+                { cause: err },
+              ),
+            )
+          else if (state === 'registered')
+            report('degraded', unavailable(what, err, options.auth?.username))
           await sleep(backoff.next(), signal).catch(() => undefined)
         }
       }
@@ -150,7 +192,12 @@ export async function registerInEtcd(
   /** Our key vanished (deleted by someone, or expired with a lease etcd3 still thinks alive). */
   const keyGone = (): void => {
     if (signal.aborted || run.running) return
-    report('lost', new RegistrationError(`The etcd key of ${reg.name}/${reg.id} was deleted; putting it back`, { retryable: true }))
+    report(
+      'lost',
+      new RegistrationError(`The etcd key of ${reg.name}/${reg.id} was deleted; putting it back`, {
+        retryable: true,
+      }),
+    )
     kick()
   }
 
@@ -163,9 +210,12 @@ export async function registerInEtcd(
     lease?.release()
     dispose()
     controller.abort()
-    throw new RegistrationError(`Registering ${reg.name}/${reg.id} in etcd failed: ${unavailable(what, err, options.auth?.username).message}`, {
-      cause: err,
-    })
+    throw new RegistrationError(
+      `Registering ${reg.name}/${reg.id} in etcd failed: ${unavailable(what, err, options.auth?.username).message}`,
+      {
+        cause: err,
+      },
+    )
   }
   report('registered')
 
@@ -213,11 +263,18 @@ export async function registerInEtcd(
         client.leaseClient.leaseRevoke({ ID: id }).then(
           () => undefined,
           (err: unknown) => {
-            if (err instanceof EtcdLeaseInvalidError || /lease not found/i.test(errorMessage(err))) return
-            throw new RegistrationError(`Deregistering ${reg.name}/${reg.id} from etcd failed: ${errorMessage(err)}`, { cause: err })
+            if (err instanceof EtcdLeaseInvalidError || /lease not found/i.test(errorMessage(err)))
+              return
+            throw new RegistrationError(
+              `Deregistering ${reg.name}/${reg.id} from etcd failed: ${errorMessage(err)}`,
+              { cause: err },
+            )
           },
         )
-      await raceSignal(Promise.all([...ids].map(revoke)).then(() => undefined), bound)
+      await raceSignal(
+        Promise.all([...ids].map(revoke)).then(() => undefined),
+        bound,
+      )
     },
   }
 }
@@ -225,10 +282,18 @@ export async function registerInEtcd(
 function raceSignal<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
   if (signal.aborted) return Promise.reject(abortReason(signal))
   return new Promise<T>((resolve, reject) => {
-    const off = onAbort(signal, () => { reject(abortReason(signal)) })
+    const off = onAbort(signal, () => {
+      reject(abortReason(signal))
+    })
     p.then(
-      (v) => { off(); resolve(v) },
-      (e: unknown) => { off(); reject(e instanceof Error ? e : new Error(String(e))) },
+      (v) => {
+        off()
+        resolve(v)
+      },
+      (e: unknown) => {
+        off()
+        reject(e instanceof Error ? e : new Error(String(e)))
+      },
     )
   })
 }

@@ -9,7 +9,14 @@
  * progress notifications, a cancel (compaction or anything else) means re-list and watch again,
  * and a store whose revision went backwards (data wiped) is re-listed too.
  */
-import { castGrpcError, type IDuplexStream, type IEvent, type IKeyValue, type IWatchRequest, type IWatchResponse } from 'etcd3'
+import {
+  castGrpcError,
+  type IDuplexStream,
+  type IEvent,
+  type IKeyValue,
+  type IWatchRequest,
+  type IWatchResponse,
+} from 'etcd3'
 import { abortReason, onAbort, sleep } from '../../core/abort.js'
 import { Backoff } from '../../core/backoff.js'
 import { errorMessage, type WayfindError } from '../../errors.js'
@@ -177,7 +184,8 @@ async function watchOnce(
   signal: AbortSignal,
   cb: StreamCallbacks,
 ): Promise<StreamEnd> {
-  const stream: IDuplexStream<IWatchRequest, IWatchResponse> = await client.leaderWatchClient.watch()
+  const stream: IDuplexStream<IWatchRequest, IWatchResponse> =
+    await client.leaderWatchClient.watch()
   // end() before cancel(): etcd3 counts an error on a still-writable stream against the host
   // (and resets all its channels), and a cancel of ours is no failure.
   const close = (): void => {
@@ -201,7 +209,9 @@ async function watchOnce(
       close()
       resolve(end)
     }
-    const offAbort = onAbort(signal, () => { finish({ kind: 'aborted' }) })
+    const offAbort = onAbort(signal, () => {
+      finish({ kind: 'aborted' })
+    })
     stream.on('data', (res) => {
       if (settled) return
       const header = BigInt(res.header.revision)
@@ -209,9 +219,10 @@ async function watchOnce(
         // Compaction sets compact_revision (cancel_reason is empty on 3.4); the start revision
         // must not be retried (WatchResponse docs). Other cancels (token, permission) re-list
         // too: the unary listing re-authenticates, and reports what still fails.
-        const why = res.compact_revision !== '0' && res.compact_revision !== ''
-          ? `compacted at ${res.compact_revision}`
-          : `canceled by etcd: ${res.cancel_reason === '' ? '(no reason)' : res.cancel_reason}`
+        const why =
+          res.compact_revision !== '0' && res.compact_revision !== ''
+            ? `compacted at ${res.compact_revision}`
+            : `canceled by etcd: ${res.cancel_reason === '' ? '(no reason)' : res.cancel_reason}`
         finish({ kind: 'relist', why })
         return
       }
@@ -227,8 +238,12 @@ async function watchOnce(
         finish({ kind: 'resume', error: err })
       }
     })
-    stream.on('error', (err) => { finish({ kind: 'resume', error: castGrpcError(err) }) })
-    stream.on('end', () => { finish({ kind: 'resume', error: new Error('the watch stream ended') }) })
+    stream.on('error', (err) => {
+      finish({ kind: 'resume', error: castGrpcError(err) })
+    })
+    stream.on('end', () => {
+      finish({ kind: 'resume', error: new Error('the watch stream ended') })
+    })
     stream.write({
       create_request: {
         key: range.key,

@@ -36,7 +36,11 @@ export function watchService(
     }
   }
 
-  const apply = (next: Map<string, Instance | undefined>, previous: Map<string, Instance | undefined>, kv: IKeyValue): void => {
+  const apply = (
+    next: Map<string, Instance | undefined>,
+    previous: Map<string, Instance | undefined>,
+    kv: IKeyValue,
+  ): void => {
     const fullKey = kv.key.toString('utf8')
     const suffix = fullKey.slice(prefix.length)
     const result = decodeEntry(options.codec, {
@@ -57,9 +61,13 @@ export function watchService(
         next.set(fullKey, lastGood)
         const error = new MalformedInstanceError(
           fullKey,
-          lastGood === undefined ? result.reason : `${result.reason} (the last good value keeps serving)`,
+          lastGood === undefined
+            ? result.reason
+            : `${result.reason} (the last good value keeps serving)`,
         )
-        safely(() => { listener.onError(error) })
+        safely(() => {
+          listener.onError(error)
+        })
         break
       }
     }
@@ -69,7 +77,9 @@ export function watchService(
     const instances: Instance[] = []
     for (const i of cache.values()) if (i !== undefined) instances.push(i)
     instances.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
-    safely(() => { listener.onSnapshot({ service, instances, revision: revision.toString() }) })
+    safely(() => {
+      listener.onSnapshot({ service, instances, revision: revision.toString() })
+    })
   }
 
   return runRevisionWatch(
@@ -92,7 +102,9 @@ export function watchService(
         emit(revision)
       },
       onError(error) {
-        safely(() => { listener.onError(error) })
+        safely(() => {
+          listener.onError(error)
+        })
       },
       ...(hooks.onWatching === undefined ? {} : { onWatching: hooks.onWatching }),
       ...(hooks.onRelist === undefined ? {} : { onRelist: hooks.onRelist }),

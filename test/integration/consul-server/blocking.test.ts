@@ -9,7 +9,9 @@ import { startConsulServer, type ConsulTestServer } from '../../support/consul-s
 import { withDeadline } from '../../support/wait.js'
 import { call, dispatcher } from './helpers.js'
 
-afterAll(async () => { await dispatcher.close() })
+afterAll(async () => {
+  await dispatcher.close()
+})
 
 describe('blocking queries', () => {
   let consul: ConsulTestServer
@@ -18,7 +20,9 @@ describe('blocking queries', () => {
     consul.addNode('node-2', { address: '10.0.0.2' })
     consul.registerService({ node: 'node-2', name: 'payments', id: 'p1', port: 8080 })
   })
-  afterEach(async () => { await consul.close() })
+  afterEach(async () => {
+    await consul.close()
+  })
 
   it('answers at once without index, with index=0, and with an older index', async () => {
     const first = await call(consul, '/v1/health/service/payments')
@@ -26,7 +30,10 @@ describe('blocking queries', () => {
     expect(first.index).toBeGreaterThan(0)
     const zero = await call(consul, '/v1/health/service/payments?index=0&wait=10m')
     expect(zero.index).toBe(first.index)
-    const older = await call(consul, `/v1/health/service/payments?index=${first.index! - 1}&wait=10m`)
+    const older = await call(
+      consul,
+      `/v1/health/service/payments?index=${first.index! - 1}&wait=10m`,
+    )
     expect(older.index).toBe(first.index)
     expect(consul.stats.blockingQueries()).toBe(0)
   })
@@ -39,7 +46,10 @@ describe('blocking queries', () => {
     const woke = await withDeadline(pending, 5_000, 'the blocked query to wake')
     expect(woke.status).toBe(200)
     expect(woke.index).toBeGreaterThan(first.index!)
-    expect(woke.json<{ Service: { ID: string } }[]>().map((e) => e.Service.ID)).toEqual(['p1', 'p2'])
+    expect(woke.json<{ Service: { ID: string } }[]>().map((e) => e.Service.ID)).toEqual([
+      'p1',
+      'p2',
+    ])
   })
 
   it('is not woken by writes to other services (per-service index, since Consul 1.0.7)', async () => {
@@ -126,7 +136,7 @@ describe('blocking queries', () => {
     expect(woke.index).toBeGreaterThan(first.index!)
   })
 
-  it('rejects bad wait and index values with Consul\'s 400 texts', async () => {
+  it("rejects bad wait and index values with Consul's 400 texts", async () => {
     for (const wait of ['10', 'abc', '5x', '-']) {
       const r = await call(consul, `/v1/health/service/payments?index=1&wait=${wait}`)
       expect([r.status, r.text]).toEqual([400, 'Invalid wait time'])
@@ -140,9 +150,15 @@ describe('blocking queries', () => {
     const staleByMax = await call(consul, '/v1/health/service/payments?max_stale=5s&consistent')
     expect(staleByMax.status).toBe(400)
     const cached = await call(consul, '/v1/health/service/payments?cached&consistent')
-    expect([cached.status, cached.text]).toEqual([400, 'Cannot specify ?cached with ?consistent, conflicting semantics.'])
+    expect([cached.status, cached.text]).toEqual([
+      400,
+      'Cannot specify ?cached with ?consistent, conflicting semantics.',
+    ])
     const both = await call(consul, '/v1/health/service/payments?stale&consistent')
-    expect([both.status, both.text]).toEqual([400, 'Cannot specify ?stale with ?consistent, conflicting semantics.'])
+    expect([both.status, both.text]).toEqual([
+      400,
+      'Cannot specify ?stale with ?consistent, conflicting semantics.',
+    ])
   })
 
   it('sends the query meta headers, with the consistency mode asked for', async () => {
@@ -168,14 +184,18 @@ describe('blocking queries', () => {
     )
     await consul.waitForBlockingQueries(1)
     await withDeadline(consul.close(), 2_000, 'close()')
-    expect(await withDeadline(pending, 2_000, 'the client to see the close')).toBe('connection closed')
+    expect(await withDeadline(pending, 2_000, 'the client to see the close')).toBe(
+      'connection closed',
+    )
     expect(consul.stats.openConnections()).toBe(0)
   })
 
   it('frees the parked query when the client goes away', async () => {
     const first = await call(consul, '/v1/health/service/payments')
     const ac = new AbortController()
-    const pending = call(consul, `/v1/health/service/payments?index=${first.index}&wait=10m`, { signal: ac.signal }).catch(() => 'aborted')
+    const pending = call(consul, `/v1/health/service/payments?index=${first.index}&wait=10m`, {
+      signal: ac.signal,
+    }).catch(() => 'aborted')
     await consul.waitForBlockingQueries(1)
     const ended = once(consul.events, 'unblocked')
     ac.abort()
@@ -189,16 +209,23 @@ describe('blocking queries', () => {
 describe('blocking query timeouts (fake clock)', () => {
   let consul: ConsulTestServer
   let clock: FakeClock
-  afterEach(async () => { await consul.close() })
+  afterEach(async () => {
+    await consul.close()
+  })
 
-  async function start(random: () => number, extra: { maxWaitMs?: number; defaultWaitMs?: number } = {}): Promise<number> {
+  async function start(
+    random: () => number,
+    extra: { maxWaitMs?: number; defaultWaitMs?: number } = {},
+  ): Promise<number> {
     clock = new FakeClock()
     consul = await startConsulServer({ clock, random, ...extra })
     consul.registerService({ name: 'web', port: 80 })
     return (await call(consul, '/v1/health/service/web')).index!
   }
 
-  async function blockedTimeout(path: string): Promise<{ timeoutMs: number; reply: Promise<Awaited<ReturnType<typeof call>>> }> {
+  async function blockedTimeout(
+    path: string,
+  ): Promise<{ timeoutMs: number; reply: Promise<Awaited<ReturnType<typeof call>>> }> {
     const started = once(consul.events, 'blocking')
     const reply = call(consul, path)
     const [info] = (await withDeadline(started, 5_000, 'blocking event')) as [{ timeoutMs: number }]
@@ -207,7 +234,9 @@ describe('blocking query timeouts (fake clock)', () => {
 
   it('times out after wait plus up to wait/16 jitter, answering 200 with the same index', async () => {
     const index = await start(() => 0.5)
-    const { timeoutMs, reply } = await blockedTimeout(`/v1/health/service/web?index=${index}&wait=16s`)
+    const { timeoutMs, reply } = await blockedTimeout(
+      `/v1/health/service/web?index=${index}&wait=16s`,
+    )
     expect(timeoutMs).toBe(16_000 + 0.5 * 1_000)
     clock.advance(16_499)
     expect(consul.stats.blockingQueries()).toBe(1)
@@ -220,9 +249,11 @@ describe('blocking query timeouts (fake clock)', () => {
 
   it('never adds more than wait/16', async () => {
     const index = await start(() => 0.999999)
-    const { timeoutMs, reply } = await blockedTimeout(`/v1/health/service/web?index=${index}&wait=1m`)
+    const { timeoutMs, reply } = await blockedTimeout(
+      `/v1/health/service/web?index=${index}&wait=1m`,
+    )
     expect(timeoutMs).toBeGreaterThanOrEqual(60_000)
-    expect(timeoutMs).toBeLessThan(60_000 * 17 / 16)
+    expect(timeoutMs).toBeLessThan((60_000 * 17) / 16)
     clock.advance(timeoutMs)
     expect((await reply).index).toBe(index)
   })
@@ -250,7 +281,9 @@ describe('blocking query timeouts (fake clock)', () => {
 
 describe('index sanity', () => {
   let consul: ConsulTestServer
-  afterEach(async () => { await consul.close() })
+  afterEach(async () => {
+    await consul.close()
+  })
 
   it('grows with every write and is never 0, even after a regression to 0', async () => {
     consul = await startConsulServer()
@@ -268,7 +301,8 @@ describe('index sanity', () => {
 
   it('regression (snapshot restore) wakes parked queries at once with the lower index', async () => {
     consul = await startConsulServer()
-    for (let i = 0; i < 20; i++) consul.registerService({ name: 'svc', id: `s${i}`, port: 1000 + i })
+    for (let i = 0; i < 20; i++)
+      consul.registerService({ name: 'svc', id: `s${i}`, port: 1000 + i })
     const before = (await call(consul, '/v1/health/service/svc')).index!
     expect(before).toBeGreaterThan(10)
     const pending = call(consul, `/v1/health/service/svc?index=${before}&wait=10m`)
@@ -303,7 +337,11 @@ describe('index sanity', () => {
     consul.registerService({ name: 'x', port: 1 })
     const first = await call(consul, '/v1/health/service/x')
     consul.faults.neverBlock = true
-    const r = await withDeadline(call(consul, `/v1/health/service/x?index=${first.index}&wait=10m`), 2_000, 'an immediate answer')
+    const r = await withDeadline(
+      call(consul, `/v1/health/service/x?index=${first.index}&wait=10m`),
+      2_000,
+      'an immediate answer',
+    )
     expect(r.index).toBe(first.index)
     expect(consul.stats.blockingQueries()).toBe(0)
   })
@@ -312,7 +350,11 @@ describe('index sanity', () => {
     consul = await startConsulServer()
     const ac = new AbortController()
     const first = await call(consul, '/v1/health/service/x')
-    const pending = [0, 1].map(() => call(consul, `/v1/health/service/x?index=${first.index}&wait=10m`, { signal: ac.signal }).catch(() => 'aborted'))
+    const pending = [0, 1].map(() =>
+      call(consul, `/v1/health/service/x?index=${first.index}&wait=10m`, {
+        signal: ac.signal,
+      }).catch(() => 'aborted'),
+    )
     await consul.waitForBlockingQueries(2)
     ac.abort()
     await consul.waitForBlockingQueries(0)

@@ -20,14 +20,21 @@ export const dispatcher = new Agent({ connections: 50, pipelining: 0 })
 export async function call(
   server: ConsulTestServer | string,
   path: string,
-  init: { method?: 'GET' | 'PUT' | 'POST' | 'DELETE' | 'OPTIONS'; body?: unknown; headers?: Record<string, string>; signal?: AbortSignal } = {},
+  init: {
+    method?: 'GET' | 'PUT' | 'POST' | 'DELETE' | 'OPTIONS'
+    body?: unknown
+    headers?: Record<string, string>
+    signal?: AbortSignal
+  } = {},
 ): Promise<Reply> {
   const base = typeof server === 'string' ? server : server.url
   const res = await request(`${base}${path}`, {
     method: init.method ?? 'GET',
     dispatcher,
     headers: init.headers ?? {},
-    ...(init.body !== undefined ? { body: typeof init.body === 'string' ? init.body : JSON.stringify(init.body) } : {}),
+    ...(init.body !== undefined
+      ? { body: typeof init.body === 'string' ? init.body : JSON.stringify(init.body) }
+      : {}),
     ...(init.signal !== undefined ? { signal: init.signal } : {}),
     headersTimeout: 0,
     bodyTimeout: 0,
@@ -44,12 +51,29 @@ export async function call(
   }
 }
 
-export const put = (server: ConsulTestServer, path: string, body?: unknown, headers?: Record<string, string>): Promise<Reply> =>
-  call(server, path, { method: 'PUT', ...(body !== undefined ? { body } : {}), ...(headers !== undefined ? { headers } : {}) })
+export const put = (
+  server: ConsulTestServer,
+  path: string,
+  body?: unknown,
+  headers?: Record<string, string>,
+): Promise<Reply> =>
+  call(server, path, {
+    method: 'PUT',
+    ...(body !== undefined ? { body } : {}),
+    ...(headers !== undefined ? { headers } : {}),
+  })
 
 export interface HealthEntry {
   Node: { Node: string; Address: string; Meta: Record<string, string> }
-  Service: { ID: string; Service: string; Tags: string[]; Address: string; Port: number; Meta: Record<string, string>; Weights: { Passing: number; Warning: number } }
+  Service: {
+    ID: string
+    Service: string
+    Tags: string[]
+    Address: string
+    Port: number
+    Meta: Record<string, string>
+    Weights: { Passing: number; Warning: number }
+  }
   Checks: { CheckID: string; Status: string; Output: string; ServiceID: string; Type: string }[]
 }
 
@@ -67,8 +91,12 @@ export async function waitForHealth(
   let index = 0
   for (;;) {
     const left = deadline - Date.now()
-    if (left <= 0) throw new Error(`Timed out after ${timeoutMs} ms waiting for health of ${service}`)
-    const r = await call(server, `/v1/health/service/${service}?index=${index}&wait=${Math.max(1, Math.ceil(left))}ms`)
+    if (left <= 0)
+      throw new Error(`Timed out after ${timeoutMs} ms waiting for health of ${service}`)
+    const r = await call(
+      server,
+      `/v1/health/service/${service}?index=${index}&wait=${Math.max(1, Math.ceil(left))}ms`,
+    )
     if (r.status !== 200) throw new Error(`health query failed: ${r.status} ${r.text}`)
     const entries = r.json<HealthEntry[]>()
     if (predicate(entries)) return entries

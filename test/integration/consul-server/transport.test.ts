@@ -13,13 +13,16 @@ import { startConsulServer, type ConsulTestServer } from '../../support/consul-s
 import { eventually, withDeadline } from '../../support/wait.js'
 import { call, dispatcher } from './helpers.js'
 
-const TOO_MANY_MSG = 'Your IP is issuing too many concurrent connections, please rate limit your calls\n'
+const TOO_MANY_MSG =
+  'Your IP is issuing too many concurrent connections, please rate limit your calls\n'
 const TOO_MANY =
   `HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\nContent-Length: ${TOO_MANY_MSG.length}\r\nConnection: close\r\n\r\n` +
   TOO_MANY_MSG
 
 let certs: TestCerts
-beforeAll(() => { certs = makeTestCerts() })
+beforeAll(() => {
+  certs = makeTestCerts()
+})
 afterAll(async () => {
   certs.remove()
   await dispatcher.close()
@@ -30,16 +33,24 @@ function readAll(socket: net.Socket | tls.TLSSocket): Promise<string> {
   return new Promise((resolve, reject) => {
     let data = ''
     socket.setEncoding('utf8')
-    socket.on('data', (d: string) => { data += d })
-    socket.on('end', () => { resolve(data) })
-    socket.on('close', () => { resolve(data) })
+    socket.on('data', (d: string) => {
+      data += d
+    })
+    socket.on('end', () => {
+      resolve(data)
+    })
+    socket.on('close', () => {
+      resolve(data)
+    })
     socket.on('error', reject)
   })
 }
 
 describe('HTTPS', () => {
   let consul: ConsulTestServer | undefined
-  afterEach(async () => { await consul?.close() })
+  afterEach(async () => {
+    await consul?.close()
+  })
 
   it('serves the API over TLS with the given certificate', async () => {
     consul = await startConsulServer({ tls: { key: certs.serverKey, cert: certs.serverCert } })
@@ -50,18 +61,28 @@ describe('HTTPS', () => {
       expect(r.statusCode).toBe(200)
       expect(await r.body.text()).toBe('[]')
       // An untrusting client refuses the handshake.
-      await expect(request(`${consul.url}/v1/health/service/web`, { dispatcher: new Agent() })).rejects.toThrow()
+      await expect(
+        request(`${consul.url}/v1/health/service/web`, { dispatcher: new Agent() }),
+      ).rejects.toThrow()
     } finally {
       await agent.close()
     }
   })
 
   it('requires a client certificate signed by the CA when requestCert is set', async () => {
-    consul = await startConsulServer({ tls: { key: certs.serverKey, cert: certs.serverCert, ca: certs.ca, requestCert: true } })
+    consul = await startConsulServer({
+      tls: { key: certs.serverKey, cert: certs.serverCert, ca: certs.ca, requestCert: true },
+    })
     const anonymous = new Agent({ connect: { ca: certs.ca } })
-    const withCert = new Agent({ connect: { ca: certs.ca, cert: certs.clientCert, key: certs.clientKey } })
+    const withCert = new Agent({
+      connect: { ca: certs.ca, cert: certs.clientCert, key: certs.clientKey },
+    })
     try {
-      await expect(request(`${consul.url}/v1/health/service/web`, { dispatcher: anonymous }).then((r) => r.body.text())).rejects.toThrow()
+      await expect(
+        request(`${consul.url}/v1/health/service/web`, { dispatcher: anonymous }).then((r) =>
+          r.body.text(),
+        ),
+      ).rejects.toThrow()
       const ok = await request(`${consul.url}/v1/health/service/web`, { dispatcher: withCert })
       expect(ok.statusCode).toBe(200)
       await ok.body.text()
@@ -75,7 +96,10 @@ describe('HTTPS', () => {
 describe('HTTPS handshake timeout (limits.https_handshake_timeout)', () => {
   it('closes a TLS connection that sends no request in time, but not an idle one after its first request', async () => {
     const clock = new FakeClock()
-    await using consul = await startConsulServer({ clock, tls: { key: certs.serverKey, cert: certs.serverCert } })
+    await using consul = await startConsulServer({
+      clock,
+      tls: { key: certs.serverKey, cert: certs.serverCert },
+    })
     const agent = new Agent({ connect: { ca: certs.ca } })
     try {
       // A connection that made a request stays open however long it idles.
@@ -85,14 +109,22 @@ describe('HTTPS handshake timeout (limits.https_handshake_timeout)', () => {
       expect(consul.stats.openConnections()).toBe(1)
       // A connection that never sends a request is closed after 5 s.
       const silent = tls.connect({ port: consul.port, host: '127.0.0.1', ca: certs.ca })
-      await withDeadline(new Promise((resolve) => silent.once('secureConnect', resolve)), 5_000, 'the handshake')
+      await withDeadline(
+        new Promise((resolve) => silent.once('secureConnect', resolve)),
+        5_000,
+        'the handshake',
+      )
       const closed = readAll(silent)
-      await eventually(() => (consul.stats.openConnections() === 2 ? true : undefined), { what: 'two connections' })
+      await eventually(() => (consul.stats.openConnections() === 2 ? true : undefined), {
+        what: 'two connections',
+      })
       clock.advance(4_999)
       expect(consul.stats.openConnections()).toBe(2)
       clock.advance(1)
       await withDeadline(closed, 5_000, 'the server to close the silent connection')
-      await eventually(() => (consul.stats.openConnections() === 1 ? true : undefined), { what: 'one connection left' })
+      await eventually(() => (consul.stats.openConnections() === 1 ? true : undefined), {
+        what: 'one connection left',
+      })
     } finally {
       await agent.close()
     }
@@ -101,24 +133,39 @@ describe('HTTPS handshake timeout (limits.https_handshake_timeout)', () => {
 
 describe('HTTP/2', () => {
   let consul: ConsulTestServer
-  afterEach(async () => { await consul.close() })
+  afterEach(async () => {
+    await consul.close()
+  })
 
   it('negotiates h2 by ALPN and answers with the same headers; falls back to HTTP/1.1', async () => {
-    consul = await startConsulServer({ tls: { key: certs.serverKey, cert: certs.serverCert }, http2: true })
+    consul = await startConsulServer({
+      tls: { key: certs.serverKey, cert: certs.serverCert },
+      http2: true,
+    })
     consul.registerService({ name: 'web', port: 80 })
     const session = http2.connect(consul.url, { ca: certs.ca })
     try {
-      const { headers, body } = await withDeadline(new Promise<{ headers: http2.IncomingHttpHeaders; body: string }>((resolve, reject) => {
-        const stream = session.request({ ':path': '/v1/health/service/web' })
-        let h: http2.IncomingHttpHeaders = {}
-        let body = ''
-        stream.setEncoding('utf8')
-        stream.on('response', (x) => { h = x })
-        stream.on('data', (d: string) => { body += d })
-        stream.on('end', () => { resolve({ headers: h, body }) })
-        stream.on('error', reject)
-        stream.end()
-      }), 5_000, 'an h2 response')
+      const { headers, body } = await withDeadline(
+        new Promise<{ headers: http2.IncomingHttpHeaders; body: string }>((resolve, reject) => {
+          const stream = session.request({ ':path': '/v1/health/service/web' })
+          let h: http2.IncomingHttpHeaders = {}
+          let body = ''
+          stream.setEncoding('utf8')
+          stream.on('response', (x) => {
+            h = x
+          })
+          stream.on('data', (d: string) => {
+            body += d
+          })
+          stream.on('end', () => {
+            resolve({ headers: h, body })
+          })
+          stream.on('error', reject)
+          stream.end()
+        }),
+        5_000,
+        'an h2 response',
+      )
       expect(session.alpnProtocol).toBe('h2')
       expect(headers[':status']).toBe(200)
       expect(Number(headers['x-consul-index'])).toBeGreaterThan(0)
@@ -139,20 +186,31 @@ describe('HTTP/2', () => {
   })
 
   it('multiplexes blocking queries from undici (allowH2) over one connection', async () => {
-    consul = await startConsulServer({ tls: { key: certs.serverKey, cert: certs.serverCert }, http2: true })
+    consul = await startConsulServer({
+      tls: { key: certs.serverKey, cert: certs.serverCert },
+      http2: true,
+    })
     consul.registerService({ name: 'a', port: 1 })
     consul.registerService({ name: 'b', port: 2 })
     // undici 7 caps concurrent h2 streams per connection at `pipelining` (default 1).
-    const h2 = new Agent({ allowH2: true, connections: 1, pipelining: 10, connect: { ca: certs.ca } })
+    const h2 = new Agent({
+      allowH2: true,
+      connections: 1,
+      pipelining: 10,
+      connect: { ca: certs.ca },
+    })
     try {
       const first = await request(`${consul.url}/v1/health/service/a`, { dispatcher: h2 })
       const index = Number(first.headers['x-consul-index'])
       await first.body.text()
       const queries = ['a', 'b', 'a', 'b'].map((s) =>
-        request(`${consul.url}/v1/health/service/${s}?index=${index + 100}&wait=30s`, { dispatcher: h2 }).then(async (r) => {
+        request(`${consul.url}/v1/health/service/${s}?index=${index + 100}&wait=30s`, {
+          dispatcher: h2,
+        }).then(async (r) => {
           await r.body.text()
           return r.statusCode
-        }))
+        }),
+      )
       await consul.waitForBlockingQueries(4)
       expect(consul.stats.openConnections()).toBe(1)
       expect(consul.stats.requests.at(-1)!.httpVersion).toBe('2.0')
@@ -160,7 +218,9 @@ describe('HTTP/2', () => {
         consul.registerService({ name: 'a', id: `a${i}`, port: 10 + i })
         consul.registerService({ name: 'b', id: `b${i}`, port: 10 + i })
       }
-      expect(await withDeadline(Promise.all(queries), 5_000, 'all h2 blocking queries')).toEqual([200, 200, 200, 200])
+      expect(await withDeadline(Promise.all(queries), 5_000, 'all h2 blocking queries')).toEqual([
+        200, 200, 200, 200,
+      ])
     } finally {
       await h2.close()
     }
@@ -168,7 +228,7 @@ describe('HTTP/2', () => {
 })
 
 describe('wire format', () => {
-  it('sends header names in Go\'s canonical case and error bodies as text/plain', async () => {
+  it("sends header names in Go's canonical case and error bodies as text/plain", async () => {
     await using consul = await startConsulServer()
     const raw = async (path: string): Promise<string> => {
       const socket = net.connect(consul.port, '127.0.0.1')
@@ -176,7 +236,15 @@ describe('wire format', () => {
       return withDeadline(readAll(socket), 5_000, 'a raw response')
     }
     const ok = await raw('/v1/health/service/web')
-    for (const name of ['X-Consul-Index', 'X-Consul-Knownleader', 'X-Consul-Lastcontact', 'X-Consul-Effective-Consistency', 'X-Consul-Query-Backend', 'X-Consul-Default-Acl-Policy', 'Content-Type']) {
+    for (const name of [
+      'X-Consul-Index',
+      'X-Consul-Knownleader',
+      'X-Consul-Lastcontact',
+      'X-Consul-Effective-Consistency',
+      'X-Consul-Query-Backend',
+      'X-Consul-Default-Acl-Policy',
+      'Content-Type',
+    ]) {
       expect(ok).toMatch(new RegExp(`\r\n${name}: `))
     }
     expect(ok).toMatch(/\r\n\r\n\[\]$/)
@@ -188,26 +256,43 @@ describe('wire format', () => {
 })
 
 describe('HTTP/2 stream limit', () => {
-  it('advertises Go\'s 250 concurrent streams: further blocking queries wait in the client', async () => {
-    await using consul = await startConsulServer({ tls: { key: certs.serverKey, cert: certs.serverCert }, http2: true, http2MaxConcurrentStreams: 5 })
+  it("advertises Go's 250 concurrent streams: further blocking queries wait in the client", async () => {
+    await using consul = await startConsulServer({
+      tls: { key: certs.serverKey, cert: certs.serverCert },
+      http2: true,
+      http2MaxConcurrentStreams: 5,
+    })
     const session = http2.connect(consul.url, { ca: certs.ca })
     try {
-      const settings = await withDeadline(new Promise<http2.Settings>((resolve) => session.once('remoteSettings', resolve)), 5_000, 'SETTINGS')
+      const settings = await withDeadline(
+        new Promise<http2.Settings>((resolve) => session.once('remoteSettings', resolve)),
+        5_000,
+        'SETTINGS',
+      )
       expect(settings.maxConcurrentStreams).toBe(5)
     } finally {
       session.close()
     }
     consul.registerService({ name: 'a', port: 1 })
-    const h2 = new Agent({ allowH2: true, connections: 1, pipelining: 10, connect: { ca: certs.ca } })
+    const h2 = new Agent({
+      allowH2: true,
+      connections: 1,
+      pipelining: 10,
+      connect: { ca: certs.ca },
+    })
     try {
       // One request first, so the client has the server's SETTINGS before it opens more streams
       // (streams opened before that are refused with REFUSED_STREAM, by Go as by node:http2).
       await request(`${consul.url}/v1/status/leader`, { dispatcher: h2 }).then((r) => r.body.text())
       const index = consul.index
       const polls = Array.from({ length: 7 }, () =>
-        request(`${consul.url}/v1/health/service/a?index=${index}&wait=30s`, { dispatcher: h2 }).then((r) => r.body.text()))
+        request(`${consul.url}/v1/health/service/a?index=${index}&wait=30s`, {
+          dispatcher: h2,
+        }).then((r) => r.body.text()),
+      )
       await consul.waitForBlockingQueries(5)
-      const sent = (): number => consul.stats.requests.filter((r) => r.path === '/v1/health/service/a').length
+      const sent = (): number =>
+        consul.stats.requests.filter((r) => r.path === '/v1/health/service/a').length
       expect(sent()).toBe(5)
       expect(consul.stats.openConnections()).toBe(1)
       // A write answers the five; the two held back by the client then go out and answer at once.
@@ -221,10 +306,17 @@ describe('HTTP/2 stream limit', () => {
   })
 
   it('defaults to 250', async () => {
-    await using consul = await startConsulServer({ tls: { key: certs.serverKey, cert: certs.serverCert }, http2: true })
+    await using consul = await startConsulServer({
+      tls: { key: certs.serverKey, cert: certs.serverCert },
+      http2: true,
+    })
     const session = http2.connect(consul.url, { ca: certs.ca })
     try {
-      const settings = await withDeadline(new Promise<http2.Settings>((resolve) => session.once('remoteSettings', resolve)), 5_000, 'SETTINGS')
+      const settings = await withDeadline(
+        new Promise<http2.Settings>((resolve) => session.once('remoteSettings', resolve)),
+        5_000,
+        'SETTINGS',
+      )
       expect(settings.maxConcurrentStreams).toBe(250)
     } finally {
       session.close()
@@ -234,22 +326,35 @@ describe('HTTP/2 stream limit', () => {
 
 describe('connection cap (limits.http_max_conns_per_client)', () => {
   let consul: ConsulTestServer
-  afterEach(async () => { await consul.close() })
+  afterEach(async () => {
+    await consul.close()
+  })
 
-  it('answers the connection past the cap with go-connlimit\'s raw 429 and closes it', async () => {
+  it("answers the connection past the cap with go-connlimit's raw 429 and closes it", async () => {
     consul = await startConsulServer({ maxConnsPerClient: 3 })
-    const held = await Promise.all([0, 1, 2].map(() => new Promise<net.Socket>((resolve) => {
-      const s = net.connect(consul.port, '127.0.0.1', () => { resolve(s) })
-    })))
+    const held = await Promise.all(
+      [0, 1, 2].map(
+        () =>
+          new Promise<net.Socket>((resolve) => {
+            const s = net.connect(consul.port, '127.0.0.1', () => {
+              resolve(s)
+            })
+          }),
+      ),
+    )
     try {
-      await eventually(() => (consul.stats.openConnections() === 3 ? true : undefined), { what: '3 open connections' })
+      await eventually(() => (consul.stats.openConnections() === 3 ? true : undefined), {
+        what: '3 open connections',
+      })
       const extra = net.connect(consul.port, '127.0.0.1')
       expect(await withDeadline(readAll(extra), 5_000, 'the 429')).toBe(TOO_MANY)
       expect(consul.stats.rejectedConnections()).toBe(1)
       expect(consul.stats.openConnections()).toBe(3)
       // Rejected connections are not counted; freeing one slot lets the next client in.
       held[0]!.destroy()
-      await eventually(() => (consul.stats.openConnections() === 2 ? true : undefined), { what: 'a freed slot' })
+      await eventually(() => (consul.stats.openConnections() === 2 ? true : undefined), {
+        what: 'a freed slot',
+      })
       const agent = new Agent()
       try {
         const r = await request(`${consul.url}/v1/catalog/services`, { dispatcher: agent })
@@ -271,9 +376,19 @@ describe('connection cap (limits.http_max_conns_per_client)', () => {
     const other = new Agent()
     try {
       // Two parallel requests open two keep-alive sockets that then sit idle.
-      await Promise.all([0, 1].map(() => request(`${consul.url}/v1/health/service/x?index=${first.index}&wait=50ms`, { dispatcher: pinned }).then((r) => r.body.text())))
-      await eventually(() => (consul.stats.openConnections() >= 2 ? true : undefined), { what: 'idle sockets' })
-      const r = await request(`${consul.url}/v1/catalog/services`, { dispatcher: other }).catch((err: unknown) => err)
+      await Promise.all(
+        [0, 1].map(() =>
+          request(`${consul.url}/v1/health/service/x?index=${first.index}&wait=50ms`, {
+            dispatcher: pinned,
+          }).then((r) => r.body.text()),
+        ),
+      )
+      await eventually(() => (consul.stats.openConnections() >= 2 ? true : undefined), {
+        what: 'idle sockets',
+      })
+      const r = await request(`${consul.url}/v1/catalog/services`, { dispatcher: other }).catch(
+        (err: unknown) => err,
+      )
       if (r instanceof Error) {
         // The 429 can arrive before undici finished writing; then it reports the closed socket.
         expect(consul.stats.rejectedConnections()).toBeGreaterThan(0)
@@ -289,12 +404,19 @@ describe('connection cap (limits.http_max_conns_per_client)', () => {
   })
 
   it('writes the 429 through TLS on an HTTPS agent', async () => {
-    consul = await startConsulServer({ maxConnsPerClient: 1, tls: { key: certs.serverKey, cert: certs.serverCert } })
+    consul = await startConsulServer({
+      maxConnsPerClient: 1,
+      tls: { key: certs.serverKey, cert: certs.serverCert },
+    })
     const held = await new Promise<tls.TLSSocket>((resolve) => {
-      const s = tls.connect({ port: consul.port, host: '127.0.0.1', ca: certs.ca }, () => { resolve(s) })
+      const s = tls.connect({ port: consul.port, host: '127.0.0.1', ca: certs.ca }, () => {
+        resolve(s)
+      })
     })
     try {
-      await eventually(() => (consul.stats.openConnections() === 1 ? true : undefined), { what: 'one TLS connection' })
+      await eventually(() => (consul.stats.openConnections() === 1 ? true : undefined), {
+        what: 'one TLS connection',
+      })
       const extra = tls.connect({ port: consul.port, host: '127.0.0.1', ca: certs.ca })
       expect(await withDeadline(readAll(extra), 5_000, 'the TLS 429')).toBe(TOO_MANY)
     } finally {
@@ -305,7 +427,9 @@ describe('connection cap (limits.http_max_conns_per_client)', () => {
 
 describe('faults', () => {
   let consul: ConsulTestServer
-  afterEach(async () => { await consul.close() })
+  afterEach(async () => {
+    await consul.close()
+  })
 
   it('failNext and rateLimitNext answer the next requests with errors, then recover', async () => {
     consul = await startConsulServer()
@@ -317,7 +441,10 @@ describe('faults', () => {
       statuses.push([r.status, r.text])
     }
     expect(statuses).toEqual([
-      [500, 'No cluster leader'], [500, 'No cluster leader'], [429, 'Rate limit reached, try again later'], [200, '[]'],
+      [500, 'No cluster leader'],
+      [500, 'No cluster leader'],
+      [429, 'Rate limit reached, try again later'],
+      [200, '[]'],
     ])
     consul.faults.failNext(1, 503, '')
     expect((await call(consul, '/v1/health/service/web')).status).toBe(503)
@@ -333,12 +460,19 @@ describe('faults', () => {
   it('dropConnections cuts blocking queries in flight', async () => {
     consul = await startConsulServer()
     const first = await call(consul, '/v1/health/service/web')
-    const pending = call(consul, `/v1/health/service/web?index=${first.index}&wait=10m`).then(() => 'answered', () => 'cut')
+    const pending = call(consul, `/v1/health/service/web?index=${first.index}&wait=10m`).then(
+      () => 'answered',
+      () => 'cut',
+    )
     await consul.waitForBlockingQueries(1)
     consul.faults.dropConnections()
     expect(await withDeadline(pending, 5_000, 'the cut')).toBe('cut')
-    await eventually(() => (consul.stats.openConnections() === 0 ? true : undefined), { what: 'no open connections' })
-    await eventually(() => (consul.stats.blockingQueries() === 0 ? true : undefined), { what: 'the parked query released' })
+    await eventually(() => (consul.stats.openConnections() === 0 ? true : undefined), {
+      what: 'no open connections',
+    })
+    await eventually(() => (consul.stats.blockingQueries() === 0 ? true : undefined), {
+      what: 'the parked query released',
+    })
   })
 
   it('stall accepts requests and never answers until the server closes', async () => {
@@ -346,12 +480,17 @@ describe('faults', () => {
     consul.faults.stall = true
     const ac = new AbortController()
     const seen = new Promise((resolve) => consul.events.once('request', resolve))
-    const pending = call(consul, '/v1/health/service/web', { signal: ac.signal }).then(() => 'answered', () => 'failed')
+    const pending = call(consul, '/v1/health/service/web', { signal: ac.signal }).then(
+      () => 'answered',
+      () => 'failed',
+    )
     await withDeadline(seen, 5_000, 'the stalled request to arrive')
     expect(consul.stats.requests).toHaveLength(1)
     consul.faults.stall = false
     expect((await call(consul, '/v1/health/service/web')).status).toBe(200)
     await consul.close()
-    expect(await withDeadline(pending, 5_000, 'the stalled request to fail on close')).toBe('failed')
+    expect(await withDeadline(pending, 5_000, 'the stalled request to fail on close')).toBe(
+      'failed',
+    )
   })
 })

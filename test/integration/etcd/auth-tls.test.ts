@@ -6,7 +6,10 @@ import { inspect } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ErrorCode, isWayfindError } from '../../../src/errors.js'
 import { EtcdProvider } from '../../../src/registry/etcd/provider.js'
-import type { NormalizedRegistration, RegisterContext } from '../../../src/registration/registrar.js'
+import type {
+  NormalizedRegistration,
+  RegisterContext,
+} from '../../../src/registration/registrar.js'
 import { makeTestCerts, type TestCerts } from '../../support/certs.js'
 import { enableAuth, EtcdServer } from '../../support/etcd.js'
 import { TcpProxy } from '../../support/tcp-proxy.js'
@@ -15,7 +18,16 @@ import { hasIds, Recorder, wayfindValue } from './helpers.js'
 const PASSWORD = 's3cret-Pa55word!'
 
 function reg(id: string): NormalizedRegistration {
-  return { name: 'svc', id, address: '127.0.0.1', port: 8080, tags: [], meta: {}, weight: 1, check: undefined }
+  return {
+    name: 'svc',
+    id,
+    address: '127.0.0.1',
+    port: 8080,
+    tags: [],
+    meta: {},
+    weight: 1,
+    check: undefined,
+  }
 }
 
 function ctx(): RegisterContext & { controller: AbortController } {
@@ -41,11 +53,18 @@ describe('etcd auth (--auth-token-ttl=3)', () => {
     const relists: string[] = []
     const provider = EtcdProvider.withHooks(
       { hosts: proxy.host, prefix, auth: { username: 'root', password: PASSWORD } },
-      { onRelist: (_service, why) => { relists.push(why) } },
+      {
+        onRelist: (_service, why) => {
+          relists.push(why)
+        },
+      },
     )
     // The registration uses its own client (straight to etcd): a second loop sharing the
     // watcher's token could refresh it first and hide the path under test.
-    const registrar = EtcdProvider.withHooks({ hosts: server.host, prefix, auth: { username: 'root', password: PASSWORD } }, {})
+    const registrar = EtcdProvider.withHooks(
+      { hosts: server.host, prefix, auth: { username: 'root', password: PASSWORD } },
+      {},
+    )
     const rec = new Recorder()
     const ac = new AbortController()
     const c = ctx()
@@ -76,7 +95,10 @@ describe('etcd auth (--auth-token-ttl=3)', () => {
 
   it('a wrong password gives a typed error that does not contain the password', async () => {
     const wrong = 'wrong-Pa55word-xyz'
-    const provider = EtcdProvider.withHooks({ hosts: server.host, prefix: '/a2/', auth: { username: 'root', password: wrong } }, {})
+    const provider = EtcdProvider.withHooks(
+      { hosts: server.host, prefix: '/a2/', auth: { username: 'root', password: wrong } },
+      {},
+    )
     const rec = new Recorder()
     const ac = new AbortController()
     try {
@@ -85,7 +107,10 @@ describe('etcd auth (--auth-token-ttl=3)', () => {
       expect(err.code).toBe(ErrorCode.REGISTRY_UNAVAILABLE)
       expect(err.retryable).toBe(false)
       expect(err.message).toMatch(/credentials of user "root"/)
-      const rejected = await provider.register(reg('x'), ctx()).then(() => undefined, (e: unknown) => e)
+      const rejected = await provider.register(reg('x'), ctx()).then(
+        () => undefined,
+        (e: unknown) => e,
+      )
       expect(isWayfindError(rejected)).toBe(true)
       expect((rejected as { code: string }).code).toBe(ErrorCode.REGISTRATION_FAILED)
       for (const e of [err, rejected]) {
@@ -114,11 +139,18 @@ describe('etcd TLS with a client certificate', () => {
   })
 
   it('watches and registers over mutual TLS', async () => {
-    const provider = EtcdProvider.withHooks({
-      hosts: server.host,
-      prefix: '/tls/',
-      credentials: { rootCertificate: certs.ca, certChain: certs.clientCert, privateKey: certs.clientKey },
-    }, {})
+    const provider = EtcdProvider.withHooks(
+      {
+        hosts: server.host,
+        prefix: '/tls/',
+        credentials: {
+          rootCertificate: certs.ca,
+          certChain: certs.clientCert,
+          privateKey: certs.clientKey,
+        },
+      },
+      {},
+    )
     expect(server.host.startsWith('https://')).toBe(true)
     const rec = new Recorder()
     const ac = new AbortController()
@@ -136,7 +168,15 @@ describe('etcd TLS with a client certificate', () => {
   })
 
   it('without the client certificate the connection is refused with a typed, retryable error', async () => {
-    const provider = EtcdProvider.withHooks({ hosts: server.host, prefix: '/tls/', credentials: { rootCertificate: certs.ca }, requestTimeoutMs: 2_000 }, {})
+    const provider = EtcdProvider.withHooks(
+      {
+        hosts: server.host,
+        prefix: '/tls/',
+        credentials: { rootCertificate: certs.ca },
+        requestTimeoutMs: 2_000,
+      },
+      {},
+    )
     const rec = new Recorder()
     const ac = new AbortController()
     try {

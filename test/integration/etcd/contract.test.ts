@@ -11,7 +11,9 @@ registryProviderContract('etcd', async () => {
   return {
     provider: () => etcd({ hosts: server.host }),
     put: async (service, id, host, port) => {
-      await admin.put(key(service, id)).value(wayfindValue(id, port, { name: service, address: host }))
+      await admin
+        .put(key(service, id))
+        .value(wayfindValue(id, port, { name: service, address: host }))
     },
     remove: async (service, id) => {
       await admin.delete().key(key(service, id))

@@ -21,13 +21,19 @@ afterAll(async () => {
 })
 
 it.each(['close', 'deregister'])('exits by itself after %s', async (mode) => {
-  const child = spawn(process.execPath, ['--import', 'tsx', FIXTURE, server.host, mode], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, ['--import', 'tsx', FIXTURE, server.host, mode], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
   let out = ''
   let err = ''
   child.stdout.setEncoding('utf8').on('data', (c: string) => (out += c))
   child.stderr.setEncoding('utf8').on('data', (c: string) => (err += c))
   try {
-    const [code] = (await withDeadline(once(child, 'exit'), 30_000, `the child to exit (stdout ${JSON.stringify(out)}, stderr ${JSON.stringify(err)})`)) as [number | null]
+    const [code] = (await withDeadline(
+      once(child, 'exit'),
+      30_000,
+      `the child to exit (stdout ${JSON.stringify(out)}, stderr ${JSON.stringify(err)})`,
+    )) as [number | null]
     expect({ code, out, err }).toEqual({ code: 0, out: 'ready 1\nclosed\n', err: '' })
     const left = await server.client().getAll().prefix('/exit/').keys()
     expect(left).toEqual([])

@@ -27,7 +27,14 @@ it('detects a blackholed connection and recovers within 20 s (default keepalive 
   await writer.put(`${prefix}svc/a`).value(wayfindValue('a', 8001))
   const proxy = await TcpProxy.start({ port: server.clientPort })
   const watching = new EventEmitter()
-  const provider = EtcdProvider.withHooks({ hosts: proxy.host, prefix }, { onWatching: () => { watching.emit('watching') } })
+  const provider = EtcdProvider.withHooks(
+    { hosts: proxy.host, prefix },
+    {
+      onWatching: () => {
+        watching.emit('watching')
+      },
+    },
+  )
   const rec = new Recorder()
   const ac = new AbortController()
   try {
@@ -41,12 +48,16 @@ it('detects a blackholed connection and recovers within 20 s (default keepalive 
     proxy.blackhole()
     // Written while the watcher's path is silent: only a new connection can bring it.
     await writer.put(`${prefix}svc/b`).value(wayfindValue('b', 8002))
-    const detected = rec.untilError((e) => e.code === ErrorCode.REGISTRY_UNAVAILABLE, 20_000, errorsBefore).then(() => performance.now() - t0)
+    const detected = rec
+      .untilError((e) => e.code === ErrorCode.REGISTRY_UNAVAILABLE, 20_000, errorsBefore)
+      .then(() => performance.now() - t0)
     await rec.until(hasIds('a', 'b'), 20_000, 'the write made during the blackhole')
     const recoveredMs = performance.now() - t0
     const detectedMs = await detected
     expect(proxy.connections).toBeGreaterThan(connectionsBefore)
-    process.stdout.write(`[measure] half-open: detected after ${detectedMs.toFixed(0)} ms, recovered after ${recoveredMs.toFixed(0)} ms\n`)
+    process.stdout.write(
+      `[measure] half-open: detected after ${detectedMs.toFixed(0)} ms, recovered after ${recoveredMs.toFixed(0)} ms\n`,
+    )
   } finally {
     ac.abort()
     await provider.close()

@@ -38,37 +38,71 @@ export class Recorder implements WatchListener {
   }
 
   /** Resolves with the first snapshot (already received or future) for which `predicate` holds. */
-  until(predicate: (s: ServiceSnapshot) => boolean, timeoutMs = 10_000, what = 'a matching snapshot'): Promise<ServiceSnapshot> {
+  until(
+    predicate: (s: ServiceSnapshot) => boolean,
+    timeoutMs = 10_000,
+    what = 'a matching snapshot',
+  ): Promise<ServiceSnapshot> {
     const last = this.last
     if (last !== undefined && predicate(last)) return Promise.resolve(last)
     let handler: ((s: ServiceSnapshot) => void) | undefined
     const p = new Promise<ServiceSnapshot>((resolve) => {
-      handler = (s) => { if (predicate(s)) resolve(s) }
+      handler = (s) => {
+        if (predicate(s)) resolve(s)
+      }
       this.#events.on('snapshot', handler)
     })
-    return withDeadline(p, timeoutMs, what).finally(() => { if (handler) this.#events.off('snapshot', handler) })
+    return withDeadline(p, timeoutMs, what).finally(() => {
+      if (handler) this.#events.off('snapshot', handler)
+    })
   }
 
   /** Waits for an error (already received counts only if `since` is before it). */
-  untilError(predicate: (e: WayfindError) => boolean, timeoutMs = 10_000, since = 0): Promise<WayfindError> {
+  untilError(
+    predicate: (e: WayfindError) => boolean,
+    timeoutMs = 10_000,
+    since = 0,
+  ): Promise<WayfindError> {
     const found = this.errors.slice(since).find(predicate)
     if (found !== undefined) return Promise.resolve(found)
     let handler: ((e: WayfindError) => void) | undefined
     const p = new Promise<WayfindError>((resolve) => {
-      handler = (e) => { if (predicate(e)) resolve(e) }
+      handler = (e) => {
+        if (predicate(e)) resolve(e)
+      }
       this.#events.on('error-event', handler)
     })
-    return withDeadline(p, timeoutMs, 'a matching error').finally(() => { if (handler) this.#events.off('error-event', handler) })
+    return withDeadline(p, timeoutMs, 'a matching error').finally(() => {
+      if (handler) this.#events.off('error-event', handler)
+    })
   }
 }
 
 /** The registrar's JSON layout. */
-export function wayfindValue(id: string, port: number, extra: Partial<Record<string, unknown>> = {}): string {
-  return JSON.stringify({ id, name: extra.name ?? 'svc', address: '127.0.0.1', port, tags: [], meta: {}, weight: 1, ...extra })
+export function wayfindValue(
+  id: string,
+  port: number,
+  extra: Partial<Record<string, unknown>> = {},
+): string {
+  return JSON.stringify({
+    id,
+    name: extra.name ?? 'svc',
+    address: '127.0.0.1',
+    port,
+    tags: [],
+    meta: {},
+    weight: 1,
+    ...extra,
+  })
 }
 
 /** Puts with retries until etcd answers (for writes right after a restart). */
-export async function putEventually(client: Etcd3, key: string, value: string, timeoutMs = 15_000): Promise<void> {
+export async function putEventually(
+  client: Etcd3,
+  key: string,
+  value: string,
+  timeoutMs = 15_000,
+): Promise<void> {
   const started = Date.now()
   for (;;) {
     try {
@@ -83,5 +117,9 @@ export async function putEventually(client: Etcd3, key: string, value: string, t
 
 export function hasIds(...ids: string[]): (s: ServiceSnapshot) => boolean {
   const want = [...ids].sort().join(',')
-  return (s) => s.instances.map((i: Instance) => i.id).sort().join(',') === want
+  return (s) =>
+    s.instances
+      .map((i: Instance) => i.id)
+      .sort()
+      .join(',') === want
 }

@@ -7,7 +7,11 @@ import type { Etcd3 } from 'etcd3'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ErrorCode, InvalidOptionError, type WayfindError } from '../../../src/errors.js'
 import { EtcdProvider } from '../../../src/registry/etcd/provider.js'
-import type { NormalizedRegistration, RegisterContext, RegistrationState } from '../../../src/registration/registrar.js'
+import type {
+  NormalizedRegistration,
+  RegisterContext,
+  RegistrationState,
+} from '../../../src/registration/registrar.js'
 import { EtcdServer, freePort } from '../../support/etcd.js'
 import { eventually, withDeadline } from '../../support/wait.js'
 
@@ -32,12 +36,20 @@ function registration(id: string, ttlMs?: number): NormalizedRegistration {
     tags: ['v2'],
     meta: { zone: 'a' },
     weight: 2,
-    check: ttlMs === undefined ? undefined : { kind: 'ttl', ttlMs, deregisterCriticalAfterMs: undefined },
+    check:
+      ttlMs === undefined
+        ? undefined
+        : { kind: 'ttl', ttlMs, deregisterCriticalAfterMs: undefined },
   }
 }
 
 /** A RegisterContext that records states and lets tests wait for one. */
-function context(): RegisterContext & { states: RegistrationState[]; errors: (WayfindError | undefined)[]; until(s: RegistrationState, timeoutMs?: number): Promise<void>; controller: AbortController } {
+function context(): RegisterContext & {
+  states: RegistrationState[]
+  errors: (WayfindError | undefined)[]
+  until(s: RegistrationState, timeoutMs?: number): Promise<void>
+  controller: AbortController
+} {
   const controller = new AbortController()
   const events = new EventEmitter()
   const states: RegistrationState[] = []
@@ -53,7 +65,15 @@ function context(): RegisterContext & { states: RegistrationState[]; errors: (Wa
       events.emit(state)
     },
     until(state, timeoutMs = 10_000) {
-      return withDeadline(new Promise<void>((r) => events.once(state, () => { r() })), timeoutMs, `registration state ${state}`)
+      return withDeadline(
+        new Promise<void>((r) =>
+          events.once(state, () => {
+            r()
+          }),
+        ),
+        timeoutMs,
+        `registration state ${state}`,
+      )
     },
   }
 }
@@ -72,7 +92,15 @@ describe('etcd registrar', () => {
       const session = await provider.register(registration('pay-1', 3_000), ctx)
       expect(ctx.states).toEqual(['registered'])
       const got = await read('/services/pay/pay-1')
-      expect(got?.value).toEqual({ id: 'pay-1', name: 'pay', address: '10.0.0.7', port: 8080, tags: ['v2'], meta: { zone: 'a' }, weight: 2 })
+      expect(got?.value).toEqual({
+        id: 'pay-1',
+        name: 'pay',
+        address: '10.0.0.7',
+        port: 8080,
+        tags: ['v2'],
+        meta: { zone: 'a' },
+        weight: 2,
+      })
       const live = await admin.leaseClient.leaseTimeToLive({ ID: got!.lease })
       expect(Number(live.grantedTTL)).toBe(3)
       ctx.controller.abort()
@@ -87,7 +115,14 @@ describe('etcd registrar', () => {
 
   it('puts the key back when someone deletes it', async () => {
     const puts: string[] = []
-    const provider = EtcdProvider.withHooks({ hosts: server.host }, { onPut: (id) => { puts.push(id) } })
+    const provider = EtcdProvider.withHooks(
+      { hosts: server.host },
+      {
+        onPut: (id) => {
+          puts.push(id)
+        },
+      },
+    )
     const ctx = context()
     try {
       await provider.register(registration('pay-2'), ctx)
@@ -107,7 +142,14 @@ describe('etcd registrar', () => {
 
   it('registers again under a new lease when its lease is revoked behind its back', async () => {
     const puts: string[] = []
-    const provider = EtcdProvider.withHooks({ hosts: server.host }, { onPut: (id) => { puts.push(id) } })
+    const provider = EtcdProvider.withHooks(
+      { hosts: server.host },
+      {
+        onPut: (id) => {
+          puts.push(id)
+        },
+      },
+    )
     const ctx = context()
     try {
       await provider.register(registration('pay-6', 3_000), ctx)
@@ -128,10 +170,20 @@ describe('etcd registrar', () => {
 
   it('rejects with a typed RegistrationError when etcd is unreachable', async () => {
     const port = await freePort()
-    const provider = EtcdProvider.withHooks({ hosts: `127.0.0.1:${String(port)}`, requestTimeoutMs: 2_000 }, {})
+    const provider = EtcdProvider.withHooks(
+      { hosts: `127.0.0.1:${String(port)}`, requestTimeoutMs: 2_000 },
+      {},
+    )
     const ctx = context()
     try {
-      const err = await withDeadline(provider.register(registration('pay-7'), ctx).then(() => undefined, (e: unknown) => e), 10_000, 'the rejection')
+      const err = await withDeadline(
+        provider.register(registration('pay-7'), ctx).then(
+          () => undefined,
+          (e: unknown) => e,
+        ),
+        10_000,
+        'the rejection',
+      )
       expect(err).toMatchObject({ code: ErrorCode.REGISTRATION_FAILED })
       expect((err as Error).message).toContain('pay/pay-7')
       expect(ctx.states).toEqual([])
@@ -145,11 +197,26 @@ describe('etcd registrar', () => {
     const ctx = context()
     const http: NormalizedRegistration = {
       ...registration('pay-3'),
-      check: { kind: 'http', http: 'http://10.0.0.7:8080/health', intervalMs: 10_000, timeoutMs: 5_000, deregisterCriticalAfterMs: undefined },
+      check: {
+        kind: 'http',
+        http: 'http://10.0.0.7:8080/health',
+        intervalMs: 10_000,
+        timeoutMs: 5_000,
+        deregisterCriticalAfterMs: undefined,
+      },
     }
-    await expect(provider.register(http, ctx)).rejects.toSatisfy((e: unknown) => e instanceof InvalidOptionError && e.option === 'check.http' && /ttlMs/.test(e.message))
-    await expect(provider.register(registration('pay-4', 500), ctx)).rejects.toMatchObject({ code: ErrorCode.INVALID_OPTION, option: 'check.ttlMs' })
-    await expect(provider.register({ ...registration('a/b') }, ctx)).rejects.toMatchObject({ code: ErrorCode.INVALID_OPTION, option: 'id' })
+    await expect(provider.register(http, ctx)).rejects.toSatisfy(
+      (e: unknown) =>
+        e instanceof InvalidOptionError && e.option === 'check.http' && /ttlMs/.test(e.message),
+    )
+    await expect(provider.register(registration('pay-4', 500), ctx)).rejects.toMatchObject({
+      code: ErrorCode.INVALID_OPTION,
+      option: 'check.ttlMs',
+    })
+    await expect(provider.register({ ...registration('a/b') }, ctx)).rejects.toMatchObject({
+      code: ErrorCode.INVALID_OPTION,
+      option: 'id',
+    })
     await provider.close()
   })
 
@@ -158,7 +225,12 @@ describe('etcd registrar', () => {
     const events = new EventEmitter()
     const provider = EtcdProvider.withHooks(
       { hosts: server.host },
-      { onPut: (id) => { puts.push({ id, at: performance.now() }); events.emit('put') } },
+      {
+        onPut: (id) => {
+          puts.push({ id, at: performance.now() })
+          events.emit('put')
+        },
+      },
     )
     const ctx = context()
     try {
@@ -175,18 +247,30 @@ describe('etcd registrar', () => {
       const registeredAgain = ctx.until('registered', 15_000)
       await server.restart()
       const readyAt = performance.now()
-      const backUnderNewLease = await eventually(async () => {
-        const got = await read('/services/pay/pay-5')
-        return got !== undefined && got.lease !== firstLease && puts.some((p) => p.id === got.lease) ? got : undefined
-      }, { timeoutMs: 2_000, intervalMs: 10, what: 'the key under a new lease' })
+      const backUnderNewLease = await eventually(
+        async () => {
+          const got = await read('/services/pay/pay-5')
+          return got !== undefined &&
+            got.lease !== firstLease &&
+            puts.some((p) => p.id === got.lease)
+            ? got
+            : undefined
+        },
+        { timeoutMs: 2_000, intervalMs: 10, what: 'the key under a new lease' },
+      )
       const putAfterMs = (puts.find((p) => p.id === backUnderNewLease.lease)?.at ?? 0) - readyAt
-      process.stdout.write(`[measure] lease lost in a 6 s outage: re-put ${putAfterMs.toFixed(0)} ms after etcd was ready\n`)
+      process.stdout.write(
+        `[measure] lease lost in a 6 s outage: re-put ${putAfterMs.toFixed(0)} ms after etcd was ready\n`,
+      )
       await registeredAgain
       // The old lease expires on the server (its TTL was refreshed at leader promotion); the key stays.
-      await eventually(async () => {
-        const ttl = await admin.leaseClient.leaseTimeToLive({ ID: firstLease })
-        return Number(ttl.TTL) <= 0 ? true : undefined
-      }, { timeoutMs: 10_000, intervalMs: 100, what: 'the old lease to expire' })
+      await eventually(
+        async () => {
+          const ttl = await admin.leaseClient.leaseTimeToLive({ ID: firstLease })
+          return Number(ttl.TTL) <= 0 ? true : undefined
+        },
+        { timeoutMs: 10_000, intervalMs: 100, what: 'the old lease to expire' },
+      )
       expect((await read('/services/pay/pay-5'))?.lease).toBe(backUnderNewLease.lease)
       expect(ctx.states).toEqual(['registered', 'degraded', 'lost', 'registered'])
       expect(ctx.errors[2]?.code).toBe(ErrorCode.LEASE_LOST)

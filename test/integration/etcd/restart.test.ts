@@ -38,22 +38,35 @@ it('delivers every event once, in order, across SIGKILL + restart with writes wh
   const keys: string[] = []
   const events = new EventEmitter()
   const ac = new AbortController()
-  const loop = runRevisionWatch(client, options, { key, end: prefixEnd(key) }, {
-    onList: () => {},
-    onEvents: (evs: readonly IEvent[]) => {
-      for (const e of evs) {
-        seen.push(BigInt(e.kv.mod_revision))
-        keys.push(`${e.type}:${e.kv.key.toString().slice(key.length)}`)
-      }
-      events.emit('events')
+  const loop = runRevisionWatch(
+    client,
+    options,
+    { key, end: prefixEnd(key) },
+    {
+      onList: () => {},
+      onEvents: (evs: readonly IEvent[]) => {
+        for (const e of evs) {
+          seen.push(BigInt(e.kv.mod_revision))
+          keys.push(`${e.type}:${e.kv.key.toString().slice(key.length)}`)
+        }
+        events.emit('events')
+      },
+      onError: () => {
+        events.emit('error-reported')
+      },
+      onWatching: () => {
+        events.emit('watching')
+      },
     },
-    onError: () => { events.emit('error-reported') },
-    onWatching: () => { events.emit('watching') },
-  }, ac.signal, 'restart test')
+    ac.signal,
+    'restart test',
+  )
   const want: bigint[] = []
   const wantKeys: string[] = []
   const put = async (k: string): Promise<void> => {
-    want.push(BigInt((await writer.put(`${prefix}svc/${k}`).value(wayfindValue(k, 9000))).header.revision))
+    want.push(
+      BigInt((await writer.put(`${prefix}svc/${k}`).value(wayfindValue(k, 9000))).header.revision),
+    )
     wantKeys.push(`Put:${k}`)
   }
   try {
@@ -77,7 +90,9 @@ it('delivers every event once, in order, across SIGKILL + restart with writes wh
     const healedAt = performance.now()
     proxy.heal()
     await withDeadline(
-      (async () => { while (seen.length < want.length) await new Promise((r) => events.once('events', r)) })(),
+      (async () => {
+        while (seen.length < want.length) await new Promise((r) => events.once('events', r))
+      })(),
       15_000,
       'every event after the restart',
     )
@@ -86,9 +101,17 @@ it('delivers every event once, in order, across SIGKILL + restart with writes wh
     expect(keys).toEqual(wantKeys)
     // Nothing more arrives afterwards (no replays): one more write is the next event.
     await put('z')
-    await withDeadline((async () => { while (seen.length < want.length) await new Promise((r) => events.once('events', r)) })(), 10_000, 'the last event')
+    await withDeadline(
+      (async () => {
+        while (seen.length < want.length) await new Promise((r) => events.once('events', r))
+      })(),
+      10_000,
+      'the last event',
+    )
     expect(seen).toEqual(want)
-    process.stdout.write(`[measure] etcd restart: proxy healed -> all missed events delivered in ${firstAfterMs.toFixed(0)} ms\n`)
+    process.stdout.write(
+      `[measure] etcd restart: proxy healed -> all missed events delivered in ${firstAfterMs.toFixed(0)} ms\n`,
+    )
   } finally {
     ac.abort()
     await loop
@@ -110,7 +133,11 @@ it('provider: snapshots converge after SIGKILL, a 5 s outage and a restart (meas
     const errorsBefore = rec.errors.length
     const killedAt = performance.now()
     await server.kill('SIGKILL')
-    await rec.untilError((e) => e.code === ErrorCode.REGISTRY_UNAVAILABLE && e.retryable, 10_000, errorsBefore)
+    await rec.untilError(
+      (e) => e.code === ErrorCode.REGISTRY_UNAVAILABLE && e.retryable,
+      10_000,
+      errorsBefore,
+    )
     // A 5 s outage (fault injection): long enough for every retry loop to reach its largest delay.
     await new Promise((r) => setTimeout(r, Math.max(0, 5_000 - (performance.now() - killedAt))))
     await server.restart()
@@ -118,7 +145,9 @@ it('provider: snapshots converge after SIGKILL, a 5 s outage and a restart (meas
     await writer.put(`${prefix}svc/b`).value(wayfindValue('b', 8002))
     await rec.until(hasIds('a', 'b'), 10_000)
     const ms = performance.now() - readyAt
-    process.stdout.write(`[measure] etcd restart after a 5 s outage: ready -> first event at the listener in ${ms.toFixed(0)} ms\n`)
+    process.stdout.write(
+      `[measure] etcd restart after a 5 s outage: ready -> first event at the listener in ${ms.toFixed(0)} ms\n`,
+    )
     expect(rec.last?.instances.map((i) => i.port)).toEqual([8001, 8002])
   } finally {
     ac.abort()
@@ -129,7 +158,8 @@ it('provider: snapshots converge after SIGKILL, a 5 s outage and a restart (meas
 it('re-lists when etcd comes back with its data wiped (revisions start over)', async () => {
   const prefix = '/r3/'
   const writer = server.client()
-  for (let i = 0; i < 20; i++) await putEventually(writer, `${prefix}svc/a`, wayfindValue('a', 8000 + i))
+  for (let i = 0; i < 20; i++)
+    await putEventually(writer, `${prefix}svc/a`, wayfindValue('a', 8000 + i))
   await putEventually(writer, `${prefix}svc/b`, wayfindValue('b', 8100))
   const provider = new EtcdProvider(normalizeEtcdOptions({ hosts: server.host, prefix }))
   const rec = new Recorder()
@@ -140,7 +170,9 @@ it('re-lists when etcd comes back with its data wiped (revisions start over)', a
     await server.kill('SIGKILL')
     await server.restart({ wipe: true })
     // The new store is at a revision far below what the watcher applied.
-    const put = await putEventually(writer, `${prefix}svc/c`, wayfindValue('c', 8200)).then(() => writer.get(`${prefix}svc/c`).exec())
+    const put = await putEventually(writer, `${prefix}svc/c`, wayfindValue('c', 8200)).then(() =>
+      writer.get(`${prefix}svc/c`).exec(),
+    )
     expect(BigInt(put.header.revision)).toBeLessThan(BigInt(before.revision))
     const after = await rec.until(hasIds('c'), 15_000, 'the wiped store to be re-listed')
     expect(after.instances[0]?.port).toBe(8200)

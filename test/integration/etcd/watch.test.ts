@@ -40,7 +40,13 @@ describe('etcd provider watch', () => {
       provider.watch('svc', rec, { signal: ac.signal })
       expect(rec.snapshots).toHaveLength(0) // never synchronous
       const first = await rec.until(hasIds('a'))
-      expect(first.instances[0]).toMatchObject({ id: 'a', key: `${prefix}svc/a`, service: 'svc', host: '127.0.0.1', port: 8001 })
+      expect(first.instances[0]).toMatchObject({
+        id: 'a',
+        key: `${prefix}svc/a`,
+        service: 'svc',
+        host: '127.0.0.1',
+        port: 8001,
+      })
       await writer.put(`${prefix}svc/b`).value(wayfindValue('b', 8002))
       await rec.until(hasIds('a', 'b'))
       await writer.put(`${prefix}svc/a`).value(wayfindValue('a', 8011))
@@ -67,8 +73,11 @@ describe('etcd provider watch', () => {
   it('lists a large service page by page at one revision', async () => {
     const prefix = '/t5/'
     const ids = Array.from({ length: 7 }, (_, i) => `i${String(i)}`)
-    for (const [n, id] of ids.entries()) await writer.put(`${prefix}svc/${id}`).value(wayfindValue(id, 8000 + n))
-    const provider = new EtcdProvider(normalizeEtcdOptions({ hosts: server.host, prefix, pageSize: 2 }))
+    for (const [n, id] of ids.entries())
+      await writer.put(`${prefix}svc/${id}`).value(wayfindValue(id, 8000 + n))
+    const provider = new EtcdProvider(
+      normalizeEtcdOptions({ hosts: server.host, prefix, pageSize: 2 }),
+    )
     const rec = new Recorder()
     const ac = new AbortController()
     try {
@@ -84,7 +93,7 @@ describe('etcd provider watch', () => {
     }
   })
 
-  it('pins every page of a listing to the first page\'s revision; writes between pages arrive as events', async () => {
+  it("pins every page of a listing to the first page's revision; writes between pages arrive as events", async () => {
     const prefix = '/t6/'
     const key = Buffer.from(`${prefix}svc/`)
     for (const id of ['a', 'b', 'c', 'd', 'e']) await writer.put(`${prefix}svc/${id}`).value('1')
@@ -106,14 +115,23 @@ describe('etcd provider watch', () => {
     const events: string[] = []
     const ac = new AbortController()
     const done = new EventEmitter()
-    const loop = runRevisionWatch(client, options, { key, end: prefixEnd(key) }, {
-      onList: (kvs) => { listed.push(kvs.map((k) => k.key.toString().slice(key.length))) },
-      onEvents: (evs) => {
-        for (const e of evs) events.push(`${e.type}:${e.kv.key.toString().slice(key.length)}`)
-        if (events.length >= 2) done.emit('done')
+    const loop = runRevisionWatch(
+      client,
+      options,
+      { key, end: prefixEnd(key) },
+      {
+        onList: (kvs) => {
+          listed.push(kvs.map((k) => k.key.toString().slice(key.length)))
+        },
+        onEvents: (evs) => {
+          for (const e of evs) events.push(`${e.type}:${e.kv.key.toString().slice(key.length)}`)
+          if (events.length >= 2) done.emit('done')
+        },
+        onError: () => {},
       },
-      onError: () => {},
-    }, ac.signal, 'paging test')
+      ac.signal,
+      'paging test',
+    )
     try {
       await withDeadline(new Promise((r) => done.once('done', r)), 10_000, 'the two events')
       expect(pages).toBeGreaterThanOrEqual(3)
@@ -129,7 +147,9 @@ describe('etcd provider watch', () => {
   it('close() during an outage is prompt, and nothing reaches the listener afterwards', async () => {
     const prefix = '/t7/'
     const proxy = await TcpProxy.start({ port: server.clientPort })
-    const provider = new EtcdProvider(normalizeEtcdOptions({ hosts: proxy.host, prefix, retryInitialMs: 10, retryMaxMs: 50 }))
+    const provider = new EtcdProvider(
+      normalizeEtcdOptions({ hosts: proxy.host, prefix, retryInitialMs: 10, retryMaxMs: 50 }),
+    )
     const rec = new Recorder()
     try {
       provider.watch('svc', rec, { signal: new AbortController().signal })
@@ -148,7 +168,9 @@ describe('etcd provider watch', () => {
       await seen.until(hasIds('x'))
       await control.close()
       expect(rec.snapshots.length + rec.errors.length).toBe(calls)
-      expect(() => { provider.watch('svc', rec, { signal: new AbortController().signal }) }).toThrow(/after close/)
+      expect(() => {
+        provider.watch('svc', rec, { signal: new AbortController().signal })
+      }).toThrow(/after close/)
     } finally {
       await proxy.close()
     }
@@ -170,7 +192,13 @@ describe('etcd provider watch', () => {
 
       const before = rec.errors.length
       await writer.put(`${prefix}svc/a`).value('{"address": 12}')
-      const err = await rec.untilError((e) => e.code === ErrorCode.MALFORMED_INSTANCE && (e as unknown as { key: string }).key === `${prefix}svc/a`, 10_000, before)
+      const err = await rec.untilError(
+        (e) =>
+          e.code === ErrorCode.MALFORMED_INSTANCE &&
+          (e as unknown as { key: string }).key === `${prefix}svc/a`,
+        10_000,
+        before,
+      )
       expect(err.message).toContain('last good value')
       // Still served with its old port, then replaced by the next good value.
       expect(rec.last?.instances.map((i) => [i.id, i.port])).toEqual([['a', 8001]])
@@ -188,7 +216,14 @@ describe('etcd provider watch', () => {
     await writer.put(`${prefix}svc/a`).value(wayfindValue('a', 8001))
     await writer.put(`${prefix}svc/b`).value(wayfindValue('b', 8002))
     const relists: string[] = []
-    const provider = EtcdProvider.withHooks({ hosts: proxy.host, prefix, retryMaxMs: 200 }, { onRelist: (_s, why) => { relists.push(why) } })
+    const provider = EtcdProvider.withHooks(
+      { hosts: proxy.host, prefix, retryMaxMs: 200 },
+      {
+        onRelist: (_s, why) => {
+          relists.push(why)
+        },
+      },
+    )
     const rec = new Recorder()
     const ac = new AbortController()
     try {
@@ -217,46 +252,71 @@ describe('etcd provider watch', () => {
     const prefix = '/t4/'
     const key = Buffer.from(`${prefix}svc/`)
     const proxy = await TcpProxy.start({ port: server.clientPort })
-    const options = normalizeEtcdOptions({ hosts: proxy.host, prefix, retryInitialMs: 20, retryMaxMs: 200 })
+    const options = normalizeEtcdOptions({
+      hosts: proxy.host,
+      prefix,
+      retryInitialMs: 20,
+      retryMaxMs: 200,
+    })
     const client = createEtcdClient(options)
     const seen: { key: string; rev: bigint }[] = []
     const ac = new AbortController()
     let onWatching: (() => void) | undefined
     const events = new EventEmitter()
-    const loop = runRevisionWatch(client, options, { key, end: prefixEnd(key) }, {
-      onList: () => { events.emit('listed') },
-      onEvents: (evs: readonly IEvent[]) => {
-        for (const e of evs) seen.push({ key: e.kv.key.toString(), rev: BigInt(e.kv.mod_revision) })
-        events.emit('events')
+    const loop = runRevisionWatch(
+      client,
+      options,
+      { key, end: prefixEnd(key) },
+      {
+        onList: () => {
+          events.emit('listed')
+        },
+        onEvents: (evs: readonly IEvent[]) => {
+          for (const e of evs)
+            seen.push({ key: e.kv.key.toString(), rev: BigInt(e.kv.mod_revision) })
+          events.emit('events')
+        },
+        onError: () => {},
+        onWatching: () => {
+          onWatching?.()
+          events.emit('watching')
+        },
       },
-      onError: () => {},
-      onWatching: () => { onWatching?.(); events.emit('watching') },
-    }, ac.signal, 'race test')
+      ac.signal,
+      'race test',
+    )
     try {
       await withDeadline(new Promise((r) => events.once('watching', r)), 10_000, 'first watch')
       const before = await writer.put(`${prefix}svc/before`).value('1')
       proxy.cut()
       const gapRevs: bigint[] = []
-      for (const k of ['gap1', 'gap2', 'gap3']) gapRevs.push(BigInt((await writer.put(`${prefix}svc/${k}`).value('1')).header.revision))
+      for (const k of ['gap1', 'gap2', 'gap3'])
+        gapRevs.push(BigInt((await writer.put(`${prefix}svc/${k}`).value('1')).header.revision))
       // The moment etcd confirms the resumed watch, before it replays the gap: cut again.
       let secondCut = false
       onWatching = () => {
         if (secondCut) return
         secondCut = true
         proxy.cut()
-        proxy.once('refused', () => { proxy.heal() })
+        proxy.once('refused', () => {
+          proxy.heal()
+        })
       }
       proxy.heal()
       const after = await writer.put(`${prefix}svc/after`).value('1')
       const want = [BigInt(before.header.revision), ...gapRevs, BigInt(after.header.revision)]
       await withDeadline(
-        (async () => { while (seen.length < want.length) await new Promise((r) => events.once('events', r)) })(),
+        (async () => {
+          while (seen.length < want.length) await new Promise((r) => events.once('events', r))
+        })(),
         15_000,
         'every event',
       )
       expect(secondCut).toBe(true)
       expect(seen.map((s) => s.rev)).toEqual(want)
-      expect(seen.map((s) => s.key)).toEqual(['before', 'gap1', 'gap2', 'gap3', 'after'].map((k) => `${prefix}svc/${k}`))
+      expect(seen.map((s) => s.key)).toEqual(
+        ['before', 'gap1', 'gap2', 'gap3', 'after'].map((k) => `${prefix}svc/${k}`),
+      )
     } finally {
       ac.abort()
       await loop

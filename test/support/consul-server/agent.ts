@@ -112,34 +112,56 @@ export class Agent {
   }
 
   checks(): { def: AgentCheckDefinition; status: CheckStatus; output: string }[] {
-    return [...this.#checks.values()].map((c) => ({ def: c.def, status: c.status, output: c.output }))
+    return [...this.#checks.values()].map((c) => ({
+      def: c.def,
+      status: c.status,
+      output: c.output,
+    }))
   }
 
-  check(id: string): { def: AgentCheckDefinition; status: CheckStatus; output: string } | undefined {
+  check(
+    id: string,
+  ): { def: AgentCheckDefinition; status: CheckStatus; output: string } | undefined {
     const c = this.#checks.get(id)
     return c === undefined ? undefined : { def: c.def, status: c.status, output: c.output }
   }
 
   /** `addServiceInternal`: upsert the service, carry over check state, optionally drop missing checks. */
-  register(service: ServiceInput, checks: AgentCheckDefinition[], replaceExistingChecks: boolean): void {
+  register(
+    service: ServiceInput,
+    checks: AgentCheckDefinition[],
+    replaceExistingChecks: boolean,
+  ): void {
     // Anti-entropy syncs a service with its checks in one catalog register: one index.
-    this.#catalog.transaction(() => { this.#register(service, checks, replaceExistingChecks) })
+    this.#catalog.transaction(() => {
+      this.#register(service, checks, replaceExistingChecks)
+    })
   }
 
-  #register(service: ServiceInput, checks: AgentCheckDefinition[], replaceExistingChecks: boolean): void {
-    const snapshot = new Map([...this.#checks].map(([id, c]) => [id, { status: c.status, output: c.output }]))
+  #register(
+    service: ServiceInput,
+    checks: AgentCheckDefinition[],
+    replaceExistingChecks: boolean,
+  ): void {
+    const snapshot = new Map(
+      [...this.#checks].map(([id, c]) => [id, { status: c.status, output: c.output }]),
+    )
     this.#services.set(service.ID, service)
     this.#catalog.ensureService(service)
     const keep = new Set(checks.map((c) => c.CheckID))
     if (replaceExistingChecks) {
       for (const [id, c] of [...this.#checks]) {
-        if (c.def.ServiceID === service.ID && !keep.has(id) && !id.startsWith(SERVICE_MAINT_PREFIX)) this.#removeCheck(id)
+        if (c.def.ServiceID === service.ID && !keep.has(id) && !id.startsWith(SERVICE_MAINT_PREFIX))
+          this.#removeCheck(id)
       }
     }
     for (const def of checks) this.#addCheck(def, snapshot.get(def.CheckID))
   }
 
-  #addCheck(def: AgentCheckDefinition, prev: { status: CheckStatus; output: string } | undefined): void {
+  #addCheck(
+    def: AgentCheckDefinition,
+    prev: { status: CheckStatus; output: string } | undefined,
+  ): void {
     this.#stopCheck(def.CheckID)
     const running: RunningCheck = {
       def,
@@ -159,7 +181,6 @@ export class Agent {
     this.#startCheck(running)
   }
 
-
   /**
    * `EnableServiceMaintenance` / `DisableServiceMaintenance`: a critical `_service_maintenance:<id>`
    * check. False when the agent does not know the service.
@@ -173,15 +194,21 @@ export class Agent {
       return true
     }
     if (this.#checks.has(id)) return true
-    this.#addCheck({
-      CheckID: id,
-      Name: 'Service Maintenance Mode',
-      Notes: reason === '' ? 'Maintenance mode is enabled for this service, but no reason was provided. This is a default message.' : reason,
-      ServiceID: serviceId,
-      Status: 'critical',
-      kind: 'none',
-      type: 'maintenance',
-    }, undefined)
+    this.#addCheck(
+      {
+        CheckID: id,
+        Name: 'Service Maintenance Mode',
+        Notes:
+          reason === ''
+            ? 'Maintenance mode is enabled for this service, but no reason was provided. This is a default message.'
+            : reason,
+        ServiceID: serviceId,
+        Status: 'critical',
+        kind: 'none',
+        type: 'maintenance',
+      },
+      undefined,
+    )
     return true
   }
 
@@ -192,21 +219,29 @@ export class Agent {
       return
     }
     if (this.#checks.has(NODE_MAINT_ID)) return
-    this.#addCheck({
-      CheckID: NODE_MAINT_ID,
-      Name: 'Node Maintenance Mode',
-      Notes: reason === '' ? 'Maintenance mode is enabled for this node, but no reason was provided. This is a default message.' : reason,
-      ServiceID: '',
-      Status: 'critical',
-      kind: 'none',
-      type: 'maintenance',
-    }, undefined)
+    this.#addCheck(
+      {
+        CheckID: NODE_MAINT_ID,
+        Name: 'Node Maintenance Mode',
+        Notes:
+          reason === ''
+            ? 'Maintenance mode is enabled for this node, but no reason was provided. This is a default message.'
+            : reason,
+        ServiceID: '',
+        Status: 'critical',
+        kind: 'none',
+        type: 'maintenance',
+      },
+      undefined,
+    )
   }
 
   /** Removes a service and its checks; false when the agent does not know it. */
   deregister(id: string): boolean {
     if (!this.#services.has(id)) return false
-    this.#catalog.transaction(() => { this.#deregister(id) })
+    this.#catalog.transaction(() => {
+      this.#deregister(id)
+    })
     return true
   }
 
@@ -232,7 +267,8 @@ export class Agent {
       // agent.go loadServices/loadChecks: services and checks come back from the data dir, TTL
       // checks with their persisted status ("so the TTL check can come up in a good state after
       // an agent restart"); every runner starts afresh, so TTL clocks restart too.
-      for (const c of [...this.#checks.values()]) this.#addCheck(c.def, { status: c.status, output: c.output })
+      for (const c of [...this.#checks.values()])
+        this.#addCheck(c.def, { status: c.status, output: c.output })
       return
     }
     this.#catalog.transaction(() => {
@@ -293,10 +329,13 @@ export class Agent {
     const interval = this.#opts.checkUpdateIntervalMs
     if (interval > 0 && c.status === status) {
       c.output = output
-      c.deferred ??= this.#opts.clock.setTimeout(() => {
-        c.deferred = undefined
-        if (!this.#closed && this.#checks.get(c.def.CheckID) === c) this.#syncCheck(c)
-      }, interval / 2 + this.#opts.random() * interval)
+      c.deferred ??= this.#opts.clock.setTimeout(
+        () => {
+          c.deferred = undefined
+          if (!this.#closed && this.#checks.get(c.def.CheckID) === c) this.#syncCheck(c)
+        },
+        interval / 2 + this.#opts.random() * interval,
+      )
       return
     }
     c.deferred?.clear()
@@ -318,7 +357,8 @@ export class Agent {
     c.successCount = 0
     const beforeCritical = c.def.failuresBeforeCritical ?? 0
     if (c.failureCount >= beforeCritical) this.#setStatus(c, status, output)
-    else if (c.failureCount >= (c.def.failuresBeforeWarning ?? beforeCritical)) this.#setStatus(c, 'warning', output)
+    else if (c.failureCount >= (c.def.failuresBeforeWarning ?? beforeCritical))
+      this.#setStatus(c, 'warning', output)
   }
 
   #startCheck(c: RunningCheck): void {
@@ -350,7 +390,10 @@ export class Agent {
     const ttl = c.def.ttlMs ?? 0
     c.timer = this.#opts.clock.setTimeout(() => {
       // checks/check.go getExpiredOutput
-      const out = c.output === '' ? 'TTL expired' : `TTL expired (last output before timeout follows): ${c.output}`
+      const out =
+        c.output === ''
+          ? 'TTL expired'
+          : `TTL expired (last output before timeout follows): ${c.output}`
       this.#setStatus(c, 'critical', out)
     }, ttl)
   }
@@ -360,10 +403,16 @@ export class Agent {
     c.inflight = ac
     // CheckHTTP/CheckTCP.Start: the client timeout defaults to 10 s.
     const timeoutMs = c.def.timeoutMs ?? 10_000
-    const timer = this.#opts.clock.setTimeout(() => { ac.abort(PROBE_TIMEOUT) }, timeoutMs)
+    const timer = this.#opts.clock.setTimeout(() => {
+      ac.abort(PROBE_TIMEOUT)
+    }, timeoutMs)
     try {
-      const result = c.def.kind === 'http' ? await httpProbe(c.def, ac.signal, timeoutMs) : await tcpProbe(c.def, ac.signal, timeoutMs)
-      if (!ac.signal.aborted || ac.signal.reason === PROBE_TIMEOUT) this.#probeResult(c, result.status, result.output)
+      const result =
+        c.def.kind === 'http'
+          ? await httpProbe(c.def, ac.signal, timeoutMs)
+          : await tcpProbe(c.def, ac.signal, timeoutMs)
+      if (!ac.signal.aborted || ac.signal.reason === PROBE_TIMEOUT)
+        this.#probeResult(c, result.status, result.output)
     } finally {
       timer.clear()
       if (c.inflight === ac) c.inflight = undefined
@@ -383,14 +432,20 @@ export class Agent {
     const now = this.#opts.clock.now()
     for (const c of [...this.#checks.values()]) {
       const after = c.def.deregisterCriticalServiceAfterMs
-      if (after === undefined || c.status !== 'critical' || c.criticalSinceMs === undefined) continue
+      if (after === undefined || c.status !== 'critical' || c.criticalSinceMs === undefined)
+        continue
       const timeout = Math.max(after, this.#opts.checkDeregisterIntervalMinMs)
-      if (now - c.criticalSinceMs > timeout && this.#services.has(c.def.ServiceID)) this.deregister(c.def.ServiceID)
+      if (now - c.criticalSinceMs > timeout && this.#services.has(c.def.ServiceID))
+        this.deregister(c.def.ServiceID)
     }
   }
 }
 
-function httpProbe(def: AgentCheckDefinition, signal: AbortSignal, timeoutMs: number): Promise<{ status: CheckStatus; output: string }> {
+function httpProbe(
+  def: AgentCheckDefinition,
+  signal: AbortSignal,
+  timeoutMs: number,
+): Promise<{ status: CheckStatus; output: string }> {
   const url = def.http ?? ''
   const method = def.method ?? 'GET'
   return new Promise((resolve) => {
@@ -398,46 +453,72 @@ function httpProbe(def: AgentCheckDefinition, signal: AbortSignal, timeoutMs: nu
     try {
       target = new URL(url)
     } catch (err) {
-      resolve({ status: 'critical', output: `parse ${JSON.stringify(url)}: ${(err as Error).message}` })
+      resolve({
+        status: 'critical',
+        output: `parse ${JSON.stringify(url)}: ${(err as Error).message}`,
+      })
       return
     }
     const mod = target.protocol === 'https:' ? https : http
-    const headers: Record<string, string | string[]> = { 'User-Agent': 'Consul Health Check', Accept: 'text/plain, text/*, */*' }
+    const headers: Record<string, string | string[]> = {
+      'User-Agent': 'Consul Health Check',
+      Accept: 'text/plain, text/*, */*',
+    }
     for (const [k, v] of Object.entries(def.header ?? {})) headers[k] = v
-    const req = mod.request(target, {
-      method,
-      headers,
-      signal,
-      agent: false,
-      ...(target.protocol === 'https:' && def.tlsSkipVerify === true ? { rejectUnauthorized: false } : {}),
-      ...(target.protocol === 'https:' && def.tlsServerName !== undefined ? { servername: def.tlsServerName } : {}),
-    }, (res) => {
-      // A circular buffer (circbuf) of OUTPUT_MAX bytes: the *last* 4 KiB of the body are kept.
-      let tail = Buffer.alloc(0)
-      res.on('data', (b: Buffer) => {
-        tail = Buffer.concat([tail, b])
-        if (tail.length > OUTPUT_MAX) tail = tail.subarray(tail.length - OUTPUT_MAX)
-      })
-      res.on('end', () => {
-        const body = tail.toString('utf8')
-        const code = res.statusCode ?? 0
-        const output = `HTTP ${method} ${url}: ${code} ${res.statusMessage ?? ''} Output: ${body}`
-        // checks/check.go: 2xx passing, 429 warning, anything else critical.
-        const status: CheckStatus = code >= 200 && code <= 299 ? 'passing' : code === 429 ? 'warning' : 'critical'
-        resolve({ status, output })
-      })
-      res.on('error', (err) => { resolve({ status: 'critical', output: err.message }) })
-    })
+    const req = mod.request(
+      target,
+      {
+        method,
+        headers,
+        signal,
+        agent: false,
+        ...(target.protocol === 'https:' && def.tlsSkipVerify === true
+          ? { rejectUnauthorized: false }
+          : {}),
+        ...(target.protocol === 'https:' && def.tlsServerName !== undefined
+          ? { servername: def.tlsServerName }
+          : {}),
+      },
+      (res) => {
+        // A circular buffer (circbuf) of OUTPUT_MAX bytes: the *last* 4 KiB of the body are kept.
+        let tail = Buffer.alloc(0)
+        res.on('data', (b: Buffer) => {
+          tail = Buffer.concat([tail, b])
+          if (tail.length > OUTPUT_MAX) tail = tail.subarray(tail.length - OUTPUT_MAX)
+        })
+        res.on('end', () => {
+          const body = tail.toString('utf8')
+          const code = res.statusCode ?? 0
+          const output = `HTTP ${method} ${url}: ${code} ${res.statusMessage ?? ''} Output: ${body}`
+          // checks/check.go: 2xx passing, 429 warning, anything else critical.
+          const status: CheckStatus =
+            code >= 200 && code <= 299 ? 'passing' : code === 429 ? 'warning' : 'critical'
+          resolve({ status, output })
+        })
+        res.on('error', (err) => {
+          resolve({ status: 'critical', output: err.message })
+        })
+      },
+    )
     req.on('error', (err) => {
-      const reason = signal.aborted ? `context deadline exceeded (Client.Timeout exceeded while awaiting headers) after ${timeoutMs}ms` : err.message
-      resolve({ status: 'critical', output: `${method[0]}${method.slice(1).toLowerCase()} ${JSON.stringify(url)}: ${reason}` })
+      const reason = signal.aborted
+        ? `context deadline exceeded (Client.Timeout exceeded while awaiting headers) after ${timeoutMs}ms`
+        : err.message
+      resolve({
+        status: 'critical',
+        output: `${method[0]}${method.slice(1).toLowerCase()} ${JSON.stringify(url)}: ${reason}`,
+      })
     })
     if (def.body !== undefined && def.body !== '') req.end(def.body)
     else req.end()
   })
 }
 
-function tcpProbe(def: AgentCheckDefinition, signal: AbortSignal, timeoutMs: number): Promise<{ status: CheckStatus; output: string }> {
+function tcpProbe(
+  def: AgentCheckDefinition,
+  signal: AbortSignal,
+  timeoutMs: number,
+): Promise<{ status: CheckStatus; output: string }> {
   const addr = def.tcp ?? ''
   const i = addr.lastIndexOf(':')
   const host = addr.slice(0, i).replace(/^\[|\]$/g, '')

@@ -12,7 +12,8 @@
  */
 
 /** Field schema: 'value' leaf, 'map' (any key, string values), 'list' of values, or nested structs. */
-export type FieldSchema = 'value' | 'map' | 'list' | { readonly [field: string]: FieldSchema } | readonly [FieldSchema]
+export type FieldSchema =
+  'value' | 'map' | 'list' | { readonly [field: string]: FieldSchema } | readonly [FieldSchema]
 
 export class BexprError extends Error {
   override name = 'BexprError'
@@ -24,7 +25,17 @@ type Node =
   | { kind: 'not'; expr: Node }
   | { kind: 'match'; op: MatchOp; selector: string[]; value?: Value }
 
-type MatchOp = '==' | '!=' | 'in' | 'not in' | 'contains' | 'not contains' | 'is empty' | 'is not empty' | 'matches' | 'not matches'
+type MatchOp =
+  | '=='
+  | '!='
+  | 'in'
+  | 'not in'
+  | 'contains'
+  | 'not contains'
+  | 'is empty'
+  | 'is not empty'
+  | 'matches'
+  | 'not matches'
 
 type Token =
   | { t: 'word'; v: string }
@@ -37,12 +48,19 @@ function tokenize(src: string): Token[] {
   let i = 0
   while (i < src.length) {
     const c = src.charAt(i)
-    if (/\s/.test(c)) { i++; continue }
+    if (/\s/.test(c)) {
+      i++
+      continue
+    }
     if (c === '"') {
       let j = i + 1
       let v = ''
       while (j < src.length && src.charAt(j) !== '"') {
-        if (src.charAt(j) === '\\' && j + 1 < src.length) { v += src.charAt(j + 1); j += 2; continue }
+        if (src.charAt(j) === '\\' && j + 1 < src.length) {
+          v += src.charAt(j + 1)
+          j += 2
+          continue
+        }
         v += src.charAt(j)
         j++
       }
@@ -59,13 +77,29 @@ function tokenize(src: string): Token[] {
       continue
     }
     const two = src.slice(i, i + 2)
-    if (two === '==' || two === '!=') { out.push({ t: 'op', v: two }); i += 2; continue }
-    if (c === '(' || c === ')' || c === '.' || c === '[' || c === ']') { out.push({ t: 'op', v: c }); i++; continue }
+    if (two === '==' || two === '!=') {
+      out.push({ t: 'op', v: two })
+      i += 2
+      continue
+    }
+    if (c === '(' || c === ')' || c === '.' || c === '[' || c === ']') {
+      out.push({ t: 'op', v: c })
+      i++
+      continue
+    }
     const num = /^-?[0-9]+(\.[0-9]+)?(?![A-Za-z_])/.exec(src.slice(i))
-    if (num !== null) { out.push({ t: 'number', v: Number(num[0]) }); i += num[0].length; continue }
+    if (num !== null) {
+      out.push({ t: 'number', v: Number(num[0]) })
+      i += num[0].length
+      continue
+    }
     // grammar.peg Identifier: [a-zA-Z] [a-zA-Z0-9_/]* (map keys with other characters use ["..."]).
     const word = /^[A-Za-z][A-Za-z0-9_/]*/.exec(src.slice(i))
-    if (word !== null) { out.push({ t: 'word', v: word[0] }); i += word[0].length; continue }
+    if (word !== null) {
+      out.push({ t: 'word', v: word[0] })
+      i += word[0].length
+      continue
+    }
     throw new BexprError(`1:${i + 1}: no match found, expected: "(", "not", a selector or a value`)
   }
   return out
@@ -74,29 +108,49 @@ function tokenize(src: string): Token[] {
 class Parser {
   #tokens: Token[]
   #pos = 0
-  constructor(tokens: Token[]) { this.#tokens = tokens }
+  constructor(tokens: Token[]) {
+    this.#tokens = tokens
+  }
 
   parse(): Node {
     const n = this.#or()
-    if (this.#pos < this.#tokens.length) throw new BexprError(`unexpected token at position ${this.#pos + 1}`)
+    if (this.#pos < this.#tokens.length)
+      throw new BexprError(`unexpected token at position ${this.#pos + 1}`)
     return n
   }
-  #peek(o = 0): Token | undefined { return this.#tokens[this.#pos + o] }
+  #peek(o = 0): Token | undefined {
+    return this.#tokens[this.#pos + o]
+  }
   // Keywords are lower-case literals in grammar.peg ("and", "or", "not", "in", ...).
-  #isWord(v: string, o = 0): boolean { const t = this.#peek(o); return t?.t === 'word' && t.v === v }
-  #isOp(v: string): boolean { const t = this.#peek(); return t?.t === 'op' && t.v === v }
+  #isWord(v: string, o = 0): boolean {
+    const t = this.#peek(o)
+    return t?.t === 'word' && t.v === v
+  }
+  #isOp(v: string): boolean {
+    const t = this.#peek()
+    return t?.t === 'op' && t.v === v
+  }
   #or(): Node {
     let left = this.#and()
-    while (this.#isWord('or')) { this.#pos++; left = { kind: 'or', left, right: this.#and() } }
+    while (this.#isWord('or')) {
+      this.#pos++
+      left = { kind: 'or', left, right: this.#and() }
+    }
     return left
   }
   #and(): Node {
     let left = this.#unary()
-    while (this.#isWord('and')) { this.#pos++; left = { kind: 'and', left, right: this.#unary() } }
+    while (this.#isWord('and')) {
+      this.#pos++
+      left = { kind: 'and', left, right: this.#unary() }
+    }
     return left
   }
   #unary(): Node {
-    if (this.#isWord('not')) { this.#pos++; return { kind: 'not', expr: this.#unary() } }
+    if (this.#isWord('not')) {
+      this.#pos++
+      return { kind: 'not', expr: this.#unary() }
+    }
     if (this.#isOp('(')) {
       this.#pos++
       const n = this.#or()
@@ -127,7 +181,8 @@ class Parser {
       if (this.#isOp('.')) {
         this.#pos++
         const t = this.#peek()
-        if (t?.t !== 'word' && t?.t !== 'number') throw new BexprError('expected a selector segment after "."')
+        if (t?.t !== 'word' && t?.t !== 'number')
+          throw new BexprError('expected a selector segment after "."')
         this.#pos++
         parts.push(String(t.v))
       } else if (this.#isOp('[')) {
@@ -144,12 +199,19 @@ class Parser {
   #match(): Node {
     // `<value> [not] in <selector>` starts with a value; everything else starts with a selector.
     const t0 = this.#peek()
-    const valueFirst = t0 !== undefined && (t0.t === 'string' || t0.t === 'number' ||
-      (t0.t === 'word' && (this.#isWord('in', 1) || (this.#isWord('not', 1) && this.#isWord('in', 2)))))
+    const valueFirst =
+      t0 !== undefined &&
+      (t0.t === 'string' ||
+        t0.t === 'number' ||
+        (t0.t === 'word' &&
+          (this.#isWord('in', 1) || (this.#isWord('not', 1) && this.#isWord('in', 2)))))
     if (valueFirst) {
       const value = this.#value()
       let op: MatchOp = 'in'
-      if (this.#isWord('not')) { this.#pos++; op = 'not in' }
+      if (this.#isWord('not')) {
+        this.#pos++
+        op = 'not in'
+      }
       if (!this.#isWord('in')) throw new BexprError('expected "in"')
       this.#pos++
       return { kind: 'match', op, selector: this.#selector(), value }
@@ -163,15 +225,37 @@ class Parser {
     if (this.#isWord('is')) {
       this.#pos++
       let op: MatchOp = 'is empty'
-      if (this.#isWord('not')) { this.#pos++; op = 'is not empty' }
+      if (this.#isWord('not')) {
+        this.#pos++
+        op = 'is not empty'
+      }
       if (!this.#isWord('empty')) throw new BexprError('expected "empty"')
       this.#pos++
       return { kind: 'match', op, selector }
     }
     let negate = false
-    if (this.#isWord('not')) { this.#pos++; negate = true }
-    if (this.#isWord('contains')) { this.#pos++; return { kind: 'match', op: negate ? 'not contains' : 'contains', selector, value: this.#value() } }
-    if (this.#isWord('matches')) { this.#pos++; return { kind: 'match', op: negate ? 'not matches' : 'matches', selector, value: this.#value() } }
+    if (this.#isWord('not')) {
+      this.#pos++
+      negate = true
+    }
+    if (this.#isWord('contains')) {
+      this.#pos++
+      return {
+        kind: 'match',
+        op: negate ? 'not contains' : 'contains',
+        selector,
+        value: this.#value(),
+      }
+    }
+    if (this.#isWord('matches')) {
+      this.#pos++
+      return {
+        kind: 'match',
+        op: negate ? 'not matches' : 'matches',
+        selector,
+        value: this.#value(),
+      }
+    }
     throw new BexprError(`expected an operator after selector "${selector.join('.')}"`)
   }
 }
@@ -190,16 +274,26 @@ function validate(node: Node, schema: FieldSchema): void {
       let s: FieldSchema = schema
       for (const part of node.selector) {
         while (Array.isArray(s)) s = (s as readonly [FieldSchema])[0]
-        if (s === 'map') { s = 'value'; continue }
-        if (s === 'value' || s === 'list') throw new BexprError(`Selector "${node.selector.join('.')}" is not valid`)
+        if (s === 'map') {
+          s = 'value'
+          continue
+        }
+        if (s === 'value' || s === 'list')
+          throw new BexprError(`Selector "${node.selector.join('.')}" is not valid`)
         const next: FieldSchema | undefined = (s as Record<string, FieldSchema>)[part]
-        if (next === undefined) throw new BexprError(`Selector "${node.selector.join('.')}" is not valid`)
+        if (next === undefined)
+          throw new BexprError(`Selector "${node.selector.join('.')}" is not valid`)
         s = next
       }
       // Collections (lists, maps) only take membership and emptiness operators.
-      const collection = s === 'list' || s === 'map' || Array.isArray(s) || (typeof s === 'object')
-      if (collection && (node.op === '==' || node.op === '!=' || node.op === 'matches' || node.op === 'not matches')) {
-        throw new BexprError(`Invalid match operator "${node.op}" for selector "${node.selector.join('.')}"`)
+      const collection = s === 'list' || s === 'map' || Array.isArray(s) || typeof s === 'object'
+      if (
+        collection &&
+        (node.op === '==' || node.op === '!=' || node.op === 'matches' || node.op === 'not matches')
+      ) {
+        throw new BexprError(
+          `Invalid match operator "${node.op}" for selector "${node.selector.join('.')}"`,
+        )
       }
       return
     }
@@ -226,7 +320,8 @@ function resolve(root: unknown, path: readonly string[]): unknown[] {
     for (const c of current) {
       const items = Array.isArray(c) ? (c as unknown[]) : [c]
       for (const item of items) {
-        if (item !== null && typeof item === 'object' && part in item) next.push((item as Record<string, unknown>)[part])
+        if (item !== null && typeof item === 'object' && part in item)
+          next.push((item as Record<string, unknown>)[part])
       }
     }
     current = next
@@ -243,24 +338,35 @@ function equal(field: unknown, value: Value): boolean {
 
 function evaluate(node: Node, root: unknown): boolean {
   switch (node.kind) {
-    case 'and': return evaluate(node.left, root) && evaluate(node.right, root)
-    case 'or': return evaluate(node.left, root) || evaluate(node.right, root)
-    case 'not': return !evaluate(node.expr, root)
+    case 'and':
+      return evaluate(node.left, root) && evaluate(node.right, root)
+    case 'or':
+      return evaluate(node.left, root) || evaluate(node.right, root)
+    case 'not':
+      return !evaluate(node.expr, root)
     case 'match': {
       const fields = resolve(root, node.selector)
       const value = node.value ?? ''
       const any = (pred: (f: unknown) => boolean): boolean => fields.some(pred)
       switch (node.op) {
-        case '==': return any((f) => equal(f, value))
-        case '!=': return !any((f) => equal(f, value))
+        case '==':
+          return any((f) => equal(f, value))
+        case '!=':
+          return !any((f) => equal(f, value))
         case 'in':
-        case 'contains': return any((f) => contains(f, value))
+        case 'contains':
+          return any((f) => contains(f, value))
         case 'not in':
-        case 'not contains': return !any((f) => contains(f, value))
-        case 'is empty': return fields.length === 0 || fields.every(isEmpty)
-        case 'is not empty': return fields.some((f) => !isEmpty(f))
-        case 'matches': return any((f) => typeof f === 'string' && new RegExp(String(value)).test(f))
-        case 'not matches': return !any((f) => typeof f === 'string' && new RegExp(String(value)).test(f))
+        case 'not contains':
+          return !any((f) => contains(f, value))
+        case 'is empty':
+          return fields.length === 0 || fields.every(isEmpty)
+        case 'is not empty':
+          return fields.some((f) => !isEmpty(f))
+        case 'matches':
+          return any((f) => typeof f === 'string' && new RegExp(String(value)).test(f))
+        case 'not matches':
+          return !any((f) => typeof f === 'string' && new RegExp(String(value)).test(f))
       }
     }
   }

@@ -99,12 +99,16 @@ export class Catalog {
 
   subscribe(listener: CommitListener): () => void {
     this.#listeners.add(listener)
-    return () => { this.#listeners.delete(listener) }
+    return () => {
+      this.#listeners.delete(listener)
+    }
   }
 
   /** Runs several writes as one Raft entry: one index, one wake-up (like one catalog register RPC). */
   transaction(fn: () => void): void {
-    this.#txn(() => { fn() })
+    this.#txn(() => {
+      fn()
+    })
   }
 
   /** Runs `fn` as one transaction: at most one index is consumed, listeners run once. */
@@ -144,7 +148,9 @@ export class Catalog {
   serviceInstances(name: string): ServiceRecord[] {
     const keys = this.#byName.get(name)
     if (keys === undefined) return []
-    return [...keys].map((k) => this.#services.get(k) as ServiceRecord).sort((a, b) => cmp(a.node, b.node) || cmp(a.ID, b.ID))
+    return [...keys]
+      .map((k) => this.#services.get(k) as ServiceRecord)
+      .sort((a, b) => cmp(a.node, b.node) || cmp(a.ID, b.ID))
   }
 
   #putService(k: string, rec: ServiceRecord): void {
@@ -225,8 +231,19 @@ export class Catalog {
   ensureNode(input: NodeInput): void {
     this.#txn((idx) => {
       const existing = this.#nodes.get(input.Node)
-      if (existing !== undefined && sameJson({ ...existing, CreateIndex: 0, ModifyIndex: 0 }, { ...input, CreateIndex: 0, ModifyIndex: 0 })) return
-      this.#nodes.set(input.Node, { ...input, CreateIndex: existing?.CreateIndex ?? idx, ModifyIndex: idx })
+      if (
+        existing !== undefined &&
+        sameJson(
+          { ...existing, CreateIndex: 0, ModifyIndex: 0 },
+          { ...input, CreateIndex: 0, ModifyIndex: 0 },
+        )
+      )
+        return
+      this.#nodes.set(input.Node, {
+        ...input,
+        CreateIndex: existing?.CreateIndex ?? idx,
+        ModifyIndex: idx,
+      })
       this.#bump(idx, 'nodes')
       this.#bumpServicesOfNode(idx, input.Node)
     })
@@ -235,7 +252,8 @@ export class Catalog {
   deleteNode(name: string): void {
     this.#txn((idx) => {
       if (!this.#nodes.has(name)) return
-      for (const s of [...this.#services.values()]) if (s.node === name) this.deleteService(name, s.ID)
+      for (const s of [...this.#services.values()])
+        if (s.node === name) this.deleteService(name, s.ID)
       for (const c of this.#nodeChecks(name)) this.deleteCheck(name, c.CheckID)
       this.#nodes.delete(name)
       this.#bump(idx, 'nodes')
@@ -246,13 +264,24 @@ export class Catalog {
     this.#txn((idx) => {
       const k = key(input.node, input.ID)
       const existing = this.#services.get(k)
-      if (existing !== undefined && sameJson({ ...existing, CreateIndex: 0, ModifyIndex: 0 }, { ...input, CreateIndex: 0, ModifyIndex: 0 })) return
+      if (
+        existing !== undefined &&
+        sameJson(
+          { ...existing, CreateIndex: 0, ModifyIndex: 0 },
+          { ...input, CreateIndex: 0, ModifyIndex: 0 },
+        )
+      )
+        return
       this.#putService(k, { ...input, CreateIndex: existing?.CreateIndex ?? idx, ModifyIndex: idx })
       this.#bump(idx, 'services', `service.${input.Service}`)
-      if (existing !== undefined && existing.Service !== input.Service) this.#afterServiceRemoved(idx, existing.Service)
+      if (existing !== undefined && existing.Service !== input.Service)
+        this.#afterServiceRemoved(idx, existing.Service)
       // Service checks carry the service's name and tags: keep them in step.
       for (const c of this.#nodeChecks(input.node)) {
-        if (c.ServiceID === input.ID && (c.ServiceName !== input.Service || !sameJson(c.ServiceTags, input.Tags))) {
+        if (
+          c.ServiceID === input.ID &&
+          (c.ServiceName !== input.Service || !sameJson(c.ServiceTags, input.Tags))
+        ) {
           c.ServiceName = input.Service
           c.ServiceTags = [...input.Tags]
           c.ModifyIndex = idx
@@ -293,7 +322,14 @@ export class Catalog {
     this.#txn((idx) => {
       const k = key(input.Node, input.CheckID)
       const existing = this.#checks.get(k)
-      if (existing !== undefined && sameJson({ ...existing, CreateIndex: 0, ModifyIndex: 0 }, { ...input, CreateIndex: 0, ModifyIndex: 0 })) return
+      if (
+        existing !== undefined &&
+        sameJson(
+          { ...existing, CreateIndex: 0, ModifyIndex: 0 },
+          { ...input, CreateIndex: 0, ModifyIndex: 0 },
+        )
+      )
+        return
       this.#putCheck(k, { ...input, CreateIndex: existing?.CreateIndex ?? idx, ModifyIndex: idx })
       this.#bump(idx, 'checks')
       this.#bumpForCheck(idx, input.Node, input.ServiceID)
@@ -321,7 +357,8 @@ export class Catalog {
   }
 
   #bumpServicesOfNode(idx: number, node: string): void {
-    for (const s of this.#services.values()) if (s.node === node) this.#bump(idx, `service.${s.Service}`)
+    for (const s of this.#services.values())
+      if (s.node === node) this.#bump(idx, `service.${s.Service}`)
   }
 
   /**
@@ -333,7 +370,11 @@ export class Catalog {
     const target = Math.max(1, Math.floor(to))
     this.#index = Math.min(this.#index, target)
     for (const [t, v] of this.#tables) this.#tables.set(t, Math.min(v, target))
-    for (const rec of [...this.#nodes.values(), ...this.#services.values(), ...this.#checks.values()]) {
+    for (const rec of [
+      ...this.#nodes.values(),
+      ...this.#services.values(),
+      ...this.#checks.values(),
+    ]) {
       rec.CreateIndex = Math.min(rec.CreateIndex, target)
       rec.ModifyIndex = Math.min(rec.ModifyIndex, target)
     }

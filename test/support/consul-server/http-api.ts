@@ -8,7 +8,14 @@ import type { IncomingHttpHeaders } from 'node:http'
 import type { Clock, TimerHandle } from '../../../src/core/clock.js'
 import type { Agent, AgentCheckDefinition } from './agent.js'
 import { compileFilter, BexprError, type FieldSchema, type Filter } from './bexpr.js'
-import type { Catalog, CheckRecord, CheckStatus, NodeRecord, ServiceAddress, ServiceRecord } from './catalog.js'
+import type {
+  Catalog,
+  CheckRecord,
+  CheckStatus,
+  NodeRecord,
+  ServiceAddress,
+  ServiceRecord,
+} from './catalog.js'
 import { GoDurationError, parseGoDuration } from './go-duration.js'
 
 /** The subset of node:http / node:http2 compat request objects the API reads. */
@@ -86,33 +93,83 @@ interface Waiter {
 type Authz =
   | { readonly kind: 'disabled' }
   | { readonly kind: 'anonymous'; readonly accessor: string }
-  | { readonly kind: 'token'; readonly accessor: string; readonly read: boolean; readonly write: boolean; readonly master: boolean }
+  | {
+      readonly kind: 'token'
+      readonly accessor: string
+      readonly read: boolean
+      readonly write: boolean
+      readonly master: boolean
+    }
 
 /** Events the API reports (the server re-emits them). */
 export interface ApiHooks {
   blockingStarted(info: { path: string; minIndex: number; timeoutMs: number }): void
-  blockingEnded(info: { path: string; minIndex: number; index: number; reason: 'change' | 'timeout' | 'abandon' | 'client-closed' }): void
+  blockingEnded(info: {
+    path: string
+    minIndex: number
+    index: number
+    reason: 'change' | 'timeout' | 'abandon' | 'client-closed'
+  }): void
 }
 
 const ANONYMOUS_ACCESSOR = '00000000-0000-0000-0000-000000000002'
 const JSON_TYPE = 'application/json'
 const TEXT_TYPE = 'text/plain; charset=utf-8'
 
-const NODE_SCHEMA = { ID: 'value', Node: 'value', Address: 'value', Datacenter: 'value', TaggedAddresses: 'map', Meta: 'map' } as const
+const NODE_SCHEMA = {
+  ID: 'value',
+  Node: 'value',
+  Address: 'value',
+  Datacenter: 'value',
+  TaggedAddresses: 'map',
+  Meta: 'map',
+} as const
 const SERVICE_SCHEMA = {
-  Kind: 'value', ID: 'value', Service: 'value', Tags: 'list', Address: 'value', TaggedAddresses: 'map', Meta: 'map',
-  Port: 'value', Weights: { Passing: 'value', Warning: 'value' }, EnableTagOverride: 'value',
+  Kind: 'value',
+  ID: 'value',
+  Service: 'value',
+  Tags: 'list',
+  Address: 'value',
+  TaggedAddresses: 'map',
+  Meta: 'map',
+  Port: 'value',
+  Weights: { Passing: 'value', Warning: 'value' },
+  EnableTagOverride: 'value',
 } as const
 const CHECK_SCHEMA = {
-  Node: 'value', CheckID: 'value', Name: 'value', Status: 'value', Notes: 'value', Output: 'value', ServiceID: 'value',
-  ServiceName: 'value', ServiceTags: 'list', Type: 'value',
+  Node: 'value',
+  CheckID: 'value',
+  Name: 'value',
+  Status: 'value',
+  Notes: 'value',
+  Output: 'value',
+  ServiceID: 'value',
+  ServiceName: 'value',
+  ServiceTags: 'list',
+  Type: 'value',
 } as const
-const HEALTH_SCHEMA: FieldSchema = { Node: NODE_SCHEMA, Service: SERVICE_SCHEMA, Checks: [CHECK_SCHEMA] }
+const HEALTH_SCHEMA: FieldSchema = {
+  Node: NODE_SCHEMA,
+  Service: SERVICE_SCHEMA,
+  Checks: [CHECK_SCHEMA],
+}
 const CATALOG_SCHEMA: FieldSchema = {
-  ID: 'value', Node: 'value', Address: 'value', Datacenter: 'value', TaggedAddresses: 'map', NodeMeta: 'map',
-  ServiceKind: 'value', ServiceID: 'value', ServiceName: 'value', ServiceTags: 'list', ServiceAddress: 'value',
-  ServiceTaggedAddresses: 'map', ServiceWeights: { Passing: 'value', Warning: 'value' }, ServiceMeta: 'map',
-  ServicePort: 'value', ServiceEnableTagOverride: 'value',
+  ID: 'value',
+  Node: 'value',
+  Address: 'value',
+  Datacenter: 'value',
+  TaggedAddresses: 'map',
+  NodeMeta: 'map',
+  ServiceKind: 'value',
+  ServiceID: 'value',
+  ServiceName: 'value',
+  ServiceTags: 'list',
+  ServiceAddress: 'value',
+  ServiceTaggedAddresses: 'map',
+  ServiceWeights: { Passing: 'value', Warning: 'value' },
+  ServiceMeta: 'map',
+  ServicePort: 'value',
+  ServiceEnableTagOverride: 'value',
 }
 const AGENT_SERVICE_SCHEMA: FieldSchema = SERVICE_SCHEMA
 
@@ -126,7 +183,13 @@ export class ConsulApi {
   readonly #unsubscribe: () => void
   #closed = false
 
-  constructor(catalog: Catalog, agent: Agent, config: ApiConfig, faults: FaultState, hooks: ApiHooks) {
+  constructor(
+    catalog: Catalog,
+    agent: Agent,
+    config: ApiConfig,
+    faults: FaultState,
+    hooks: ApiHooks,
+  ) {
     this.#catalog = catalog
     this.#agent = agent
     this.#cfg = config
@@ -172,7 +235,13 @@ export class ConsulApi {
     res.setHeader('X-Consul-Default-Acl-Policy', this.#cfg.acl?.enabled === true ? 'deny' : 'allow')
   }
 
-  async #route(method: string, url: URL, req: ApiRequest, res: ApiResponse, body: string): Promise<void> {
+  async #route(
+    method: string,
+    url: URL,
+    req: ApiRequest,
+    res: ApiResponse,
+    body: string,
+  ): Promise<void> {
     const path = url.pathname
     const q = url.searchParams
     const route = (prefix: string): string | undefined => {
@@ -193,7 +262,9 @@ export class ConsulApi {
         return false
       }
       if (methods.includes(method)) return true
-      throw new HttpError(405, `method ${method} not allowed`, { Allow: ['OPTIONS', ...methods].join(',') })
+      throw new HttpError(405, `method ${method} not allowed`, {
+        Allow: ['OPTIONS', ...methods].join(','),
+      })
     }
     let rest: string | undefined
     if ((rest = route('/v1/health/service/')) !== undefined) {
@@ -246,7 +317,10 @@ export class ConsulApi {
       if (!allow('PUT')) return
       const update = decodeJson(body)
       if (update === undefined) throw decodeFail(goJsonError(body))
-      if (!isObject(update)) throw decodeFail(`json: cannot unmarshal ${jsonType(update)} into Go value of type agent.checkUpdate`)
+      if (!isObject(update))
+        throw decodeFail(
+          `json: cannot unmarshal ${jsonType(update)} into Go value of type agent.checkUpdate`,
+        )
       const fields = canonicalKeys(update, ['Status', 'Output'])
       const status = typeof fields.Status === 'string' ? fields.Status : ''
       if (status !== 'passing' && status !== 'warning' && status !== 'critical') {
@@ -260,10 +334,25 @@ export class ConsulApi {
     } else if (path === '/v1/agent/self') {
       if (!allow('GET')) return
       const node = this.#catalog.node(this.#cfg.nodeName)
-      sendJson(res, {
-        Config: { Datacenter: this.#cfg.datacenter, NodeName: this.#cfg.nodeName, NodeID: node?.ID ?? '', Server: true, Version: '1.20.0' },
-        Member: { Name: this.#cfg.nodeName, Addr: node?.Address ?? '', Tags: { dc: this.#cfg.datacenter, role: 'consul' }, Status: 1 },
-      }, q)
+      sendJson(
+        res,
+        {
+          Config: {
+            Datacenter: this.#cfg.datacenter,
+            NodeName: this.#cfg.nodeName,
+            NodeID: node?.ID ?? '',
+            Server: true,
+            Version: '1.20.0',
+          },
+          Member: {
+            Name: this.#cfg.nodeName,
+            Addr: node?.Address ?? '',
+            Tags: { dc: this.#cfg.datacenter, role: 'consul' },
+            Status: 1,
+          },
+        },
+        q,
+      )
     } else if (path.startsWith('/v1/')) {
       throw new HttpError(404, 'Invalid URL path: not a recognized HTTP API endpoint')
     } else {
@@ -297,11 +386,18 @@ export class ConsulApi {
     if (acl?.enabled !== true) return { kind: 'disabled' }
     const token = this.#token(q, req)
     if (token === '') return { kind: 'anonymous', accessor: ANONYMOUS_ACCESSOR }
-    if (token === acl.masterToken) return { kind: 'token', accessor: accessorOf(token), read: true, write: true, master: true }
+    if (token === acl.masterToken)
+      return { kind: 'token', accessor: accessorOf(token), read: true, write: true, master: true }
     const t = acl.tokens?.[token]
     // acl.ErrNotFound → 403 (http.go isForbidden).
     if (t === undefined) throw new HttpError(403, 'ACL not found')
-    return { kind: 'token', accessor: accessorOf(token), read: t.read ?? true, write: t.write, master: false }
+    return {
+      kind: 'token',
+      accessor: accessorOf(token),
+      read: t.read ?? true,
+      write: t.write,
+      master: false,
+    }
   }
 
   #canRead(a: Authz): boolean {
@@ -311,18 +407,27 @@ export class ConsulApi {
   /** acl.PermissionDeniedError text: `Permission denied: token with AccessorID '<id>' lacks permission 'service:write' on "<name>"`. */
   #requireWrite(a: Authz, resource: 'service' | 'node', name: string): void {
     if (a.kind === 'disabled' || (a.kind === 'token' && a.write)) return
-    throw new HttpError(403, `Permission denied: token with AccessorID '${a.accessor}' lacks permission '${resource}:write' on ${JSON.stringify(name)}`)
+    throw new HttpError(
+      403,
+      `Permission denied: token with AccessorID '${a.accessor}' lacks permission '${resource}:write' on ${JSON.stringify(name)}`,
+    )
   }
 
   // ---- reads and blocking ------------------------------------------------------------------
 
   /** Shared parsing of `dc`, consistency and `wait`/`index` (http.go `parse`, `parseConsistency`, `parseWait`). */
-  #parseQuery(q: URLSearchParams): { minIndex: number; waitMs: number; consistency: 'leader' | 'stale' | 'consistent' } {
+  #parseQuery(q: URLSearchParams): {
+    minIndex: number
+    waitMs: number
+    consistency: 'leader' | 'stale' | 'consistent'
+  } {
     const dc = q.get('dc')
-    if (dc !== null && dc !== '' && dc !== this.#cfg.datacenter) throw new HttpError(500, 'No path to datacenter')
+    if (dc !== null && dc !== '' && dc !== this.#cfg.datacenter)
+      throw new HttpError(500, 'No path to datacenter')
     const stale = q.has('stale')
     const consistent = q.has('consistent')
-    if (stale && consistent) throw new HttpError(400, 'Cannot specify ?stale with ?consistent, conflicting semantics.')
+    if (stale && consistent)
+      throw new HttpError(400, 'Cannot specify ?stale with ?consistent, conflicting semantics.')
     const maxStale = q.get('max_stale')
     let staleAllowed = stale
     if (maxStale !== null && maxStale !== '') {
@@ -334,8 +439,10 @@ export class ConsulApi {
       }
       if (ns > 0) staleAllowed = true
     }
-    if (staleAllowed && consistent) throw new HttpError(400, 'Cannot specify ?stale with ?consistent, conflicting semantics.')
-    if (q.has('cached') && consistent) throw new HttpError(400, 'Cannot specify ?cached with ?consistent, conflicting semantics.')
+    if (staleAllowed && consistent)
+      throw new HttpError(400, 'Cannot specify ?stale with ?consistent, conflicting semantics.')
+    if (q.has('cached') && consistent)
+      throw new HttpError(400, 'Cannot specify ?cached with ?consistent, conflicting semantics.')
     let waitMs = 0
     const wait = q.get('wait')
     if (wait !== null && wait !== '') {
@@ -350,11 +457,16 @@ export class ConsulApi {
     const index = q.get('index')
     if (index !== null && index !== '') {
       // strconv.ParseUint: decimal digits only, must fit in uint64.
-      if (!/^[0-9]+$/.test(index) || BigInt(index) > 0xffff_ffff_ffff_ffffn) throw new HttpError(400, 'Invalid index')
+      if (!/^[0-9]+$/.test(index) || BigInt(index) > 0xffff_ffff_ffff_ffffn)
+        throw new HttpError(400, 'Invalid index')
       minIndex = Number(index)
     }
     if (this.#faults.leaderless && !staleAllowed) throw new HttpError(500, 'No cluster leader')
-    return { minIndex, waitMs, consistency: staleAllowed ? 'stale' : consistent ? 'consistent' : 'leader' }
+    return {
+      minIndex,
+      waitMs,
+      consistency: staleAllowed ? 'stale' : consistent ? 'consistent' : 'leader',
+    }
   }
 
   #compileFilter(q: URLSearchParams, schema: FieldSchema): Filter | undefined {
@@ -363,7 +475,8 @@ export class ConsulApi {
     try {
       return compileFilter(expr, schema)
     } catch (err) {
-      if (err instanceof BexprError) throw new HttpError(500, `Failed to create boolean expression evaluator: ${err.message}`)
+      if (err instanceof BexprError)
+        throw new HttpError(500, `Failed to create boolean expression evaluator: ${err.message}`)
       throw err
     }
   }
@@ -374,15 +487,25 @@ export class ConsulApi {
    * abandons the query, or the wait (clamped to max_query_time, default 5 min, plus up to wait/16
    * jitter, `rpc.go`) runs out. A timeout answers 200 with the same index.
    */
-  async #blockingRead(path: string, q: URLSearchParams, res: ApiResponse, indexOf: () => number, query: () => ReadResult, opts: { streaming?: boolean } = {}): Promise<void> {
+  async #blockingRead(
+    path: string,
+    q: URLSearchParams,
+    res: ApiResponse,
+    indexOf: () => number,
+    query: () => ReadResult,
+    opts: { streaming?: boolean } = {},
+  ): Promise<void> {
     const parsed = this.#parseQuery(q)
     const { waitMs, consistency } = parsed
     let { minIndex } = parsed
-    const send = (r: ReadResult): void => { this.#sendRead(res, q, r, consistency, opts.streaming === true && minIndex > 0) }
+    const send = (r: ReadResult): void => {
+      this.#sendRead(res, q, r, consistency, opts.streaming === true && minIndex > 0)
+    }
     const first = query()
     // An agent that reports index 0 has a state index of 0 as far as its clients can tell: any
     // index ≥ 1 they send is "current", so the query parks until the next relevant write.
-    if (this.#faults.zeroIndex && minIndex > 0) minIndex = Math.max(minIndex, normalizeIndex(first.index))
+    if (this.#faults.zeroIndex && minIndex > 0)
+      minIndex = Math.max(minIndex, normalizeIndex(first.index))
     if (minIndex === 0 || normalizeIndex(first.index) > minIndex || this.#faults.neverBlock) {
       send(first)
       return
@@ -391,7 +514,10 @@ export class ConsulApi {
     if (base > this.#cfg.maxWaitMs) base = this.#cfg.maxWaitMs
     const timeoutMs = base + this.#cfg.random() * (base / 16)
     await new Promise<void>((resolve) => {
-      const finish = (reason: 'change' | 'timeout' | 'abandon' | 'client-closed', r?: ReadResult): void => {
+      const finish = (
+        reason: 'change' | 'timeout' | 'abandon' | 'client-closed',
+        r?: ReadResult,
+      ): void => {
         if (!this.#waiters.delete(waiter)) return
         timer.clear()
         if (r !== undefined && !res.writableEnded) send(r)
@@ -412,13 +538,23 @@ export class ConsulApi {
         },
       }
       this.#waiters.add(waiter)
-      const timer: TimerHandle = this.#cfg.clock.setTimeout(() => { finish('timeout', query()) }, timeoutMs)
-      res.on('close', () => { finish('client-closed') })
+      const timer: TimerHandle = this.#cfg.clock.setTimeout(() => {
+        finish('timeout', query())
+      }, timeoutMs)
+      res.on('close', () => {
+        finish('client-closed')
+      })
       this.#hooks.blockingStarted({ path, minIndex, timeoutMs })
     })
   }
 
-  #sendRead(res: ApiResponse, q: URLSearchParams, r: ReadResult, consistency: string, streaming: boolean): void {
+  #sendRead(
+    res: ApiResponse,
+    q: URLSearchParams,
+    r: ReadResult,
+    consistency: string,
+    streaming: boolean,
+  ): void {
     // setIndex never sends 0: clients would busy-loop (http.go, blocking.mdx "Sanity check").
     res.setHeader('X-Consul-Index', this.#faults.zeroIndex ? '0' : String(normalizeIndex(r.index)))
     if (streaming && this.#faults.streamingBackend) {
@@ -435,7 +571,13 @@ export class ConsulApi {
     sendJson(res, r.body, q)
   }
 
-  async #healthService(name: string, q: URLSearchParams, req: ApiRequest, res: ApiResponse, url: URL): Promise<void> {
+  async #healthService(
+    name: string,
+    q: URLSearchParams,
+    req: ApiRequest,
+    res: ApiResponse,
+    url: URL,
+  ): Promise<void> {
     if (name === '') throw new HttpError(400, 'Missing service name')
     const authz = this.#authorize(q, req)
     const passing = parseBoolParam(q, 'passing')
@@ -445,7 +587,8 @@ export class ConsulApi {
     const nodeMeta = parseNodeMeta(q)
     const query = (): ReadResult => {
       const index = this.#catalog.serviceIndex(name)
-      let entries = this.#catalog.serviceInstances(name)
+      let entries = this.#catalog
+        .serviceInstances(name)
         .filter((s) => hasTags(s, tags))
         .map((s) => this.#serviceEntry(s))
         .filter((e): e is NonNullable<typeof e> => e !== null)
@@ -455,10 +598,18 @@ export class ConsulApi {
       if (passing) entries = filterNonPassing(entries)
       return this.#aclFilter(authz, index, entries)
     }
-    await this.#blockingRead(url.pathname, q, res, () => this.#catalog.serviceIndex(name), query, { streaming: q.get('near') === null })
+    await this.#blockingRead(url.pathname, q, res, () => this.#catalog.serviceIndex(name), query, {
+      streaming: q.get('near') === null,
+    })
   }
 
-  async #catalogService(name: string, q: URLSearchParams, req: ApiRequest, res: ApiResponse, url: URL): Promise<void> {
+  async #catalogService(
+    name: string,
+    q: URLSearchParams,
+    req: ApiRequest,
+    res: ApiResponse,
+    url: URL,
+  ): Promise<void> {
     if (name === '') throw new HttpError(400, 'Missing service name')
     const authz = this.#authorize(q, req)
     const filter = this.#compileFilter(q, CATALOG_SCHEMA)
@@ -466,7 +617,8 @@ export class ConsulApi {
     const nodeMeta = parseNodeMeta(q)
     const query = (): ReadResult => {
       const index = this.#catalog.serviceIndex(name)
-      let rows = this.#catalog.serviceInstances(name)
+      let rows = this.#catalog
+        .serviceInstances(name)
         .filter((s) => hasTags(s, tags))
         .map((s) => this.#catalogRow(s))
         .filter((r): r is NonNullable<typeof r> => r !== null)
@@ -477,7 +629,12 @@ export class ConsulApi {
     await this.#blockingRead(url.pathname, q, res, () => this.#catalog.serviceIndex(name), query)
   }
 
-  async #catalogServices(q: URLSearchParams, req: ApiRequest, res: ApiResponse, url: URL): Promise<void> {
+  async #catalogServices(
+    q: URLSearchParams,
+    req: ApiRequest,
+    res: ApiResponse,
+    url: URL,
+  ): Promise<void> {
     const authz = this.#authorize(q, req)
     const query = (): ReadResult => {
       const out: Record<string, string[]> = {}
@@ -487,9 +644,19 @@ export class ConsulApi {
       }
       const index = this.#catalog.tablesIndex('services')
       if (this.#canRead(authz)) return { index, body: out }
-      return { index, body: {}, filteredByAcl: authz.kind === 'token' && Object.keys(out).length > 0 }
+      return {
+        index,
+        body: {},
+        filteredByAcl: authz.kind === 'token' && Object.keys(out).length > 0,
+      }
     }
-    await this.#blockingRead(url.pathname, q, res, () => this.#catalog.tablesIndex('services'), query)
+    await this.#blockingRead(
+      url.pathname,
+      q,
+      res,
+      () => this.#catalog.tablesIndex('services'),
+      query,
+    )
   }
 
   /** Default-deny ACLs filter reads instead of rejecting them; the header is blanked for anonymous requests (rpc.go). */
@@ -498,13 +665,25 @@ export class ConsulApi {
     return { index, body: [], filteredByAcl: authz.kind === 'token' && rows.length > 0 }
   }
 
-  #serviceEntry(s: ServiceRecord): { Node: ReturnType<typeof nodeJson>; Service: ReturnType<typeof nodeServiceJson>; Checks: ReturnType<typeof checkJson>[] } | null {
+  #serviceEntry(
+    s: ServiceRecord,
+  ): {
+    Node: ReturnType<typeof nodeJson>
+    Service: ReturnType<typeof nodeServiceJson>
+    Checks: ReturnType<typeof checkJson>[]
+  } | null {
     const node = this.#catalog.node(s.node)
     if (node === undefined) return null
-    return { Node: nodeJson(node), Service: nodeServiceJson(s), Checks: this.#catalog.checksFor(s.node, s.ID).map(checkJson) }
+    return {
+      Node: nodeJson(node),
+      Service: nodeServiceJson(s),
+      Checks: this.#catalog.checksFor(s.node, s.ID).map(checkJson),
+    }
   }
 
-  #catalogRow(s: ServiceRecord): (Record<string, unknown> & { NodeMeta: Record<string, string> }) | null {
+  #catalogRow(
+    s: ServiceRecord,
+  ): (Record<string, unknown> & { NodeMeta: Record<string, string> }) | null {
     const node = this.#catalog.node(s.node)
     if (node === undefined) return null
     return {
@@ -533,12 +712,26 @@ export class ConsulApi {
 
   // ---- agent endpoints ---------------------------------------------------------------------
 
-  #agentServiceJson(s: Omit<ServiceRecord, 'CreateIndex' | 'ModifyIndex'>): Record<string, unknown> {
+  #agentServiceJson(
+    s: Omit<ServiceRecord, 'CreateIndex' | 'ModifyIndex'>,
+  ): Record<string, unknown> {
     const out: Record<string, unknown> = {}
     if (s.Kind !== '') out.Kind = s.Kind
-    Object.assign(out, { ID: s.ID, Service: s.Service, Tags: [...s.Tags], Meta: { ...s.Meta }, Port: s.Port, Address: s.Address })
-    if (Object.keys(s.TaggedAddresses).length > 0) out.TaggedAddresses = cloneTagged(s.TaggedAddresses)
-    Object.assign(out, { Weights: { ...s.Weights }, EnableTagOverride: s.EnableTagOverride, Datacenter: this.#cfg.datacenter })
+    Object.assign(out, {
+      ID: s.ID,
+      Service: s.Service,
+      Tags: [...s.Tags],
+      Meta: { ...s.Meta },
+      Port: s.Port,
+      Address: s.Address,
+    })
+    if (Object.keys(s.TaggedAddresses).length > 0)
+      out.TaggedAddresses = cloneTagged(s.TaggedAddresses)
+    Object.assign(out, {
+      Weights: { ...s.Weights },
+      EnableTagOverride: s.EnableTagOverride,
+      Datacenter: this.#cfg.datacenter,
+    })
     return out
   }
 
@@ -554,7 +747,8 @@ export class ConsulApi {
       if (this.#canRead(authz)) out[s.ID] = json
     }
     // Agent-local endpoints set the header themselves, and only for requests with a token.
-    if (authz.kind === 'token') res.setHeader('X-Consul-Results-Filtered-By-Acls', String(total !== Object.keys(out).length))
+    if (authz.kind === 'token')
+      res.setHeader('X-Consul-Results-Filtered-By-Acls', String(total !== Object.keys(out).length))
     sendJson(res, out, q)
   }
 
@@ -564,7 +758,10 @@ export class ConsulApi {
     if (s === undefined) throw new HttpError(404, `unknown service ID: ${id}`)
     if (!this.#canRead(authz)) {
       const accessor = authz.kind === 'disabled' ? '' : authz.accessor
-      throw new HttpError(403, `Permission denied: token with AccessorID '${accessor}' lacks permission 'service:read' on ${JSON.stringify(s.Service)}`)
+      throw new HttpError(
+        403,
+        `Permission denied: token with AccessorID '${accessor}' lacks permission 'service:read' on ${JSON.stringify(s.Service)}`,
+      )
     }
     const json = this.#agentServiceJson(s)
     const hash = createHash('sha256').update(JSON.stringify(json)).digest('hex').slice(0, 16)
@@ -583,9 +780,17 @@ export class ConsulApi {
       total++
       // The agent's own view: its local status and output, even while an output-only change
       // waits for check_update_interval before reaching the catalog.
-      if (this.#canRead(authz)) out[c.def.CheckID] = { ...checkJson(rec), Status: c.status, Output: c.output, CreateIndex: 0, ModifyIndex: 0 }
+      if (this.#canRead(authz))
+        out[c.def.CheckID] = {
+          ...checkJson(rec),
+          Status: c.status,
+          Output: c.output,
+          CreateIndex: 0,
+          ModifyIndex: 0,
+        }
     }
-    if (authz.kind === 'token') res.setHeader('X-Consul-Results-Filtered-By-Acls', String(total !== Object.keys(out).length))
+    if (authz.kind === 'token')
+      res.setHeader('X-Consul-Results-Filtered-By-Acls', String(total !== Object.keys(out).length))
     sendJson(res, out, q)
   }
 
@@ -597,7 +802,11 @@ export class ConsulApi {
     try {
       parsed = parseRegistration(body, this.#cfg.nodeName)
     } catch (err) {
-      if (!(err instanceof HttpError) || /^(Request decode failed|Missing service name|Invalid service address)/.test(err.message)) throw err
+      if (
+        !(err instanceof HttpError) ||
+        /^(Request decode failed|Missing service name|Invalid service address)/.test(err.message)
+      )
+        throw err
       invalid = err
     }
     const authz = this.#authorize(q, req)
@@ -611,7 +820,9 @@ export class ConsulApi {
     this.#requireWrite(authz, 'service', service.Service)
     // replace-existing-checks: present with no value or "true" (agent_endpoint.go).
     const rec = q.getAll('replace-existing-checks')
-    const replace = rec.length > 0 && (q.get('replace-existing-checks') === '' || q.get('replace-existing-checks') === 'true')
+    const replace =
+      rec.length > 0 &&
+      (q.get('replace-existing-checks') === '' || q.get('replace-existing-checks') === 'true')
     this.#agent.register(service, checks, replace)
   }
 
@@ -621,7 +832,10 @@ export class ConsulApi {
     if (svc === undefined) {
       if (this.#faults.legacyStatusCodes) return
       // acl.go vetServiceUpdateWithAuthorizer
-      throw new HttpError(404, `Unknown service ID ${JSON.stringify(id)}. Ensure that the service ID is passed, not the service name.`)
+      throw new HttpError(
+        404,
+        `Unknown service ID ${JSON.stringify(id)}. Ensure that the service ID is passed, not the service name.`,
+      )
     }
     this.#requireWrite(authz, 'service', svc.Service)
     this.#agent.deregister(id)
@@ -642,7 +856,10 @@ export class ConsulApi {
     const authz = this.#authorize(q, req)
     const svc = this.#agent.service(id)
     if (svc === undefined) {
-      throw new HttpError(404, `Unknown service ID ${JSON.stringify(id)}. Ensure that the service ID is passed, not the service name.`)
+      throw new HttpError(
+        404,
+        `Unknown service ID ${JSON.stringify(id)}. Ensure that the service ID is passed, not the service name.`,
+      )
     }
     this.#requireWrite(authz, 'service', svc.Service)
     this.#agent.setServiceMaintenance(id, enable, q.get('reason') ?? '')
@@ -654,14 +871,26 @@ export class ConsulApi {
     this.#agent.setNodeMaintenance(enable, q.get('reason') ?? '')
   }
 
-  #ttlUpdate(checkId: string, status: CheckStatus, output: string, q: URLSearchParams, req: ApiRequest): void {
+  #ttlUpdate(
+    checkId: string,
+    status: CheckStatus,
+    output: string,
+    q: URLSearchParams,
+    req: ApiRequest,
+  ): void {
     const authz = this.#authorize(q, req)
     const check = this.#agent.check(checkId)
-    const noTtl = new HttpError(500, `CheckID ${JSON.stringify(checkId)} does not have associated TTL`)
+    const noTtl = new HttpError(
+      500,
+      `CheckID ${JSON.stringify(checkId)} does not have associated TTL`,
+    )
     if (check === undefined) {
       if (this.#faults.legacyStatusCodes) throw noTtl
       // acl.go vetCheckUpdateWithAuthorizer
-      throw new HttpError(404, `Unknown check ID ${JSON.stringify(checkId)}. Ensure that the check ID is passed, not the check name.`)
+      throw new HttpError(
+        404,
+        `Unknown check ID ${JSON.stringify(checkId)}. Ensure that the check ID is passed, not the check name.`,
+      )
     }
     const svc = check.def.ServiceID === '' ? undefined : this.#agent.service(check.def.ServiceID)
     if (svc === undefined) this.#requireWrite(authz, 'node', this.#cfg.nodeName)
@@ -672,11 +901,25 @@ export class ConsulApi {
 
 // ---- JSON shapes (PascalCase, CONSUL.md §2) -----------------------------------------------
 
-function nodeJson(n: NodeRecord): { ID: string; Node: string; Address: string; Datacenter: string; TaggedAddresses: Record<string, string>; Meta: Record<string, string>; CreateIndex: number; ModifyIndex: number } {
+function nodeJson(n: NodeRecord): {
+  ID: string
+  Node: string
+  Address: string
+  Datacenter: string
+  TaggedAddresses: Record<string, string>
+  Meta: Record<string, string>
+  CreateIndex: number
+  ModifyIndex: number
+} {
   return {
-    ID: n.ID, Node: n.Node, Address: n.Address, Datacenter: n.Datacenter,
-    TaggedAddresses: { ...n.TaggedAddresses }, Meta: { ...n.Meta },
-    CreateIndex: n.CreateIndex, ModifyIndex: n.ModifyIndex,
+    ID: n.ID,
+    Node: n.Node,
+    Address: n.Address,
+    Datacenter: n.Datacenter,
+    TaggedAddresses: { ...n.TaggedAddresses },
+    Meta: { ...n.Meta },
+    CreateIndex: n.CreateIndex,
+    ModifyIndex: n.ModifyIndex,
   }
 }
 
@@ -687,39 +930,113 @@ function nodeServiceJson(s: ServiceRecord): Record<string, unknown> & { Tags: st
   out.Service = s.Service
   out.Tags = [...s.Tags]
   out.Address = s.Address
-  if (Object.keys(s.TaggedAddresses).length > 0) out.TaggedAddresses = cloneTagged(s.TaggedAddresses)
+  if (Object.keys(s.TaggedAddresses).length > 0)
+    out.TaggedAddresses = cloneTagged(s.TaggedAddresses)
   Object.assign(out, {
-    Meta: { ...s.Meta }, Port: s.Port, Weights: { ...s.Weights }, EnableTagOverride: s.EnableTagOverride,
-    Proxy: { Mode: '', MeshGateway: {}, Expose: {} }, Connect: {}, PeerName: '',
-    CreateIndex: s.CreateIndex, ModifyIndex: s.ModifyIndex,
+    Meta: { ...s.Meta },
+    Port: s.Port,
+    Weights: { ...s.Weights },
+    EnableTagOverride: s.EnableTagOverride,
+    Proxy: { Mode: '', MeshGateway: {}, Expose: {} },
+    Connect: {},
+    PeerName: '',
+    CreateIndex: s.CreateIndex,
+    ModifyIndex: s.ModifyIndex,
   })
   return out
 }
 
 function checkJson(c: CheckRecord): Record<string, unknown> & { Status: CheckStatus } {
   return {
-    Node: c.Node, CheckID: c.CheckID, Name: c.Name, Status: c.Status, Notes: c.Notes, Output: c.Output,
-    ServiceID: c.ServiceID, ServiceName: c.ServiceName, ServiceTags: [...c.ServiceTags], Type: c.Type,
-    Interval: c.Interval, Timeout: c.Timeout, ExposedPort: c.ExposedPort, Definition: {},
-    CreateIndex: c.CreateIndex, ModifyIndex: c.ModifyIndex,
+    Node: c.Node,
+    CheckID: c.CheckID,
+    Name: c.Name,
+    Status: c.Status,
+    Notes: c.Notes,
+    Output: c.Output,
+    ServiceID: c.ServiceID,
+    ServiceName: c.ServiceName,
+    ServiceTags: [...c.ServiceTags],
+    Type: c.Type,
+    Interval: c.Interval,
+    Timeout: c.Timeout,
+    ExposedPort: c.ExposedPort,
+    Definition: {},
+    CreateIndex: c.CreateIndex,
+    ModifyIndex: c.ModifyIndex,
   }
 }
 
 function cloneTagged(t: Record<string, ServiceAddress>): Record<string, ServiceAddress> {
-  return Object.fromEntries(Object.entries(t).map(([k, v]) => [k, { Address: v.Address, Port: v.Port }]))
+  return Object.fromEntries(
+    Object.entries(t).map(([k, v]) => [k, { Address: v.Address, Port: v.Port }]),
+  )
 }
 
 // ---- registration body -------------------------------------------------------------------
 
-const SERVICE_FIELDS = ['ID', 'Name', 'Tags', 'Address', 'TaggedAddresses', 'Meta', 'Port', 'Kind', 'Check', 'Checks', 'EnableTagOverride', 'Weights', 'Proxy', 'Connect', 'Namespace', 'Partition', 'SocketPath'] as const
-const CHECK_FIELDS = ['CheckID', 'ID', 'Name', 'Notes', 'Status', 'HTTP', 'Method', 'Header', 'Body', 'TLSSkipVerify', 'TLSServerName', 'TCP', 'UDP', 'GRPC', 'GRPCUseTLS', 'Args', 'ScriptArgs', 'Interval', 'Timeout', 'TTL', 'DeregisterCriticalServiceAfter', 'SuccessBeforePassing', 'FailuresBeforeWarning', 'FailuresBeforeCritical', 'AliasNode', 'AliasService', 'DockerContainerID', 'Shell', 'H2PING', 'OutputMaxSize', 'ServiceID'] as const
+const SERVICE_FIELDS = [
+  'ID',
+  'Name',
+  'Tags',
+  'Address',
+  'TaggedAddresses',
+  'Meta',
+  'Port',
+  'Kind',
+  'Check',
+  'Checks',
+  'EnableTagOverride',
+  'Weights',
+  'Proxy',
+  'Connect',
+  'Namespace',
+  'Partition',
+  'SocketPath',
+] as const
+const CHECK_FIELDS = [
+  'CheckID',
+  'ID',
+  'Name',
+  'Notes',
+  'Status',
+  'HTTP',
+  'Method',
+  'Header',
+  'Body',
+  'TLSSkipVerify',
+  'TLSServerName',
+  'TCP',
+  'UDP',
+  'GRPC',
+  'GRPCUseTLS',
+  'Args',
+  'ScriptArgs',
+  'Interval',
+  'Timeout',
+  'TTL',
+  'DeregisterCriticalServiceAfter',
+  'SuccessBeforePassing',
+  'FailuresBeforeWarning',
+  'FailuresBeforeCritical',
+  'AliasNode',
+  'AliasService',
+  'DockerContainerID',
+  'Shell',
+  'H2PING',
+  'OutputMaxSize',
+  'ServiceID',
+] as const
 
 /**
  * Go's encoding/json matches field names case-insensitively, and Consul also accepts snake_case
  * aliases (`enable_tag_override`, `deregister_critical_service_after`). Only struct field names
  * are translated; map keys (Meta, TaggedAddresses, Header) are user data and stay as sent.
  */
-function canonicalKeys(obj: Record<string, unknown>, fields: readonly string[]): Record<string, unknown> {
+function canonicalKeys(
+  obj: Record<string, unknown>,
+  fields: readonly string[],
+): Record<string, unknown> {
   const byLoose = new Map(fields.map((f) => [f.toLowerCase(), f]))
   const out: Record<string, unknown> = {}
   for (const [k, v] of Object.entries(obj)) {
@@ -739,16 +1056,25 @@ function jsonType(v: unknown): string {
   return typeof v === 'object' ? 'object' : typeof v
 }
 
-function expect(v: unknown, kind: 'string' | 'number' | 'boolean' | 'object' | 'array', field: string, goType: string): void {
+function expect(
+  v: unknown,
+  kind: 'string' | 'number' | 'boolean' | 'object' | 'array',
+  field: string,
+  goType: string,
+): void {
   if (v === undefined || v === null) return
-  if (jsonType(v) !== kind) throw decodeFail(`json: cannot unmarshal ${jsonType(v)} into Go struct field ${field} of type ${goType}`)
+  if (jsonType(v) !== kind)
+    throw decodeFail(
+      `json: cannot unmarshal ${jsonType(v)} into Go struct field ${field} of type ${goType}`,
+    )
 }
 
 /** A Go duration field of CheckType: strings via time.ParseDuration, numbers as nanoseconds (check_type.go). */
 function durationMs(v: unknown): number | undefined {
   if (v === undefined || v === null || v === '') return undefined
   if (typeof v === 'number') return v / 1e6
-  if (typeof v !== 'string') throw decodeFail(`json: cannot unmarshal ${jsonType(v)} into Go value of type time.Duration`)
+  if (typeof v !== 'string')
+    throw decodeFail(`json: cannot unmarshal ${jsonType(v)} into Go value of type time.Duration`)
   try {
     return parseGoDuration(v) / 1e6
   } catch (err) {
@@ -761,19 +1087,47 @@ function stringMap(v: unknown, field: string): Record<string, string> {
   expect(v, 'object', field, 'map[string]string')
   const out: Record<string, string> = {}
   for (const [k, val] of Object.entries((v ?? {}) as Record<string, unknown>)) {
-    if (typeof val !== 'string') throw decodeFail(`json: cannot unmarshal ${jsonType(val)} into Go struct field ${field} of type string`)
+    if (typeof val !== 'string')
+      throw decodeFail(
+        `json: cannot unmarshal ${jsonType(val)} into Go struct field ${field} of type string`,
+      )
     out[k] = val
   }
   return out
 }
 
-function parseCheck(raw: unknown, field: string): (Omit<AgentCheckDefinition, 'CheckID' | 'Name' | 'ServiceID'> & { CheckID: string; Name: string }) | undefined {
+function parseCheck(
+  raw: unknown,
+  field: string,
+):
+  | (Omit<AgentCheckDefinition, 'CheckID' | 'Name' | 'ServiceID'> & {
+      CheckID: string
+      Name: string
+    })
+  | undefined {
   expect(raw, 'object', field, 'structs.CheckType')
   if (raw === undefined || raw === null) return undefined
   const c = canonicalKeys(raw as Record<string, unknown>, CHECK_FIELDS)
   // CheckType.Empty(): a check object with nothing set is ignored.
-  if (Object.values(c).every((v) => v === undefined || v === null || v === '' || v === false || v === 0)) return undefined
-  for (const f of ['CheckID', 'ID', 'Name', 'Notes', 'Status', 'HTTP', 'Method', 'Body', 'TCP', 'TLSServerName'] as const) expect(c[f], 'string', `${field}.${f}`, 'string')
+  if (
+    Object.values(c).every(
+      (v) => v === undefined || v === null || v === '' || v === false || v === 0,
+    )
+  )
+    return undefined
+  for (const f of [
+    'CheckID',
+    'ID',
+    'Name',
+    'Notes',
+    'Status',
+    'HTTP',
+    'Method',
+    'Body',
+    'TCP',
+    'TLSServerName',
+  ] as const)
+    expect(c[f], 'string', `${field}.${f}`, 'string')
   expect(c.TLSSkipVerify, 'boolean', `${field}.TLSSkipVerify`, 'bool')
   const ttlMs = durationMs(c.TTL)
   const intervalMs = durationMs(c.Interval)
@@ -781,32 +1135,58 @@ function parseCheck(raw: unknown, field: string): (Omit<AgentCheckDefinition, 'C
   const deregMs = durationMs(c.DeregisterCriticalServiceAfter)
   const http = typeof c.HTTP === 'string' ? c.HTTP : ''
   const tcp = typeof c.TCP === 'string' ? c.TCP : ''
-  const otherInterval = ['UDP', 'GRPC', 'H2PING', 'Args', 'ScriptArgs'].some((f) => c[f] !== undefined && c[f] !== '' && c[f] !== null)
-  const alias = (typeof c.AliasService === 'string' && c.AliasService !== '') || (typeof c.AliasNode === 'string' && c.AliasNode !== '')
+  const otherInterval = ['UDP', 'GRPC', 'H2PING', 'Args', 'ScriptArgs'].some(
+    (f) => c[f] !== undefined && c[f] !== '' && c[f] !== null,
+  )
+  const alias =
+    (typeof c.AliasService === 'string' && c.AliasService !== '') ||
+    (typeof c.AliasNode === 'string' && c.AliasNode !== '')
   const intervalCheck = http !== '' || tcp !== '' || otherInterval
   // CheckType.Validate (check_type.go), surfaced as 400 "Invalid check: ..."
-  if ((intervalMs ?? 0) > 0 && (ttlMs ?? 0) > 0) throw new HttpError(400, 'Invalid check: Interval and TTL cannot both be specified')
-  if (intervalCheck && (intervalMs ?? 0) <= 0) throw new HttpError(400, 'Invalid check: Interval must be > 0 for Script, HTTP, H2PING, TCP, UDP or OSService checks')
-  if (!intervalCheck && !alias && (ttlMs ?? 0) <= 0) throw new HttpError(400, 'Invalid check: TTL must be > 0 for TTL checks')
+  if ((intervalMs ?? 0) > 0 && (ttlMs ?? 0) > 0)
+    throw new HttpError(400, 'Invalid check: Interval and TTL cannot both be specified')
+  if (intervalCheck && (intervalMs ?? 0) <= 0)
+    throw new HttpError(
+      400,
+      'Invalid check: Interval must be > 0 for Script, HTTP, H2PING, TCP, UDP or OSService checks',
+    )
+  if (!intervalCheck && !alias && (ttlMs ?? 0) <= 0)
+    throw new HttpError(400, 'Invalid check: TTL must be > 0 for TTL checks')
   const header: Record<string, string[]> = {}
   if (c.Header !== undefined && c.Header !== null) {
     expect(c.Header, 'object', `${field}.Header`, 'map[string][]string')
     for (const [k, v] of Object.entries(c.Header as Record<string, unknown>)) {
-      if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) throw decodeFail(`json: cannot unmarshal ${jsonType(v)} into Go struct field ${field}.Header of type []string`)
+      if (!Array.isArray(v) || v.some((x) => typeof x !== 'string'))
+        throw decodeFail(
+          `json: cannot unmarshal ${jsonType(v)} into Go struct field ${field}.Header of type []string`,
+        )
       header[k] = v as string[]
     }
   }
-  const kind: AgentCheckDefinition['kind'] = http !== '' ? 'http' : tcp !== '' ? 'tcp' : (ttlMs ?? 0) > 0 ? 'ttl' : 'none'
+  const kind: AgentCheckDefinition['kind'] =
+    http !== '' ? 'http' : tcp !== '' ? 'tcp' : (ttlMs ?? 0) > 0 ? 'ttl' : 'none'
   const present = (f: string): boolean => c[f] !== undefined && c[f] !== null && c[f] !== ''
   // CheckType.Type()
-  const type = kind !== 'none' ? kind
-    : present('GRPC') ? 'grpc'
-      : present('UDP') ? 'udp'
-        : present('H2PING') ? 'h2ping'
-          : present('DockerContainerID') ? 'docker'
-            : present('Args') || present('ScriptArgs') ? 'script'
-              : alias ? 'alias' : ''
-  const def: Omit<AgentCheckDefinition, 'CheckID' | 'Name' | 'ServiceID'> & { CheckID: string; Name: string } = {
+  const type =
+    kind !== 'none'
+      ? kind
+      : present('GRPC')
+        ? 'grpc'
+        : present('UDP')
+          ? 'udp'
+          : present('H2PING')
+            ? 'h2ping'
+            : present('DockerContainerID')
+              ? 'docker'
+              : present('Args') || present('ScriptArgs')
+                ? 'script'
+                : alias
+                  ? 'alias'
+                  : ''
+  const def: Omit<AgentCheckDefinition, 'CheckID' | 'Name' | 'ServiceID'> & {
+    CheckID: string
+    Name: string
+  } = {
     CheckID: typeof c.CheckID === 'string' ? c.CheckID : typeof c.ID === 'string' ? c.ID : '',
     Name: typeof c.Name === 'string' ? c.Name : '',
     Notes: typeof c.Notes === 'string' ? c.Notes : '',
@@ -823,14 +1203,22 @@ function parseCheck(raw: unknown, field: string): (Omit<AgentCheckDefinition, 'C
   if (typeof c.Body === 'string') def.body = c.Body
   if (Object.keys(header).length > 0) def.header = header
   if (c.TLSSkipVerify === true) def.tlsSkipVerify = true
-  if (typeof c.TLSServerName === 'string' && c.TLSServerName !== '') def.tlsServerName = c.TLSServerName
+  if (typeof c.TLSServerName === 'string' && c.TLSServerName !== '')
+    def.tlsServerName = c.TLSServerName
   if (deregMs !== undefined && deregMs > 0) def.deregisterCriticalServiceAfterMs = deregMs
-  for (const f of ['SuccessBeforePassing', 'FailuresBeforeWarning', 'FailuresBeforeCritical'] as const) {
+  for (const f of [
+    'SuccessBeforePassing',
+    'FailuresBeforeWarning',
+    'FailuresBeforeCritical',
+  ] as const) {
     expect(c[f], 'number', `${field}.${f}`, 'int')
   }
-  if (typeof c.SuccessBeforePassing === 'number' && c.SuccessBeforePassing > 0) def.successBeforePassing = c.SuccessBeforePassing
-  if (typeof c.FailuresBeforeCritical === 'number' && c.FailuresBeforeCritical > 0) def.failuresBeforeCritical = c.FailuresBeforeCritical
-  if (typeof c.FailuresBeforeWarning === 'number' && c.FailuresBeforeWarning > 0) def.failuresBeforeWarning = c.FailuresBeforeWarning
+  if (typeof c.SuccessBeforePassing === 'number' && c.SuccessBeforePassing > 0)
+    def.successBeforePassing = c.SuccessBeforePassing
+  if (typeof c.FailuresBeforeCritical === 'number' && c.FailuresBeforeCritical > 0)
+    def.failuresBeforeCritical = c.FailuresBeforeCritical
+  if (typeof c.FailuresBeforeWarning === 'number' && c.FailuresBeforeWarning > 0)
+    def.failuresBeforeWarning = c.FailuresBeforeWarning
   return def
 }
 
@@ -841,33 +1229,56 @@ function isIpLiteral(a: string): 4 | 6 | 0 {
 }
 
 /** Decodes and validates a `PUT /v1/agent/service/register` body (agent_endpoint.go `AgentRegisterService`). */
-export function parseRegistration(body: string, _nodeName: string): { service: Omit<ServiceRecord, 'CreateIndex' | 'ModifyIndex'> & { node: string }; checks: AgentCheckDefinition[] } {
+export function parseRegistration(
+  body: string,
+  _nodeName: string,
+): {
+  service: Omit<ServiceRecord, 'CreateIndex' | 'ModifyIndex'> & { node: string }
+  checks: AgentCheckDefinition[]
+} {
   const raw = decodeJson(body)
   if (raw === undefined) throw decodeFail(goJsonError(body))
-  if (!isObject(raw)) throw decodeFail(`json: cannot unmarshal ${jsonType(raw)} into Go value of type structs.ServiceDefinition`)
+  if (!isObject(raw))
+    throw decodeFail(
+      `json: cannot unmarshal ${jsonType(raw)} into Go value of type structs.ServiceDefinition`,
+    )
   const s = canonicalKeys(raw, SERVICE_FIELDS)
   expect(s.Name, 'string', 'ServiceDefinition.Name', 'string')
   expect(s.ID, 'string', 'ServiceDefinition.ID', 'string')
   expect(s.Address, 'string', 'ServiceDefinition.Address', 'string')
   expect(s.Kind, 'string', 'ServiceDefinition.Kind', 'structs.ServiceKind')
   expect(s.Port, 'number', 'ServiceDefinition.Port', 'int')
-  if (typeof s.Port === 'number' && !Number.isInteger(s.Port)) throw decodeFail(`json: cannot unmarshal number ${s.Port} into Go struct field ServiceDefinition.Port of type int`)
+  if (typeof s.Port === 'number' && !Number.isInteger(s.Port))
+    throw decodeFail(
+      `json: cannot unmarshal number ${s.Port} into Go struct field ServiceDefinition.Port of type int`,
+    )
   expect(s.Tags, 'array', 'ServiceDefinition.Tags', '[]string')
-  if (Array.isArray(s.Tags) && s.Tags.some((t) => typeof t !== 'string')) throw decodeFail('json: cannot unmarshal number into Go struct field ServiceDefinition.Tags of type string')
+  if (Array.isArray(s.Tags) && s.Tags.some((t) => typeof t !== 'string'))
+    throw decodeFail(
+      'json: cannot unmarshal number into Go struct field ServiceDefinition.Tags of type string',
+    )
   expect(s.EnableTagOverride, 'boolean', 'ServiceDefinition.EnableTagOverride', 'bool')
   expect(s.Checks, 'array', 'ServiceDefinition.Checks', 'structs.CheckTypes')
   const meta = stringMap(s.Meta, 'ServiceDefinition.Meta')
   expect(s.Weights, 'object', 'ServiceDefinition.Weights', 'structs.Weights')
-  expect(s.TaggedAddresses, 'object', 'ServiceDefinition.TaggedAddresses', 'map[string]structs.ServiceAddress')
+  expect(
+    s.TaggedAddresses,
+    'object',
+    'ServiceDefinition.TaggedAddresses',
+    'map[string]structs.ServiceAddress',
+  )
 
   // Duration decoding happens during JSON decode, before any validation.
   const rawChecks: { raw: unknown; field: string }[] = []
-  if (s.Check !== undefined && s.Check !== null) rawChecks.push({ raw: s.Check, field: 'ServiceDefinition.Check' })
-  if (Array.isArray(s.Checks)) s.Checks.forEach((c, i) => rawChecks.push({ raw: c, field: `ServiceDefinition.Checks[${i}]` }))
+  if (s.Check !== undefined && s.Check !== null)
+    rawChecks.push({ raw: s.Check, field: 'ServiceDefinition.Check' })
+  if (Array.isArray(s.Checks))
+    s.Checks.forEach((c, i) => rawChecks.push({ raw: c, field: `ServiceDefinition.Checks[${i}]` }))
   for (const { raw: rc } of rawChecks) {
     if (isObject(rc)) {
       const c = canonicalKeys(rc, CHECK_FIELDS)
-      for (const f of ['TTL', 'Interval', 'Timeout', 'DeregisterCriticalServiceAfter']) durationMs(c[f])
+      for (const f of ['TTL', 'Interval', 'Timeout', 'DeregisterCriticalServiceAfter'])
+        durationMs(c[f])
     }
   }
 
@@ -875,7 +1286,8 @@ export function parseRegistration(body: string, _nodeName: string): { service: O
   if (name === '') throw new HttpError(400, 'Missing service name')
   const address = typeof s.Address === 'string' ? s.Address : ''
   // ipaddr.IsAny
-  if (['0.0.0.0', '::', '[::]'].includes(address)) throw new HttpError(400, 'Invalid service address')
+  if (['0.0.0.0', '::', '[::]'].includes(address))
+    throw new HttpError(400, 'Invalid service address')
   let weights = { Passing: 1, Warning: 1 }
   if (isObject(s.Weights)) {
     const w = canonicalKeys(s.Weights, ['Passing', 'Warning'])
@@ -883,13 +1295,22 @@ export function parseRegistration(body: string, _nodeName: string): { service: O
     const warning = typeof w.Warning === 'number' ? w.Warning : 0
     // structs.ValidateWeights
     if (passing < 1) throw new HttpError(400, 'Invalid Weights: Passing must be greater than 0')
-    if (warning < 0) throw new HttpError(400, 'Invalid Weights: Warning must be greater or equal than 0')
+    if (warning < 0)
+      throw new HttpError(400, 'Invalid Weights: Warning must be greater or equal than 0')
     weights = { Passing: passing, Warning: warning }
   }
   for (const k of Object.keys(meta)) {
     // structs.ValidateServiceMetadata: the consul- prefix is reserved.
-    if (k.startsWith('consul-')) throw new HttpError(400, "Invalid Service Meta: Key prefix 'consul-' is reserved for internal use")
-    if (!/^[a-zA-Z0-9_-]+$/.test(k)) throw new HttpError(400, `Invalid Service Meta: Key contains invalid characters: ${JSON.stringify(k)}`)
+    if (k.startsWith('consul-'))
+      throw new HttpError(
+        400,
+        "Invalid Service Meta: Key prefix 'consul-' is reserved for internal use",
+      )
+    if (!/^[a-zA-Z0-9_-]+$/.test(k))
+      throw new HttpError(
+        400,
+        `Invalid Service Meta: Key contains invalid characters: ${JSON.stringify(k)}`,
+      )
   }
   const port = typeof s.Port === 'number' ? s.Port : 0
   const id = typeof s.ID === 'string' && s.ID !== '' ? s.ID : name
@@ -898,7 +1319,10 @@ export function parseRegistration(body: string, _nodeName: string): { service: O
     for (const [k, v] of Object.entries(s.TaggedAddresses)) {
       if (!isObject(v)) continue
       const a = canonicalKeys(v, ['Address', 'Port'])
-      tagged[k] = { Address: typeof a.Address === 'string' ? a.Address : '', Port: typeof a.Port === 'number' ? a.Port : 0 }
+      tagged[k] = {
+        Address: typeof a.Address === 'string' ? a.Address : '',
+        Port: typeof a.Port === 'number' ? a.Port : 0,
+      }
     }
   }
   // agent.go addServiceInternal: an IP-literal Address gets lan/wan tagged addresses of its family.
@@ -908,11 +1332,14 @@ export function parseRegistration(body: string, _nodeName: string): { service: O
     tagged[`lan_${suffix}`] ??= { Address: address, Port: port }
     tagged[`wan_${suffix}`] ??= { Address: address, Port: port }
   }
-  const parsed = rawChecks.map(({ raw: rc, field }) => parseCheck(rc, field)).filter((c): c is NonNullable<typeof c> => c !== undefined)
+  const parsed = rawChecks
+    .map(({ raw: rc, field }) => parseCheck(rc, field))
+    .filter((c): c is NonNullable<typeof c> => c !== undefined)
   const checks: AgentCheckDefinition[] = parsed.map((c, i) => ({
     ...c,
     // addServiceInternal: service:<id>, or service:<id>:<n> (n from 1) when there are several.
-    CheckID: c.CheckID !== '' ? c.CheckID : parsed.length > 1 ? `service:${id}:${i + 1}` : `service:${id}`,
+    CheckID:
+      c.CheckID !== '' ? c.CheckID : parsed.length > 1 ? `service:${id}:${i + 1}` : `service:${id}`,
     Name: c.Name !== '' ? c.Name : `Service '${name}' check`,
     ServiceID: id,
   }))
@@ -969,7 +1396,8 @@ function goJsonError(body: string): string {
   const trimmed = body.trim()
   if (trimmed === '') return 'EOF'
   const first = trimmed.charAt(0)
-  if (!/[{["\-0-9tfn]/.test(first)) return `invalid character '${first}' looking for beginning of value`
+  if (!/[{["\-0-9tfn]/.test(first))
+    return `invalid character '${first}' looking for beginning of value`
   return 'unexpected EOF'
 }
 
@@ -1012,7 +1440,9 @@ function readBody(req: ApiRequest): Promise<string> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = []
     req.on('data', (c) => chunks.push(c))
-    req.on('end', () => { resolve(Buffer.concat(chunks).toString('utf8')) })
+    req.on('end', () => {
+      resolve(Buffer.concat(chunks).toString('utf8'))
+    })
     req.on('error', reject)
   })
 }

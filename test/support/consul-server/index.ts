@@ -20,7 +20,13 @@ import tls from 'node:tls'
 import { systemClock, type Clock, type TimerHandle } from '../../../src/core/clock.js'
 import { Agent } from './agent.js'
 import { Catalog, type CheckStatus } from './catalog.js'
-import { ConsulApi, type AclConfig, type ApiRequest, type ApiResponse, type FaultState } from './http-api.js'
+import {
+  ConsulApi,
+  type AclConfig,
+  type ApiRequest,
+  type ApiResponse,
+  type FaultState,
+} from './http-api.js'
 
 export type { CheckStatus } from './catalog.js'
 
@@ -149,7 +155,10 @@ export interface ConsulTestServer {
   [Symbol.asyncDispose](): Promise<void>
 
   /** Registers (or updates) a catalog node with a passing `serfHealth` check. */
-  addNode(name: string, options?: { address?: string; meta?: Record<string, string>; id?: string }): void
+  addNode(
+    name: string,
+    options?: { address?: string; meta?: Record<string, string>; id?: string },
+  ): void
   /** Removes a node with its services and checks. */
   removeNode(name: string): void
   /** Sets the node's `serfHealth` check (a failed member makes every service on it critical). */
@@ -159,7 +168,12 @@ export interface ConsulTestServer {
   /** Removes a service instance from the catalog (agent-registered ones too). Returns false if unknown. */
   removeService(node: string, id: string): boolean
   /** Creates or updates a check (node-level when `serviceId` is omitted). */
-  setCheck(node: string, checkId: string, status: CheckStatus, options?: { serviceId?: string; output?: string; name?: string }): void
+  setCheck(
+    node: string,
+    checkId: string,
+    status: CheckStatus,
+    options?: { serviceId?: string; output?: string; name?: string },
+  ): void
   /**
    * Restarts the agent. By default it forgets every service and check registered through it (a
    * `-dev` agent, or one without its data dir) and the catalog drops them. With `persist` it
@@ -173,7 +187,8 @@ export interface ConsulTestServer {
   waitForBlockingQueries(count?: number, timeoutMs?: number): Promise<void>
 }
 
-const TOO_MANY_CONNS_MSG = 'Your IP is issuing too many concurrent connections, please rate limit your calls\n'
+const TOO_MANY_CONNS_MSG =
+  'Your IP is issuing too many concurrent connections, please rate limit your calls\n'
 // go-connlimit tooManyRequestsResponse, byte for byte.
 const TOO_MANY_CONNS_RESPONSE =
   'HTTP/1.1 429 Too Many Requests\r\n' +
@@ -184,7 +199,9 @@ const TOO_MANY_CONNS_RESPONSE =
 
 type Handler = (req: ApiRequest & { socket?: net.Socket | null }, res: ApiResponse) => void
 
-export async function startConsulServer(options: ConsulTestServerOptions = {}): Promise<ConsulTestServer> {
+export async function startConsulServer(
+  options: ConsulTestServerOptions = {},
+): Promise<ConsulTestServer> {
   const host = options.host ?? '127.0.0.1'
   const nodeName = options.nodeName ?? 'node-1'
   const nodeAddress = options.nodeAddress ?? '127.0.0.1'
@@ -192,7 +209,10 @@ export async function startConsulServer(options: ConsulTestServerOptions = {}): 
   const clock = options.clock ?? systemClock
   const random = options.random ?? Math.random
   const maxConns = options.maxConnsPerClient ?? 200
-  if (options.http2 === true && options.tls === undefined) throw new Error('startConsulServer: http2 requires tls (h2 is only offered over TLS, like Consul)')
+  if (options.http2 === true && options.tls === undefined)
+    throw new Error(
+      'startConsulServer: http2 requires tls (h2 is only offered over TLS, like Consul)',
+    )
 
   const catalog = new Catalog()
   const agent = new Agent(catalog, {
@@ -215,7 +235,8 @@ export async function startConsulServer(options: ConsulTestServerOptions = {}): 
   const stalled = new Set<ApiResponse>()
   /** HTTPS connections still inside their handshake deadline, by remote port (one IP: loopback). */
   const handshakeDeadlines = new Map<string, TimerHandle>()
-  const handshakeTimeoutMs = options.tls === undefined ? 0 : options.httpsHandshakeTimeoutMs ?? 5_000
+  const handshakeTimeoutMs =
+    options.tls === undefined ? 0 : (options.httpsHandshakeTimeoutMs ?? 5_000)
   let closed = false
 
   const faultState: FaultState & { stall: boolean } = {
@@ -227,20 +248,35 @@ export async function startConsulServer(options: ConsulTestServerOptions = {}): 
     stall: false,
   }
 
-  const api = new ConsulApi(catalog, agent, {
-    datacenter,
-    nodeName,
-    acl: options.acl,
-    maxWaitMs: options.maxWaitMs ?? 600_000,
-    defaultWaitMs: options.defaultWaitMs ?? 300_000,
-    clock,
-    random,
-  }, faultState, {
-    blockingStarted: (info) => { events.emit('blocking', info) },
-    blockingEnded: (info) => { events.emit('unblocked', info) },
-  })
+  const api = new ConsulApi(
+    catalog,
+    agent,
+    {
+      datacenter,
+      nodeName,
+      acl: options.acl,
+      maxWaitMs: options.maxWaitMs ?? 600_000,
+      defaultWaitMs: options.defaultWaitMs ?? 300_000,
+      clock,
+      random,
+    },
+    faultState,
+    {
+      blockingStarted: (info) => {
+        events.emit('blocking', info)
+      },
+      blockingEnded: (info) => {
+        events.emit('unblocked', info)
+      },
+    },
+  )
 
-  const ensureNode = (name: string, address: string, meta: Record<string, string>, id: string): void => {
+  const ensureNode = (
+    name: string,
+    address: string,
+    meta: Record<string, string>,
+    id: string,
+  ): void => {
     catalog.ensureNode({
       ID: id,
       Node: name,
@@ -250,20 +286,35 @@ export async function startConsulServer(options: ConsulTestServerOptions = {}): 
       Meta: meta,
     })
   }
-  const setCheck = (node: string, checkId: string, status: CheckStatus, o: { serviceId?: string; output?: string; name?: string } = {}): void => {
+  const setCheck = (
+    node: string,
+    checkId: string,
+    status: CheckStatus,
+    o: { serviceId?: string; output?: string; name?: string } = {},
+  ): void => {
     if (catalog.node(node) === undefined) throw new Error(`setCheck: unknown node ${node}`)
     const serviceId = o.serviceId ?? ''
     const svc = serviceId === '' ? undefined : catalog.service(node, serviceId)
-    if (serviceId !== '' && svc === undefined) throw new Error(`setCheck: unknown service ${serviceId} on ${node}`)
+    if (serviceId !== '' && svc === undefined)
+      throw new Error(`setCheck: unknown service ${serviceId} on ${node}`)
     const prev = catalog.check(node, checkId)
     catalog.ensureCheck({
       Node: node,
       CheckID: checkId,
-      Name: o.name ?? prev?.Name ?? (checkId === 'serfHealth' ? 'Serf Health Status' : `Service '${svc?.Service ?? ''}' check`),
+      Name:
+        o.name ??
+        prev?.Name ??
+        (checkId === 'serfHealth' ? 'Serf Health Status' : `Service '${svc?.Service ?? ''}' check`),
       Status: status,
       Notes: prev?.Notes ?? '',
       // Serf's own outputs for the member check (agent/consul/leader.go).
-      Output: o.output ?? (checkId === 'serfHealth' ? (status === 'passing' ? 'Agent alive and reachable' : 'Agent not live or unreachable') : prev?.Output ?? ''),
+      Output:
+        o.output ??
+        (checkId === 'serfHealth'
+          ? status === 'passing'
+            ? 'Agent alive and reachable'
+            : 'Agent not live or unreachable'
+          : (prev?.Output ?? '')),
       ServiceID: serviceId,
       ServiceName: svc?.Service ?? '',
       ServiceTags: svc === undefined ? [] : [...svc.Tags],
@@ -273,10 +324,18 @@ export async function startConsulServer(options: ConsulTestServerOptions = {}): 
       ExposedPort: 0,
     })
   }
-  const addNode = (name: string, o: { address?: string; meta?: Record<string, string>; id?: string } = {}): void => {
+  const addNode = (
+    name: string,
+    o: { address?: string; meta?: Record<string, string>; id?: string } = {},
+  ): void => {
     const existing = catalog.node(name)
     catalog.transaction(() => {
-      ensureNode(name, o.address ?? existing?.Address ?? '127.0.0.1', o.meta ?? existing?.Meta ?? { 'consul-network-segment': '' }, o.id ?? existing?.ID ?? randomUUID())
+      ensureNode(
+        name,
+        o.address ?? existing?.Address ?? '127.0.0.1',
+        o.meta ?? existing?.Meta ?? { 'consul-network-segment': '' },
+        o.id ?? existing?.ID ?? randomUUID(),
+      )
       if (catalog.check(name, 'serfHealth') === undefined) setCheck(name, 'serfHealth', 'passing')
     })
   }
@@ -332,16 +391,29 @@ export async function startConsulServer(options: ConsulTestServerOptions = {}): 
       requestCert: t.requestCert === true,
       rejectUnauthorized: t.requestCert === true,
     }
-    secureContext = tls.createSecureContext({ key: t.key, cert: t.cert, ...(t.ca !== undefined ? { ca: t.ca } : {}) })
+    secureContext = tls.createSecureContext({
+      key: t.key,
+      cert: t.cert,
+      ...(t.ca !== undefined ? { ca: t.ca } : {}),
+    })
     if (options.http2 === true) {
-      const h2 = http2.createSecureServer({
-        ...tlsOpts,
-        allowHTTP1: true,
-        settings: { maxConcurrentStreams: options.http2MaxConcurrentStreams ?? 250 },
-      }, handler as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void)
+      const h2 = http2.createSecureServer(
+        {
+          ...tlsOpts,
+          allowHTTP1: true,
+          settings: { maxConcurrentStreams: options.http2MaxConcurrentStreams ?? 250 },
+        },
+        handler as unknown as (
+          req: http2.Http2ServerRequest,
+          res: http2.Http2ServerResponse,
+        ) => void,
+      )
       inner = h2
     } else {
-      inner = https.createServer({ ...tlsOpts, keepAliveTimeout: 0 }, handler as unknown as http.RequestListener)
+      inner = https.createServer(
+        { ...tlsOpts, keepAliveTimeout: 0 },
+        handler as unknown as http.RequestListener,
+      )
     }
   } else {
     // Go's http.Server has no idle timeout by default: keep-alive sockets stay open.
@@ -352,10 +424,16 @@ export async function startConsulServer(options: ConsulTestServerOptions = {}): 
     inner.requestTimeout = 0
     inner.headersTimeout = 60_000
   }
-  inner.on('clientError', (_err: Error, socket: net.Socket) => { socket.destroy() })
-  inner.on('tlsClientError', () => { /* handshake failures (e.g. no client cert) just close */ })
+  inner.on('clientError', (_err: Error, socket: net.Socket) => {
+    socket.destroy()
+  })
+  inner.on('tlsClientError', () => {
+    /* handshake failures (e.g. no client cert) just close */
+  })
   // Peers that vanish mid-session are routine for a test server (faults, aborted watches).
-  inner.on('sessionError', () => { /* the session is destroyed by node:http2 itself */ })
+  inner.on('sessionError', () => {
+    /* the session is destroyed by node:http2 itself */
+  })
 
   const ipKey = (s: net.Socket): string => s.remoteAddress ?? 'unknown'
   const outer = net.createServer((socket) => {
@@ -373,17 +451,22 @@ export async function startConsulServer(options: ConsulTestServerOptions = {}): 
       return
     }
     perIp.set(ip, n + 1)
-    socket.on('error', () => { /* ECONNRESET from a client going away; 'close' follows */ })
+    socket.on('error', () => {
+      /* ECONNRESET from a client going away; 'close' follows */
+    })
     // agent.go tcpKeepAliveListener: TCP keep-alive every 30 s, so dead peers eventually go away.
     socket.setKeepAlive(true, 30_000)
     sockets.add(socket)
     peak = Math.max(peak, sockets.size)
     const deadlineKey = `${socket.remoteAddress ?? ''}|${socket.remotePort ?? ''}`
     if (handshakeTimeoutMs > 0) {
-      handshakeDeadlines.set(deadlineKey, clock.setTimeout(() => {
-        handshakeDeadlines.delete(deadlineKey)
-        socket.destroy()
-      }, handshakeTimeoutMs))
+      handshakeDeadlines.set(
+        deadlineKey,
+        clock.setTimeout(() => {
+          handshakeDeadlines.delete(deadlineKey)
+          socket.destroy()
+        }, handshakeTimeoutMs),
+      )
     }
     socket.once('close', () => {
       handshakeDeadlines.get(deadlineKey)?.clear()
@@ -420,7 +503,11 @@ export async function startConsulServer(options: ConsulTestServerOptions = {}): 
       stalled.clear()
       for (const t of handshakeDeadlines.values()) t.clear()
       handshakeDeadlines.clear()
-      const done = new Promise<void>((resolve) => outer.close(() => { resolve() }))
+      const done = new Promise<void>((resolve) =>
+        outer.close(() => {
+          resolve()
+        }),
+      )
       destroyAll()
       if (inner instanceof http.Server || inner instanceof https.Server) inner.closeAllConnections()
       await done
@@ -434,7 +521,8 @@ export async function startConsulServer(options: ConsulTestServerOptions = {}): 
     },
     rateLimitNext(count: number): void {
       // structs.ErrRateLimited text, as the agent's HTTP layer writes it.
-      for (let i = 0; i < count; i++) failQueue.push({ status: 429, body: 'Rate limit reached, try again later' })
+      for (let i = 0; i < count; i++)
+        failQueue.push({ status: 429, body: 'Rate limit reached, try again later' })
     },
     dropNextRequests(count: number): void {
       dropCount += count
@@ -467,15 +555,23 @@ export async function startConsulServer(options: ConsulTestServerOptions = {}): 
     close,
     [Symbol.asyncDispose]: close,
     addNode,
-    removeNode: (name) => { catalog.deleteNode(name) },
+    removeNode: (name) => {
+      catalog.deleteNode(name)
+    },
     setNodeHealth: (name, status, output) => {
       setCheck(name, 'serfHealth', status, output === undefined ? {} : { output })
     },
     registerService(reg) {
       const node = reg.node ?? nodeName
-      if (catalog.node(node) === undefined) throw new Error(`registerService: unknown node ${node} (call addNode first)`)
+      if (catalog.node(node) === undefined)
+        throw new Error(`registerService: unknown node ${node} (call addNode first)`)
       const id = reg.id ?? reg.name
-      const tagged = Object.fromEntries(Object.entries(reg.taggedAddresses ?? {}).map(([k, v]) => [k, { Address: v.address, Port: v.port }]))
+      const tagged = Object.fromEntries(
+        Object.entries(reg.taggedAddresses ?? {}).map(([k, v]) => [
+          k,
+          { Address: v.address, Port: v.port },
+        ]),
+      )
       catalog.transaction(() => {
         catalog.ensureService({
           node,
@@ -493,7 +589,11 @@ export async function startConsulServer(options: ConsulTestServerOptions = {}): 
         const checks = reg.checks ?? []
         checks.forEach((c, i) => {
           const checkId = c.id ?? (checks.length > 1 ? `service:${id}:${i + 1}` : `service:${id}`)
-          setCheck(node, checkId, c.status, { serviceId: id, ...(c.output !== undefined ? { output: c.output } : {}), ...(c.name !== undefined ? { name: c.name } : {}) })
+          setCheck(node, checkId, c.status, {
+            serviceId: id,
+            ...(c.output !== undefined ? { output: c.output } : {}),
+            ...(c.name !== undefined ? { name: c.name } : {}),
+          })
         })
       })
     },
@@ -503,16 +603,23 @@ export async function startConsulServer(options: ConsulTestServerOptions = {}): 
       if (o.dropConnections === true) destroyAll()
       agent.restart(o.persist === true)
     },
-    reapNow: () => { agent.reapNow() },
+    reapNow: () => {
+      agent.reapNow()
+    },
     async waitForBlockingQueries(count = 1, timeoutMs = 5_000) {
       // count 0 means "until none is parked" (e.g. after a client closed its watches).
-      const done = (): boolean => (count === 0 ? api.blockingCount === 0 : api.blockingCount >= count)
+      const done = (): boolean =>
+        count === 0 ? api.blockingCount === 0 : api.blockingCount >= count
       if (done()) return
       await new Promise<void>((resolve, reject) => {
         const timer = setTimeout(() => {
           events.off('blocking', check)
           events.off('unblocked', check)
-          reject(new Error(`Timed out after ${timeoutMs} ms waiting for ${count === 0 ? 'no' : count} blocking queries (have ${api.blockingCount})`))
+          reject(
+            new Error(
+              `Timed out after ${timeoutMs} ms waiting for ${count === 0 ? 'no' : count} blocking queries (have ${api.blockingCount})`,
+            ),
+          )
         }, timeoutMs)
         timer.unref()
         const check = (): void => {
@@ -532,23 +639,39 @@ export async function startConsulServer(options: ConsulTestServerOptions = {}): 
 
 /** Writes go-connlimit's raw 429 and closes; over TLS the bytes go through the handshake first, as in Go. */
 function rejectOverLimit(socket: net.Socket, secureContext: tls.SecureContext | undefined): void {
-  socket.on('error', () => { /* the client may already be gone */ })
+  socket.on('error', () => {
+    /* the client may already be gone */
+  })
   // HTTPConnStateFuncWithDefault429Handler(10ms): a slow reader does not hold us up.
-  const deadline = setTimeout(() => { socket.destroy() }, 1_000)
+  const deadline = setTimeout(() => {
+    socket.destroy()
+  }, 1_000)
   deadline.unref()
-  socket.once('close', () => { clearTimeout(deadline) })
+  socket.once('close', () => {
+    clearTimeout(deadline)
+  })
   // Go writes the bytes and then Close()s at once: no waiting for the client's FIN. (A request the
   // client already sent stays unread, so the kernel may answer it with a RST, as with Consul.)
   if (secureContext === undefined) {
-    socket.end(TOO_MANY_CONNS_RESPONSE, () => { socket.destroy() })
+    socket.end(TOO_MANY_CONNS_RESPONSE, () => {
+      socket.destroy()
+    })
     return
   }
   const secure = new tls.TLSSocket(socket, { isServer: true, secureContext })
-  secure.on('error', () => { socket.destroy() })
-  secure.once('secure', () => { secure.end(TOO_MANY_CONNS_RESPONSE, () => { secure.destroy() }) })
+  secure.on('error', () => {
+    socket.destroy()
+  })
+  secure.once('secure', () => {
+    secure.end(TOO_MANY_CONNS_RESPONSE, () => {
+      secure.destroy()
+    })
+  })
 }
 
-function destroyRequestConnection(req: ApiRequest & { socket?: net.Socket | null; stream?: http2.ServerHttp2Stream }): void {
+function destroyRequestConnection(
+  req: ApiRequest & { socket?: net.Socket | null; stream?: http2.ServerHttp2Stream },
+): void {
   const session = req.stream?.session
   if (session !== undefined) {
     session.destroy()

@@ -18,7 +18,11 @@ export class FakeClock implements Clock {
   setTimeout(fn: () => void, ms: number): TimerHandle {
     const t = { at: this.#now + ms, fn, live: true }
     this.#timers.push(t)
-    return { clear: () => { t.live = false } }
+    return {
+      clear: () => {
+        t.live = false
+      },
+    }
   }
   /** Pending (uncleared, unfired) timers. */
   get pending(): number {
@@ -27,7 +31,9 @@ export class FakeClock implements Clock {
   advance(ms: number): void {
     const target = this.#now + ms
     for (;;) {
-      const due = this.#timers.filter((t) => t.live && t.at <= target).sort((a, b) => a.at - b.at)[0]
+      const due = this.#timers
+        .filter((t) => t.live && t.at <= target)
+        .sort((a, b) => a.at - b.at)[0]
       if (due === undefined) break
       this.#now = Math.max(this.#now, due.at)
       due.live = false
@@ -40,7 +46,13 @@ export class FakeClock implements Clock {
 
 export function instances(n: number, weights?: readonly number[]): Instance[] {
   return Array.from({ length: n }, (_, i) =>
-    createInstance({ id: `i${i}`, service: 'svc', host: '127.0.0.1', port: 10_000 + i, weight: weights?.[i] ?? 1 }),
+    createInstance({
+      id: `i${i}`,
+      service: 'svc',
+      host: '127.0.0.1',
+      port: 10_000 + i,
+      weight: weights?.[i] ?? 1,
+    }),
   )
 }
 
@@ -58,7 +70,11 @@ export function context(
 }
 
 /** Picks `n` times and counts by instance id. */
-export function countPicks(picker: Picker, n: number, exclude?: ReadonlySet<string>): Map<string, number> {
+export function countPicks(
+  picker: Picker,
+  n: number,
+  exclude?: ReadonlySet<string>,
+): Map<string, number> {
   const counts = new Map<string, number>()
   for (let i = 0; i < n; i++) {
     const r = picker.pick(exclude === undefined ? undefined : { exclude })

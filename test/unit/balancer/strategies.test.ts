@@ -192,7 +192,10 @@ describe('resolveStrategy', () => {
     expect(resolveStrategy('least-loaded').name).toBe('least-loaded')
     expect(resolveStrategy(undefined).name).toBe('least-loaded')
     const rr = roundRobin()
-    const custom = { name: 'mine', createPicker: (...a: Parameters<typeof rr.createPicker>) => rr.createPicker(...a) }
+    const custom = {
+      name: 'mine',
+      createPicker: (...a: Parameters<typeof rr.createPicker>) => rr.createPicker(...a),
+    }
     expect(resolveStrategy(custom)).toBe(custom)
   })
 

@@ -22,11 +22,15 @@ describe('errors', () => {
     expect(e.name).toBe('RegistryUnavailableError')
     expect(e).toBeInstanceOf(WayfindError)
     // A look-alike from another copy of the package is recognised by the brand.
-    const foreign = Object.defineProperty(new Error('x'), Symbol.for('wayfind.error'), { value: true })
+    const foreign = Object.defineProperty(new Error('x'), Symbol.for('wayfind.error'), {
+      value: true,
+    })
     expect(isWayfindError(foreign)).toBe(true)
     expect(foreign instanceof WayfindError).toBe(true)
     expect(new Error('plain') instanceof WayfindError).toBe(false)
-    expect(new ClosedError('wayfind.resolve()').message).toMatch(/resolve\(\) was called after close/)
+    expect(new ClosedError('wayfind.resolve()').message).toMatch(
+      /resolve\(\) was called after close/,
+    )
   })
 
   it('InvalidOptionError names the option, the value and the fix', () => {
@@ -42,7 +46,9 @@ describe('events', () => {
     const hub = createEvents<{ ping: number }>()
     const seen: number[] = []
     const warnings: unknown[] = []
-    const spy = vi.spyOn(process, 'emitWarning').mockImplementation((w: string | Error) => void warnings.push(w))
+    const spy = vi
+      .spyOn(process, 'emitWarning')
+      .mockImplementation((w: string | Error) => void warnings.push(w))
     try {
       hub.api.on('ping', () => {
         throw new Error('boom')

@@ -1,7 +1,18 @@
 import { describe, expect, it, vi } from 'vitest'
-import { EMPTY_PICKER, type LoadRecord, type LoadTracker, type Picker, type Strategy } from '../../../src/balancer/strategy.js'
+import {
+  EMPTY_PICKER,
+  type LoadRecord,
+  type LoadTracker,
+  type Picker,
+  type Strategy,
+} from '../../../src/balancer/strategy.js'
 import { ServiceCache } from '../../../src/core/service-cache.js'
-import { ErrorCode, ResolveTimeoutError, ClosedError, MalformedInstanceError } from '../../../src/errors.js'
+import {
+  ErrorCode,
+  ResolveTimeoutError,
+  ClosedError,
+  MalformedInstanceError,
+} from '../../../src/errors.js'
 import { createEvents, type ChangeEvent, type ErrorEvent } from '../../../src/events.js'
 import { createInstance, type Instance } from '../../../src/instance.js'
 import { memoryRegistry } from '../../../src/registry/memory.js'
@@ -14,7 +25,9 @@ const load: LoadTracker = {
 }
 
 /** Picks the first instance; records each build so tests can see picker swaps. */
-function firstStrategy(builds: { instances: readonly Instance[]; previous: Picker | undefined }[] = []): Strategy {
+function firstStrategy(
+  builds: { instances: readonly Instance[]; previous: Picker | undefined }[] = [],
+): Strategy {
   return {
     name: 'first',
     createPicker(instances, ctx) {
@@ -26,7 +39,10 @@ function firstStrategy(builds: { instances: readonly Instance[]; previous: Picke
 }
 
 /** A provider whose watches the test drives by hand. */
-function manualProvider(): RegistryProvider & { listeners: Map<string, WatchListener>; signals: Map<string, AbortSignal> } {
+function manualProvider(): RegistryProvider & {
+  listeners: Map<string, WatchListener>
+  signals: Map<string, AbortSignal>
+} {
   const listeners = new Map<string, WatchListener>()
   const signals = new Map<string, AbortSignal>()
   return {
@@ -41,10 +57,16 @@ function manualProvider(): RegistryProvider & { listeners: Map<string, WatchList
   }
 }
 
-const inst = (id: string, port = 8000, extra: Partial<Parameters<typeof createInstance>[0]> = {}): Instance =>
-  createInstance({ id, service: 'pay', host: '127.0.0.1', port, ...extra })
+const inst = (
+  id: string,
+  port = 8000,
+  extra: Partial<Parameters<typeof createInstance>[0]> = {},
+): Instance => createInstance({ id, service: 'pay', host: '127.0.0.1', port, ...extra })
 
-function setup(provider: RegistryProvider, opts: { clock?: FakeClock; idleTtlMs?: number; strategy?: Strategy } = {}) {
+function setup(
+  provider: RegistryProvider,
+  opts: { clock?: FakeClock; idleTtlMs?: number; strategy?: Strategy } = {},
+) {
   const hub = createEvents()
   const clock = opts.clock ?? new FakeClock()
   const cache = new ServiceCache({
@@ -103,9 +125,23 @@ describe('ServiceCache', () => {
     const l = p.listeners.get('pay')!
     l.onSnapshot({ service: 'pay', instances: [inst('a')], revision: '1' })
     l.onSnapshot({ service: 'pay', instances: [inst('a', 8000, { tags: ['v2'] })], revision: '2' })
-    l.onSnapshot({ service: 'pay', instances: [inst('a', 8000, { tags: ['v2'], meta: { zone: 'b' } })], revision: '3' })
-    l.onSnapshot({ service: 'pay', instances: [inst('a', 8000, { tags: ['v2'], meta: { zone: 'b' }, weight: 3 })], revision: '4' })
-    l.onSnapshot({ service: 'pay', instances: [inst('a', 8000, { tags: ['v2'], meta: { zone: 'b' }, weight: 3, status: 'warning' })], revision: '5' })
+    l.onSnapshot({
+      service: 'pay',
+      instances: [inst('a', 8000, { tags: ['v2'], meta: { zone: 'b' } })],
+      revision: '3',
+    })
+    l.onSnapshot({
+      service: 'pay',
+      instances: [inst('a', 8000, { tags: ['v2'], meta: { zone: 'b' }, weight: 3 })],
+      revision: '4',
+    })
+    l.onSnapshot({
+      service: 'pay',
+      instances: [
+        inst('a', 8000, { tags: ['v2'], meta: { zone: 'b' }, weight: 3, status: 'warning' }),
+      ],
+      revision: '5',
+    })
     expect(changes.map((c) => c.updated.length)).toEqual([0, 1, 1, 1, 1])
   })
 
@@ -118,7 +154,10 @@ describe('ServiceCache', () => {
     const picker = cache.picker('pay')
     l.onError(new MalformedInstanceError('/services/pay/x', 'bad json'))
     l.onError(new ResolveTimeoutError('pay', 1))
-    expect(errors.map((e) => e.error.code)).toEqual([ErrorCode.MALFORMED_INSTANCE, ErrorCode.RESOLVE_TIMEOUT])
+    expect(errors.map((e) => e.error.code)).toEqual([
+      ErrorCode.MALFORMED_INSTANCE,
+      ErrorCode.RESOLVE_TIMEOUT,
+    ])
     expect(errors[0]!.service).toBe('pay')
     expect(cache.picker('pay')).toBe(picker)
     expect(cache.instances('pay').map((i) => i.id)).toEqual(['a'])
@@ -156,7 +195,13 @@ describe('ServiceCache', () => {
     const p = manualProvider()
     const { cache, errors } = setup(p)
     cache.instances('pay')
-    p.listeners.get('pay')!.onSnapshot({ service: 'pay', instances: [inst('a'), inst('a', 9000), inst('b', 8001)], revision: '1' })
+    p.listeners
+      .get('pay')!
+      .onSnapshot({
+        service: 'pay',
+        instances: [inst('a'), inst('a', 9000), inst('b', 8001)],
+        revision: '1',
+      })
     expect(cache.instances('pay').map((i) => `${i.id}:${i.port}`)).toEqual(['a:8000', 'b:8001'])
     expect(errors.map((e) => e.error.code)).toEqual([ErrorCode.MALFORMED_INSTANCE])
   })
@@ -241,7 +286,10 @@ describe('ServiceCache', () => {
     const { cache, hub, changes } = setup(p)
     const warnings: string[] = []
     // Captured rather than printed: the warnings are the assertion.
-    const spy = vi.spyOn(process, 'emitWarning').mockImplementation(((_w: string, o?: { code?: string }) => {
+    const spy = vi.spyOn(process, 'emitWarning').mockImplementation(((
+      _w: string,
+      o?: { code?: string },
+    ) => {
       warnings.push(o?.code ?? '')
     }) as typeof process.emitWarning)
     try {
@@ -252,7 +300,11 @@ describe('ServiceCache', () => {
         throw new Error('internal bug')
       })
       cache.instances('pay')
-      expect(() => p.listeners.get('pay')!.onSnapshot({ service: 'pay', instances: [inst('a')], revision: '1' })).not.toThrow()
+      expect(() =>
+        p.listeners
+          .get('pay')!
+          .onSnapshot({ service: 'pay', instances: [inst('a')], revision: '1' }),
+      ).not.toThrow()
       expect(changes).toHaveLength(1) // the other listener still ran
       expect(cache.instances('pay')).toHaveLength(1)
       expect(warnings).toEqual(['WAYFIND_LISTENER_ERROR', 'WAYFIND_LISTENER_ERROR'])

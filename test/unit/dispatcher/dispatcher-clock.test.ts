@@ -14,16 +14,22 @@ import { FakeClock } from '../balancer/helpers.js'
 
 class StubPool extends Dispatcher {
   readonly origin: string
-  readonly requests: { opts: Dispatcher.DispatchOptions; handler: Dispatcher.DispatchHandler }[] = []
+  readonly requests: { opts: Dispatcher.DispatchOptions; handler: Dispatcher.DispatchHandler }[] =
+    []
   closeCalled = false
   destroyCalled = false
   #finishClose: () => void = () => undefined
-  readonly #closed = new Promise<void>((r) => { this.#finishClose = r })
+  readonly #closed = new Promise<void>((r) => {
+    this.#finishClose = r
+  })
   constructor(origin: string) {
     super()
     this.origin = origin
   }
-  override dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+  override dispatch(
+    opts: Dispatcher.DispatchOptions,
+    handler: Dispatcher.DispatchHandler,
+  ): boolean {
     this.requests.push({ opts, handler })
     return true
   }
@@ -44,7 +50,12 @@ class StubPool extends Dispatcher {
 /* eslint-disable @typescript-eslint/no-deprecated -- the stub plays undici's side of the legacy API */
 function respond(h: Dispatcher.DispatchHandler, status: number, headers: string[] = []): void {
   h.onConnect?.(() => undefined)
-  h.onHeaders?.(status, headers.map((x) => Buffer.from(x)), () => undefined, '')
+  h.onHeaders?.(
+    status,
+    headers.map((x) => Buffer.from(x)),
+    () => undefined,
+    '',
+  )
   h.onData?.(Buffer.from('body'))
   h.onComplete?.(null)
 }
@@ -53,11 +64,21 @@ function recorder() {
   const events: string[] = []
   const state: { abort?: (err?: Error) => void } = {}
   const handler: Dispatcher.DispatchHandler = {
-    onConnect: (abort: (err?: Error) => void) => { events.push('connect'); state.abort = abort },
-    onHeaders: (status: number) => { events.push(`headers ${status}`); return true },
+    onConnect: (abort: (err?: Error) => void) => {
+      events.push('connect')
+      state.abort = abort
+    },
+    onHeaders: (status: number) => {
+      events.push(`headers ${status}`)
+      return true
+    },
     onData: () => true,
-    onComplete: () => { events.push('complete') },
-    onError: (err: Error) => { events.push(`error ${(err as { code?: string }).code ?? err.message}`) },
+    onComplete: () => {
+      events.push('complete')
+    },
+    onError: (err: Error) => {
+      events.push(`error ${(err as { code?: string }).code ?? err.message}`)
+    },
   }
   return { events, handler, state }
 }
@@ -71,8 +92,27 @@ function setup(options: DispatcherOptions = {}) {
   hub.api.on('eject', (e) => ejections.push(['eject', e]))
   hub.api.on('uneject', (e) => ejections.push(['uneject', e]))
   const pools: StubPool[] = []
-  const d = new WayfindDispatcher(dir, { ...options, poolFactory: (origin) => { const p = new StubPool(origin); pools.push(p); return p } }, hub)
-  const list: Instance[] = [0, 1].map((i) => createInstance({ id: `i${i}`, key: `svc/i${i}`, service: 'svc', host: '10.0.0.1', port: 8000 + i }))
+  const d = new WayfindDispatcher(
+    dir,
+    {
+      ...options,
+      poolFactory: (origin) => {
+        const p = new StubPool(origin)
+        pools.push(p)
+        return p
+      },
+    },
+    hub,
+  )
+  const list: Instance[] = [0, 1].map((i) =>
+    createInstance({
+      id: `i${i}`,
+      key: `svc/i${i}`,
+      service: 'svc',
+      host: '10.0.0.1',
+      port: 8000 + i,
+    }),
+  )
   dir.set('svc', list)
   const send = (method: Dispatcher.HttpMethod = 'GET') => {
     const r = recorder()
@@ -135,8 +175,15 @@ describe('WayfindDispatcher timers (fake clock)', () => {
       const p = k % 2 === 0 ? poolOf(0)[0]! : poolOf(1)[0]!
       respond(p.requests.at(-1)!.handler, k % 2 === 0 ? 500 : 200)
     }
-    expect(ejections.map(([t, e]) => [t, e.instance.id, e.durationMs])).toEqual([['eject', 'i0', 30_000]])
-    expect(d.stats('svc').instances[0]).toMatchObject({ ejected: true, ejectedForMs: 30_000, inflight: 0, consecutiveFailures: 5 })
+    expect(ejections.map(([t, e]) => [t, e.instance.id, e.durationMs])).toEqual([
+      ['eject', 'i0', 30_000],
+    ])
+    expect(d.stats('svc').instances[0]).toMatchObject({
+      ejected: true,
+      ejectedForMs: 30_000,
+      inflight: 0,
+      consecutiveFailures: 5,
+    })
     const before = poolOf(0)[0]!.requests.length
     for (let k = 0; k < 6; k++) respond((send(), poolOf(1)[0]!.requests.at(-1)!.handler), 200)
     expect(poolOf(0)[0]!.requests.length).toBe(before)
@@ -196,7 +243,10 @@ describe('WayfindDispatcher timers (fake clock)', () => {
 
   it('leaves no timer behind after close, and nothing fires', async () => {
     const { clock, d, send, poolOf, ejections } = setup({ retry: { backoffInitialMs: 100 } })
-    for (let k = 0; k < 10; k++) { send(); respond(poolOf(k % 2)[0]!.requests.at(-1)!.handler, k % 2 === 0 ? 500 : 200) }
+    for (let k = 0; k < 10; k++) {
+      send()
+      respond(poolOf(k % 2)[0]!.requests.at(-1)!.handler, k % 2 === 0 ? 500 : 200)
+    }
     expect(ejections).toHaveLength(1) // i0 ejected: its return timer is pending
     const r = send() // goes to i1
     respond(poolOf(1)[0]!.requests.at(-1)!.handler, 502) // swallowed: a backoff timer is pending

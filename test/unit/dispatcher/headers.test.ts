@@ -11,7 +11,12 @@ describe('withHost', () => {
     const flat = ['accept', 'x']
     expect(withHost(flat, 'payments')).toEqual(['accept', 'x', 'host', 'payments'])
     expect(flat).toEqual(['accept', 'x'])
-    expect(withHost(new Map([['accept', 'x']]), 'payments')).toEqual(['accept', 'x', 'host', 'payments'])
+    expect(withHost(new Map([['accept', 'x']]), 'payments')).toEqual([
+      'accept',
+      'x',
+      'host',
+      'payments',
+    ])
     expect(withHost(new Map([['a', ['1', '2']]]), 'p')).toEqual(['a', '1', 'a', '2', 'host', 'p'])
   })
 

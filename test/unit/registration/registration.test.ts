@@ -1,19 +1,40 @@
 import { describe, expect, it } from 'vitest'
-import { normalizeRegistration, normalizeRegisterOptions } from '../../../src/registration/registration.js'
+import {
+  normalizeRegistration,
+  normalizeRegisterOptions,
+} from '../../../src/registration/registration.js'
 import { startHealthServer } from '../../../src/registration/health-server.js'
 import { invalidOption } from '../../support/errors.js'
 
 const base = { name: 'payments', address: '10.0.0.7', port: 8080 }
 
-
 describe('normalizeRegistration', () => {
   it('applies defaults', () => {
     const r = normalizeRegistration(base)
-    expect(r).toEqual({ name: 'payments', id: 'payments-10.0.0.7-8080', address: '10.0.0.7', port: 8080, tags: [], meta: {}, weight: 1, check: undefined })
+    expect(r).toEqual({
+      name: 'payments',
+      id: 'payments-10.0.0.7-8080',
+      address: '10.0.0.7',
+      port: 8080,
+      tags: [],
+      meta: {},
+      weight: 1,
+      check: undefined,
+    })
     expect(Object.isFrozen(r)).toBe(true)
     const h = normalizeRegistration({ ...base, check: { http: 'http://10.0.0.7:8080/health' } })
-    expect(h.check).toEqual({ kind: 'http', http: 'http://10.0.0.7:8080/health', intervalMs: 10_000, timeoutMs: 5_000, deregisterCriticalAfterMs: undefined })
-    expect(normalizeRegistration({ ...base, check: { ttlMs: 30_000 } }).check).toEqual({ kind: 'ttl', ttlMs: 30_000, deregisterCriticalAfterMs: undefined })
+    expect(h.check).toEqual({
+      kind: 'http',
+      http: 'http://10.0.0.7:8080/health',
+      intervalMs: 10_000,
+      timeoutMs: 5_000,
+      deregisterCriticalAfterMs: undefined,
+    })
+    expect(normalizeRegistration({ ...base, check: { ttlMs: 30_000 } }).check).toEqual({
+      kind: 'ttl',
+      ttlMs: 30_000,
+      deregisterCriticalAfterMs: undefined,
+    })
   })
 
   it.each([
@@ -23,7 +44,11 @@ describe('normalizeRegistration', () => {
     [{ ...base, tags: 'v2' }, 'tags', /array of strings/],
     [{ ...base, meta: { zone: 1 } }, 'meta.zone', /strings/],
     [{ ...base, check: { http: 'not a url' } }, 'check.http', /absolute http/],
-    [{ ...base, check: { http: 'http://x/h', intervalMs: '10s' } }, 'check.intervalMs', /milliseconds/],
+    [
+      { ...base, check: { http: 'http://x/h', intervalMs: '10s' } },
+      'check.intervalMs',
+      /milliseconds/,
+    ],
     [{ ...base, check: { ttlMs: 30 } }, 'check.ttlMs', /between 1000/],
     [{ ...base, check: { ttl: 30_000 } }, 'check.ttl', /did you mean "ttlMs"/],
     [{ ...base, check: { http: 'http://x/h', ttlMs: 5_000 } }, 'check', /either/],
@@ -35,9 +60,17 @@ describe('normalizeRegistration', () => {
   })
 
   it('validates register options', () => {
-    expect(normalizeRegisterOptions({ handleSignals: true })).toMatchObject({ handleSignals: true, handleCrashes: true, shutdownTimeoutMs: 3_000 })
-    expect(invalidOption(() => normalizeRegisterOptions({ shutdownTimeoutMs: -1 })).option).toBe('options.shutdownTimeoutMs')
-    expect(invalidOption(() => normalizeRegisterOptions({ handleSignals: 'yes' } as never)).option).toBe('options.handleSignals')
+    expect(normalizeRegisterOptions({ handleSignals: true })).toMatchObject({
+      handleSignals: true,
+      handleCrashes: true,
+      shutdownTimeoutMs: 3_000,
+    })
+    expect(invalidOption(() => normalizeRegisterOptions({ shutdownTimeoutMs: -1 })).option).toBe(
+      'options.shutdownTimeoutMs',
+    )
+    expect(
+      invalidOption(() => normalizeRegisterOptions({ handleSignals: 'yes' } as never)).option,
+    ).toBe('options.handleSignals')
   })
 })
 

@@ -9,7 +9,14 @@ import { FakeClock } from '../../support/fake-clock.js'
 function collect() {
   const snapshots: ServiceSnapshot[] = []
   const errors: WayfindError[] = []
-  return { snapshots, errors, listener: { onSnapshot: (s: ServiceSnapshot) => snapshots.push(s), onError: (e: WayfindError) => errors.push(e) } }
+  return {
+    snapshots,
+    errors,
+    listener: {
+      onSnapshot: (s: ServiceSnapshot) => snapshots.push(s),
+      onError: (e: WayfindError) => errors.push(e),
+    },
+  }
 }
 const flush = () => new Promise<void>((r) => setImmediate(r))
 
@@ -35,7 +42,9 @@ describe('memoryRegistry', () => {
 
   it('rejects invalid instances with a named option', () => {
     const reg = memoryRegistry()
-    expect(() => reg.put('pay', { id: 'a', host: '10.0.0.1', port: 70000 })).toThrow(InvalidOptionError)
+    expect(() => reg.put('pay', { id: 'a', host: '10.0.0.1', port: 70000 })).toThrow(
+      InvalidOptionError,
+    )
     expect(() => reg.put('pay', { id: 'a', host: '10.0.0.1', port: 70000 })).toThrow(/port 70000/)
     expect(() => reg.put('', { id: 'a', host: '10.0.0.1', port: 1 })).toThrow(/"service"/)
   })
@@ -48,7 +57,9 @@ describe('memoryRegistry', () => {
     await flush()
     reg.fail('pay')
     await flush()
-    expect(c.errors.map((e) => [e.code, e.retryable])).toEqual([[ErrorCode.REGISTRY_UNAVAILABLE, true]])
+    expect(c.errors.map((e) => [e.code, e.retryable])).toEqual([
+      [ErrorCode.REGISTRY_UNAVAILABLE, true],
+    ])
     reg.recover()
     await flush()
     expect(c.snapshots.at(-1)!.instances).toHaveLength(1)
@@ -60,7 +71,13 @@ describe('memoryRegistry', () => {
     const states: RegistrationState[] = []
     const ac = new AbortController()
     const session = await reg.register(
-      normalizeRegistration({ name: 'pay', id: 'p1', address: '10.0.0.1', port: 80, check: { ttlMs: 3_000 } }),
+      normalizeRegistration({
+        name: 'pay',
+        id: 'p1',
+        address: '10.0.0.1',
+        port: 80,
+        check: { ttlMs: 3_000 },
+      }),
       { signal: ac.signal, onState: (s) => states.push(s) },
     )
     expect(states).toEqual(['registered'])
@@ -80,7 +97,13 @@ describe('memoryRegistry', () => {
     const states: RegistrationState[] = []
     const ac = new AbortController()
     await reg.register(
-      normalizeRegistration({ name: 'pay', id: 'p1', address: '10.0.0.1', port: 80, check: { ttlMs: 3_000 } }),
+      normalizeRegistration({
+        name: 'pay',
+        id: 'p1',
+        address: '10.0.0.1',
+        port: 80,
+        check: { ttlMs: 3_000 },
+      }),
       { signal: ac.signal, onState: (s) => states.push(s) },
     )
     reg.remove('pay', 'p1')
@@ -93,10 +116,13 @@ describe('memoryRegistry', () => {
 
   it('deregister removes the instance and honours an aborted signal', async () => {
     const reg = memoryRegistry()
-    const session = await reg.register(normalizeRegistration({ name: 'pay', address: '10.0.0.1', port: 80 }), {
-      signal: new AbortController().signal,
-      onState: () => {},
-    })
+    const session = await reg.register(
+      normalizeRegistration({ name: 'pay', address: '10.0.0.1', port: 80 }),
+      {
+        signal: new AbortController().signal,
+        onState: () => {},
+      },
+    )
     expect(reg.list('pay').map((i) => i.id)).toEqual(['pay-10.0.0.1-80'])
     const aborted = AbortSignal.abort(new Error('too late'))
     await expect(session.deregister(aborted)).rejects.toThrow('too late')

@@ -1,9 +1,21 @@
 import { describe, expect, it } from 'vitest'
-import { decodeEntry, defaultEtcdCodec, encodeRegistration, parseHostPort, type EtcdCodec, type EtcdEntry } from '../../../../src/registry/etcd/mapping.js'
+import {
+  decodeEntry,
+  defaultEtcdCodec,
+  encodeRegistration,
+  parseHostPort,
+  type EtcdCodec,
+  type EtcdEntry,
+} from '../../../../src/registry/etcd/mapping.js'
 import { prefixEnd } from '../../../../src/registry/etcd/client.js'
 
 function entry(value: string | Uint8Array, keySuffix = 'k1', service = 'svc'): EtcdEntry {
-  return { key: `/services/${service}/${keySuffix}`, service, keySuffix, value: typeof value === 'string' ? Buffer.from(value) : value }
+  return {
+    key: `/services/${service}/${keySuffix}`,
+    service,
+    keySuffix,
+    value: typeof value === 'string' ? Buffer.from(value) : value,
+  }
 }
 
 function decode(value: string | Uint8Array, keySuffix?: string) {
@@ -12,14 +24,38 @@ function decode(value: string | Uint8Array, keySuffix?: string) {
 
 describe('default etcd codec', () => {
   it('reads the registrar JSON and round-trips encodeRegistration', () => {
-    const value = encodeRegistration({ id: 'a-1', name: 'svc', address: '10.0.0.1', port: 80, tags: ['x'], meta: { z: '1' }, weight: 4 })
+    const value = encodeRegistration({
+      id: 'a-1',
+      name: 'svc',
+      address: '10.0.0.1',
+      port: 80,
+      tags: ['x'],
+      meta: { z: '1' },
+      weight: 4,
+    })
     const r = decode(value, 'a-1')
-    expect(r).toMatchObject({ kind: 'instance', instance: { id: 'a-1', key: '/services/svc/a-1', service: 'svc', host: '10.0.0.1', port: 80, tags: ['x'], meta: { z: '1' }, weight: 4, status: 'passing' } })
+    expect(r).toMatchObject({
+      kind: 'instance',
+      instance: {
+        id: 'a-1',
+        key: '/services/svc/a-1',
+        service: 'svc',
+        host: '10.0.0.1',
+        port: 80,
+        tags: ['x'],
+        meta: { z: '1' },
+        weight: 4,
+        status: 'passing',
+      },
+    })
     expect(Object.isFrozen(r.kind === 'instance' ? r.instance : null)).toBe(true)
   })
 
   it('takes the key suffix as id when the JSON has none', () => {
-    expect(decode('{"address":"h","port":1}', 'suffix')).toMatchObject({ kind: 'instance', instance: { id: 'suffix' } })
+    expect(decode('{"address":"h","port":1}', 'suffix')).toMatchObject({
+      kind: 'instance',
+      instance: { id: 'suffix' },
+    })
   })
 
   it.each([
@@ -28,23 +64,49 @@ describe('default etcd codec', () => {
     ['[::1]:9000', '::1', 9000],
     ['http://10.0.0.1:8000/path?x=1', '10.0.0.1', 8000],
   ])('reads plain %j', (value, host, port) => {
-    expect(decode(value, 'id')).toMatchObject({ kind: 'instance', instance: { id: 'id', host, port } })
+    expect(decode(value, 'id')).toMatchObject({
+      kind: 'instance',
+      instance: { id: 'id', host, port },
+    })
   })
 
   it('reads Go etcd naming values, with or without Op, and their metadata', () => {
-    expect(decode('{"Op":0,"Addr":"1.2.3.4:5","Metadata":null}', '1.2.3.4:5')).toMatchObject({ kind: 'instance', instance: { id: '1.2.3.4:5', host: '1.2.3.4', port: 5, meta: {} } })
-    expect(decode('{"Addr":"1.2.3.4:5","Metadata":"blob"}')).toMatchObject({ instance: { meta: { metadata: 'blob' } } })
-    expect(decode('{"Addr":"1.2.3.4:5","Metadata":{"w":2,"z":"a"}}')).toMatchObject({ instance: { meta: { w: '2', z: 'a' } } })
+    expect(decode('{"Op":0,"Addr":"1.2.3.4:5","Metadata":null}', '1.2.3.4:5')).toMatchObject({
+      kind: 'instance',
+      instance: { id: '1.2.3.4:5', host: '1.2.3.4', port: 5, meta: {} },
+    })
+    expect(decode('{"Addr":"1.2.3.4:5","Metadata":"blob"}')).toMatchObject({
+      instance: { meta: { metadata: 'blob' } },
+    })
+    expect(decode('{"Addr":"1.2.3.4:5","Metadata":{"w":2,"z":"a"}}')).toMatchObject({
+      instance: { meta: { w: '2', z: 'a' } },
+    })
   })
 
   it('chooses the first http:// endpoint of a Kratos instance', () => {
-    const v = JSON.stringify({ id: 'k', name: 'svc', version: 'v1', metadata: null, endpoints: ['grpc://1.1.1.1:9000', 'http://2.2.2.2:8000?isSecure=false', 'http://3.3.3.3:1'] })
-    expect(decode(v)).toMatchObject({ kind: 'instance', instance: { id: 'k', host: '2.2.2.2', port: 8000, meta: { version: 'v1' } } })
+    const v = JSON.stringify({
+      id: 'k',
+      name: 'svc',
+      version: 'v1',
+      metadata: null,
+      endpoints: ['grpc://1.1.1.1:9000', 'http://2.2.2.2:8000?isSecure=false', 'http://3.3.3.3:1'],
+    })
+    expect(decode(v)).toMatchObject({
+      kind: 'instance',
+      instance: { id: 'k', host: '2.2.2.2', port: 8000, meta: { version: 'v1' } },
+    })
   })
 
   it('reads a go-micro service with one node', () => {
-    const v = JSON.stringify({ name: 'svc', version: 'latest', nodes: [{ id: 'svc-1', address: '4.4.4.4:45123', metadata: { a: 'b' } }] })
-    expect(decode(v)).toMatchObject({ kind: 'instance', instance: { id: 'svc-1', host: '4.4.4.4', port: 45123, meta: { a: 'b', version: 'latest' } } })
+    const v = JSON.stringify({
+      name: 'svc',
+      version: 'latest',
+      nodes: [{ id: 'svc-1', address: '4.4.4.4:45123', metadata: { a: 'b' } }],
+    })
+    expect(decode(v)).toMatchObject({
+      kind: 'instance',
+      instance: { id: 'svc-1', host: '4.4.4.4', port: 45123, meta: { a: 'b', version: 'latest' } },
+    })
   })
 
   it.each([
@@ -73,7 +135,10 @@ describe('default etcd codec', () => {
   })
 
   it('reports non-UTF-8 bytes as malformed', () => {
-    expect(decode(new Uint8Array([0xff, 0xfe, 0x3a]))).toMatchObject({ kind: 'malformed', reason: expect.stringMatching(/UTF-8/) })
+    expect(decode(new Uint8Array([0xff, 0xfe, 0x3a]))).toMatchObject({
+      kind: 'malformed',
+      reason: expect.stringMatching(/UTF-8/),
+    })
   })
 })
 
@@ -89,7 +154,10 @@ describe('custom codecs', () => {
         return { id: e.keySuffix, host, port: Number(port) }
       },
     }
-    expect(decodeEntry(codec, entry('h,80'))).toMatchObject({ kind: 'instance', instance: { host: 'h', port: 80, key: '/services/svc/k1' } })
+    expect(decodeEntry(codec, entry('h,80'))).toMatchObject({
+      kind: 'instance',
+      instance: { host: 'h', port: 80, key: '/services/svc/k1' },
+    })
     expect(decodeEntry(codec, entry('skip'))).toEqual({ kind: 'ignored' })
     expect(decodeEntry(codec, entry('boom'))).toEqual({ kind: 'malformed', reason: 'boom!' })
     expect(decodeEntry(codec, entry('h,0'))).toMatchObject({ kind: 'malformed' })

@@ -1,6 +1,11 @@
 import { describe, expect, it } from 'vitest'
 import { ErrorCode, InvalidOptionError } from '../../../../src/errors.js'
-import { ETCD_DEFAULTS, leaseTtlSeconds, normalizeEtcdOptions, type EtcdRegistryOptions } from '../../../../src/registry/etcd/options.js'
+import {
+  ETCD_DEFAULTS,
+  leaseTtlSeconds,
+  normalizeEtcdOptions,
+  type EtcdRegistryOptions,
+} from '../../../../src/registry/etcd/options.js'
 import { etcd } from '../../../../src/registry/etcd/provider.js'
 import { checkEtcdRegistration } from '../../../../src/registry/etcd/registrar.js'
 
@@ -17,12 +22,20 @@ function invalid(options: unknown): InvalidOptionError {
 describe('etcd options', () => {
   it('applies defaults', () => {
     const o = normalizeEtcdOptions({ hosts: 'http://127.0.0.1:2379' })
-    expect(o).toMatchObject({ hosts: ['http://127.0.0.1:2379'], prefix: '/services/', leaseTtlMs: 10_000, keepaliveTimeMs: 10_000, keepaliveTimeoutMs: 5_000 })
+    expect(o).toMatchObject({
+      hosts: ['http://127.0.0.1:2379'],
+      prefix: '/services/',
+      leaseTtlMs: 10_000,
+      keepaliveTimeMs: 10_000,
+      keepaliveTimeoutMs: 5_000,
+    })
     expect(o.retryMaxMs).toBe(ETCD_DEFAULTS.retryMaxMs)
   })
 
   it('adds the trailing slash to the prefix and allows an empty one', () => {
-    expect(normalizeEtcdOptions({ hosts: 'h:1', prefix: '/microservices' }).prefix).toBe('/microservices/')
+    expect(normalizeEtcdOptions({ hosts: 'h:1', prefix: '/microservices' }).prefix).toBe(
+      '/microservices/',
+    )
     expect(normalizeEtcdOptions({ hosts: 'h:1', prefix: '' }).prefix).toBe('')
   })
 
@@ -31,9 +44,18 @@ describe('etcd options', () => {
     [{ hosts: 'localhost' }, 'hosts[0]'],
     [{ hosts: ['h:1', 'ftp://h:2'] }, 'hosts[1]'],
     [{ hosts: ['http://a:1', 'https://b:1'] }, 'hosts'],
-    [{ hosts: 'http://a:1', credentials: { rootCertificate: '-----BEGIN CERTIFICATE-----' } }, 'hosts'],
-    [{ hosts: 'a:1', credentials: { rootCertificate: '/etc/ca.pem' } }, 'credentials.rootCertificate'],
-    [{ hosts: 'a:1', credentials: { rootCertificate: '-----BEGIN X', certChain: '-----BEGIN Y' } }, 'credentials.privateKey'],
+    [
+      { hosts: 'http://a:1', credentials: { rootCertificate: '-----BEGIN CERTIFICATE-----' } },
+      'hosts',
+    ],
+    [
+      { hosts: 'a:1', credentials: { rootCertificate: '/etc/ca.pem' } },
+      'credentials.rootCertificate',
+    ],
+    [
+      { hosts: 'a:1', credentials: { rootCertificate: '-----BEGIN X', certChain: '-----BEGIN Y' } },
+      'credentials.privateKey',
+    ],
     [{ hosts: 'a:1', auth: { username: '', password: 'p' } }, 'auth.username'],
     [{ hosts: 'a:1', auth: { username: 'u', password: 3 } }, 'auth.password'],
     [{ hosts: 'a:1', leaseTtlMs: 999 }, 'leaseTtlMs'],
@@ -61,7 +83,13 @@ describe('etcd options', () => {
     const p = etcd({ hosts: '127.0.0.1:1' })
     expect(p.name).toBe('etcd')
     await p.close()
-    expect(() => { p.watch('x', { onSnapshot: () => {}, onError: () => {} }, { signal: new AbortController().signal }) }).toThrow(/close/)
+    expect(() => {
+      p.watch(
+        'x',
+        { onSnapshot: () => {}, onError: () => {} },
+        { signal: new AbortController().signal },
+      )
+    }).toThrow(/close/)
   })
 
   it('rounds lease TTLs up to whole seconds', () => {
@@ -72,8 +100,22 @@ describe('etcd options', () => {
 
   it('takes the lease TTL from check.ttlMs, else leaseTtlMs', () => {
     const o = normalizeEtcdOptions({ hosts: 'a:1', leaseTtlMs: 4_000 })
-    const reg = { name: 's', id: 'i', address: 'h', port: 1, tags: [], meta: {}, weight: 1, check: undefined }
+    const reg = {
+      name: 's',
+      id: 'i',
+      address: 'h',
+      port: 1,
+      tags: [],
+      meta: {},
+      weight: 1,
+      check: undefined,
+    }
     expect(checkEtcdRegistration(reg, o)).toBe(4)
-    expect(checkEtcdRegistration({ ...reg, check: { kind: 'ttl', ttlMs: 2_500, deregisterCriticalAfterMs: undefined } }, o)).toBe(3)
+    expect(
+      checkEtcdRegistration(
+        { ...reg, check: { kind: 'ttl', ttlMs: 2_500, deregisterCriticalAfterMs: undefined } },
+        o,
+      ),
+    ).toBe(3)
   })
 })
