@@ -3,8 +3,7 @@
  * services with blocking queries on the agent's `/v1/health/service/<name>` and registers the
  * running service with the agent. See docs/consul.md.
  */
-import { setMaxListeners } from 'node:events'
-import { linkedController } from '../../core/abort.js'
+import { onAbort } from '../../core/abort.js'
 import { Closable } from '../../core/lifecycle.js'
 import { InvalidOptionError } from '../../errors.js'
 import type { NormalizedRegistration, RegisterContext, RegistrationSession } from '../../registration/registrar.js'
@@ -33,12 +32,19 @@ export class ConsulRegistry extends Closable implements RegistryProvider {
   readonly #options: ResolvedConsulOptions
   readonly #http: ConsulHttp
   readonly #gate: SlotGate
-  #watches = 0
+  /**
+   * One controller per running watch, aborted by close(). The registry's own signal gets no
+   * listener per watch: a thousand watches would be a thousand listeners on one signal.
+   */
+  readonly #watchControllers = new Set<AbortController>()
+  /**
+   * Watches by the caller's signal: one listener per distinct signal, however many services it
+   * watches (a caller may stop all its watches with one signal; Node warns past 10 listeners).
+   */
+  readonly #bySignal = new Map<AbortSignal, { readonly watches: Set<AbortController>; readonly off: () => void }>()
 
   constructor(options: ConsulRegistryOptions = {}) {
     super('consul registry')
-    // Every watch listens on this signal; hundreds of watches are normal, not a leak.
-    setMaxListeners(0, this.signal)
     this.#options = resolveConsulOptions(options)
     // Nothing connects here: the pools are created by the first request.
     this.#http = new ConsulHttp(this.#options)
@@ -54,7 +60,7 @@ export class ConsulRegistry extends Closable implements RegistryProvider {
   get stats(): ConsulRegistryStats {
     return {
       ...this.#http.stats,
-      watches: this.#watches,
+      watches: this.#watchControllers.size,
       activePolls: this.#gate.active,
       queuedPolls: this.#gate.queued,
       pollCapacity: this.#gate.capacity,
@@ -65,17 +71,32 @@ export class ConsulRegistry extends Closable implements RegistryProvider {
     this.assertOpen('watch')
     if (typeof service !== 'string' || service === '')
       throw new InvalidOptionError('service', service, 'Pass a non-empty service name.')
-    const { controller, dispose } = linkedController(options.signal, this.signal)
-    if (controller.signal.aborted) {
-      dispose()
-      return
+    const { signal } = options
+    if (signal.aborted) return
+    const controller = new AbortController()
+    let link = this.#bySignal.get(signal)
+    if (link === undefined) {
+      const watches = new Set<AbortController>()
+      const off = onAbort(signal, () => {
+        this.#bySignal.delete(signal)
+        for (const c of [...watches]) c.abort(signal.reason)
+      })
+      link = { watches, off }
+      this.#bySignal.set(signal, link)
     }
-    this.#watches++
+    const { watches, off } = link
+    watches.add(controller)
+    this.#watchControllers.add(controller)
     this.#gate.join()
     controller.signal.addEventListener('abort', () => {
-      this.#watches--
+      this.#watchControllers.delete(controller)
       this.#gate.leave()
-      dispose()
+      watches.delete(controller)
+      // The last watch of this signal gone: its listener goes too.
+      if (watches.size === 0 && this.#bySignal.get(signal)?.watches === watches) {
+        this.#bySignal.delete(signal)
+        off()
+      }
     }, { once: true })
     new ConsulServiceWatch(service, listener, controller.signal, {
       http: this.#http,
@@ -90,6 +111,8 @@ export class ConsulRegistry extends Closable implements RegistryProvider {
   }
 
   protected async onClose(): Promise<void> {
+    const reason = this.signal.reason as unknown
+    for (const c of [...this.#watchControllers]) c.abort(reason)
     // Every loop saw the abort already; destroying the pools ends any socket still open.
     await this.#http.close()
   }

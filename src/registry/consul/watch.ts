@@ -19,8 +19,15 @@ import type { SlotGate } from './slot-gate.js'
 import { TokenBucket } from './token-bucket.js'
 import { debug } from './debug.js'
 
-/** Extra client timeout beyond Consul's own jitter (network, GC pauses). */
-const TIMEOUT_SLACK_MS = 5_000
+/**
+ * Least extra client timeout of a long poll beyond its wait and Consul's jitter. A busy agent
+ * (a burst of writes, large answers) can answer well after the wait; aborting the poll then
+ * throws its work away and, over HTTP/1.1, the connection too, and the retry lands on the
+ * same busy agent on a new connection: with a thousand watches rotating on 1 s waits the
+ * timeouts fed on themselves until no poll was answered at all (bench/many.ts). A dead agent is
+ * still detected, just not within a few seconds; the last good set keeps serving meanwhile.
+ */
+const MIN_TIMEOUT_SLACK_MS = 30_000
 
 /** Raised inside the loop when the gate asked a long poll to make room for a queued watch. */
 class YieldedError extends Error {}
@@ -84,7 +91,7 @@ export class ConsulServiceWatch {
         let reading: Reading
         let waitMs = 0
         if (this.#index === 0n) {
-          reading = await this.#read(false)
+          reading = await this.#plainRead(false)
         } else {
           const r = await this.#blockingRead()
           if (r === undefined) {
@@ -101,7 +108,7 @@ export class ConsulServiceWatch {
           // A healthy set suddenly empty: streaming-backend and ACL races have produced
           // spurious empty answers (CONSUL.md §1.6). Believe it only after a plain read.
           debug('consul watch %s: empty answer after %d instances, confirming', this.#service, this.#lastCount)
-          reading = await this.#read(true)
+          reading = await this.#plainRead(true)
         }
         this.#advanceIndex(requestIndex, reading.index)
         this.#deliver(reading)
@@ -122,6 +129,23 @@ export class ConsulServiceWatch {
           return
         }
       }
+    }
+  }
+
+  /**
+   * A plain read (first read, read after an error, confirming read), holding a gate slot like a
+   * long poll. Watch reads never go to the agent lane: after a registry-wide failure every watch
+   * re-reads at once, and a thousand reads queued on its few connections timed out inside the
+   * pool (their timer runs from the call), retried, and queued again, so the watches never
+   * caught up while heartbeats queued behind them. In the gate a read waits without a timer
+   * and gets its timeout only once it has a connection.
+   */
+  async #plainRead(confirm: boolean): Promise<Reading> {
+    const slot = await this.#deps.gate.acquire(this.#signal)
+    try {
+      return await this.#read(confirm)
+    } finally {
+      slot.release()
     }
   }
 
@@ -168,9 +192,10 @@ export class ConsulServiceWatch {
       method: 'GET',
       path: `/v1/health/service/${encodeURIComponent(this.#service)}`,
       query,
-      lane: blocking ? 'watch' : 'agent',
+      // Every watch read holds a gate slot, i.e. one of the watch lane's connections.
+      lane: 'watch',
       // Consul adds up to wait/16 of jitter (agent/consul/rpc.go), so wait × 17/16 plus slack.
-      timeoutMs: blocking ? Math.ceil((waitMs * 17) / 16) + TIMEOUT_SLACK_MS : options.requestTimeoutMs,
+      timeoutMs: blocking ? Math.ceil((waitMs * 17) / 16) + Math.max(MIN_TIMEOUT_SLACK_MS, options.requestTimeoutMs) : options.requestTimeoutMs,
       signal: controller.signal,
     }).finally(dispose)
     return this.#parse(res)
