@@ -97,6 +97,34 @@ describe('consul watches oversubscribing the connection budget', () => {
     }
   }, 90_000)
 
+  it('starts 400 watches at once without a read timing out while it waits for a connection', async () => {
+    server = await startConsulServer()
+    const names = Array.from({ length: SERVICES }, (_, i) => `svc-${i}`)
+    fill(server, names, 1)
+    // A short request timeout: a read whose timer ran while it queued behind 399 others for a
+    // connection would time out unsent. Reads wait for a slot without a timer instead.
+    registry = consul({ url: server.url, maxConnections: MAX_CONNECTIONS, requestTimeoutMs: 250 })
+    const errors: string[] = []
+    const latest = new Map<string, number>()
+    const stop = new AbortController()
+    let poke = (): void => {}
+    for (const name of names)
+      registry.watch(name, {
+        onSnapshot: (s) => {
+          latest.set(name, s.instances.length)
+          poke()
+        },
+        onError: (e) => { errors.push(e.message) },
+      }, { signal: stop.signal })
+    await withDeadline(new Promise<void>((resolve) => {
+      poke = () => { if (latest.size === SERVICES) resolve() }
+      poke()
+    }), 20_000, 'every first snapshot')
+    expect(errors).toEqual([])
+    expect(server.stats.peakConnections()).toBeLessThanOrEqual(MAX_CONNECTIONS)
+    stop.abort()
+  })
+
   it('stops only the watches of the signal that aborted, and drops its listener', async () => {
     server = await startConsulServer()
     const names = Array.from({ length: 20 }, (_, i) => `svc-${i}`)
