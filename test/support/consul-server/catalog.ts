@@ -90,6 +90,8 @@ export class Catalog {
   /** Secondary indexes (memdb's `service` and `node` indexes): name → keys, node → check keys. */
   readonly #byName = new Map<string, Set<string>>()
   readonly #checksByNode = new Map<string, Set<string>>()
+  /** (node, ServiceID) → check keys, like memdb's `node_service` index; '' holds node-level checks. */
+  readonly #checksByService = new Map<string, Set<string>>()
   #pending: number | undefined
 
   /** The last Raft index used. */
@@ -176,6 +178,10 @@ export class Catalog {
     let set = this.#checksByNode.get(rec.Node)
     if (set === undefined) this.#checksByNode.set(rec.Node, (set = new Set()))
     set.add(k)
+    const sk = key(rec.Node, rec.ServiceID)
+    let byService = this.#checksByService.get(sk)
+    if (byService === undefined) this.#checksByService.set(sk, (byService = new Set()))
+    byService.add(k)
   }
 
   #dropCheck(k: string): void {
@@ -185,6 +191,10 @@ export class Catalog {
     const set = this.#checksByNode.get(prev.Node)
     set?.delete(k)
     if (set?.size === 0) this.#checksByNode.delete(prev.Node)
+    const sk = key(prev.Node, prev.ServiceID)
+    const byService = this.#checksByService.get(sk)
+    byService?.delete(k)
+    if (byService?.size === 0) this.#checksByService.delete(sk)
   }
 
   #nodeChecks(node: string): CheckRecord[] {
@@ -201,8 +211,14 @@ export class Catalog {
 
   /** Node-level checks plus the checks of `serviceId`, ordered by check ID. */
   checksFor(node: string, serviceId: string): CheckRecord[] {
-    return this.#nodeChecks(node)
-      .filter((c) => c.ServiceID === '' || c.ServiceID === serviceId)
+    // Looked up by index, as memdb does: a scan of every check on the node per returned entry
+    // made large single-node catalogs quadratic (10,000 instances: ~80 % of the server's CPU).
+    const keys = [
+      ...(this.#checksByService.get(key(node, '')) ?? []),
+      ...(serviceId === '' ? [] : (this.#checksByService.get(key(node, serviceId)) ?? [])),
+    ]
+    return keys
+      .map((k) => this.#checks.get(k) as CheckRecord)
       .sort((a, b) => cmp(a.CheckID, b.CheckID))
   }
 
