@@ -53,6 +53,7 @@ export class EtcdProvider extends Closable implements RegistryProvider {
   readonly #hooks: EtcdProviderHooks
   #client: WayfindEtcd3 | undefined
   readonly #loops = new Set<Promise<void>>()
+  readonly #watches = new Set<AbortController>()
 
   constructor(options: NormalizedEtcdOptions, hooks: EtcdProviderHooks = {}) {
     super('etcd registry')
@@ -72,10 +73,17 @@ export class EtcdProvider extends Closable implements RegistryProvider {
 
   watch(service: string, listener: WatchListener, options: WatchOptions): void {
     this.assertOpen('watch')
-    const { controller, dispose } = linkedController(options.signal, this.signal)
+    // Linked to the caller's signal only: close() aborts each watch itself, so the provider's
+    // own signal does not collect one listener per watched service (1,000 services → 1,000).
+    const { controller, dispose: unlink } = linkedController(options.signal)
     if (controller.signal.aborted) {
-      dispose()
+      unlink()
       return
+    }
+    this.#watches.add(controller)
+    const dispose = (): void => {
+      unlink()
+      this.#watches.delete(controller)
     }
     const client = this.#etcd()
     const hooks = this.#hooks
@@ -126,6 +134,7 @@ export class EtcdProvider extends Closable implements RegistryProvider {
   }
 
   protected async onClose(): Promise<void> {
+    for (const c of this.#watches) c.abort(this.signal.reason)
     // Loops end on the aborted signal (streams cancelled, sleeps rejected); unary calls in
     // flight are bounded by requestTimeoutMs, and closing the client fails them at once.
     this.#client?.close()
