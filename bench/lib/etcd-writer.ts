@@ -75,13 +75,11 @@ serveRequests(
           for (let k = i; k < Math.min(first + count, i + 100); k++) {
             const id = `i-${String(k)}`
             ops.push(
-              client
-                .put(`${prefix}${id}`)
-                .value(
-                  registrationValue(service, id, 10_000 + (k % 50_000), {
-                    zone: `z${String(k % 3)}`,
-                  }),
-                ),
+              client.put(`${prefix}${id}`).value(
+                registrationValue(service, id, 10_000 + (k % 50_000), {
+                  zone: `z${String(k % 3)}`,
+                }),
+              ),
             )
           }
           await client

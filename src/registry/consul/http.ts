@@ -115,7 +115,9 @@ export class ConsulHttp {
     }
     if (this.#protocol !== 'unknown') return this.#send(this.#pool(req.lane), req)
     let done!: () => void
-    this.#probe = new Promise<void>((resolve) => { done = resolve })
+    this.#probe = new Promise<void>((resolve) => {
+      done = resolve
+    })
     try {
       this.#h2Pool ??= this.#createPool(1, true)
       return await this.#send(this.#h2Pool, req)
@@ -135,7 +137,11 @@ export class ConsulHttp {
     this.#watchPool = undefined
     this.#agentPool = undefined
     this.#h2Pool = undefined
-    await Promise.all(pools.map(async (p) => { await p?.destroy().catch(() => undefined) }))
+    await Promise.all(
+      pools.map(async (p) => {
+        await p?.destroy().catch(() => undefined)
+      }),
+    )
   }
 
   #settleProtocol(protocol: Protocol): void {
@@ -150,7 +156,8 @@ export class ConsulHttp {
   }
 
   #pool(lane: Lane): Pool {
-    if (this.#closed) throw new RegistryUnavailableError('The Consul registry is closed', { retryable: false })
+    if (this.#closed)
+      throw new RegistryUnavailableError('The Consul registry is closed', { retryable: false })
     // One connection, many streams: Pool({ connections: 1 }) never opens a second one, even
     // while it reconnects.
     if (this.#protocol === 'h2') return (this.#h2Pool ??= this.#createPool(1, true))
@@ -192,8 +199,11 @@ export class ConsulHttp {
   #track(socket: Socket | TLSSocket): void {
     this.#open++
     this.#peak = Math.max(this.#peak, this.#open)
-    socket.once('close', () => { this.#open-- })
-    if (this.#options.https && this.#options.http2) this.#alpn = (socket as TLSSocket).alpnProtocol === 'h2' ? 'h2' : 'http1'
+    socket.once('close', () => {
+      this.#open--
+    })
+    if (this.#options.https && this.#options.http2)
+      this.#alpn = (socket as TLSSocket).alpnProtocol === 'h2' ? 'h2' : 'http1'
   }
 
   async #send(pool: Dispatcher, req: ConsulRequest): Promise<ConsulResponse> {
@@ -204,7 +214,9 @@ export class ConsulHttp {
       controller.abort()
     }, req.timeoutMs)
     timer.unref()
-    const off = onAbort(req.signal, () => { controller.abort() })
+    const off = onAbort(req.signal, () => {
+      controller.abort()
+    })
     const headers: Record<string, string> = {}
     if (this.#options.token !== undefined) headers['x-consul-token'] = this.#options.token
     let body: string | undefined
@@ -212,7 +224,9 @@ export class ConsulHttp {
       body = JSON.stringify(req.body)
       headers['content-type'] = 'application/json'
     }
-    const search = new URLSearchParams(req.query?.map(([k, v]): [string, string] => [k, v]) ?? []).toString()
+    const search = new URLSearchParams(
+      req.query?.map(([k, v]): [string, string] => [k, v]) ?? [],
+    ).toString()
     const path = `${this.#options.basePath}${req.path}${search === '' ? '' : `?${search}`}`
     try {
       const res = await pool.request({
@@ -239,8 +253,14 @@ export class ConsulHttp {
     } catch (err) {
       if (req.signal.aborted) throw abortReason(req.signal)
       if (outcome.timedOut)
-        throw new RegistryUnavailableError(`Consul agent ${this.#options.origin} did not answer ${req.method} ${req.path} within ${req.timeoutMs} ms`, { cause: err })
-      throw new RegistryUnavailableError(`Consul agent ${this.#options.origin} unreachable (${req.method} ${req.path}): ${errorMessage(err)}`, { cause: err })
+        throw new RegistryUnavailableError(
+          `Consul agent ${this.#options.origin} did not answer ${req.method} ${req.path} within ${req.timeoutMs} ms`,
+          { cause: err },
+        )
+      throw new RegistryUnavailableError(
+        `Consul agent ${this.#options.origin} unreachable (${req.method} ${req.path}): ${errorMessage(err)}`,
+        { cause: err },
+      )
     } finally {
       clearTimeout(timer)
       off()
@@ -248,7 +268,10 @@ export class ConsulHttp {
   }
 }
 
-function findHeader(headers: Record<string, string | string[] | undefined>, name: string): string | string[] | undefined {
+function findHeader(
+  headers: Record<string, string | string[] | undefined>,
+  name: string,
+): string | string[] | undefined {
   const lower = name.toLowerCase()
   for (const [k, v] of Object.entries(headers)) if (k.toLowerCase() === lower) return v
   return undefined
@@ -256,7 +279,9 @@ function findHeader(headers: Record<string, string | string[] | undefined>, name
 
 function waitOrAbort(promise: Promise<void>, signal: AbortSignal): Promise<void> {
   return new Promise<void>((resolve, reject) => {
-    const off = onAbort(signal, () => { reject(abortReason(signal)) })
+    const off = onAbort(signal, () => {
+      reject(abortReason(signal))
+    })
     void promise.then(() => {
       off()
       resolve()

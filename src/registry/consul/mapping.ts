@@ -3,7 +3,12 @@
  * instances. No I/O, no clock: everything here is unit-tested on literal Consul answers.
  */
 import { MalformedInstanceError } from '../../errors.js'
-import { createInstance, instanceProblem, type Instance, type InstanceStatus } from '../../instance.js'
+import {
+  createInstance,
+  instanceProblem,
+  type Instance,
+  type InstanceStatus,
+} from '../../instance.js'
 import type { ConsulAddressKind } from './options.js'
 
 /** How entries become instances. */
@@ -27,7 +32,10 @@ type Json = Record<string, unknown>
  * silently: that is health, not malformed data. Anything unreadable becomes a
  * `MalformedInstanceError` and the other entries are kept.
  */
-export function mapHealthEntries(entries: readonly unknown[], options: MappingOptions): MappingResult {
+export function mapHealthEntries(
+  entries: readonly unknown[],
+  options: MappingOptions,
+): MappingResult {
   const instances: Instance[] = []
   const problems: MalformedInstanceError[] = []
   const seen = new Set<string>()
@@ -39,7 +47,12 @@ export function mapHealthEntries(entries: readonly unknown[], options: MappingOp
       return
     }
     if (seen.has(result.key)) {
-      problems.push(new MalformedInstanceError(result.key, 'the answer lists this node/service ID twice; the first entry is kept'))
+      problems.push(
+        new MalformedInstanceError(
+          result.key,
+          'the answer lists this node/service ID twice; the first entry is kept',
+        ),
+      )
       return
     }
     seen.add(result.key)
@@ -51,7 +64,11 @@ export function mapHealthEntries(entries: readonly unknown[], options: MappingOp
   return { instances, problems }
 }
 
-function mapEntry(entry: unknown, index: number, options: MappingOptions): Instance | MalformedInstanceError | undefined {
+function mapEntry(
+  entry: unknown,
+  index: number,
+  options: MappingOptions,
+): Instance | MalformedInstanceError | undefined {
   if (!isObject(entry)) return new MalformedInstanceError(`#${index}`, 'the entry is not an object')
   const node = entry.Node
   const service = entry.Service
@@ -74,7 +91,8 @@ function mapEntry(entry: unknown, index: number, options: MappingOptions): Insta
   const weights = service.Weights
   let weight: unknown = 1
   if (weights !== undefined && weights !== null) {
-    if (!isObject(weights)) return new MalformedInstanceError(key, 'Service.Weights is not an object')
+    if (!isObject(weights))
+      return new MalformedInstanceError(key, 'Service.Weights is not an object')
     weight = status === 'passing' ? (weights.Passing ?? 1) : (weights.Warning ?? 1)
     // Consul allows a warning weight of 0: "send no traffic while warning". That is a choice,
     // not malformed data.
@@ -95,7 +113,11 @@ function mapEntry(entry: unknown, index: number, options: MappingOptions): Insta
   }
   const problem = instanceProblem(init)
   if (problem !== undefined) return new MalformedInstanceError(init.key, problem)
-  if (!Number.isInteger(init.weight)) return new MalformedInstanceError(init.key, `the weight ${String(init.weight)} is not a whole number`)
+  if (!Number.isInteger(init.weight))
+    return new MalformedInstanceError(
+      init.key,
+      `the weight ${String(init.weight)} is not a whole number`,
+    )
   return createInstance(init)
 }
 
@@ -108,7 +130,10 @@ function aggregateStatus(checks: unknown): InstanceStatus | 'critical' | { probl
     const status = isObject(check) ? check.Status : undefined
     if (status === 'critical') return 'critical'
     if (status === 'warning') worst = 'warning'
-    else if (status !== 'passing') return { problem: `a check has the unknown status ${status === undefined ? 'undefined' : JSON.stringify(status)}` }
+    else if (status !== 'passing')
+      return {
+        problem: `a check has the unknown status ${status === undefined ? 'undefined' : JSON.stringify(status)}`,
+      }
   }
   return worst
 }
@@ -118,7 +143,11 @@ function aggregateStatus(checks: unknown): InstanceStatus | 'critical' | { probl
  * translation order (hashicorp/consul agent/translate_addr.go): the service's tagged address,
  * else the service's own address, else the node's tagged address, else the node's address.
  */
-function pickAddress(node: Json, service: Json, kind: ConsulAddressKind): { host: string; port: unknown } | string {
+function pickAddress(
+  node: Json,
+  service: Json,
+  kind: ConsulAddressKind,
+): { host: string; port: unknown } | string {
   const port: unknown = service.Port
   if (kind !== 'default') {
     const tagged = service.TaggedAddresses
@@ -133,15 +162,18 @@ function pickAddress(node: Json, service: Json, kind: ConsulAddressKind): { host
     }
   }
   const serviceAddress = service.Address
-  if (serviceAddress !== undefined && serviceAddress !== null && typeof serviceAddress !== 'string') return 'Service.Address is not a string'
-  if (typeof serviceAddress === 'string' && serviceAddress !== '') return { host: serviceAddress, port }
+  if (serviceAddress !== undefined && serviceAddress !== null && typeof serviceAddress !== 'string')
+    return 'Service.Address is not a string'
+  if (typeof serviceAddress === 'string' && serviceAddress !== '')
+    return { host: serviceAddress, port }
   if (kind !== 'default') {
     const nodeTagged = node.TaggedAddresses
     if (isObject(nodeTagged) && typeof nodeTagged[kind] === 'string' && nodeTagged[kind] !== '')
       return { host: nodeTagged[kind], port }
   }
   const nodeAddress = node.Address
-  if (typeof nodeAddress !== 'string') return 'Service.Address is empty and Node.Address is not a string'
+  if (typeof nodeAddress !== 'string')
+    return 'Service.Address is empty and Node.Address is not a string'
   return { host: nodeAddress, port }
 }
 
@@ -151,7 +183,16 @@ function pickAddress(node: Json, service: Json, kind: ConsulAddressKind): { host
  */
 export function instancesFingerprint(instances: readonly Instance[]): string {
   return JSON.stringify(
-    instances.map((i) => [i.key, i.id, i.host, i.port, i.weight, i.status, i.tags, Object.entries(i.meta).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))]),
+    instances.map((i) => [
+      i.key,
+      i.id,
+      i.host,
+      i.port,
+      i.weight,
+      i.status,
+      i.tags,
+      Object.entries(i.meta).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+    ]),
   )
 }
 

@@ -7,7 +7,8 @@ import { readFileSync } from 'node:fs'
 import { InvalidOptionError } from '../../errors.js'
 
 /** Which address of an instance to dial. */
-export type ConsulAddressKind = 'default' | 'lan' | 'wan' | 'lan_ipv4' | 'wan_ipv4' | 'lan_ipv6' | 'wan_ipv6'
+export type ConsulAddressKind =
+  'default' | 'lan' | 'wan' | 'lan_ipv4' | 'wan_ipv4' | 'lan_ipv6' | 'wan_ipv6'
 
 /** Consul read consistency (CONSUL.md §1.3). */
 export type ConsulConsistency = 'default' | 'stale' | 'consistent'
@@ -140,12 +141,38 @@ export interface ResolvedConsulOptions {
 }
 
 const KNOWN_KEYS: readonly string[] = [
-  'url', 'token', 'tls', 'env', 'dc', 'tags', 'filter', 'passingOnly', 'consistency', 'addressKind',
-  'waitMs', 'maxConnections', 'http2', 'maxStreams', 'rotationMs', 'requestTimeoutMs', 'backoff',
-  'rateLimit', 'verifyRegistration', 'reconcileIntervalMs', 'random',
+  'url',
+  'token',
+  'tls',
+  'env',
+  'dc',
+  'tags',
+  'filter',
+  'passingOnly',
+  'consistency',
+  'addressKind',
+  'waitMs',
+  'maxConnections',
+  'http2',
+  'maxStreams',
+  'rotationMs',
+  'requestTimeoutMs',
+  'backoff',
+  'rateLimit',
+  'verifyRegistration',
+  'reconcileIntervalMs',
+  'random',
 ]
 
-const ADDRESS_KINDS: readonly ConsulAddressKind[] = ['default', 'lan', 'wan', 'lan_ipv4', 'wan_ipv4', 'lan_ipv6', 'wan_ipv6']
+const ADDRESS_KINDS: readonly ConsulAddressKind[] = [
+  'default',
+  'lan',
+  'wan',
+  'lan_ipv4',
+  'wan_ipv4',
+  'lan_ipv6',
+  'wan_ipv6',
+]
 
 /** Consul's `max_query_time` default; longer waits are clamped silently by the agent (CONSUL.md §1.1). */
 const MAX_WAIT_MS = 600_000
@@ -153,13 +180,22 @@ const MAX_WAIT_MS = 600_000
 /** Validates `options` and applies defaults (including the `CONSUL_*` environment variables). */
 export function resolveConsulOptions(options: ConsulRegistryOptions = {}): ResolvedConsulOptions {
   if (typeof options !== 'object' || (options as unknown) === null || Array.isArray(options))
-    throw new InvalidOptionError('options', options, 'Pass an object such as { url: "http://127.0.0.1:8500" }.')
+    throw new InvalidOptionError(
+      'options',
+      options,
+      'Pass an object such as { url: "http://127.0.0.1:8500" }.',
+    )
   for (const key of Object.keys(options))
     if (!KNOWN_KEYS.includes(key))
-      throw new InvalidOptionError(key, (options as Record<string, unknown>)[key], `This option does not exist; known options are: ${KNOWN_KEYS.join(', ')}.`)
+      throw new InvalidOptionError(
+        key,
+        (options as Record<string, unknown>)[key],
+        `This option does not exist; known options are: ${KNOWN_KEYS.join(', ')}.`,
+      )
 
   const env = options.env ?? process.env
-  if (typeof env !== 'object' || (env as unknown) === null) throw new InvalidOptionError('env', env, 'Pass an object of environment variables.')
+  if (typeof env !== 'object' || (env as unknown) === null)
+    throw new InvalidOptionError('env', env, 'Pass an object of environment variables.')
 
   const { origin, basePath, https } = resolveUrl(options.url, env)
   const token = resolveToken(options.token, env)
@@ -173,10 +209,18 @@ export function resolveConsulOptions(options: ConsulRegistryOptions = {}): Resol
 
   const consistency = options.consistency ?? 'default'
   if (!['default', 'stale', 'consistent'].includes(consistency))
-    throw new InvalidOptionError('consistency', consistency, 'Use "default", "stale" or "consistent".')
+    throw new InvalidOptionError(
+      'consistency',
+      consistency,
+      'Use "default", "stale" or "consistent".',
+    )
   const addressKind = options.addressKind ?? 'default'
   if (!ADDRESS_KINDS.includes(addressKind))
-    throw new InvalidOptionError('addressKind', addressKind, `Use one of ${ADDRESS_KINDS.join(', ')}.`)
+    throw new InvalidOptionError(
+      'addressKind',
+      addressKind,
+      `Use one of ${ADDRESS_KINDS.join(', ')}.`,
+    )
 
   const backoff = optionalObject('backoff', options.backoff, ['initialMs', 'maxMs'])
   const rateLimit = optionalObject('rateLimit', options.rateLimit, ['burstCount', 'refillMs'])
@@ -184,7 +228,8 @@ export function resolveConsulOptions(options: ConsulRegistryOptions = {}): Resol
   const maxMs = durationMs('backoff.maxMs', backoff.maxMs ?? 30_000, initialMs, 3_600_000)
 
   const random = options.random ?? Math.random
-  if (typeof random !== 'function') throw new InvalidOptionError('random', random, 'Pass a function returning a number in [0, 1).')
+  if (typeof random !== 'function')
+    throw new InvalidOptionError('random', random, 'Pass a function returning a number in [0, 1).')
 
   return {
     origin,
@@ -203,14 +248,24 @@ export function resolveConsulOptions(options: ConsulRegistryOptions = {}): Resol
     http2: bool('http2', options.http2, true),
     maxStreams: integer('maxStreams', options.maxStreams ?? 200, 1, 1_000),
     rotationMs: durationMs('rotationMs', options.rotationMs ?? 10_000, 1_000, MAX_WAIT_MS),
-    requestTimeoutMs: durationMs('requestTimeoutMs', options.requestTimeoutMs ?? 10_000, 100, 600_000),
+    requestTimeoutMs: durationMs(
+      'requestTimeoutMs',
+      options.requestTimeoutMs ?? 10_000,
+      100,
+      600_000,
+    ),
     backoff: { initialMs, maxMs },
     rateLimit: {
       burstCount: integer('rateLimit.burstCount', rateLimit.burstCount ?? 4, 1, 1_000),
       refillMs: durationMs('rateLimit.refillMs', rateLimit.refillMs ?? 2_000, 1, 3_600_000),
     },
     verifyRegistration: bool('verifyRegistration', options.verifyRegistration, true),
-    reconcileIntervalMs: durationMs('reconcileIntervalMs', options.reconcileIntervalMs ?? 30_000, 100, 3_600_000),
+    reconcileIntervalMs: durationMs(
+      'reconcileIntervalMs',
+      options.reconcileIntervalMs ?? 30_000,
+      100,
+      3_600_000,
+    ),
     random,
   }
 }
@@ -225,7 +280,8 @@ function resolveUrl(
     option = 'env.CONSUL_HTTP_ADDR'
     raw = env.CONSUL_HTTP_ADDR
     // The Go client accepts a bare host:port and picks the scheme from CONSUL_HTTP_SSL (api/api.go).
-    if (typeof raw === 'string' && !raw.includes('://')) raw = `${isTrue(env.CONSUL_HTTP_SSL) ? 'https' : 'http'}://${raw}`
+    if (typeof raw === 'string' && !raw.includes('://'))
+      raw = `${isTrue(env.CONSUL_HTTP_SSL) ? 'https' : 'http'}://${raw}`
   }
   raw ??= 'http://127.0.0.1:8500'
   const fix = 'Pass the agent address as "http://host:port" or "https://host:port".'
@@ -236,19 +292,41 @@ function resolveUrl(
   } catch {
     throw new InvalidOptionError(option, raw, fix)
   }
-  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new InvalidOptionError(option, raw, fix)
-  if (parsed.username !== '' || parsed.password !== '' || parsed.search !== '' || parsed.hash !== '')
-    throw new InvalidOptionError(option, `${parsed.protocol}//${parsed.host}`, `${fix} Credentials, queries and fragments are not allowed (use the "token" option).`)
-  return { origin: parsed.origin, basePath: parsed.pathname.replace(/\/+$/, ''), https: parsed.protocol === 'https:' }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')
+    throw new InvalidOptionError(option, raw, fix)
+  if (
+    parsed.username !== '' ||
+    parsed.password !== '' ||
+    parsed.search !== '' ||
+    parsed.hash !== ''
+  )
+    throw new InvalidOptionError(
+      option,
+      `${parsed.protocol}//${parsed.host}`,
+      `${fix} Credentials, queries and fragments are not allowed (use the "token" option).`,
+    )
+  return {
+    origin: parsed.origin,
+    basePath: parsed.pathname.replace(/\/+$/, ''),
+    https: parsed.protocol === 'https:',
+  }
 }
 
-function resolveToken(token: unknown, env: Readonly<Record<string, string | undefined>>): string | undefined {
+function resolveToken(
+  token: unknown,
+  env: Readonly<Record<string, string | undefined>>,
+): string | undefined {
   const option = token === undefined ? 'env.CONSUL_HTTP_TOKEN' : 'token'
-  const value: unknown = token ?? (nonEmpty(env.CONSUL_HTTP_TOKEN) ? env.CONSUL_HTTP_TOKEN : undefined)
+  const value: unknown =
+    token ?? (nonEmpty(env.CONSUL_HTTP_TOKEN) ? env.CONSUL_HTTP_TOKEN : undefined)
   if (value === undefined) return undefined
   // Never echo a token back: report only its shape.
   if (typeof value !== 'string' || value === '' || /[\r\n\0]/.test(value))
-    throw new InvalidOptionError(option, typeof value === 'string' ? `<redacted, ${value.length} characters>` : value, 'Pass the ACL token as a non-empty single-line string.')
+    throw new InvalidOptionError(
+      option,
+      typeof value === 'string' ? `<redacted, ${value.length} characters>` : value,
+      'Pass the ACL token as a non-empty single-line string.',
+    )
   return value
 }
 
@@ -267,9 +345,19 @@ function resolveTls(
   const cert = pem('tls.cert', t.cert) ?? pemFile('env.CONSUL_CLIENT_CERT', env.CONSUL_CLIENT_CERT)
   const key = pem('tls.key', t.key) ?? pemFile('env.CONSUL_CLIENT_KEY', env.CONSUL_CLIENT_KEY)
   if ((cert === undefined) !== (key === undefined))
-    throw new InvalidOptionError(cert === undefined ? 'tls.cert' : 'tls.key', undefined, 'A client certificate needs both "cert" and "key".')
-  const servername = optionalString('tls.serverName', t.serverName) ?? (nonEmpty(env.CONSUL_TLS_SERVER_NAME) ? env.CONSUL_TLS_SERVER_NAME : undefined)
-  const rejectUnauthorized = bool('tls.rejectUnauthorized', t.rejectUnauthorized, env.CONSUL_HTTP_SSL_VERIFY === undefined || isTrue(env.CONSUL_HTTP_SSL_VERIFY))
+    throw new InvalidOptionError(
+      cert === undefined ? 'tls.cert' : 'tls.key',
+      undefined,
+      'A client certificate needs both "cert" and "key".',
+    )
+  const servername =
+    optionalString('tls.serverName', t.serverName) ??
+    (nonEmpty(env.CONSUL_TLS_SERVER_NAME) ? env.CONSUL_TLS_SERVER_NAME : undefined)
+  const rejectUnauthorized = bool(
+    'tls.rejectUnauthorized',
+    t.rejectUnauthorized,
+    env.CONSUL_HTTP_SSL_VERIFY === undefined || isTrue(env.CONSUL_HTTP_SSL_VERIFY),
+  )
   return {
     ...(ca === undefined ? {} : { ca }),
     ...(cert === undefined ? {} : { cert }),
@@ -282,7 +370,11 @@ function resolveTls(
 function pem(option: string, value: unknown): string | Buffer | undefined {
   if (value === undefined) return undefined
   if ((typeof value === 'string' && value !== '') || Buffer.isBuffer(value)) return value
-  throw new InvalidOptionError(option, value, 'Pass PEM contents as a string or Buffer (read the file yourself, or use the CONSUL_* variables for paths).')
+  throw new InvalidOptionError(
+    option,
+    value,
+    'Pass PEM contents as a string or Buffer (read the file yourself, or use the CONSUL_* variables for paths).',
+  )
 }
 
 function pemFile(option: string, path: string | undefined): Buffer | undefined {
@@ -290,22 +382,36 @@ function pemFile(option: string, path: string | undefined): Buffer | undefined {
   try {
     return readFileSync(path)
   } catch (err) {
-    throw new InvalidOptionError(option, path, `The file cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'}); point it at a PEM file.`)
+    throw new InvalidOptionError(
+      option,
+      path,
+      `The file cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'}); point it at a PEM file.`,
+    )
   }
 }
 
-function optionalObject(option: string, value: unknown, known: readonly string[]): Record<string, unknown> {
+function optionalObject(
+  option: string,
+  value: unknown,
+  known: readonly string[],
+): Record<string, unknown> {
   if (value === undefined) return {}
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new InvalidOptionError(option, value, 'Pass an object.')
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw new InvalidOptionError(option, value, 'Pass an object.')
   for (const key of Object.keys(value))
     if (!known.includes(key))
-      throw new InvalidOptionError(`${option}.${key}`, (value as Record<string, unknown>)[key], `This option does not exist; known options are: ${known.join(', ')}.`)
+      throw new InvalidOptionError(
+        `${option}.${key}`,
+        (value as Record<string, unknown>)[key],
+        `This option does not exist; known options are: ${known.join(', ')}.`,
+      )
   return value as Record<string, unknown>
 }
 
 function optionalString(option: string, value: unknown): string | undefined {
   if (value === undefined) return undefined
-  if (typeof value !== 'string' || value === '') throw new InvalidOptionError(option, value, 'Pass a non-empty string, or leave it out.')
+  if (typeof value !== 'string' || value === '')
+    throw new InvalidOptionError(option, value, 'Pass a non-empty string, or leave it out.')
   return value
 }
 
@@ -323,7 +429,11 @@ function integer(option: string, value: unknown, min: number, max: number): numb
 
 function durationMs(option: string, value: unknown, min: number, max: number): number {
   if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max)
-    throw new InvalidOptionError(option, value, `Pass a number of milliseconds between ${min} and ${max} (e.g. 5_000 for five seconds).`)
+    throw new InvalidOptionError(
+      option,
+      value,
+      `Pass a number of milliseconds between ${min} and ${max} (e.g. 5_000 for five seconds).`,
+    )
   return value
 }
 

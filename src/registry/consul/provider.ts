@@ -6,10 +6,18 @@
 import { onAbort } from '../../core/abort.js'
 import { Closable } from '../../core/lifecycle.js'
 import { InvalidOptionError } from '../../errors.js'
-import type { NormalizedRegistration, RegisterContext, RegistrationSession } from '../../registration/registrar.js'
+import type {
+  NormalizedRegistration,
+  RegisterContext,
+  RegistrationSession,
+} from '../../registration/registrar.js'
 import type { RegistryProvider, WatchListener, WatchOptions } from '../provider.js'
 import { ConsulHttp, type ConsulHttpStats } from './http.js'
-import { resolveConsulOptions, type ConsulRegistryOptions, type ResolvedConsulOptions } from './options.js'
+import {
+  resolveConsulOptions,
+  type ConsulRegistryOptions,
+  type ResolvedConsulOptions,
+} from './options.js'
 import { registerWithConsul } from './registrar.js'
 import { SlotGate } from './slot-gate.js'
 import { ConsulServiceWatch } from './watch.js'
@@ -41,7 +49,10 @@ export class ConsulRegistry extends Closable implements RegistryProvider {
    * Watches by the caller's signal: one listener per distinct signal, however many services it
    * watches (a caller may stop all its watches with one signal; Node warns past 10 listeners).
    */
-  readonly #bySignal = new Map<AbortSignal, { readonly watches: Set<AbortController>; readonly off: () => void }>()
+  readonly #bySignal = new Map<
+    AbortSignal,
+    { readonly watches: Set<AbortController>; readonly off: () => void }
+  >()
 
   constructor(options: ConsulRegistryOptions = {}) {
     super('consul registry')
@@ -49,7 +60,9 @@ export class ConsulRegistry extends Closable implements RegistryProvider {
     // Nothing connects here: the pools are created by the first request.
     this.#http = new ConsulHttp(this.#options)
     this.#gate = new SlotGate(this.#http.watchCapacity, this.#options.rotationMs)
-    this.#http.onProtocol(() => { this.#gate.capacity = this.#http.watchCapacity })
+    this.#http.onProtocol(() => {
+      this.#gate.capacity = this.#http.watchCapacity
+    })
   }
 
   /** The agent origin (never the token). */
@@ -88,16 +101,20 @@ export class ConsulRegistry extends Closable implements RegistryProvider {
     watches.add(controller)
     this.#watchControllers.add(controller)
     this.#gate.join()
-    controller.signal.addEventListener('abort', () => {
-      this.#watchControllers.delete(controller)
-      this.#gate.leave()
-      watches.delete(controller)
-      // The last watch of this signal gone: its listener goes too.
-      if (watches.size === 0 && this.#bySignal.get(signal)?.watches === watches) {
-        this.#bySignal.delete(signal)
-        off()
-      }
-    }, { once: true })
+    controller.signal.addEventListener(
+      'abort',
+      () => {
+        this.#watchControllers.delete(controller)
+        this.#gate.leave()
+        watches.delete(controller)
+        // The last watch of this signal gone: its listener goes too.
+        if (watches.size === 0 && this.#bySignal.get(signal)?.watches === watches) {
+          this.#bySignal.delete(signal)
+          off()
+        }
+      },
+      { once: true },
+    )
     new ConsulServiceWatch(service, listener, controller.signal, {
       http: this.#http,
       gate: this.#gate,
@@ -105,9 +122,16 @@ export class ConsulRegistry extends Closable implements RegistryProvider {
     }).start()
   }
 
-  register(registration: NormalizedRegistration, context: RegisterContext): Promise<RegistrationSession> {
+  register(
+    registration: NormalizedRegistration,
+    context: RegisterContext,
+  ): Promise<RegistrationSession> {
     this.assertOpen('register')
-    return registerWithConsul(registration, context, { http: this.#http, options: this.#options, signal: this.signal })
+    return registerWithConsul(registration, context, {
+      http: this.#http,
+      options: this.#options,
+      signal: this.signal,
+    })
   }
 
   protected async onClose(): Promise<void> {

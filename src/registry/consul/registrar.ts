@@ -10,8 +10,18 @@
  */
 import { linkedController, sleep } from '../../core/abort.js'
 import { Backoff } from '../../core/backoff.js'
-import { errorMessage, InvalidOptionError, LeaseLostError, RegistrationError, WayfindError } from '../../errors.js'
-import type { NormalizedRegistration, RegisterContext, RegistrationSession } from '../../registration/registrar.js'
+import {
+  errorMessage,
+  InvalidOptionError,
+  LeaseLostError,
+  RegistrationError,
+  WayfindError,
+} from '../../errors.js'
+import type {
+  NormalizedRegistration,
+  RegisterContext,
+  RegistrationSession,
+} from '../../registration/registrar.js'
 import { debug } from './debug.js'
 import { consulDuration } from './duration.js'
 import type { ConsulHttp, ConsulResponse } from './http.js'
@@ -45,22 +55,43 @@ export function checkIdOf(reg: NormalizedRegistration): string {
  * change. Runs before any request.
  */
 export function validateConsulRegistration(reg: NormalizedRegistration): void {
-  if (reg.name === '' || /[/?#]/.test(reg.name)) throw new InvalidOptionError('name', reg.name, 'Use a service name without "/", "?" or "#".')
+  if (reg.name === '' || /[/?#]/.test(reg.name))
+    throw new InvalidOptionError('name', reg.name, 'Use a service name without "/", "?" or "#".')
   if (reg.id === '') throw new InvalidOptionError('id', reg.id, 'Pass a non-empty instance id.')
   if (WILDCARDS.has(reg.address))
-    throw new InvalidOptionError('address', reg.address, 'Register the address other services should dial, not a wildcard (Consul answers 400 "Invalid service address").')
+    throw new InvalidOptionError(
+      'address',
+      reg.address,
+      'Register the address other services should dial, not a wildcard (Consul answers 400 "Invalid service address").',
+    )
   if (!Number.isInteger(reg.weight) || reg.weight < 1)
     throw new InvalidOptionError('weight', reg.weight, 'Consul weights are whole numbers ≥ 1.')
   for (const [key, value] of Object.entries(reg.meta)) {
     // agent/structs ValidateServiceMetadata: key charset and length, reserved prefix, value length.
     if (!/^[A-Za-z0-9_-]{1,128}$/.test(key) || key.startsWith('consul-'))
-      throw new InvalidOptionError(`meta.${key}`, key, 'Consul meta keys are 1–128 letters, digits, "_" or "-", and may not start with "consul-".')
-    if (value.length > 512) throw new InvalidOptionError(`meta.${key}`, value, 'Consul meta values are at most 512 characters.')
+      throw new InvalidOptionError(
+        `meta.${key}`,
+        key,
+        'Consul meta keys are 1–128 letters, digits, "_" or "-", and may not start with "consul-".',
+      )
+    if (value.length > 512)
+      throw new InvalidOptionError(
+        `meta.${key}`,
+        value,
+        'Consul meta values are at most 512 characters.',
+      )
   }
   const check = reg.check
   if (check === undefined) return
-  if (check.deregisterCriticalAfterMs !== undefined && !(Number.isFinite(check.deregisterCriticalAfterMs) && check.deregisterCriticalAfterMs >= 60_000))
-    throw new InvalidOptionError('check.deregisterCriticalAfterMs', check.deregisterCriticalAfterMs, "Consul's minimum is 60_000 (1 min); smaller values are silently raised by the agent.")
+  if (
+    check.deregisterCriticalAfterMs !== undefined &&
+    !(Number.isFinite(check.deregisterCriticalAfterMs) && check.deregisterCriticalAfterMs >= 60_000)
+  )
+    throw new InvalidOptionError(
+      'check.deregisterCriticalAfterMs',
+      check.deregisterCriticalAfterMs,
+      "Consul's minimum is 60_000 (1 min); smaller values are silently raised by the agent.",
+    )
   if (check.kind === 'http') {
     let url: URL | undefined
     try {
@@ -69,13 +100,29 @@ export function validateConsulRegistration(reg: NormalizedRegistration): void {
       url = undefined
     }
     if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:'))
-      throw new InvalidOptionError('check.http', check.http, 'Pass the absolute http(s) URL the agent should GET.')
+      throw new InvalidOptionError(
+        'check.http',
+        check.http,
+        'Pass the absolute http(s) URL the agent should GET.',
+      )
     if (!Number.isFinite(check.intervalMs) || check.intervalMs < 1_000)
-      throw new InvalidOptionError('check.intervalMs', check.intervalMs, "Consul's minimum HTTP check interval is 1_000 ms.")
+      throw new InvalidOptionError(
+        'check.intervalMs',
+        check.intervalMs,
+        "Consul's minimum HTTP check interval is 1_000 ms.",
+      )
     if (!Number.isFinite(check.timeoutMs) || check.timeoutMs < 1)
-      throw new InvalidOptionError('check.timeoutMs', check.timeoutMs, 'Pass a positive number of milliseconds.')
+      throw new InvalidOptionError(
+        'check.timeoutMs',
+        check.timeoutMs,
+        'Pass a positive number of milliseconds.',
+      )
   } else if (!Number.isFinite(check.ttlMs) || check.ttlMs < 1_000) {
-    throw new InvalidOptionError('check.ttlMs', check.ttlMs, 'Pass a TTL of at least 1_000 ms (heartbeats go every TTL/3).')
+    throw new InvalidOptionError(
+      'check.ttlMs',
+      check.ttlMs,
+      'Pass a TTL of at least 1_000 ms (heartbeats go every TTL/3).',
+    )
   }
 }
 
@@ -95,11 +142,18 @@ export function registrationBody(reg: NormalizedRegistration): Record<string, un
   const common = {
     CheckID: checkIdOf(reg),
     Name: `Service '${reg.name}' check`,
-    ...(check.deregisterCriticalAfterMs === undefined ? {} : { DeregisterCriticalServiceAfter: consulDuration(check.deregisterCriticalAfterMs) }),
+    ...(check.deregisterCriticalAfterMs === undefined
+      ? {}
+      : { DeregisterCriticalServiceAfter: consulDuration(check.deregisterCriticalAfterMs) }),
   }
   body.Check =
     check.kind === 'http'
-      ? { ...common, HTTP: check.http, Interval: consulDuration(check.intervalMs), Timeout: consulDuration(check.timeoutMs) }
+      ? {
+          ...common,
+          HTTP: check.http,
+          Interval: consulDuration(check.intervalMs),
+          Timeout: consulDuration(check.timeoutMs),
+        }
       : { ...common, TTL: consulDuration(check.ttlMs) }
   return body
 }
@@ -131,12 +185,21 @@ class AgentRegistration {
   readonly #backoff: Backoff
   #state: 'new' | 'registered' | 'degraded' | 'lost' = 'new'
 
-  constructor(reg: NormalizedRegistration, ctx: RegisterContext, deps: RegistrarDeps, signal: AbortSignal) {
+  constructor(
+    reg: NormalizedRegistration,
+    ctx: RegisterContext,
+    deps: RegistrarDeps,
+    signal: AbortSignal,
+  ) {
     this.#reg = reg
     this.#ctx = ctx
     this.#deps = deps
     this.#signal = signal
-    this.#backoff = new Backoff({ initialMs: deps.options.backoff.initialMs, maxMs: deps.options.backoff.maxMs, random: deps.options.random })
+    this.#backoff = new Backoff({
+      initialMs: deps.options.backoff.initialMs,
+      maxMs: deps.options.backoff.maxMs,
+      random: deps.options.random,
+    })
   }
 
   async registerFirst(): Promise<void> {
@@ -162,17 +225,31 @@ class AgentRegistration {
     const periodMs = ttl ? check.ttlMs / 3 : this.#deps.options.reconcileIntervalMs
     while (!this.#signal.aborted) {
       try {
-        await sleep(this.#state === 'registered' ? periodMs : Math.min(periodMs, this.#backoff.next()), this.#signal)
+        await sleep(
+          this.#state === 'registered' ? periodMs : Math.min(periodMs, this.#backoff.next()),
+          this.#signal,
+        )
         const forgotten = ttl ? await this.#heartbeat() : await this.#isForgotten()
         if (forgotten !== undefined) {
-          this.#setState('lost', new LeaseLostError(`The Consul agent forgot service "${this.#reg.name}" instance "${this.#reg.id}" (${forgotten}); registering again`))
+          this.#setState(
+            'lost',
+            new LeaseLostError(
+              `The Consul agent forgot service "${this.#reg.name}" instance "${this.#reg.id}" (${forgotten}); registering again`,
+            ),
+          )
           await this.#register()
         }
         this.#backoff.reset()
         this.#setState('registered')
       } catch (err) {
         if (isAborted(this.#signal)) return
-        const error = err instanceof WayfindError ? err : new RegistrationError(`Keeping "${this.#reg.id}" registered failed: ${errorMessage(err)}`, { cause: err, retryable: true })
+        const error =
+          err instanceof WayfindError
+            ? err
+            : new RegistrationError(
+                `Keeping "${this.#reg.id}" registered failed: ${errorMessage(err)}`,
+                { cause: err, retryable: true },
+              )
         debug('consul registration %s: %s', this.#reg.id, error.message)
         // Lost stays lost until a registration succeeds; otherwise the agent may still list us.
         this.#setState(this.#state === 'lost' ? 'lost' : 'degraded', error)
@@ -181,20 +258,41 @@ class AgentRegistration {
   }
 
   async deregister(signal: AbortSignal): Promise<void> {
-    const res = await this.#request('PUT', `/v1/agent/service/deregister/${escapeId(this.#reg.id)}`, undefined, signal)
+    const res = await this.#request(
+      'PUT',
+      `/v1/agent/service/deregister/${escapeId(this.#reg.id)}`,
+      undefined,
+      signal,
+    )
     // 404 "Unknown service ID" on current agents, 200 on old ones: gone either way (CONSUL.md §3.2).
     if (res.status === 200 || res.status === 404) return
-    throw new RegistrationError(`Consul refused to deregister "${this.#reg.id}": ${describe(res)}`, { retryable: res.status >= 500 })
+    throw new RegistrationError(
+      `Consul refused to deregister "${this.#reg.id}": ${describe(res)}`,
+      { retryable: res.status >= 500 },
+    )
   }
 
   async #register(): Promise<void> {
-    const res = await this.#request('PUT', '/v1/agent/service/register', registrationBody(this.#reg), this.#signal, [['replace-existing-checks', 'true']])
+    const res = await this.#request(
+      'PUT',
+      '/v1/agent/service/register',
+      registrationBody(this.#reg),
+      this.#signal,
+      [['replace-existing-checks', 'true']],
+    )
     if (res.status !== 200)
-      throw new RegistrationError(`Consul refused to register "${this.#reg.id}": ${describe(res)}`, { retryable: res.status !== 400 && res.status !== 403 })
+      throw new RegistrationError(
+        `Consul refused to register "${this.#reg.id}": ${describe(res)}`,
+        { retryable: res.status !== 400 && res.status !== 403 },
+      )
     // A TTL check starts critical (agent.go); pass at once so the instance is routable now.
     if (this.#reg.check?.kind === 'ttl') {
       const forgotten = await this.#heartbeat()
-      if (forgotten !== undefined) throw new RegistrationError(`The agent lost the TTL check of "${this.#reg.id}" right after registering it (${forgotten})`, { retryable: true })
+      if (forgotten !== undefined)
+        throw new RegistrationError(
+          `The agent lost the TTL check of "${this.#reg.id}" right after registering it (${forgotten})`,
+          { retryable: true },
+        )
     }
     if (this.#deps.options.verifyRegistration) await this.#verify()
   }
@@ -203,21 +301,45 @@ class AgentRegistration {
   async #heartbeat(): Promise<string | undefined> {
     const check = this.#reg.check
     // A heartbeat that hangs longer than its period would let the TTL run out unnoticed.
-    const timeoutMs = check?.kind === 'ttl' ? Math.min(this.#deps.options.requestTimeoutMs, Math.max(1_000, check.ttlMs / 3)) : undefined
-    const res = await this.#request('PUT', `/v1/agent/check/pass/${escapeId(checkIdOf(this.#reg))}`, undefined, this.#signal, undefined, timeoutMs)
+    const timeoutMs =
+      check?.kind === 'ttl'
+        ? Math.min(this.#deps.options.requestTimeoutMs, Math.max(1_000, check.ttlMs / 3))
+        : undefined
+    const res = await this.#request(
+      'PUT',
+      `/v1/agent/check/pass/${escapeId(checkIdOf(this.#reg))}`,
+      undefined,
+      this.#signal,
+      undefined,
+      timeoutMs,
+    )
     if (res.status === 200) return undefined
     // Current agents: 404 "Unknown check ID"; older ones: 500 "does not have associated TTL"
     // (CONSUL.md §3.3; spring-cloud-consul PR #691 re-registers on exactly these).
-    if (res.status === 404 || (res.status === 500 && res.text.includes('does not have associated TTL'))) return describe(res)
-    throw new RegistrationError(`TTL heartbeat of "${this.#reg.id}" failed: ${describe(res)}`, { retryable: true })
+    if (
+      res.status === 404 ||
+      (res.status === 500 && res.text.includes('does not have associated TTL'))
+    )
+      return describe(res)
+    throw new RegistrationError(`TTL heartbeat of "${this.#reg.id}" failed: ${describe(res)}`, {
+      retryable: true,
+    })
   }
 
   /** Whether the agent still lists the service; returns why not, or undefined. */
   async #isForgotten(): Promise<string | undefined> {
-    const res = await this.#request('GET', `/v1/agent/service/${escapeId(this.#reg.id)}`, undefined, this.#signal)
+    const res = await this.#request(
+      'GET',
+      `/v1/agent/service/${escapeId(this.#reg.id)}`,
+      undefined,
+      this.#signal,
+    )
     if (res.status === 200) return undefined
     if (res.status === 404) return describe(res)
-    throw new RegistrationError(`Checking the registration of "${this.#reg.id}" failed: ${describe(res)}`, { retryable: true })
+    throw new RegistrationError(
+      `Checking the registration of "${this.#reg.id}" failed: ${describe(res)}`,
+      { retryable: true },
+    )
   }
 
   /** A 200 on register is not proof: wait (bounded) until the agent lists the instance. */
@@ -228,24 +350,39 @@ class AgentRegistration {
       const missing = await this.#isForgotten()
       if (missing === undefined) return
       if (performance.now() > deadline)
-        throw new RegistrationError(`The Consul agent accepted "${this.#reg.id}" but does not list it (${missing})`, { retryable: true })
+        throw new RegistrationError(
+          `The Consul agent accepted "${this.#reg.id}" but does not list it (${missing})`,
+          { retryable: true },
+        )
       await sleep(backoff.next(), this.#signal)
     }
   }
 
-  async #request(method: 'GET' | 'PUT', path: string, body: unknown, signal: AbortSignal, query?: [string, string][], timeoutMs?: number): Promise<ConsulResponse> {
-    return this.#deps.http.request({
-      method,
-      path,
-      ...(query === undefined ? {} : { query }),
-      ...(body === undefined ? {} : { body }),
-      lane: 'agent',
-      timeoutMs: timeoutMs ?? this.#deps.options.requestTimeoutMs,
-      signal,
-    }).catch((err: unknown) => {
-      if (signal.aborted || !(err instanceof WayfindError)) throw err
-      throw new RegistrationError(`${method} ${path} for "${this.#reg.id}": ${err.message}`, { cause: err, retryable: true })
-    })
+  async #request(
+    method: 'GET' | 'PUT',
+    path: string,
+    body: unknown,
+    signal: AbortSignal,
+    query?: [string, string][],
+    timeoutMs?: number,
+  ): Promise<ConsulResponse> {
+    return this.#deps.http
+      .request({
+        method,
+        path,
+        ...(query === undefined ? {} : { query }),
+        ...(body === undefined ? {} : { body }),
+        lane: 'agent',
+        timeoutMs: timeoutMs ?? this.#deps.options.requestTimeoutMs,
+        signal,
+      })
+      .catch((err: unknown) => {
+        if (signal.aborted || !(err instanceof WayfindError)) throw err
+        throw new RegistrationError(`${method} ${path} for "${this.#reg.id}": ${err.message}`, {
+          cause: err,
+          retryable: true,
+        })
+      })
   }
 
   #setState(state: 'registered' | 'degraded' | 'lost', error?: WayfindError): void {
@@ -255,7 +392,9 @@ class AgentRegistration {
     try {
       this.#ctx.onState(state, error)
     } catch (err) {
-      process.emitWarning(`A wayfind registration state listener threw: ${errorMessage(err)}`, { code: 'WAYFIND_LISTENER_ERROR' })
+      process.emitWarning(`A wayfind registration state listener threw: ${errorMessage(err)}`, {
+        code: 'WAYFIND_LISTENER_ERROR',
+      })
     }
   }
 }

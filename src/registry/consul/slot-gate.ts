@@ -100,7 +100,8 @@ export class SlotGate {
   /** Resolves with a slot in FIFO order; rejects with the signal's reason when it aborts first. */
   acquire(signal: AbortSignal): Promise<Slot> {
     if (signal.aborted) return Promise.reject(abortReason(signal))
-    if (this.#holders.size < this.#capacity && this.#waiters.length === 0) return Promise.resolve(this.#take())
+    if (this.#holders.size < this.#capacity && this.#waiters.length === 0)
+      return Promise.resolve(this.#take())
     return new Promise<Slot>((resolve, reject) => {
       const waiter: Waiter = {
         grant: (slot) => {
@@ -119,7 +120,12 @@ export class SlotGate {
   }
 
   #take(): Slot {
-    const holder: Holder = { startedAt: this.#clock.now(), endsAt: Infinity, onYield: undefined, timer: undefined }
+    const holder: Holder = {
+      startedAt: this.#clock.now(),
+      endsAt: Infinity,
+      onYield: undefined,
+      timer: undefined,
+    }
     this.#holders.add(holder)
     let released = false
     return {
@@ -158,10 +164,13 @@ export class SlotGate {
     // Polls already within their fair share end on their own, keeping their connection.
     if (fairEnd >= holder.endsAt) return
     const onYield = holder.onYield
-    holder.timer = this.#clock.setTimeout(() => {
-      holder.timer = undefined
-      holder.onYield = undefined
-      if (this.#waiters.length > 0) onYield()
-    }, Math.max(0, fairEnd - this.#clock.now()))
+    holder.timer = this.#clock.setTimeout(
+      () => {
+        holder.timer = undefined
+        holder.onYield = undefined
+        if (this.#waiters.length > 0) onYield()
+      },
+      Math.max(0, fairEnd - this.#clock.now()),
+    )
   }
 }

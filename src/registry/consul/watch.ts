@@ -8,7 +8,12 @@
  */
 import { linkedController, sleep } from '../../core/abort.js'
 import { Backoff } from '../../core/backoff.js'
-import { errorMessage, RegistryUnavailableError, WayfindError, type MalformedInstanceError } from '../../errors.js'
+import {
+  errorMessage,
+  RegistryUnavailableError,
+  WayfindError,
+  type MalformedInstanceError,
+} from '../../errors.js'
 import type { Instance } from '../../instance.js'
 import type { WatchListener } from '../provider.js'
 import type { ConsulHttp, ConsulResponse } from './http.js'
@@ -78,7 +83,8 @@ export class ConsulServiceWatch {
   start(): void {
     // The first await happens before any listener call, so nothing is ever synchronous.
     void this.#run().catch((err: unknown) => {
-      if (!this.#signal.aborted) debug('consul watch %s stopped unexpectedly: %s', this.#service, errorMessage(err))
+      if (!this.#signal.aborted)
+        debug('consul watch %s stopped unexpectedly: %s', this.#service, errorMessage(err))
     })
   }
 
@@ -107,7 +113,11 @@ export class ConsulServiceWatch {
         if (reading.instances.length === 0 && this.#lastCount > 0 && requestIndex !== 0n) {
           // A healthy set suddenly empty: streaming-backend and ACL races have produced
           // spurious empty answers (CONSUL.md §1.6). Believe it only after a plain read.
-          debug('consul watch %s: empty answer after %d instances, confirming', this.#service, this.#lastCount)
+          debug(
+            'consul watch %s: empty answer after %d instances, confirming',
+            this.#service,
+            this.#lastCount,
+          )
           reading = await this.#plainRead(true)
         }
         this.#advanceIndex(requestIndex, reading.index)
@@ -115,7 +125,13 @@ export class ConsulServiceWatch {
         this.#backoff.reset()
       } catch (err) {
         if (isAborted(this.#signal)) return
-        const error = err instanceof WayfindError ? err : new RegistryUnavailableError(`Consul watch of "${this.#service}" failed: ${errorMessage(err)}`, { cause: err })
+        const error =
+          err instanceof WayfindError
+            ? err
+            : new RegistryUnavailableError(
+                `Consul watch of "${this.#service}" failed: ${errorMessage(err)}`,
+                { cause: err },
+              )
         this.#emitError(error)
         // Like Go's api/watch: after an error the next request is a plain read, so the current
         // state is delivered even if a wake-up was missed while failing.
@@ -156,7 +172,9 @@ export class ConsulServiceWatch {
     const yieldController = new AbortController()
     try {
       const waitMs = gate.fairWaitMs(options.waitMs)
-      slot.hold(waitMs, () => { yieldController.abort(new YieldedError('yield')) })
+      slot.hold(waitMs, () => {
+        yieldController.abort(new YieldedError('yield'))
+      })
       try {
         return [await this.#read(false, waitMs, yieldController.signal), waitMs]
       } catch (err) {
@@ -188,16 +206,20 @@ export class ConsulServiceWatch {
       query.push(['wait', consulDuration(waitMs)])
     }
     const { controller, dispose } = linkedController(this.#signal, yieldSignal)
-    const res = await http.request({
-      method: 'GET',
-      path: `/v1/health/service/${encodeURIComponent(this.#service)}`,
-      query,
-      // Every watch read holds a gate slot, i.e. one of the watch lane's connections.
-      lane: 'watch',
-      // Consul adds up to wait/16 of jitter (agent/consul/rpc.go), so wait × 17/16 plus slack.
-      timeoutMs: blocking ? Math.ceil((waitMs * 17) / 16) + Math.max(MIN_TIMEOUT_SLACK_MS, options.requestTimeoutMs) : options.requestTimeoutMs,
-      signal: controller.signal,
-    }).finally(dispose)
+    const res = await http
+      .request({
+        method: 'GET',
+        path: `/v1/health/service/${encodeURIComponent(this.#service)}`,
+        query,
+        // Every watch read holds a gate slot, i.e. one of the watch lane's connections.
+        lane: 'watch',
+        // Consul adds up to wait/16 of jitter (agent/consul/rpc.go), so wait × 17/16 plus slack.
+        timeoutMs: blocking
+          ? Math.ceil((waitMs * 17) / 16) + Math.max(MIN_TIMEOUT_SLACK_MS, options.requestTimeoutMs)
+          : options.requestTimeoutMs,
+        signal: controller.signal,
+      })
+      .finally(dispose)
     return this.#parse(res)
   }
 
@@ -205,19 +227,29 @@ export class ConsulServiceWatch {
     if (res.status !== 200) {
       const body = res.text.trim().slice(0, 200)
       const what = `Consul answered ${res.status} to the health query of "${this.#service}"${body === '' ? '' : `: ${body}`}`
-      if (res.status === 400) throw new BadRequestError(`${what} (check the filter, tags, dc and consistency options; retrying slowly)`)
+      if (res.status === 400)
+        throw new BadRequestError(
+          `${what} (check the filter, tags, dc and consistency options; retrying slowly)`,
+        )
       throw new RegistryUnavailableError(what)
     }
     const rawIndex = res.header('X-Consul-Index')
     if (rawIndex === undefined || !/^\d{1,20}$/.test(rawIndex.trim()))
-      throw new RegistryUnavailableError(`Consul's answer for "${this.#service}" has ${rawIndex === undefined ? 'no' : 'an invalid'} X-Consul-Index header; is ${this.#deps.options.origin} a Consul agent?`)
+      throw new RegistryUnavailableError(
+        `Consul's answer for "${this.#service}" has ${rawIndex === undefined ? 'no' : 'an invalid'} X-Consul-Index header; is ${this.#deps.options.origin} a Consul agent?`,
+      )
     let body: unknown
     try {
       body = JSON.parse(res.text)
     } catch (err) {
-      throw new RegistryUnavailableError(`Consul's answer for "${this.#service}" is not JSON`, { cause: err })
+      throw new RegistryUnavailableError(`Consul's answer for "${this.#service}" is not JSON`, {
+        cause: err,
+      })
     }
-    if (!Array.isArray(body)) throw new RegistryUnavailableError(`Consul's answer for "${this.#service}" is not a JSON array`)
+    if (!Array.isArray(body))
+      throw new RegistryUnavailableError(
+        `Consul's answer for "${this.#service}" is not a JSON array`,
+      )
     const { instances, problems } = mapHealthEntries(body, {
       service: this.#service,
       passingOnly: this.#deps.options.passingOnly,
@@ -239,7 +271,12 @@ export class ConsulServiceWatch {
     if (requestIndex !== 0n && index < requestIndex) {
       // The index went backwards (snapshot restore, agent restart): the data we just got is
       // current, but only a fresh read from 0 re-bases the index safely.
-      debug('consul watch %s: index went back from %s to %s, resetting', this.#service, requestIndex, index)
+      debug(
+        'consul watch %s: index went back from %s to %s, resetting',
+        this.#service,
+        requestIndex,
+        index,
+      )
       this.#index = 0n
       return
     }
@@ -255,7 +292,12 @@ export class ConsulServiceWatch {
     this.#reported = current
     if (reading.aclFiltered && reading.instances.length === 0 && !this.#aclWarned) {
       this.#aclWarned = true
-      this.#emitError(new RegistryUnavailableError(`Consul filtered the instances of "${this.#service}" by ACLs: the token may lack service:read`, { retryable: false }))
+      this.#emitError(
+        new RegistryUnavailableError(
+          `Consul filtered the instances of "${this.#service}" by ACLs: the token may lack service:read`,
+          { retryable: false },
+        ),
+      )
     }
     const fingerprint = instancesFingerprint(reading.instances)
     if (fingerprint === this.#fingerprint) return
@@ -263,7 +305,11 @@ export class ConsulServiceWatch {
     this.#lastCount = reading.instances.length
     if (this.#signal.aborted) return
     try {
-      this.#listener.onSnapshot({ service: this.#service, instances: reading.instances, revision: reading.index.toString() })
+      this.#listener.onSnapshot({
+        service: this.#service,
+        instances: reading.instances,
+        revision: reading.index.toString(),
+      })
     } catch (err) {
       reportListenerError(err)
     }
@@ -289,7 +335,9 @@ export class ConsulServiceWatch {
 class BadRequestError extends RegistryUnavailableError {}
 
 function reportListenerError(err: unknown): void {
-  process.emitWarning(`A wayfind watch listener threw: ${errorMessage(err)}`, { code: 'WAYFIND_LISTENER_ERROR' })
+  process.emitWarning(`A wayfind watch listener threw: ${errorMessage(err)}`, {
+    code: 'WAYFIND_LISTENER_ERROR',
+  })
 }
 
 /** A call, so that TypeScript does not narrow `signal.aborted` across awaits. */

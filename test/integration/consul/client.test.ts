@@ -27,10 +27,18 @@ describe('createWayfind with consul()', () => {
   it('blocks the first resolve() until an instance passes, then announces changes', async () => {
     server = await startConsulServer()
     server.addNode('node-2', { address: '10.0.0.2' })
-    server.registerService({ node: 'node-2', name: 'payments', id: 'p1', port: 8080, checks: [{ status: 'critical' }] })
+    server.registerService({
+      node: 'node-2',
+      name: 'payments',
+      id: 'p1',
+      port: 8080,
+      checks: [{ status: 'critical' }],
+    })
     wf = createWayfind({ registry: consul({ url: server.url }) })
     let settled = false
-    const resolving = wf.resolve('payments', { timeoutMs: 10_000 }).finally(() => { settled = true })
+    const resolving = wf.resolve('payments', { timeoutMs: 10_000 }).finally(() => {
+      settled = true
+    })
     // The watch has answered (nothing passing) and is parked on the next change.
     await server.waitForBlockingQueries(1)
     expect(settled).toBe(false)
@@ -48,7 +56,9 @@ describe('createWayfind with consul()', () => {
   it('times out resolve() with RESOLVE_TIMEOUT when nothing ever passes', async () => {
     server = await startConsulServer()
     wf = createWayfind({ registry: consul({ url: server.url }) })
-    await expect(wf.resolve('nobody', { timeoutMs: 300 })).rejects.toMatchObject({ code: ErrorCode.RESOLVE_TIMEOUT })
+    await expect(wf.resolve('nobody', { timeoutMs: 300 })).rejects.toMatchObject({
+      code: ErrorCode.RESOLVE_TIMEOUT,
+    })
   })
 
   it('registers through wf.register(): another client resolves it; deregister removes it', async () => {
@@ -56,7 +66,13 @@ describe('createWayfind with consul()', () => {
     wf = createWayfind({ registry: consul({ url: server.url }) })
     other = createWayfind({ registry: consul({ url: server.url }) })
     const registered = waitFor(wf.events, 'registered')
-    const reg = await wf.register({ name: 'payments', id: 'payments-1', address: '127.0.0.1', port: 8080, check: { ttlMs: 3_000 } })
+    const reg = await wf.register({
+      name: 'payments',
+      id: 'payments-1',
+      address: '127.0.0.1',
+      port: 8080,
+      check: { ttlMs: 3_000 },
+    })
     expect((await registered).id).toBe('payments-1')
     const found = await other.resolve('payments', { timeoutMs: 5_000 })
     expect(found.map((i) => i.id)).toEqual(['payments-1'])
@@ -67,17 +83,25 @@ describe('createWayfind with consul()', () => {
 
   it('deregisters within 1 s of SIGTERM in a child process, and the process exits', async () => {
     server = await startConsulServer()
-    const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./fixtures/sigterm-child.ts', import.meta.url))], {
-      env: { ...process.env, CONSUL_URL: server.url },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', fileURLToPath(new URL('./fixtures/sigterm-child.ts', import.meta.url))],
+      {
+        env: { ...process.env, CONSUL_URL: server.url },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    )
     let stderr = ''
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString()
+    })
     const exited = once(child, 'exit')
     try {
       await withDeadline(
         new Promise<void>((resolve) => {
-          child.stdout.on('data', (d: Buffer) => { if (d.toString().includes('registered')) resolve() })
+          child.stdout.on('data', (d: Buffer) => {
+            if (d.toString().includes('registered')) resolve()
+          })
         }),
         20_000,
         'the child to register',
@@ -91,7 +115,10 @@ describe('createWayfind with consul()', () => {
       })
       child.kill('SIGTERM')
       await withDeadline(deregistered, 1_000, 'the deregistration after SIGTERM')
-      const [code, signal] = (await withDeadline(exited, 5_000, 'the child to exit')) as [number | null, NodeJS.Signals | null]
+      const [code, signal] = (await withDeadline(exited, 5_000, 'the child to exit')) as [
+        number | null,
+        NodeJS.Signals | null,
+      ]
       // It ends the way SIGTERM ends a process without handlers.
       expect({ code, signal, stderr }).toMatchObject({ signal: 'SIGTERM' })
       const after = await fetch(`${server.url}/v1/agent/service/worker-1`)

@@ -26,22 +26,35 @@ afterEach(async () => {
 })
 
 /** Watches every service; resolves a function that waits until each one's latest snapshot satisfies `predicate`. */
-function watchAll(reg: ConsulRegistry, names: string[]): (predicate: (s: ServiceSnapshot) => boolean, timeoutMs: number, what: string) => Promise<void> {
+function watchAll(
+  reg: ConsulRegistry,
+  names: string[],
+): (predicate: (s: ServiceSnapshot) => boolean, timeoutMs: number, what: string) => Promise<void> {
   const latest = new Map<string, ServiceSnapshot>()
   let poke = (): void => {}
   for (const name of names)
-    reg.watch(name, {
-      onSnapshot: (s) => {
-        latest.set(name, s)
-        poke()
+    reg.watch(
+      name,
+      {
+        onSnapshot: (s) => {
+          latest.set(name, s)
+          poke()
+        },
+        onError: () => {},
       },
-      onError: () => {},
-    }, { signal: stop.signal })
+      { signal: stop.signal },
+    )
   return (predicate, timeoutMs, what) =>
     withDeadline(
       new Promise<void>((resolve) => {
         const check = (): void => {
-          if (names.every((n) => { const s = latest.get(n); return s !== undefined && predicate(s) })) resolve()
+          if (
+            names.every((n) => {
+              const s = latest.get(n)
+              return s !== undefined && predicate(s)
+            })
+          )
+            resolve()
         }
         poke = check
         check()
@@ -69,7 +82,8 @@ describe('consul connection budget', () => {
     // Every slot is used at once: 60 long polls parked in parallel, the rest queued.
     await server.waitForBlockingQueries(60)
     // Change every service while most watches are queued: each must still see its change.
-    for (const name of names) server.registerService({ node: 'node-2', name, id: `${name}-b`, port: 8001 })
+    for (const name of names)
+      server.registerService({ node: 'node-2', name, id: `${name}-b`, port: 8001 })
     await all((s) => s.instances.length === 2, 30_000, 'every change')
     expect(server.stats.peakConnections()).toBeLessThanOrEqual(64)
     expect(server.stats.rejectedConnections()).toBe(0)
@@ -79,16 +93,24 @@ describe('consul connection budget', () => {
 
   it(`shares one connection for ${SERVICES} watches over HTTP/2`, async () => {
     certs = makeTestCerts()
-    server = await startConsulServer({ tls: { key: certs.serverKey, cert: certs.serverCert }, http2: true })
+    server = await startConsulServer({
+      tls: { key: certs.serverKey, cert: certs.serverCert },
+      http2: true,
+    })
     const names = populate(server)
-    registry = consul({ url: server.url.replace('http:', 'https:'), tls: { ca: certs.ca }, rotationMs: 2_000 })
+    registry = consul({
+      url: server.url.replace('http:', 'https:'),
+      tls: { ca: certs.ca },
+      rotationMs: 2_000,
+    })
     const all = watchAll(registry, names)
     await all((s) => s.instances.length === 1, 20_000, 'every first snapshot')
     expect(registry.stats.protocol).toBe('h2')
     // Streams really multiplex: 200 long polls parked at once on the one connection.
     await server.waitForBlockingQueries(200)
     expect(registry.stats.pollCapacity).toBe(200)
-    for (const name of names) server.registerService({ node: 'node-2', name, id: `${name}-b`, port: 8001 })
+    for (const name of names)
+      server.registerService({ node: 'node-2', name, id: `${name}-b`, port: 8001 })
     await all((s) => s.instances.length === 2, 30_000, 'every change')
     expect(server.stats.peakConnections()).toBe(1)
     expect(registry.stats.peakConnections).toBe(1)
@@ -99,20 +121,26 @@ describe('consul connection budget', () => {
     server = await startConsulServer()
     server.addNode('node-2', { address: '10.0.0.2' })
     const names = Array.from({ length: 6 }, (_, i) => `late-${i}`)
-    for (const name of names) server.registerService({ node: 'node-2', name, id: `${name}-a`, port: 8000 })
+    for (const name of names)
+      server.registerService({ node: 'node-2', name, id: `${name}-a`, port: 8000 })
     // 4 connections: 1 for short requests, 3 for long polls.
     registry = consul({ url: server.url, maxConnections: 4, rotationMs: 1_000 })
     const early = watchAll(registry, names.slice(0, 3))
     await early((s) => s.instances.length === 1, 10_000, 'the early watches')
     await server.waitForBlockingQueries(3)
-    const waits = server.stats.requests.filter((r) => r.query.has('index')).map((r) => r.query.get('wait'))
+    const waits = server.stats.requests
+      .filter((r) => r.query.has('index'))
+      .map((r) => r.query.get('wait'))
     expect(new Set(waits)).toEqual(new Set(['5m']))
     let yielded = 0
-    server.events.on('unblocked', (e: { reason: string }) => { if (e.reason === 'client-closed') yielded++ })
+    server.events.on('unblocked', (e: { reason: string }) => {
+      if (e.reason === 'client-closed') yielded++
+    })
     const late = watchAll(registry, names.slice(3))
     await late((s) => s.instances.length === 1, 10_000, 'the late watches')
     // Only the late services change: their watches hold no slot until the early polls yield.
-    for (const name of names.slice(3)) server.registerService({ node: 'node-2', name, id: `${name}-b`, port: 8001 })
+    for (const name of names.slice(3))
+      server.registerService({ node: 'node-2', name, id: `${name}-b`, port: 8001 })
     await late((s) => s.instances.length === 2, 15_000, 'every late change')
     // The 5-minute polls were asked to yield (and were re-sent with a fair wait).
     expect(yielded).toBeGreaterThanOrEqual(1)

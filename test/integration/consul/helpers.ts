@@ -14,9 +14,15 @@ export interface Recorder {
   readonly snapshots: ServiceSnapshot[]
   readonly errors: WayfindError[]
   /** Resolves with the first snapshot at position ≥ `from` that satisfies `predicate`. */
-  snapshot(predicate?: (s: ServiceSnapshot) => boolean, options?: { from?: number; timeoutMs?: number }): Promise<ServiceSnapshot>
+  snapshot(
+    predicate?: (s: ServiceSnapshot) => boolean,
+    options?: { from?: number; timeoutMs?: number },
+  ): Promise<ServiceSnapshot>
   /** Resolves with the first error at position ≥ `from` that satisfies `predicate`. */
-  error(predicate?: (e: WayfindError) => boolean, options?: { from?: number; timeoutMs?: number }): Promise<WayfindError>
+  error(
+    predicate?: (e: WayfindError) => boolean,
+    options?: { from?: number; timeoutMs?: number },
+  ): Promise<WayfindError>
 }
 
 export function recorder(): Recorder {
@@ -33,7 +39,9 @@ export function recorder(): Recorder {
     if (found !== undefined) return Promise.resolve(found)
     let off = (): void => {}
     const p = new Promise<RecorderEvents[K]>((resolve) => {
-      off = hub.api.on(type, (v) => { if (predicate(v)) resolve(v) })
+      off = hub.api.on(type, (v) => {
+        if (predicate(v)) resolve(v)
+      })
     })
     return withDeadline(p, timeoutMs, `a matching ${type}`).finally(off)
   }
@@ -50,7 +58,8 @@ export function recorder(): Recorder {
     },
     snapshots,
     errors,
-    snapshot: (predicate = () => true, options = {}) => wait('snapshot', snapshots, predicate, options),
+    snapshot: (predicate = () => true, options = {}) =>
+      wait('snapshot', snapshots, predicate, options),
     error: (predicate = () => true, options = {}) => wait('error', errors, predicate, options),
   }
 }

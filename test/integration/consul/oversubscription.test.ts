@@ -30,33 +30,56 @@ afterEach(async () => {
 function fill(s: ConsulTestServer, names: readonly string[], perService: number): void {
   for (const name of names)
     for (let k = 0; k < perService; k++)
-      s.registerService({ name, id: `${name}-${k}`, address: '127.0.0.1', port: 20_000 + k, checks: [{ status: 'passing' }] })
+      s.registerService({
+        name,
+        id: `${name}-${k}`,
+        address: '127.0.0.1',
+        port: 20_000 + k,
+        checks: [{ status: 'passing' }],
+      })
 }
 
 /**
  * Watches every service with the one `signal`; returns a wait that resolves once every
  * service's latest snapshot has `count` instances, and otherwise fails naming how many are behind.
  */
-function watchAll(reg: ConsulRegistry, names: readonly string[], signal: AbortSignal): (count: number, timeoutMs: number) => Promise<void> {
+function watchAll(
+  reg: ConsulRegistry,
+  names: readonly string[],
+  signal: AbortSignal,
+): (count: number, timeoutMs: number) => Promise<void> {
   const latest = new Map<string, ServiceSnapshot>()
   let poke = (): void => {}
   for (const name of names)
-    reg.watch(name, {
-      onSnapshot: (s) => {
-        latest.set(name, s)
-        poke()
+    reg.watch(
+      name,
+      {
+        onSnapshot: (s) => {
+          latest.set(name, s)
+          poke()
+        },
+        onError: () => {},
       },
-      onError: () => {},
-    }, { signal })
-  const behind = (count: number): number => names.filter((n) => latest.get(n)?.instances.length !== count).length
+      { signal },
+    )
+  const behind = (count: number): number =>
+    names.filter((n) => latest.get(n)?.instances.length !== count).length
   return async (count, timeoutMs) => {
     try {
-      await withDeadline(new Promise<void>((resolve) => {
-        poke = () => { if (behind(count) === 0) resolve() }
-        poke()
-      }), timeoutMs, `every service at ${count} instances`)
+      await withDeadline(
+        new Promise<void>((resolve) => {
+          poke = () => {
+            if (behind(count) === 0) resolve()
+          }
+          poke()
+        }),
+        timeoutMs,
+        `every service at ${count} instances`,
+      )
     } catch (err) {
-      throw new Error(`${(err as Error).message}: ${behind(count)} of ${names.length} services behind`)
+      throw new Error(
+        `${(err as Error).message}: ${behind(count)} of ${names.length} services behind`,
+      )
     }
   }
 }
@@ -64,7 +87,9 @@ function watchAll(reg: ConsulRegistry, names: readonly string[], signal: AbortSi
 describe('consul watches oversubscribing the connection budget', () => {
   it(`keeps ${SERVICES} services on ${MAX_CONNECTIONS} connections up to date through two registry-wide changes`, async () => {
     const warnings: Error[] = []
-    const onWarning = (w: Error): void => { warnings.push(w) }
+    const onWarning = (w: Error): void => {
+      warnings.push(w)
+    }
     process.on('warning', onWarning)
     try {
       server = await startConsulServer()
@@ -109,17 +134,29 @@ describe('consul watches oversubscribing the connection budget', () => {
     const stop = new AbortController()
     let poke = (): void => {}
     for (const name of names)
-      registry.watch(name, {
-        onSnapshot: (s) => {
-          latest.set(name, s.instances.length)
-          poke()
+      registry.watch(
+        name,
+        {
+          onSnapshot: (s) => {
+            latest.set(name, s.instances.length)
+            poke()
+          },
+          onError: (e) => {
+            errors.push(e.message)
+          },
         },
-        onError: (e) => { errors.push(e.message) },
-      }, { signal: stop.signal })
-    await withDeadline(new Promise<void>((resolve) => {
-      poke = () => { if (latest.size === SERVICES) resolve() }
-      poke()
-    }), 20_000, 'every first snapshot')
+        { signal: stop.signal },
+      )
+    await withDeadline(
+      new Promise<void>((resolve) => {
+        poke = () => {
+          if (latest.size === SERVICES) resolve()
+        }
+        poke()
+      }),
+      20_000,
+      'every first snapshot',
+    )
     expect(errors).toEqual([])
     expect(server.stats.peakConnections()).toBeLessThanOrEqual(MAX_CONNECTIONS)
     stop.abort()

@@ -2,9 +2,18 @@ import { once } from 'node:events'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { afterEach, describe, expect, it } from 'vitest'
-import { ErrorCode, InvalidOptionError, RegistrationError, type WayfindError } from '../../../src/errors.js'
+import {
+  ErrorCode,
+  InvalidOptionError,
+  RegistrationError,
+  type WayfindError,
+} from '../../../src/errors.js'
 import { consul, type ConsulRegistry } from '../../../src/registry/consul/provider.js'
-import type { NormalizedRegistration, RegisterContext, RegistrationState } from '../../../src/registration/registrar.js'
+import type {
+  NormalizedRegistration,
+  RegisterContext,
+  RegistrationState,
+} from '../../../src/registration/registrar.js'
 import { startConsulServer, type ConsulTestServer } from '../../support/consul-server/index.js'
 import { eventually, withDeadline } from '../../support/wait.js'
 import { recorder, summary } from './helpers.js'
@@ -22,7 +31,13 @@ afterEach(async () => {
 
 function reg(overrides: Partial<NormalizedRegistration> = {}): NormalizedRegistration {
   return {
-    name: 'payments', id: 'payments-1', address: '10.0.0.7', port: 8080, tags: ['v2'], meta: { zone: 'a' }, weight: 3,
+    name: 'payments',
+    id: 'payments-1',
+    address: '10.0.0.7',
+    port: 8080,
+    tags: ['v2'],
+    meta: { zone: 'a' },
+    weight: 3,
     check: { kind: 'ttl', ttlMs: 1_000, deregisterCriticalAfterMs: undefined },
     ...overrides,
   }
@@ -40,7 +55,9 @@ function context(): Ctx {
   const stop = new AbortController()
   const states: Ctx['states'] = []
   const waiters = new Set<() => void>()
-  cleanups.push(() => { stop.abort() })
+  cleanups.push(() => {
+    stop.abort()
+  })
   return {
     stop,
     states,
@@ -55,7 +72,9 @@ function context(): Ctx {
       let w: () => void = () => {}
       return withDeadline(
         new Promise<void>((resolve) => {
-          w = () => { if (states.slice(from).some((s) => s.state === state)) resolve() }
+          w = () => {
+            if (states.slice(from).some((s) => s.state === state)) resolve()
+          }
           waiters.add(w)
           w()
         }),
@@ -83,7 +102,9 @@ describe('consul registration', () => {
     server = await startConsulServer()
     registry = consul({ url: server.url })
     const watchStop = new AbortController()
-    cleanups.push(() => { watchStop.abort() })
+    cleanups.push(() => {
+      watchStop.abort()
+    })
     const rec = recorder()
     registry.watch('payments', rec.listener, { signal: watchStop.signal })
     // Until the first heartbeat passes, ?passing lists nothing.
@@ -97,9 +118,14 @@ describe('consul registration', () => {
     const check = await agentCheck('service:payments-1')
     expect(check).toMatchObject({ Status: 'passing', ServiceID: 'payments-1' })
     // Heartbeats keep it passing past several TTLs.
-    const passes = (): number => server.stats.requests.filter((r) => r.path === '/v1/agent/check/pass/service:payments-1').length
+    const passes = (): number =>
+      server.stats.requests.filter((r) => r.path === '/v1/agent/check/pass/service:payments-1')
+        .length
     const before = passes()
-    await eventually(() => (passes() >= before + 4 ? true : undefined), { timeoutMs: 5_000, what: 'four more heartbeats' })
+    await eventually(() => (passes() >= before + 4 ? true : undefined), {
+      timeoutMs: 5_000,
+      what: 'four more heartbeats',
+    })
     expect(rec.snapshots.at(-1)!.instances).toHaveLength(1)
     // Stop heartbeating (without deregistering): the TTL expires and the watch drops it.
     c.stop.abort()
@@ -112,22 +138,37 @@ describe('consul registration', () => {
 
   it('sends an HTTP check with durations as strings, and the agent runs it', async () => {
     server = await startConsulServer()
-    const health = http.createServer((_req, res) => { res.end('{"status":"UP"}') })
+    const health = http.createServer((_req, res) => {
+      res.end('{"status":"UP"}')
+    })
     health.listen(0, '127.0.0.1')
     await once(health, 'listening')
-    cleanups.push(() => { health.close() })
+    cleanups.push(() => {
+      health.close()
+    })
     const url = `http://127.0.0.1:${(health.address() as AddressInfo).port}/health`
     registry = consul({ url: server.url })
     const c = context()
-    await registry.register(reg({
-      address: '127.0.0.1',
-      check: { kind: 'http', http: url, intervalMs: 1_000, timeoutMs: 500, deregisterCriticalAfterMs: 90_000 },
-    }), c.ctx)
+    await registry.register(
+      reg({
+        address: '127.0.0.1',
+        check: {
+          kind: 'http',
+          http: url,
+          intervalMs: 1_000,
+          timeoutMs: 500,
+          deregisterCriticalAfterMs: 90_000,
+        },
+      }),
+      c.ctx,
+    )
     const check = await agentCheck('service:payments-1')
     expect(check).toMatchObject({ Interval: '1s', Timeout: '500ms' })
     const rec = recorder()
     const watchStop = new AbortController()
-    cleanups.push(() => { watchStop.abort() })
+    cleanups.push(() => {
+      watchStop.abort()
+    })
     registry.watch('payments', rec.listener, { signal: watchStop.signal })
     await rec.snapshot((s) => s.instances.length === 1, { timeoutMs: 8_000 })
   })
@@ -156,7 +197,9 @@ describe('consul registration', () => {
     await registry.register(reg(), c.ctx)
     server.restartAgent()
     await c.reached('registered', 2)
-    expect(c.states.find((s) => s.state === 'lost')?.error?.message).toMatch(/does not have associated TTL/)
+    expect(c.states.find((s) => s.state === 'lost')?.error?.message).toMatch(
+      /does not have associated TTL/,
+    )
     expect(await agentLists('payments-1')).toBe(true)
   })
 
@@ -164,7 +207,18 @@ describe('consul registration', () => {
     server = await startConsulServer()
     registry = consul({ url: server.url, reconcileIntervalMs: 100 })
     const c = context()
-    await registry.register(reg({ check: { kind: 'http', http: 'http://127.0.0.1:1/health', intervalMs: 10_000, timeoutMs: 1_000, deregisterCriticalAfterMs: undefined } }), c.ctx)
+    await registry.register(
+      reg({
+        check: {
+          kind: 'http',
+          http: 'http://127.0.0.1:1/health',
+          intervalMs: 10_000,
+          timeoutMs: 1_000,
+          deregisterCriticalAfterMs: undefined,
+        },
+      }),
+      c.ctx,
+    )
     server.restartAgent()
     await c.reached('registered', 2)
     expect(await agentLists('payments-1')).toBe(true)
@@ -192,7 +246,9 @@ describe('consul registration', () => {
     c.stop.abort()
     await session.deregister(AbortSignal.timeout(2_000))
     expect(await agentLists('payments/1?x')).toBe(false)
-    const paths = server.stats.requests.filter((r) => r.method === 'PUT' && r.path.includes('deregister')).map((r) => r.path)
+    const paths = server.stats.requests
+      .filter((r) => r.method === 'PUT' && r.path.includes('deregister'))
+      .map((r) => r.path)
     // On the wire the ID is one escaped path segment (an unescaped / gets a 301 from Consul).
     expect(paths).toEqual(['/v1/agent/service/deregister/payments%2F1%3Fx'])
     // Again: the agent answers 404, which is success.
@@ -202,26 +258,66 @@ describe('consul registration', () => {
   })
 
   it.each([
-    [{ check: { kind: 'ttl', ttlMs: 1_000, deregisterCriticalAfterMs: 30_000 } }, 'check.deregisterCriticalAfterMs'],
-    [{ check: { kind: 'http', http: 'http://x/h', intervalMs: 500, timeoutMs: 100, deregisterCriticalAfterMs: undefined } }, 'check.intervalMs'],
-    [{ check: { kind: 'http', http: 'not a url', intervalMs: 5_000, timeoutMs: 100, deregisterCriticalAfterMs: undefined } }, 'check.http'],
+    [
+      { check: { kind: 'ttl', ttlMs: 1_000, deregisterCriticalAfterMs: 30_000 } },
+      'check.deregisterCriticalAfterMs',
+    ],
+    [
+      {
+        check: {
+          kind: 'http',
+          http: 'http://x/h',
+          intervalMs: 500,
+          timeoutMs: 100,
+          deregisterCriticalAfterMs: undefined,
+        },
+      },
+      'check.intervalMs',
+    ],
+    [
+      {
+        check: {
+          kind: 'http',
+          http: 'not a url',
+          intervalMs: 5_000,
+          timeoutMs: 100,
+          deregisterCriticalAfterMs: undefined,
+        },
+      },
+      'check.http',
+    ],
     [{ address: '0.0.0.0' }, 'address'],
     [{ meta: { 'consul-version': '1' } }, 'meta.consul-version'],
     [{ meta: { 'a.b': '1' } }, 'meta.a.b'],
-  ] as [Partial<NormalizedRegistration>, string][])('rejects %j before any request, naming %s', async (overrides, option) => {
-    server = await startConsulServer()
-    registry = consul({ url: server.url })
-    const before = server.stats.requests.length
-    const err = await registry.register(reg(overrides), context().ctx).then(() => undefined, (e: unknown) => e)
-    expect(err).toBeInstanceOf(InvalidOptionError)
-    expect((err as InvalidOptionError).option).toBe(option)
-    expect(server.stats.requests.length).toBe(before)
-  })
+  ] as [Partial<NormalizedRegistration>, string][])(
+    'rejects %j before any request, naming %s',
+    async (overrides, option) => {
+      server = await startConsulServer()
+      registry = consul({ url: server.url })
+      const before = server.stats.requests.length
+      const err = await registry.register(reg(overrides), context().ctx).then(
+        () => undefined,
+        (e: unknown) => e,
+      )
+      expect(err).toBeInstanceOf(InvalidOptionError)
+      expect((err as InvalidOptionError).option).toBe(option)
+      expect(server.stats.requests.length).toBe(before)
+    },
+  )
 
   it('fails with RegistrationError when the token may not write, never leaking the token', async () => {
-    server = await startConsulServer({ acl: { enabled: true, masterToken: 'root-token', tokens: { 'read-only-secret': { write: false } } } })
+    server = await startConsulServer({
+      acl: {
+        enabled: true,
+        masterToken: 'root-token',
+        tokens: { 'read-only-secret': { write: false } },
+      },
+    })
     registry = consul({ url: server.url, token: 'read-only-secret' })
-    const err = await registry.register(reg(), context().ctx).then(() => undefined, (e: unknown) => e)
+    const err = await registry.register(reg(), context().ctx).then(
+      () => undefined,
+      (e: unknown) => e,
+    )
     expect(err).toBeInstanceOf(RegistrationError)
     expect((err as RegistrationError).message).toMatch(/403/)
     expect((err as RegistrationError).message).not.toContain('read-only-secret')
@@ -234,7 +330,13 @@ describe('consul registration', () => {
   })
 
   it('registers with a write token through the header', async () => {
-    server = await startConsulServer({ acl: { enabled: true, masterToken: 'root-token', tokens: { 'writer-secret': { write: true } } } })
+    server = await startConsulServer({
+      acl: {
+        enabled: true,
+        masterToken: 'root-token',
+        tokens: { 'writer-secret': { write: true } },
+      },
+    })
     registry = consul({ url: server.url, token: 'writer-secret' })
     const c = context()
     await registry.register(reg(), c.ctx)

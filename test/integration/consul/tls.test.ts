@@ -13,8 +13,12 @@ let server: ConsulTestServer | undefined
 let registry: ConsulRegistry | undefined
 let stop: AbortController
 
-beforeAll(() => { certs = makeTestCerts() })
-afterAll(() => { certs.remove() })
+beforeAll(() => {
+  certs = makeTestCerts()
+})
+afterAll(() => {
+  certs.remove()
+})
 afterEach(async () => {
   stop.abort()
   await registry?.close()
@@ -23,7 +27,10 @@ afterEach(async () => {
 
 async function start(http2: boolean): Promise<ConsulTestServer> {
   stop = new AbortController()
-  server = await startConsulServer({ tls: { key: certs.serverKey, cert: certs.serverCert, ca: certs.ca, requestCert: true }, http2 })
+  server = await startConsulServer({
+    tls: { key: certs.serverKey, cert: certs.serverCert, ca: certs.ca, requestCert: true },
+    http2,
+  })
   server.registerService({ name: 'orders', id: 'o1', port: 8080 })
   return server
 }
@@ -47,7 +54,16 @@ describe('consul over TLS', () => {
     expect(registry.stats.protocol).toBe('h2')
     // Registration shares the same single HTTP/2 connection.
     await registry.register(
-      { name: 'payments', id: 'p1', address: '127.0.0.1', port: 1, tags: [], meta: {}, weight: 1, check: undefined },
+      {
+        name: 'payments',
+        id: 'p1',
+        address: '127.0.0.1',
+        port: 1,
+        tags: [],
+        meta: {},
+        weight: 1,
+        check: undefined,
+      },
       { signal: stop.signal, onState: () => {} },
     )
     expect(s.stats.peakConnections()).toBe(1)
@@ -55,7 +71,10 @@ describe('consul over TLS', () => {
 
   it('falls back to HTTP/1.1 over TLS when the agent does not offer h2', async () => {
     const s = await start(false)
-    registry = consul({ url: `https://127.0.0.1:${s.port}`, tls: { ca: certs.ca, cert: certs.clientCert, key: certs.clientKey } })
+    registry = consul({
+      url: `https://127.0.0.1:${s.port}`,
+      tls: { ca: certs.ca, cert: certs.clientCert, key: certs.clientKey },
+    })
     const rec = recorder()
     registry.watch('orders', rec.listener, { signal: stop.signal })
     await rec.snapshot()
@@ -69,7 +88,11 @@ describe('consul over TLS', () => {
 
   it('reports a failed handshake (no client certificate) as REGISTRY_UNAVAILABLE and keeps retrying', async () => {
     const s = await start(true)
-    registry = consul({ url: `https://127.0.0.1:${s.port}`, tls: { ca: certs.ca }, backoff: { initialMs: 10, maxMs: 50 } })
+    registry = consul({
+      url: `https://127.0.0.1:${s.port}`,
+      tls: { ca: certs.ca },
+      backoff: { initialMs: 10, maxMs: 50 },
+    })
     const rec = recorder()
     registry.watch('orders', rec.listener, { signal: stop.signal })
     const first = await rec.error()
@@ -80,7 +103,11 @@ describe('consul over TLS', () => {
 
   it('rejects an agent certificate from an unknown CA', async () => {
     const s = await start(true)
-    registry = consul({ url: `https://127.0.0.1:${s.port}`, env: {}, backoff: { initialMs: 10, maxMs: 50 } })
+    registry = consul({
+      url: `https://127.0.0.1:${s.port}`,
+      env: {},
+      backoff: { initialMs: 10, maxMs: 50 },
+    })
     const rec = recorder()
     registry.watch('orders', rec.listener, { signal: stop.signal })
     const err = await rec.error()

@@ -24,7 +24,14 @@ interface Seen {
 }
 
 /** Serves `script` in order; requests past its end are parked until close. */
-async function scriptedAgent(script: Scripted[]): Promise<{ url: string; seen: Seen[]; nextRequest: (n: number) => Promise<void>; close: () => Promise<void> }> {
+async function scriptedAgent(
+  script: Scripted[],
+): Promise<{
+  url: string
+  seen: Seen[]
+  nextRequest: (n: number) => Promise<void>
+  close: () => Promise<void>
+}> {
   const seen: Seen[] = []
   const waiters: { n: number; resolve: () => void }[] = []
   const server = http.createServer((req, res) => {
@@ -49,7 +56,11 @@ async function scriptedAgent(script: Scripted[]): Promise<{ url: string; seen: S
     seen,
     nextRequest: (n) =>
       withDeadline(
-        seen.length >= n ? Promise.resolve() : new Promise<void>((resolve) => { waiters.push({ n, resolve }) }),
+        seen.length >= n
+          ? Promise.resolve()
+          : new Promise<void>((resolve) => {
+              waiters.push({ n, resolve })
+            }),
         5_000,
         `request #${n}`,
       ),
@@ -64,7 +75,15 @@ async function scriptedAgent(script: Scripted[]): Promise<{ url: string; seen: S
 function entry(id: string, port = 8080): unknown {
   return {
     Node: { Node: 'n1', Address: '10.0.0.1', TaggedAddresses: {} },
-    Service: { ID: id, Service: 'orders', Tags: [], Meta: {}, Address: '', Port: port, Weights: { Passing: 1, Warning: 1 } },
+    Service: {
+      ID: id,
+      Service: 'orders',
+      Tags: [],
+      Meta: {},
+      Address: '',
+      Port: port,
+      Weights: { Passing: 1, Warning: 1 },
+    },
     Checks: [{ Status: 'passing' }],
   }
 }
@@ -146,7 +165,11 @@ describe('consul watch protocol rules', () => {
     registry.watch('orders', rec.listener, { signal: new AbortController().signal })
     const last = await rec.snapshot((s) => s.instances.length === 2)
     expect(last.revision).toBe('8')
-    expect(rec.errors.map((e) => e.code)).toEqual([ErrorCode.REGISTRY_UNAVAILABLE, ErrorCode.REGISTRY_UNAVAILABLE, ErrorCode.REGISTRY_UNAVAILABLE])
+    expect(rec.errors.map((e) => e.code)).toEqual([
+      ErrorCode.REGISTRY_UNAVAILABLE,
+      ErrorCode.REGISTRY_UNAVAILABLE,
+      ErrorCode.REGISTRY_UNAVAILABLE,
+    ])
     expect(rec.errors[0]!.message).toMatch(/X-Consul-Index/)
     expect(rec.errors[1]!.message).toMatch(/not a JSON array/)
     expect(rec.errors[2]!.message).toMatch(/not JSON/)

@@ -35,7 +35,13 @@ describe('consul watch', () => {
     expect(summary(first)).toEqual(['o1@10.0.0.2:8080/passing'])
     await server.waitForBlockingQueries(1)
     const before = healthRequests('orders')
-    server.registerService({ node: 'node-2', name: 'orders', id: 'o2', address: '10.9.9.9', port: 9090 })
+    server.registerService({
+      node: 'node-2',
+      name: 'orders',
+      id: 'o2',
+      address: '10.9.9.9',
+      port: 9090,
+    })
     const second = await rec.snapshot((s) => s.instances.length === 2)
     expect(summary(second)).toEqual(['o1@10.0.0.2:8080/passing', 'o2@10.9.9.9:9090/passing'])
     // The parked query answered the change: no extra request was needed to see it.
@@ -51,16 +57,33 @@ describe('consul watch', () => {
   })
 
   it('emits nothing on an index-only bump', async () => {
-    server.registerService({ node: 'node-2', name: 'orders', id: 'o1', port: 8080, checks: [{ status: 'passing', output: 'v1' }] })
+    server.registerService({
+      node: 'node-2',
+      name: 'orders',
+      id: 'o1',
+      port: 8080,
+      checks: [{ status: 'passing', output: 'v1' }],
+    })
     // A critical instance is filtered out by ?passing: changes to it bump the index only.
-    server.registerService({ node: 'node-2', name: 'orders', id: 'sick', port: 8081, checks: [{ status: 'critical' }] })
+    server.registerService({
+      node: 'node-2',
+      name: 'orders',
+      id: 'sick',
+      port: 8081,
+      checks: [{ status: 'critical' }],
+    })
     registry = consul({ url: server.url })
     const rec = recorder()
     registry.watch('orders', rec.listener, { signal: stop.signal })
     await rec.snapshot()
     await server.waitForBlockingQueries(1)
-    const woke = new Promise((resolve) => { server.events.once('unblocked', resolve) })
-    server.setCheck('node-2', 'service:sick', 'critical', { serviceId: 'sick', output: 'still down' })
+    const woke = new Promise((resolve) => {
+      server.events.once('unblocked', resolve)
+    })
+    server.setCheck('node-2', 'service:sick', 'critical', {
+      serviceId: 'sick',
+      output: 'still down',
+    })
     server.setCheck('node-2', 'service:o1', 'passing', { serviceId: 'o1', output: 'v2' })
     await woke
     // The watch went back to blocking with the new index and reported nothing.
@@ -88,7 +111,9 @@ describe('consul watch', () => {
     server.registerService({ node: 'node-2', name: 'orders', id: 'o2', port: 8082 })
     const next = await rec.snapshot((s) => s.instances.length === 2)
     expect(summary(next)).toContain('o2@10.0.0.2:8082/passing')
-    const indexes = server.stats.requests.filter((r) => r.path === '/v1/health/service/orders').map((r) => r.query.get('index'))
+    const indexes = server.stats.requests
+      .filter((r) => r.path === '/v1/health/service/orders')
+      .map((r) => r.query.get('index'))
     // index=0 (or none) is sent only for the first read and once right after the regression.
     expect(indexes.filter((i) => i === null || i === '0')).toHaveLength(2)
   })
@@ -122,7 +147,11 @@ describe('consul watch', () => {
 
   it('keeps watching through dropped connections and a stalled agent', async () => {
     server.registerService({ node: 'node-2', name: 'orders', id: 'o1', port: 8080 })
-    registry = consul({ url: server.url, backoff: { initialMs: 10, maxMs: 50 }, requestTimeoutMs: 300 })
+    registry = consul({
+      url: server.url,
+      backoff: { initialMs: 10, maxMs: 50 },
+      requestTimeoutMs: 300,
+    })
     const rec = recorder()
     registry.watch('orders', rec.listener, { signal: stop.signal })
     await rec.snapshot()
@@ -140,31 +169,68 @@ describe('consul watch', () => {
 
   it('uses Node.Address when Service.Address is empty, and the tagged address when asked', async () => {
     server.registerService({
-      node: 'node-2', name: 'orders', id: 'o1', port: 8080,
+      node: 'node-2',
+      name: 'orders',
+      id: 'o1',
+      port: 8080,
       taggedAddresses: { wan_ipv4: { address: '203.0.113.5', port: 18080 } },
     })
-    server.registerService({ node: 'node-2', name: 'orders', id: 'o2', address: '10.7.7.7', port: 8081 })
+    server.registerService({
+      node: 'node-2',
+      name: 'orders',
+      id: 'o2',
+      address: '10.7.7.7',
+      port: 8081,
+    })
     registry = consul({ url: server.url })
     const rec = recorder()
     registry.watch('orders', rec.listener, { signal: stop.signal })
-    expect(summary(await rec.snapshot())).toEqual(['o1@10.0.0.2:8080/passing', 'o2@10.7.7.7:8081/passing'])
+    expect(summary(await rec.snapshot())).toEqual([
+      'o1@10.0.0.2:8080/passing',
+      'o2@10.7.7.7:8081/passing',
+    ])
     const wan = consul({ url: server.url, addressKind: 'wan_ipv4' })
     const rec2 = recorder()
     wan.watch('orders', rec2.listener, { signal: stop.signal })
     // o1 has a service wan_ipv4; o2 has none but its own Address, which wins over the node's.
-    expect(summary(await rec2.snapshot())).toEqual(['o1@203.0.113.5:18080/passing', 'o2@10.7.7.7:8081/passing'])
+    expect(summary(await rec2.snapshot())).toEqual([
+      'o1@203.0.113.5:18080/passing',
+      'o2@10.7.7.7:8081/passing',
+    ])
     await wan.close()
   })
 
   it('keeps warning instances (status and warning weight) and drops critical ones without passingOnly', async () => {
-    server.registerService({ node: 'node-2', name: 'orders', id: 'ok', port: 1, weights: { passing: 10, warning: 2 } })
-    server.registerService({ node: 'node-2', name: 'orders', id: 'warn', port: 2, weights: { passing: 10, warning: 2 }, checks: [{ status: 'warning' }] })
-    server.registerService({ node: 'node-2', name: 'orders', id: 'crit', port: 3, checks: [{ status: 'critical' }] })
+    server.registerService({
+      node: 'node-2',
+      name: 'orders',
+      id: 'ok',
+      port: 1,
+      weights: { passing: 10, warning: 2 },
+    })
+    server.registerService({
+      node: 'node-2',
+      name: 'orders',
+      id: 'warn',
+      port: 2,
+      weights: { passing: 10, warning: 2 },
+      checks: [{ status: 'warning' }],
+    })
+    server.registerService({
+      node: 'node-2',
+      name: 'orders',
+      id: 'crit',
+      port: 3,
+      checks: [{ status: 'critical' }],
+    })
     registry = consul({ url: server.url, passingOnly: false })
     const rec = recorder()
     registry.watch('orders', rec.listener, { signal: stop.signal })
     const s = await rec.snapshot()
-    expect(s.instances.map((i) => [i.id, i.status, i.weight])).toEqual([['ok', 'passing', 10], ['warn', 'warning', 2]])
+    expect(s.instances.map((i) => [i.id, i.status, i.weight])).toEqual([
+      ['ok', 'passing', 10],
+      ['warn', 'warning', 2],
+    ])
     expect(server.stats.requests.some((r) => r.query.has('passing'))).toBe(false)
     // The node failing makes every instance critical; the empty set is confirmed, then applied.
     await server.waitForBlockingQueries(1)
@@ -174,10 +240,37 @@ describe('consul watch', () => {
   })
 
   it('sends tags, filter, dc and consistency as Consul expects', async () => {
-    server.registerService({ node: 'node-2', name: 'orders', id: 'a', port: 1, tags: ['v2', 'grpc'], meta: { zone: 'a' } })
-    server.registerService({ node: 'node-2', name: 'orders', id: 'b', port: 2, tags: ['v2'], meta: { zone: 'b' } })
-    server.registerService({ node: 'node-2', name: 'orders', id: 'c', port: 3, tags: ['v1', 'grpc'], meta: { zone: 'a' } })
-    registry = consul({ url: server.url, tags: ['v2', 'grpc'], filter: 'Service.Meta.zone == "a"', dc: 'dc1', consistency: 'stale' })
+    server.registerService({
+      node: 'node-2',
+      name: 'orders',
+      id: 'a',
+      port: 1,
+      tags: ['v2', 'grpc'],
+      meta: { zone: 'a' },
+    })
+    server.registerService({
+      node: 'node-2',
+      name: 'orders',
+      id: 'b',
+      port: 2,
+      tags: ['v2'],
+      meta: { zone: 'b' },
+    })
+    server.registerService({
+      node: 'node-2',
+      name: 'orders',
+      id: 'c',
+      port: 3,
+      tags: ['v1', 'grpc'],
+      meta: { zone: 'a' },
+    })
+    registry = consul({
+      url: server.url,
+      tags: ['v2', 'grpc'],
+      filter: 'Service.Meta.zone == "a"',
+      dc: 'dc1',
+      consistency: 'stale',
+    })
     const rec = recorder()
     registry.watch('orders', rec.listener, { signal: stop.signal })
     expect((await rec.snapshot()).instances.map((i) => i.id)).toEqual(['a'])
@@ -221,7 +314,13 @@ describe('consul watch', () => {
 
   it('sends the token in the X-Consul-Token header only', async () => {
     await server.close()
-    server = await startConsulServer({ acl: { enabled: true, masterToken: 'root-token', tokens: { 'reader-secret': { write: false } } } })
+    server = await startConsulServer({
+      acl: {
+        enabled: true,
+        masterToken: 'root-token',
+        tokens: { 'reader-secret': { write: false } },
+      },
+    })
     server.registerService({ name: 'orders', id: 'o1', port: 8080 })
     registry = consul({ url: server.url, env: { CONSUL_HTTP_TOKEN: 'reader-secret' } })
     const rec = recorder()
@@ -238,7 +337,13 @@ describe('consul watch', () => {
 
   it('reports possibly ACL-filtered results when a token reads nothing', async () => {
     await server.close()
-    server = await startConsulServer({ acl: { enabled: true, masterToken: 'root-token', tokens: { 'no-read': { write: false, read: false } } } })
+    server = await startConsulServer({
+      acl: {
+        enabled: true,
+        masterToken: 'root-token',
+        tokens: { 'no-read': { write: false, read: false } },
+      },
+    })
     server.registerService({ name: 'orders', id: 'o1', port: 8080 })
     registry = consul({ url: server.url, token: 'no-read' })
     const rec = recorder()
@@ -257,7 +362,9 @@ describe('consul watch', () => {
     registry.watch('orders', rec.listener, { signal: watchStop.signal })
     await rec.snapshot()
     await server.waitForBlockingQueries(1)
-    const closed = new Promise((resolve) => { server.events.once('unblocked', resolve) })
+    const closed = new Promise((resolve) => {
+      server.events.once('unblocked', resolve)
+    })
     watchStop.abort()
     expect(await closed).toMatchObject({ reason: 'client-closed' })
     expect(registry.stats.watches).toBe(0)
@@ -282,7 +389,9 @@ describe('consul watch', () => {
     server.registerService({ node: 'node-2', name: 'orders', id: 'o2', port: 8081 })
     await rec.snapshot((s) => s.instances.length === 2)
     await server.waitForBlockingQueries(1)
-    const indexes = server.stats.requests.filter((r) => r.path === '/v1/health/service/orders').map((r) => r.query.get('index'))
+    const indexes = server.stats.requests
+      .filter((r) => r.path === '/v1/health/service/orders')
+      .map((r) => r.query.get('index'))
     expect(indexes).toEqual([null, '1', '1'])
   })
 
@@ -294,7 +403,8 @@ describe('consul watch', () => {
     const rec = recorder()
     const started = performance.now()
     registry.watch('orders', rec.listener, { signal: stop.signal })
-    const health = (): number => server.stats.requests.filter((r) => r.path === '/v1/health/service/orders').length
+    const health = (): number =>
+      server.stats.requests.filter((r) => r.path === '/v1/health/service/orders').length
     await eventually(() => (health() >= 8 ? true : undefined), { what: 'eight health queries' })
     // 8 requests: the first is free, 2 come from the burst, the other 5 wait a refill each.
     expect(performance.now() - started).toBeGreaterThanOrEqual(5 * refillMs - 10)
@@ -329,12 +439,20 @@ describe('consul watch', () => {
     await registry.close()
     expect(registry.stats).toMatchObject({ watches: 0, activePolls: 0 })
     // The agent sees both long polls end (their connections closed).
-    await eventually(() => (server.stats.blockingQueries() === 0 && server.stats.openConnections() === 0 ? true : undefined), { what: 'the agent to see the polls end' })
+    await eventually(
+      () =>
+        server.stats.blockingQueries() === 0 && server.stats.openConnections() === 0
+          ? true
+          : undefined,
+      { what: 'the agent to see the polls end' },
+    )
     const requests = server.stats.requests.length
     server.registerService({ node: 'node-2', name: 'orders', id: 'o2', port: 8082 })
     expect(rec.snapshots).toHaveLength(2)
     expect(server.stats.requests.length).toBe(requests)
-    expect(() => { registry.watch('orders', rec.listener, { signal: stop.signal }) }).toThrow(/after close/)
+    expect(() => {
+      registry.watch('orders', rec.listener, { signal: stop.signal })
+    }).toThrow(/after close/)
     await registry.close() // idempotent
   })
 })

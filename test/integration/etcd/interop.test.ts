@@ -52,28 +52,24 @@ describe('etcd layouts', () => {
         ],
       }),
     )
-    await writer
-      .put(`${p}wf-1`)
-      .value(
-        JSON.stringify({
-          id: 'wf-1',
-          name: 'calculator',
-          address: '10.0.0.6',
-          port: 8081,
-          tags: ['v2'],
-          meta: { a: 'b' },
-          weight: 3,
-        }),
-      )
-    await writer
-      .put(`${p}grpc-only`)
-      .value(
-        JSON.stringify({
-          id: 'grpc-only',
-          name: 'calculator',
-          endpoints: ['grpc://10.0.0.9:9000'],
-        }),
-      )
+    await writer.put(`${p}wf-1`).value(
+      JSON.stringify({
+        id: 'wf-1',
+        name: 'calculator',
+        address: '10.0.0.6',
+        port: 8081,
+        tags: ['v2'],
+        meta: { a: 'b' },
+        weight: 3,
+      }),
+    )
+    await writer.put(`${p}grpc-only`).value(
+      JSON.stringify({
+        id: 'grpc-only',
+        name: 'calculator',
+        endpoints: ['grpc://10.0.0.9:9000'],
+      }),
+    )
     await writer.put(`${p}garbage`).value('{"Addr": 42}')
     await writer
       .put(`${p}wrong-name`)

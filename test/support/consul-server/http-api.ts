@@ -665,9 +665,7 @@ export class ConsulApi {
     return { index, body: [], filteredByAcl: authz.kind === 'token' && rows.length > 0 }
   }
 
-  #serviceEntry(
-    s: ServiceRecord,
-  ): {
+  #serviceEntry(s: ServiceRecord): {
     Node: ReturnType<typeof nodeJson>
     Service: ReturnType<typeof nodeServiceJson>
     Checks: ReturnType<typeof checkJson>[]

@@ -195,13 +195,11 @@ describe('ServiceCache', () => {
     const p = manualProvider()
     const { cache, errors } = setup(p)
     cache.instances('pay')
-    p.listeners
-      .get('pay')!
-      .onSnapshot({
-        service: 'pay',
-        instances: [inst('a'), inst('a', 9000), inst('b', 8001)],
-        revision: '1',
-      })
+    p.listeners.get('pay')!.onSnapshot({
+      service: 'pay',
+      instances: [inst('a'), inst('a', 9000), inst('b', 8001)],
+      revision: '1',
+    })
     expect(cache.instances('pay').map((i) => `${i.id}:${i.port}`)).toEqual(['a:8000', 'b:8001'])
     expect(errors.map((e) => e.error.code)).toEqual([ErrorCode.MALFORMED_INSTANCE])
   })

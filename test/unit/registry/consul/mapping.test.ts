@@ -1,6 +1,10 @@
 import { describe, expect, it } from 'vitest'
 import { ErrorCode } from '../../../../src/errors.js'
-import { instancesFingerprint, mapHealthEntries, type MappingOptions } from '../../../../src/registry/consul/mapping.js'
+import {
+  instancesFingerprint,
+  mapHealthEntries,
+  type MappingOptions,
+} from '../../../../src/registry/consul/mapping.js'
 
 const OPTS: MappingOptions = { service: 'orders', passingOnly: false, addressKind: 'default' }
 
@@ -24,19 +28,44 @@ function entry(init: EntryInit = {}): Record<string, unknown> {
   const id = init.id ?? 'orders-7f9c'
   return {
     Node: {
-      ID: 'b1f0c9de-3a52-4e6b-9d1c-2f7a0e5b8c41', Node: node, Address: init.nodeAddress ?? '10.20.3.17', Datacenter: 'dc1',
-      TaggedAddresses: init.nodeTagged ?? { lan: '10.20.3.17', wan: '198.51.100.7' }, Meta: {}, CreateIndex: 1, ModifyIndex: 1,
+      ID: 'b1f0c9de-3a52-4e6b-9d1c-2f7a0e5b8c41',
+      Node: node,
+      Address: init.nodeAddress ?? '10.20.3.17',
+      Datacenter: 'dc1',
+      TaggedAddresses: init.nodeTagged ?? { lan: '10.20.3.17', wan: '198.51.100.7' },
+      Meta: {},
+      CreateIndex: 1,
+      ModifyIndex: 1,
     },
     Service: {
-      ID: id, Service: 'orders', Tags: init.tags ?? ['v2'], Address: init.address ?? '', Meta: init.meta ?? { version: '2.4.1' },
-      Port: init.port ?? 7443, Weights: init.weights ?? { Passing: 5, Warning: 1 }, EnableTagOverride: false,
+      ID: id,
+      Service: 'orders',
+      Tags: init.tags ?? ['v2'],
+      Address: init.address ?? '',
+      Meta: init.meta ?? { version: '2.4.1' },
+      Port: init.port ?? 7443,
+      Weights: init.weights ?? { Passing: 5, Warning: 1 },
+      EnableTagOverride: false,
       ...(init.serviceTagged === undefined ? {} : { TaggedAddresses: init.serviceTagged }),
-      Proxy: { MeshGateway: {}, Expose: {} }, Connect: {}, CreateIndex: 2, ModifyIndex: 2,
+      Proxy: { MeshGateway: {}, Expose: {} },
+      Connect: {},
+      CreateIndex: 2,
+      ModifyIndex: 2,
     },
     Checks: (init.statuses ?? ['passing', 'passing']).map((Status, n) => ({
-      Node: node, CheckID: n === 0 ? 'serfHealth' : `service:${id}`, Name: 'c', Status, Notes: '', Output: '',
-      ServiceID: n === 0 ? '' : id, ServiceName: n === 0 ? '' : 'orders', ServiceTags: [], Type: '', Definition: {},
-      CreateIndex: 1, ModifyIndex: 1,
+      Node: node,
+      CheckID: n === 0 ? 'serfHealth' : `service:${id}`,
+      Name: 'c',
+      Status,
+      Notes: '',
+      Output: '',
+      ServiceID: n === 0 ? '' : id,
+      ServiceName: n === 0 ? '' : 'orders',
+      ServiceTags: [],
+      Type: '',
+      Definition: {},
+      CreateIndex: 1,
+      ModifyIndex: 1,
     })),
   }
 }
@@ -47,8 +76,15 @@ describe('mapHealthEntries', () => {
     expect(problems).toEqual([])
     expect(instances).toHaveLength(1)
     expect(instances[0]).toMatchObject({
-      id: 'orders-7f9c', key: 'ip-10-20-3-17/orders-7f9c', service: 'orders', host: '10.20.3.17', port: 7443,
-      tags: ['v2'], meta: { version: '2.4.1' }, weight: 5, status: 'passing',
+      id: 'orders-7f9c',
+      key: 'ip-10-20-3-17/orders-7f9c',
+      service: 'orders',
+      host: '10.20.3.17',
+      port: 7443,
+      tags: ['v2'],
+      meta: { version: '2.4.1' },
+      weight: 5,
+      status: 'passing',
     })
     expect(Object.isFrozen(instances[0])).toBe(true)
   })
@@ -67,7 +103,11 @@ describe('mapHealthEntries', () => {
     const { instances, problems } = mapHealthEntries(
       [
         entry({ id: 'ok', statuses: ['passing', 'passing'] }),
-        entry({ id: 'warn', statuses: ['passing', 'warning'], weights: { Passing: 10, Warning: 3 } }),
+        entry({
+          id: 'warn',
+          statuses: ['passing', 'warning'],
+          weights: { Passing: 10, Warning: 3 },
+        }),
         entry({ id: 'crit', statuses: ['passing', 'critical'] }),
         entry({ id: 'node-down', statuses: ['critical', 'passing'] }),
       ],
@@ -81,12 +121,18 @@ describe('mapHealthEntries', () => {
   })
 
   it('with passingOnly also drops warning instances (defensive: the server filters too)', () => {
-    const { instances } = mapHealthEntries([entry({ id: 'ok' }), entry({ id: 'warn', statuses: ['warning'] })], { ...OPTS, passingOnly: true })
+    const { instances } = mapHealthEntries(
+      [entry({ id: 'ok' }), entry({ id: 'warn', statuses: ['warning'] })],
+      { ...OPTS, passingOnly: true },
+    )
     expect(instances.map((i) => i.id)).toEqual(['ok'])
   })
 
   it('treats a warning weight of 0 as "no traffic while warning", not as malformed', () => {
-    const { instances, problems } = mapHealthEntries([entry({ statuses: ['warning'], weights: { Passing: 1, Warning: 0 } })], OPTS)
+    const { instances, problems } = mapHealthEntries(
+      [entry({ statuses: ['warning'], weights: { Passing: 1, Warning: 0 } })],
+      OPTS,
+    )
     expect(instances).toEqual([])
     expect(problems).toEqual([])
   })
@@ -124,8 +170,16 @@ describe('mapHealthEntries', () => {
     expect(problems).toHaveLength(10)
     for (const p of problems) expect(p.code).toBe(ErrorCode.MALFORMED_INSTANCE)
     expect(problems.map((p) => p.key)).toEqual([
-      'ip-10-20-3-17/bad-port', 'ip-10-20-3-17/bad-port-type', 'ip-10-20-3-17/no-address', 'ip-10-20-3-17/bad-tags',
-      'ip-10-20-3-17/bad-meta', 'ip-10-20-3-17/bad-weight', 'ip-10-20-3-17/odd-status', '#8', 'n/#9', 'n/#10',
+      'ip-10-20-3-17/bad-port',
+      'ip-10-20-3-17/bad-port-type',
+      'ip-10-20-3-17/no-address',
+      'ip-10-20-3-17/bad-tags',
+      'ip-10-20-3-17/bad-meta',
+      'ip-10-20-3-17/bad-weight',
+      'ip-10-20-3-17/odd-status',
+      '#8',
+      'n/#9',
+      'n/#10',
     ])
     expect(problems[0]?.message).toMatch(/port 0/)
     expect(problems[6]?.message).toMatch(/unknown status "maintenance"/)
@@ -144,17 +198,29 @@ describe('mapHealthEntries', () => {
       wan: { address: '203.0.113.10', port: 9443 },
     }
     it('uses the service tagged address and its port', () => {
-      const { instances } = mapHealthEntries([entry({ serviceTagged: tagged })], { ...OPTS, addressKind: 'lan_ipv4' })
+      const { instances } = mapHealthEntries([entry({ serviceTagged: tagged })], {
+        ...OPTS,
+        addressKind: 'lan_ipv4',
+      })
       expect(instances[0]).toMatchObject({ host: '10.1.1.1', port: 9001 })
     })
     it('keeps Service.Port when the tagged port is 0, and accepts lowercase keys', () => {
-      const a = mapHealthEntries([entry({ serviceTagged: tagged })], { ...OPTS, addressKind: 'wan_ipv4' })
+      const a = mapHealthEntries([entry({ serviceTagged: tagged })], {
+        ...OPTS,
+        addressKind: 'wan_ipv4',
+      })
       expect(a.instances[0]).toMatchObject({ host: '203.0.113.9', port: 7443 })
-      const b = mapHealthEntries([entry({ serviceTagged: tagged })], { ...OPTS, addressKind: 'wan' })
+      const b = mapHealthEntries([entry({ serviceTagged: tagged })], {
+        ...OPTS,
+        addressKind: 'wan',
+      })
       expect(b.instances[0]).toMatchObject({ host: '203.0.113.10', port: 9443 })
     })
     it('then the service address, then the node tagged address, then Node.Address (translate_addr.go order)', () => {
-      const a = mapHealthEntries([entry({ address: '172.18.0.5' })], { ...OPTS, addressKind: 'wan' })
+      const a = mapHealthEntries([entry({ address: '172.18.0.5' })], {
+        ...OPTS,
+        addressKind: 'wan',
+      })
       expect(a.instances[0]).toMatchObject({ host: '172.18.0.5', port: 7443 })
       const b = mapHealthEntries([entry()], { ...OPTS, addressKind: 'wan' })
       expect(b.instances[0]).toMatchObject({ host: '198.51.100.7', port: 7443 })

@@ -32,23 +32,42 @@ describe('resolveConsulOptions', () => {
   it('has documented defaults', () => {
     const o = resolveConsulOptions({ env: {} })
     expect(o).toMatchObject({
-      origin: 'http://127.0.0.1:8500', basePath: '', https: false, token: undefined, tls: undefined,
-      passingOnly: true, consistency: 'default', addressKind: 'default', waitMs: 300_000, maxConnections: 64,
-      http2: true, maxStreams: 200, backoff: { initialMs: 200, maxMs: 30_000 }, rateLimit: { burstCount: 4, refillMs: 2_000 },
+      origin: 'http://127.0.0.1:8500',
+      basePath: '',
+      https: false,
+      token: undefined,
+      tls: undefined,
+      passingOnly: true,
+      consistency: 'default',
+      addressKind: 'default',
+      waitMs: 300_000,
+      maxConnections: 64,
+      http2: true,
+      maxStreams: 200,
+      backoff: { initialMs: 200, maxMs: 30_000 },
+      rateLimit: { burstCount: 4, refillMs: 2_000 },
     })
   })
 
   it('reads CONSUL_HTTP_ADDR (bare host:port too) and CONSUL_HTTP_TOKEN', () => {
-    const o = resolveConsulOptions({ env: { CONSUL_HTTP_ADDR: '10.0.0.1:8500', CONSUL_HTTP_TOKEN: 's3cret' } })
+    const o = resolveConsulOptions({
+      env: { CONSUL_HTTP_ADDR: '10.0.0.1:8500', CONSUL_HTTP_TOKEN: 's3cret' },
+    })
     expect(o.origin).toBe('http://10.0.0.1:8500')
     expect(o.token).toBe('s3cret')
-    const s = resolveConsulOptions({ env: { CONSUL_HTTP_ADDR: '10.0.0.1:8501', CONSUL_HTTP_SSL: 'true' } })
+    const s = resolveConsulOptions({
+      env: { CONSUL_HTTP_ADDR: '10.0.0.1:8501', CONSUL_HTTP_SSL: 'true' },
+    })
     expect(s.origin).toBe('https://10.0.0.1:8501')
     expect(s.https).toBe(true)
   })
 
   it('lets explicit options win over the environment', () => {
-    const o = resolveConsulOptions({ url: 'http://127.0.0.2:1', token: 'a', env: { CONSUL_HTTP_ADDR: 'http://x:1', CONSUL_HTTP_TOKEN: 'b' } })
+    const o = resolveConsulOptions({
+      url: 'http://127.0.0.2:1',
+      token: 'a',
+      env: { CONSUL_HTTP_ADDR: 'http://x:1', CONSUL_HTTP_TOKEN: 'b' },
+    })
     expect(o.origin).toBe('http://127.0.0.2:1')
     expect(o.token).toBe('a')
   })
@@ -58,14 +77,26 @@ describe('resolveConsulOptions', () => {
     for (const f of ['ca.pem', 'c.pem', 'k.pem']) writeFileSync(join(dir, f), `PEM ${f}`)
     const o = resolveConsulOptions({
       url: 'https://127.0.0.1:8501',
-      env: { CONSUL_CACERT: join(dir, 'ca.pem'), CONSUL_CLIENT_CERT: join(dir, 'c.pem'), CONSUL_CLIENT_KEY: join(dir, 'k.pem'), CONSUL_TLS_SERVER_NAME: 'consul.local' },
+      env: {
+        CONSUL_CACERT: join(dir, 'ca.pem'),
+        CONSUL_CLIENT_CERT: join(dir, 'c.pem'),
+        CONSUL_CLIENT_KEY: join(dir, 'k.pem'),
+        CONSUL_TLS_SERVER_NAME: 'consul.local',
+      },
     })
     expect(String(o.tls?.ca)).toBe('PEM ca.pem')
     expect(String(o.tls?.cert)).toBe('PEM c.pem')
     expect(String(o.tls?.key)).toBe('PEM k.pem')
     expect(o.tls?.servername).toBe('consul.local')
     expect(o.tls?.rejectUnauthorized).toBe(true)
-    expect(invalid(() => resolveConsulOptions({ url: 'https://h:1', env: { CONSUL_CACERT: join(dir, 'missing.pem') } })).option).toBe('env.CONSUL_CACERT')
+    expect(
+      invalid(() =>
+        resolveConsulOptions({
+          url: 'https://h:1',
+          env: { CONSUL_CACERT: join(dir, 'missing.pem') },
+        }),
+      ).option,
+    ).toBe('env.CONSUL_CACERT')
   })
 
   it.each([

@@ -11,8 +11,14 @@ describe('SlotGate', () => {
     const a = await gate.acquire(signal)
     const b = await gate.acquire(signal)
     const order: string[] = []
-    const c = gate.acquire(signal).then((s) => { order.push('c'); return s })
-    const d = gate.acquire(signal).then((s) => { order.push('d'); return s })
+    const c = gate.acquire(signal).then((s) => {
+      order.push('c')
+      return s
+    })
+    const d = gate.acquire(signal).then((s) => {
+      order.push('d')
+      return s
+    })
     expect(gate.active).toBe(2)
     expect(gate.queued).toBe(2)
     a.release()
@@ -70,7 +76,9 @@ describe('SlotGate', () => {
     const signal = new AbortController().signal
     const slot = await gate.acquire(signal)
     let yielded = 0
-    slot.hold(300_000, () => { yielded++ })
+    slot.hold(300_000, () => {
+      yielded++
+    })
     clock.advance(60_000)
     expect(yielded).toBe(0) // nobody waits: keep blocking
     const next = gate.acquire(signal)
@@ -79,7 +87,9 @@ describe('SlotGate', () => {
     expect(yielded).toBe(1)
     slot.release()
     const second = await next
-    second.hold(5_000, () => { yielded++ })
+    second.hold(5_000, () => {
+      yielded++
+    })
     const third = gate.acquire(signal)
     clock.advance(10_000)
     // the second poll asked for no more than its fair share: it ends on its own, no yield
@@ -99,7 +109,9 @@ describe('TokenBucket', () => {
     await bucket.take(signal)
     expect(bucket.delayMs()).toBe(1_000)
     let done = false
-    const p = bucket.take(signal).then(() => { done = true })
+    const p = bucket.take(signal).then(() => {
+      done = true
+    })
     clock.advance(999)
     await Promise.resolve()
     expect(done).toBe(false)
