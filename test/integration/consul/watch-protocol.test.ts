@@ -24,9 +24,7 @@ interface Seen {
 }
 
 /** Serves `script` in order; requests past its end are parked until close. */
-async function scriptedAgent(
-  script: Scripted[],
-): Promise<{
+async function scriptedAgent(script: Scripted[]): Promise<{
   url: string
   seen: Seen[]
   nextRequest: (n: number) => Promise<void>
