@@ -16,7 +16,7 @@ import Consul from 'consul'
 import { Client } from 'undici'
 import { consul, createWayfind, type Wayfind } from '../src/index.js'
 import { HelperProcess } from './lib/child.js'
-import { roundRatio, soloRounds, type Contender } from './lib/latency.js'
+import { roundRatio, soloRounds, type Contender, onSeqChange } from './lib/latency.js'
 import {
   check,
   ms,
@@ -87,12 +87,7 @@ function wayfindContender(url: string): Contender {
     label: 'wayfind change event',
     async start(see) {
       wf = createWayfind({ registry: consul({ url, rateLimit: { burstCount: 4, refillMs: 5 } }) })
-      wf.events.on('change', (e) => {
-        for (const i of e.updated.length > 0 ? e.updated : e.added) {
-          const seq = Number(i.meta.seq)
-          if (Number.isInteger(seq)) see(seq)
-        }
-      })
+      onSeqChange(wf, see)
       await wf.resolve(SERVICE, { timeoutMs: 10_000 })
     },
     async stop() {

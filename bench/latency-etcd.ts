@@ -9,7 +9,14 @@ import { Etcd3 } from 'etcd3'
 import { createWayfind, etcd, type Wayfind } from '../src/index.js'
 import { HelperProcess } from './lib/child.js'
 import { startEtcd } from './lib/etcd.js'
-import { latencyLoop, observer, roundRatio, soloRounds, type Contender } from './lib/latency.js'
+import {
+  latencyLoop,
+  observer,
+  roundRatio,
+  soloRounds,
+  type Contender,
+  onSeqChange,
+} from './lib/latency.js'
 import {
   check,
   ms,
@@ -49,11 +56,8 @@ export async function run({ quick }: BenchOptions): Promise<BenchOutcome> {
       const seq = seqOf(kv.value.toString('utf8'))
       if (seq !== undefined) see(obsRaw, seq)
     })
-    wf.events.on('change', (e) => {
-      for (const i of e.updated.length > 0 ? e.updated : e.added) {
-        const seq = Number(i.meta.seq)
-        if (Number.isInteger(seq)) see(obsWayfind, seq)
-      }
+    onSeqChange(wf, (seq) => {
+      see(obsWayfind, seq)
     })
     await w.request({
       type: 'put',
@@ -193,12 +197,7 @@ function wayfindContender(host: string): Contender {
     label: 'wayfind change event',
     async start(see) {
       wf = createWayfind({ registry: etcd({ hosts: [host] }) })
-      wf.events.on('change', (e) => {
-        for (const i of e.updated.length > 0 ? e.updated : e.added) {
-          const seq = Number(i.meta.seq)
-          if (Number.isInteger(seq)) see(seq)
-        }
-      })
+      onSeqChange(wf, see)
       await wf.resolve(SERVICE, { timeoutMs: 10_000 })
     },
     async stop() {

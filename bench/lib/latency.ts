@@ -5,6 +5,7 @@
  * number, the wall-clock time at which it saw the change; latency = seen − stamp, where the
  * stamp was taken by the writer process just before it made the change.
  */
+import type { Wayfind } from '../../src/index.js'
 import { median, ratio, summarize, type Summary } from './stats.js'
 
 /** One observer of the registry: calls `seen(seq)` when it observes change `seq`. */
@@ -197,4 +198,17 @@ export async function soloRounds(opt: SoloOptions): Promise<LatencyRun> {
     }
   }
   return { labels, samples, rounds, missed, ackMs: [] }
+}
+
+/**
+ * Calls `see(seq)` for every instance whose `meta.seq` a `change` event brings (added or updated):
+ * how the latency benchmarks observe wayfind.
+ */
+export function onSeqChange(wf: Wayfind, see: (seq: number) => void): void {
+  wf.events.on('change', (e) => {
+    for (const i of e.updated.length > 0 ? e.updated : e.added) {
+      const seq = Number(i.meta.seq)
+      if (Number.isInteger(seq)) see(seq)
+    }
+  })
 }
