@@ -28,15 +28,13 @@ import type { Instance } from '../instance.js'
 type Handler = Dispatcher.DispatchHandler
 type Controller = Dispatcher.DispatchController
 
-/** Where a service request goes: the service and the Host header to keep. */
+/** Where a service request goes: the service, and the logical origin whose Host is kept. */
 export interface Route {
   readonly service: string
-  /** `host[:port]` of the logical origin, sent as the `Host` header. */
-  readonly host: string
   /** `http:` or `https:`. */
   readonly protocol: string
-  /** `{ host }`, shared by requests without headers (undici only reads it). */
-  readonly hostHeaders: Readonly<Record<string, string>>
+  /** `host[:port]` of the logical origin: the `Host` header undici writes for it. */
+  readonly host: string
 }
 
 /** What a call needs from the dispatcher. */

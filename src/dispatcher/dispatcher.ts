@@ -11,8 +11,16 @@
  * Request path (all synchronous when the service has instances): route (cached per origin) →
  * `directory.picker(service).pick({ exclude: ejected })` → the instance's pool → a handler
  * wrapper (`call.ts`) that counts in-flight, samples latency, retries and feeds ejection.
+ *
+ * Each pool's origin is the *logical* origin (`http://payments`) and its connector dials the
+ * instance. So undici itself writes `Host: payments` (and keeps a caller's own Host, in any header
+ * shape), derives SNI from the logical name, and the caller's dispatch options pass through
+ * untouched: no per-request options copy, no Host header for undici to parse and no servername
+ * lookup (`net.isIP` on the Host value) per request. Measured against rewriting
+ * `{ origin, headers }` per request: about 4 % less client CPU per request (bench/dispatch.ts).
  */
-import { Agent, Dispatcher, Pool } from 'undici'
+import { isIP } from 'node:net'
+import { Agent, buildConnector, Dispatcher, Pool } from 'undici'
 import { DefaultLoadTracker, type CallOutcome } from '../balancer/load-tracker.js'
 import type { PickContext, PickResult } from '../balancer/strategy.js'
 import { linkedController } from '../core/abort.js'
@@ -30,7 +38,6 @@ import {
   type Route,
 } from './call.js'
 import { debug, pickChannel, retryChannel } from './debug.js'
-import { withHost } from './headers.js'
 import {
   validateDispatcherOptions,
   type DispatcherOptions,
@@ -67,7 +74,11 @@ export interface ServiceStats {
 }
 
 interface PoolEntry {
+  /** Key in the pool map: logical origin and instance address. */
+  readonly key: string
+  /** The logical origin the pool was made for (its Host). */
   readonly origin: string
+  /** The instance address its connector dials. */
   readonly hostPort: string
   readonly pool: Dispatcher
   readonly services: Set<string>
@@ -77,12 +88,16 @@ interface PoolEntry {
 
 interface Target {
   readonly instance: Instance
-  readonly protocol: string
-  readonly origin: string
   readonly slot: number
   readonly pool: PoolEntry
-  /** TLS servername override for this instance, when `servername` gives one. */
-  readonly servername: string | undefined
+}
+
+/** A route with what the dispatcher caches on it. */
+interface LbRoute extends Route {
+  /** `protocol//host`: the origin of the route's pools. */
+  readonly origin: string
+  /** Instance key → where to send, for this route (pools differ per logical origin). */
+  readonly targets: Map<string, Target>
 }
 
 const MAX_ROUTES = 1024
@@ -112,8 +127,7 @@ export class WayfindDispatcher extends Dispatcher {
   readonly #fallback: Dispatcher
   readonly #ownFallback: boolean
   readonly #routeFn: (hostname: string) => string | undefined
-  readonly #routes = new Map<string, Route | null>()
-  readonly #targets = new Map<string, Target>()
+  readonly #routes = new Map<string, LbRoute | null>()
   readonly #pools = new Map<string, PoolEntry>()
   readonly #retiring = new Set<Dispatcher>()
   readonly #waiting = new Set<Call>()
@@ -266,7 +280,7 @@ export class WayfindDispatcher extends Dispatcher {
     await this.close()
   }
 
-  #routeOf(origin: Dispatcher.DispatchOptions['origin']): Route | null {
+  #routeOf(origin: Dispatcher.DispatchOptions['origin']): LbRoute | null {
     const key = typeof origin === 'string' ? origin : origin === undefined ? '' : origin.origin
     let route = this.#routes.get(key)
     if (route === undefined) {
@@ -277,7 +291,7 @@ export class WayfindDispatcher extends Dispatcher {
     return route
   }
 
-  #computeRoute(origin: string): Route | null {
+  #computeRoute(origin: string): LbRoute | null {
     if (origin === '') return null
     let url: URL
     try {
@@ -292,7 +306,8 @@ export class WayfindDispatcher extends Dispatcher {
       service,
       host: url.host,
       protocol: url.protocol,
-      hostHeaders: Object.freeze({ host: url.host }),
+      origin: `${url.protocol}//${url.host}`,
+      targets: new Map(),
     }
   }
 
@@ -334,34 +349,23 @@ export class WayfindDispatcher extends Dispatcher {
   }
 
   #sendTo(call: Call, instance: Instance): boolean {
-    const route = call.route
-    let t = this.#targets.get(instance.key)
-    if (
-      t === undefined ||
-      t.instance !== instance ||
-      t.pool.retired ||
-      t.protocol !== route.protocol
-    )
+    // Routes are made here only (#computeRoute), so the cast restores what was put in.
+    const route = call.route as LbRoute
+    let t = route.targets.get(instance.key)
+    if (t === undefined || t.instance !== instance || t.pool.retired)
       t = this.#target(instance, route)
     t.pool.used = true
-    // Object.assign rather than spread: measured ~1.0× vs 1.25× CPU per request (DISPATCH.md §5).
-    const opts: Dispatcher.DispatchOptions = Object.assign({}, call.opts)
-    opts.origin = t.origin
-    const headers = call.opts.headers
-    opts.headers =
-      headers === undefined || headers === null ? route.hostHeaders : withHost(headers, route.host)
-    // undici derives SNI from the Host header unless told otherwise (lib/core/request.js).
-    if (t.servername !== undefined) (opts as { servername?: string }).servername = t.servername
     call.begin(instance, t.slot)
     if (pickChannel.hasSubscribers)
       pickChannel.publish({ service: route.service, instance, attempt: call.attempts })
-    return t.pool.pool.dispatch(opts, call as unknown as Dispatcher.DispatchHandler)
+    // The caller's options as they are: the pool's origin already carries the logical Host.
+    return t.pool.pool.dispatch(call.opts, call as unknown as Dispatcher.DispatchHandler)
   }
 
-  #target(instance: Instance, route: Route): Target {
+  #target(instance: Instance, route: LbRoute): Target {
     const hp = hostPort(instance)
-    const origin = `${route.protocol}//${hp}`
-    let pool = this.#pools.get(origin)
+    const key = `${route.origin} ${hp}`
+    let pool = this.#pools.get(key)
     if (pool === undefined || pool.retired) {
       const o = this.#options
       const poolOptions: Pool.Options = {
@@ -369,42 +373,76 @@ export class WayfindDispatcher extends Dispatcher {
         connections: o.connections,
         pipelining: o.pipelining,
         keepAliveTimeout: o.keepAliveTimeoutMs,
-        connect: { timeout: o.connectTimeoutMs, ...(o.pool.connect as object | undefined) },
+        connect: this.#connector(instance, route),
       }
       const dispatcher =
         o.poolFactory !== undefined
-          ? o.poolFactory(origin, poolOptions)
-          : new Pool(origin, poolOptions)
+          ? o.poolFactory(route.origin, poolOptions, instance)
+          : new Pool(route.origin, poolOptions)
       // Backpressure: dispatch() returns the pool's answer, so relay its 'drain' as undici's
       // BalancedPool does (pool-base.js).
       dispatcher.on('drain', (drainOrigin: URL) => {
         this.emit('drain', drainOrigin)
       })
       pool = {
-        origin,
+        key,
+        origin: route.origin,
         hostPort: hp,
         pool: dispatcher,
         services: new Set(),
         used: true,
         retired: false,
       }
-      this.#pools.set(origin, pool)
-      debug('pool open %s', origin)
+      this.#pools.set(key, pool)
+      debug('pool open %s via %s', route.origin, hp)
       this.#armIdle()
     }
     pool.services.add(route.service)
-    const servername =
-      route.protocol === 'https:' ? this.#options.servername?.(route.service, instance) : undefined
-    const t: Target = {
-      instance,
-      protocol: route.protocol,
-      origin,
-      slot: this.#load.record(instance.key).slot,
-      pool,
-      servername,
-    }
-    this.#targets.set(instance.key, t)
+    const t: Target = { instance, slot: this.#load.record(instance.key).slot, pool }
+    route.targets.set(instance.key, t)
     return t
+  }
+
+  /**
+   * The connector of one instance pool: undici's own (`buildConnector`, with the TLS and socket
+   * options a Pool would pass it, or the caller's `pool.connect` function), pointed at the
+   * instance's address instead of the logical host. SNI and the certificate check use, in order:
+   * the `servername` option for this instance, the request's servername (undici takes it from a
+   * caller-set Host header), the logical host name.
+   */
+  #connector(instance: Instance, route: LbRoute): buildConnector.connector {
+    const o = this.#options
+    const p = o.pool
+    const connect = p.connect
+    // As undici's Pool builds its connector from these options (lib/dispatcher/pool.js).
+    const build: Record<string, unknown> = {
+      maxCachedSessions: p.maxCachedSessions,
+      allowH2: p.allowH2,
+      socketPath: p.socketPath,
+      timeout: o.connectTimeoutMs,
+    }
+    if (typeof p.autoSelectFamily === 'boolean') {
+      build.autoSelectFamily = p.autoSelectFamily
+      build.autoSelectFamilyAttemptTimeout = p.autoSelectFamilyAttemptTimeout
+    }
+    const base: buildConnector.connector =
+      typeof connect === 'function' ? connect : buildConnector({ ...build, ...connect })
+    const hostname = instance.host
+    const port = String(instance.port)
+    const host = hostPort(instance)
+    const logical = new URL(route.origin).hostname
+    const fallbackSni = isIP(logical) === 0 ? logical : undefined
+    const override =
+      route.protocol === 'https:' ? o.servername?.(route.service, instance) : undefined
+    return (opts, callback) => {
+      const servername = override ?? opts.servername ?? fallbackSni
+      base(
+        servername === undefined
+          ? { ...opts, hostname, host, port }
+          : { ...opts, hostname, host, port, servername },
+        callback,
+      )
+    }
   }
 
   /** No instance yet: wait for one (bounded by the directory's resolve timeout). */
@@ -535,7 +573,7 @@ export class WayfindDispatcher extends Dispatcher {
     if (outcome !== 'failure' || outlier === undefined || this.#closing !== undefined) return
     const failures = this.#load.failuresOf(slot)
     if (failures < (this.#options.outlier?.consecutiveFailures ?? Infinity)) return
-    if (!this.#targets.has(instance.key)) return // already left its service
+    if (!this.#load.has(instance.key)) return // already left its service
     const service = call.route.service
     outlier.reportFailure(
       service,
@@ -548,12 +586,15 @@ export class WayfindDispatcher extends Dispatcher {
   #onChange(e: ChangeEvent): void {
     if (this.#closing !== undefined) return
     if (e.removed.length === 0 && e.updated.length === 0) return
+    for (const route of this.#routes.values()) {
+      if (route?.service !== e.service) continue
+      for (const i of e.removed) route.targets.delete(i.key)
+      for (const i of e.updated) route.targets.delete(i.key)
+    }
     for (const i of e.removed) {
-      this.#targets.delete(i.key)
       this.#outlier?.remove(e.service, i.key)
       this.#load.delete(i.key)
     }
-    for (const i of e.updated) this.#targets.delete(i.key)
     const live = new Set(e.instances.map((i) => hostPort(i)))
     for (const entry of [...this.#pools.values()]) {
       if (!entry.services.has(e.service) || live.has(entry.hostPort)) continue
@@ -566,12 +607,12 @@ export class WayfindDispatcher extends Dispatcher {
   #retire(entry: PoolEntry, why: string): void {
     if (entry.retired) return
     entry.retired = true
-    if (this.#pools.get(entry.origin) === entry) this.#pools.delete(entry.origin)
+    if (this.#pools.get(entry.key) === entry) this.#pools.delete(entry.key)
     const pool = entry.pool
     this.#retiring.add(pool)
-    debug('pool close %s (%s)', entry.origin, why)
+    debug('pool close %s via %s (%s)', entry.origin, entry.hostPort, why)
     const timer = this.#clock.setTimeout(() => {
-      debug('pool destroy %s after drain timeout', entry.origin)
+      debug('pool destroy %s via %s after drain timeout', entry.origin, entry.hostPort)
       pool.destroy().catch(noop)
     }, this.#options.drainTimeoutMs)
     pool.close().then(
@@ -612,7 +653,7 @@ export class WayfindDispatcher extends Dispatcher {
     const pools = [...this.#pools.values()].map((e) => e.pool)
     for (const e of this.#pools.values()) e.retired = true
     this.#pools.clear()
-    this.#targets.clear()
+    this.#routes.clear()
     this.#shutdownPools = [...pools, ...this.#retiring]
     return this.#shutdownPools
   }

@@ -70,8 +70,12 @@ export interface DispatcherOptions {
   readonly connectTimeoutMs?: number
   /** Extra undici `Pool` options for every instance pool (e.g. `connect: { ca }`). */
   readonly pool?: Omit<Pool.Options, 'connections' | 'pipelining'>
-  /** Creates the pool of an instance origin; for tests and custom transports. */
-  readonly poolFactory?: (origin: string, options: Pool.Options) => Dispatcher
+  /**
+   * Creates the pool of one instance for one logical origin; for tests and custom transports.
+   * `origin` is the logical origin (`http://payments`, whose Host the pool writes) and
+   * `options.connect` dials `instance`: `new Pool(origin, options)` is the default.
+   */
+  readonly poolFactory?: (origin: string, options: Pool.Options, instance: Instance) => Dispatcher
   /** Where non-service origins go. Default: a private undici `Agent`, closed with the dispatcher. */
   readonly fallback?: Dispatcher
   /** A removed instance's pool closes gracefully, then is destroyed after this. @defaultValue 30_000 */
@@ -115,7 +119,8 @@ export interface ResolvedDispatcherOptions {
   readonly keepAliveTimeoutMs: number
   readonly connectTimeoutMs: number
   readonly pool: Omit<Pool.Options, 'connections' | 'pipelining'>
-  readonly poolFactory: ((origin: string, options: Pool.Options) => Dispatcher) | undefined
+  readonly poolFactory:
+    ((origin: string, options: Pool.Options, instance: Instance) => Dispatcher) | undefined
   readonly fallback: Dispatcher | undefined
   readonly drainTimeoutMs: number
   readonly idleTimeoutMs: number

@@ -1,6 +1,14 @@
 import { Readable } from 'node:stream'
 import { afterEach, describe, expect, it } from 'vitest'
-import { Agent, fetch as undiciFetch, Pool, request, stream, type Dispatcher } from 'undici'
+import {
+  Agent,
+  buildConnector,
+  fetch as undiciFetch,
+  Pool,
+  request,
+  stream,
+  type Dispatcher,
+} from 'undici'
 import { Writable } from 'node:stream'
 import { WayfindDispatcher } from '../../src/dispatcher/dispatcher.js'
 import type { DispatcherOptions } from '../../src/dispatcher/options.js'
@@ -69,6 +77,28 @@ describe('routing and the Host header', () => {
       'flat.example',
       'payments:8080',
     ])
+  })
+
+  it('calls a pool.connect function with the instance address, once per connection', async () => {
+    const [a, b] = await servers('a', 'b')
+    const dialed: string[] = []
+    const real = buildConnector({})
+    const { dir, d } = setup({
+      connections: 1,
+      pool: {
+        connect: (o, cb) => {
+          dialed.push(`${o.hostname}:${o.port}`)
+          real(o, cb)
+        },
+      },
+    })
+    dir.set('payments', [a!.instance(), b!.instance()])
+    const bodies: string[] = []
+    for (let i = 0; i < 6; i++)
+      bodies.push(await (await request('http://payments/x', { dispatcher: d })).body.text())
+    expect(bodies.sort()).toEqual(['a', 'a', 'a', 'b', 'b', 'b'])
+    expect(dialed.sort()).toEqual([`127.0.0.1:${a!.port}`, `127.0.0.1:${b!.port}`])
+    expect(a!.seen.every((s) => s.host === 'payments')).toBe(true)
   })
 
   it('works with undici fetch, Node global fetch, and stream()', async () => {
@@ -319,9 +349,9 @@ describe('membership owns the pools', () => {
     const [a, b] = await servers('a', 'b')
     const pools = new Map<string, Pool>()
     const { dir, d } = setup({
-      poolFactory: (origin, o) => {
+      poolFactory: (origin, o, instance) => {
         const p = new Pool(origin, o)
-        pools.set(origin, p)
+        pools.set(instance.key, p)
         return p
       },
     })
@@ -344,7 +374,7 @@ describe('membership owns the pools', () => {
       5_000,
       'slow request at a',
     )
-    const poolA = pools.get(`http://127.0.0.1:${a!.port}`)!
+    const poolA = pools.get(a!.instance().key)!
     dir.set('payments', [b!.instance()])
     expect(poolA.closed).toBe(true)
     expect(poolA.destroyed).toBe(false)

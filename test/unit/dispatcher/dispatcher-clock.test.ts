@@ -96,8 +96,8 @@ function setup(options: DispatcherOptions = {}) {
     dir,
     {
       ...options,
-      poolFactory: (origin) => {
-        const p = new StubPool(origin)
+      poolFactory: (_origin, _options, instance) => {
+        const p = new StubPool(`http://${instance.host}:${instance.port}`)
         pools.push(p)
         return p
       },
@@ -206,7 +206,7 @@ describe('WayfindDispatcher timers (fake clock)', () => {
     expect(poolOf(1)).toHaveLength(0)
     clock.advance(1)
     const retry = poolOf(1)[0]!.requests[0]!
-    expect(retry.opts.headers).toEqual({ host: 'svc' })
+    expect(retry.opts.origin).toBe('http://svc') // the caller's options, untouched
     respond(retry.handler, 200)
     expect(r.events).toEqual(['connect', 'headers 200', 'complete'])
     expect(dir.load.record(list[1]!.key).inflight).toBe(0)
