@@ -1,64 +1,40 @@
 /**
- * Dispatcher overhead, measured as DISPATCH.md §3.3 asks: one process run, servers in a helper
- * process (pinned to another core when `taskset` exists), 1 KiB bodies, keep-alive, the same
- * connection budget and the same API shape for every variant (`dispatcher.request({ origin,
- * path, method })` + `body.dump()`), a fixed closed-loop window, variants interleaved in a
- * rotated order each round after a warm-up, medians over rounds, ratios to the baseline of the
- * same run. Client CPU per request comes from `process.cpuUsage()`.
+ * Dispatcher overhead, measured as DISPATCH.md §3.3 asks: servers in a helper process, 1 KiB
+ * bodies, keep-alive, the same connection budget and the same API shape for every variant
+ * (`dispatcher.request({ origin, path, method })` + `body.dump()`), a fixed closed-loop window,
+ * ratios to the baseline of the same run. Client CPU per request comes from `process.cpuUsage()`.
+ *
+ * Made steadier than one long run per variant, because this machine's speed drifts by ±20 %
+ * within seconds: the client runs in its own process pinned to CPU 0 (servers on CPU 1, when
+ * `taskset` exists), every round runs all variants back to back for ~1,000 requests each in a
+ * rotated order, and each ratio is taken against the baseline *of the same round* (paired).
+ * Several fresh processes are pooled, since JIT and heap layout shift a process's ratios by a
+ * few per cent. Reported: median paired ratio with a 95 % bootstrap interval.
  *
  *   npx tsx bench/dispatch.ts [--quick]
  */
 import { execFileSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import { BalancedPool, Pool, type Dispatcher } from 'undici'
-import { leastLoaded } from '../src/balancer/least-loaded.js'
-import { WayfindDispatcher } from '../src/dispatcher/dispatcher.js'
-import { createInstance } from '../src/instance.js'
 import { HelperProcess } from './lib/child.js'
-import { StaticDirectory } from './lib/dispatch-directory.js'
+import { CONNECTIONS, WINDOW, type Sample } from './lib/dispatch-shape.js'
 import { stubCases } from './lib/dispatch-stub.js'
 import {
   check,
   note,
   printTable,
   writeResults,
-  x,
   type BenchOptions,
   type BenchOutcome,
 } from './lib/report.js'
-import { median, ratio } from './lib/stats.js'
+import { median } from './lib/stats.js'
 
-const WINDOW = 50
-const CONNECTIONS = 48
-
-interface Variant {
-  readonly name: string
-  readonly group: 'one' | 'four'
-  readonly dispatcher: Dispatcher
-  readonly origin: string
-}
-
-interface Sample {
-  readonly reqPerS: number
-  readonly cpuUsPerReq: number
-}
-
-/** Closed loop: `requests` GETs with at most WINDOW in flight. */
-async function runLoop(v: Variant, requests: number): Promise<Sample> {
-  let started = 0
-  const cpu0 = process.cpuUsage()
-  const t0 = performance.now()
-  const worker = async (): Promise<void> => {
-    while (started < requests) {
-      started++
-      const res = await v.dispatcher.request({ origin: v.origin, path: '/', method: 'GET' })
-      await res.body.dump()
-    }
-  }
-  await Promise.all(Array.from({ length: WINDOW }, worker))
-  const wallMs = performance.now() - t0
-  const cpu = process.cpuUsage(cpu0)
-  return { reqPerS: (requests / wallMs) * 1000, cpuUsPerReq: (cpu.user + cpu.system) / requests }
+/** Each measured variant and the baseline its paired ratios are taken against. */
+const BASELINE: Readonly<Record<string, string>> = {
+  'undici Pool (baseline)': 'undici Pool (baseline)',
+  'wayfind, 1 instance': 'undici Pool (baseline)',
+  'undici BalancedPool, 4': 'undici BalancedPool, 4',
+  'wayfind, 4, least-loaded': 'undici BalancedPool, 4',
+  'wayfind, 4, round-robin': 'undici BalancedPool, 4',
 }
 
 function pin(pid: number | undefined, cpu: number): boolean {
@@ -71,123 +47,119 @@ function pin(pid: number | undefined, cpu: number): boolean {
   }
 }
 
+/** `value(sample) / value(baseline sample of the same round)`, per round, per process. */
+function paired(
+  runs: readonly Record<string, Sample[]>[],
+  name: string,
+  value: (s: Sample) => number,
+): number[][] {
+  const base = BASELINE[name] ?? name
+  return runs.map((run) => {
+    const a = run[name] ?? []
+    const b = run[base] ?? []
+    return a.map((s, i) => value(s) / value(b[i] as Sample))
+  })
+}
+
+/** Median of the pooled ratios and a 95 % bootstrap interval (rounds resampled per process). */
+function estimate(perRun: readonly number[][]): { median: number; lo: number; hi: number } {
+  const pooled = perRun.flat()
+  const boots: number[] = []
+  for (let k = 0; k < 1_000; k++) {
+    const resample: number[] = []
+    for (const run of perRun)
+      for (let i = 0; i < run.length; i++)
+        resample.push(run[Math.floor(Math.random() * run.length)] as number)
+    boots.push(median(resample))
+  }
+  boots.sort((p, q) => p - q)
+  return { median: median(pooled), lo: boots[25] ?? Number.NaN, hi: boots[974] ?? Number.NaN }
+}
+
+const r3 = (v: number): number => Math.round(v * 1000) / 1000
+
 export async function run(opts: BenchOptions): Promise<BenchOutcome> {
-  const rounds = opts.quick ? 3 : 15
-  const requests = opts.quick ? 2_000 : 8_000
-  const { helper, ready } = await HelperProcess.start(
+  const processes = opts.quick ? 1 : 3
+  const rounds = opts.quick ? 12 : 100
+  const requests = opts.quick ? 500 : 1_000
+  const server = await HelperProcess.start(
     fileURLToPath(new URL('./lib/dispatch-server.ts', import.meta.url)),
     ['4'],
   )
-  const pinned = pin(helper.pid, 1)
-  const ports = ready.ports as number[]
-  const origins = ports.map((p) => `http://127.0.0.1:${p}`)
-  const instances = ports.map((port, i) =>
-    createInstance({ id: `i${i}`, key: `bench/i${i}`, service: 'four', host: '127.0.0.1', port }),
-  )
-  const one = createInstance({
-    id: 'i0',
-    key: 'one/i0',
-    service: 'one',
-    host: '127.0.0.1',
-    port: ports[0] as number,
-  })
-  const directory = new StaticDirectory(leastLoaded(), { one: [one], four: instances })
-  const variants: Variant[] = [
-    {
-      name: 'undici Pool (baseline)',
-      group: 'one',
-      dispatcher: new Pool(origins[0] as string, { connections: CONNECTIONS, pipelining: 1 }),
-      origin: origins[0] as string,
-    },
-    {
-      name: 'wayfind, 1 instance',
-      group: 'one',
-      dispatcher: new WayfindDispatcher(directory, { connections: CONNECTIONS }),
-      origin: 'http://one',
-    },
-    {
-      name: 'undici BalancedPool, 4',
-      group: 'four',
-      dispatcher: new BalancedPool(origins, { connections: CONNECTIONS / 4, pipelining: 1 }),
-      origin: origins[0] as string,
-    },
-    {
-      name: 'wayfind, 4 instances',
-      group: 'four',
-      dispatcher: new WayfindDispatcher(directory, { connections: CONNECTIONS / 4 }),
-      origin: 'http://four',
-    },
-  ]
-  const samples = new Map<string, Sample[]>(variants.map((v) => [v.name, []]))
+  // Client and servers on different cores: the measuring process is CPU-bound on its own.
+  const pinned = pin(server.helper.pid, 1)
+  const ports = server.ready.ports as number[]
+  const runs: Record<string, Sample[]>[] = []
+  let names: string[] = []
   try {
-    // Warm-up: connections open, JIT settled.
-    for (const v of variants) await runLoop(v, Math.min(1_000, requests))
-    for (let r = 0; r < rounds; r++) {
-      // Rotate the order each round so no variant always runs first or after the same one.
-      const order = variants.map((_, i) => variants[(i + r) % variants.length] as Variant)
-      for (const v of order) samples.get(v.name)?.push(await runLoop(v, requests))
+    for (let p = 0; p < processes; p++) {
+      const worker = await HelperProcess.start(
+        fileURLToPath(new URL('./lib/dispatch-worker.ts', import.meta.url)),
+        [JSON.stringify(ports)],
+      )
+      try {
+        if (pinned) pin(worker.helper.pid, 0)
+        names = worker.ready.variants as string[]
+        const reply = await worker.helper.request({ type: 'run', rounds, requests }, 600_000)
+        runs.push(reply.samples as Record<string, Sample[]>)
+      } finally {
+        await worker.helper.stop()
+      }
     }
   } finally {
-    await Promise.allSettled(variants.map((v) => v.dispatcher.close()))
-    await helper.stop()
+    await server.helper.stop()
   }
 
-  const stat = (name: string) => {
-    const s = samples.get(name) ?? []
-    const cpu = s.map((v) => v.cpuUsPerReq)
-    const rps = s.map((v) => v.reqPerS)
+  const rows = names.map((name) => {
+    const all = runs.flatMap((r) => r[name] ?? [])
+    const cpu = estimate(paired(runs, name, (s) => s.cpuUsPerReq))
+    const rps = estimate(paired(runs, name, (s) => s.reqPerS))
+    const perProcess = paired(runs, name, (s) => s.reqPerS).map((r) => r3(median(r)))
     return {
-      cpuMedian: median(cpu),
-      cpuMin: Math.min(...cpu),
-      cpuMax: Math.max(...cpu),
-      rpsMedian: median(rps),
-      rpsMin: Math.min(...rps),
-      rpsMax: Math.max(...rps),
-    }
-  }
-  const base1 = stat('undici Pool (baseline)')
-  const base4 = stat('undici BalancedPool, 4')
-  const rows = variants.map((v) => {
-    const s = stat(v.name)
-    const b = v.group === 'one' ? base1 : base4
-    return {
-      variant: v.name,
-      ...s,
-      cpuRatio: ratio(s.cpuMedian, b.cpuMedian),
-      rpsRatio: ratio(s.rpsMedian, b.rpsMedian),
+      variant: name,
+      baseline: BASELINE[name] ?? name,
+      rpsMedian: median(all.map((s) => s.reqPerS)),
+      cpuMedian: median(all.map((s) => s.cpuUsPerReq)),
+      cpuRatio: r3(cpu.median),
+      cpuCi: [r3(cpu.lo), r3(cpu.hi)],
+      rpsRatio: r3(rps.median),
+      rpsCi: [r3(rps.lo), r3(rps.hi)],
+      rpsRatioPerProcess: perProcess,
     }
   })
+  const ci = (v: number, c: number[]): string =>
+    `${v.toFixed(3)} (${(c[0] ?? 0).toFixed(3)}–${(c[1] ?? 0).toFixed(3)})`
   printTable(
-    `Dispatcher overhead: ${rounds} rounds × ${requests} requests, window ${WINDOW}, ${CONNECTIONS} connections, 1 KiB body${pinned ? ', server pinned to CPU 1' : ''}`,
+    `Dispatcher overhead: ${processes} process(es) × ${rounds} rounds × ${requests} requests per variant, window ${WINDOW}, ${CONNECTIONS} connections, 1 KiB body${pinned ? ', client on CPU 0, servers on CPU 1' : ''}`,
     [
       'variant',
       'req/s (median)',
-      'min..max',
       'CPU µs/req (median)',
-      'min..max',
-      'CPU vs base',
-      'req/s vs base',
+      'CPU vs base, paired (95 % CI)',
+      'req/s vs base, paired (95 % CI)',
+      'req/s ratio per process',
     ],
     rows.map((r) => [
       r.variant,
       r.rpsMedian.toFixed(0),
-      `${r.rpsMin.toFixed(0)}..${r.rpsMax.toFixed(0)}`,
       r.cpuMedian.toFixed(1),
-      `${r.cpuMin.toFixed(1)}..${r.cpuMax.toFixed(1)}`,
-      x(r.cpuRatio),
-      x(r.rpsRatio),
+      r.baseline === r.variant ? '-' : ci(r.cpuRatio, r.cpuCi),
+      r.baseline === r.variant ? '-' : ci(r.rpsRatio, r.rpsCi),
+      r.baseline === r.variant ? '-' : r.rpsRatioPerProcess.map((v) => v.toFixed(3)).join(' '),
     ]),
   )
   note(
-    '  baseline of the 1-instance rows: undici Pool; of the 4-instance rows: undici BalancedPool (same run).',
+    '  paired: each round runs every variant back to back; a ratio is taken against the baseline of the same round\n' +
+      '  (1-instance rows: undici Pool; 4-instance rows: undici BalancedPool), pooled over fresh processes.',
   )
   // Network-free: what the dispatcher layer itself adds per request (robust to a busy machine,
   // where the HTTP numbers above swing by ±20 % between runs).
   const stub = stubCases()
   const per = opts.quick ? 50_000 : 200_000
+  const stubRounds = opts.quick ? 3 : 15
   for (const c of stub) c.run(per)
   const stubSamples = new Map<string, number[]>(stub.map((c) => [c.name, []]))
-  for (let r = 0; r < rounds; r++)
+  for (let r = 0; r < stubRounds; r++)
     for (const c of stub.map((_, i) => stub[(i + r) % stub.length]!))
       stubSamples.get(c.name)?.push(c.run(per))
   const stubRows = stub.map((c) => {
@@ -197,7 +169,7 @@ export async function run(opts: BenchOptions): Promise<BenchOutcome> {
   const legacyBase = stubRows[0]?.minNs ?? 0
   const modernBase = stubRows[4]?.minNs ?? 0
   printTable(
-    `Dispatcher layer without network: ns per dispatch, median (min) of ${rounds} rounds × ${per}`,
+    `Dispatcher layer without network: ns per dispatch, median (min) of ${stubRounds} rounds × ${per}`,
     ['case', 'ns/dispatch', 'added vs stub (min)'],
     stubRows.map((r, i) => [
       r.case,
@@ -205,26 +177,35 @@ export async function run(opts: BenchOptions): Promise<BenchOutcome> {
       i === 0 || i === 4 ? '-' : `${(r.minNs - (i < 4 ? legacyBase : modernBase)).toFixed(0)} ns`,
     ]),
   )
-  const w1 = rows.find((r) => r.variant === 'wayfind, 1 instance')
-  const w4 = rows.find((r) => r.variant === 'wayfind, 4 instances')
+  const row = (name: string) => rows.find((r) => r.variant === name)
+  const w1 = row('wayfind, 1 instance')
+  const w4 = row('wayfind, 4, least-loaded')
+  const w4rr = row('wayfind, 4, round-robin')
   const checks = [
     check('dispatch: CPU/req, wayfind 1 instance vs Pool', w1?.cpuRatio ?? Number.NaN, '<=', 1.1),
     check('dispatch: req/s, wayfind 1 instance vs Pool', w1?.rpsRatio ?? Number.NaN, '>=', 0.93),
     check(
-      'dispatch: req/s, wayfind 4 instances vs BalancedPool',
+      'dispatch: req/s, wayfind 4 least-loaded vs BalancedPool',
       w4?.rpsRatio ?? Number.NaN,
+      '>=',
+      1.0,
+    ),
+    check(
+      'dispatch: req/s, wayfind 4 round-robin vs BalancedPool',
+      w4rr?.rpsRatio ?? Number.NaN,
       '>=',
       1.0,
     ),
   ]
   writeResults('dispatch', {
+    processes,
     rounds,
     requests,
     window: WINDOW,
     connections: CONNECTIONS,
     pinned,
     rows,
-    raw: Object.fromEntries(samples),
+    raw: runs,
     stub: stubRows,
     checks,
   })

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { DefaultLoadTracker } from '../../../src/balancer/load-tracker.js'
+import { decayFactor, DefaultLoadTracker } from '../../../src/balancer/load-tracker.js'
 import { InvalidOptionError } from '../../../src/errors.js'
 import { FakeClock } from './helpers.js'
 
@@ -76,5 +76,14 @@ describe('DefaultLoadTracker', () => {
   it('rejects invalid options', () => {
     expect(() => new DefaultLoadTracker({ decayMs: 0 })).toThrow(InvalidOptionError)
     expect(() => new DefaultLoadTracker({ defaultRttMs: Number.NaN })).toThrow(InvalidOptionError)
+  })
+})
+
+describe('decayFactor', () => {
+  it('matches Math.exp(-x) to 1e-9 relative, on both sides of the series cut-over', () => {
+    for (const x of [0, 1e-9, 1e-6, 5e-4, 9.99e-4, 1e-3, 0.01, 0.5, 3, 40]) {
+      const exact = Math.exp(-x)
+      expect(Math.abs(decayFactor(x) - exact) / exact).toBeLessThan(1e-9)
+    }
   })
 })

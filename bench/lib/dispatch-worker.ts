@@ -1,0 +1,109 @@
+/**
+ * Measuring process for bench/dispatch.ts: builds every variant against the servers of
+ * dispatch-server.ts, then runs short closed-loop rounds of each, interleaved in a rotated order,
+ * and returns the raw samples. A fresh process per run: JIT and heap layout differ between
+ * processes by a few per cent, so the parent pools several of them rather than trusting one.
+ *
+ *   argv[2]: JSON array of server ports (the first one serves the one-instance variants)
+ */
+import { BalancedPool, Pool, type Dispatcher } from 'undici'
+import { leastLoaded } from '../../src/balancer/least-loaded.js'
+import { roundRobin } from '../../src/balancer/round-robin.js'
+import { WayfindDispatcher } from '../../src/dispatcher/dispatcher.js'
+import { createInstance } from '../../src/instance.js'
+import { sendReady, serveRequests, type Message } from './child.js'
+import { StaticDirectory } from './dispatch-directory.js'
+import { CONNECTIONS, WINDOW, type Sample } from './dispatch-shape.js'
+
+interface Variant {
+  readonly name: string
+  readonly dispatcher: Dispatcher
+  readonly origin: string
+}
+
+/** Closed loop: `requests` GETs with at most WINDOW in flight, each body dumped. */
+async function runLoop(v: Variant, requests: number): Promise<Sample> {
+  let started = 0
+  const cpu0 = process.cpuUsage()
+  const t0 = performance.now()
+  const worker = async (): Promise<void> => {
+    while (started < requests) {
+      started++
+      const res = await v.dispatcher.request({ origin: v.origin, path: '/', method: 'GET' })
+      await res.body.dump()
+    }
+  }
+  await Promise.all(Array.from({ length: WINDOW }, worker))
+  const wallMs = performance.now() - t0
+  const cpu = process.cpuUsage(cpu0)
+  return { reqPerS: (requests / wallMs) * 1000, cpuUsPerReq: (cpu.user + cpu.system) / requests }
+}
+
+function variants(ports: readonly number[]): Variant[] {
+  const origins = ports.map((p) => `http://127.0.0.1:${p}`)
+  const four = ports.map((port, i) =>
+    createInstance({ id: `i${i}`, key: `four/i${i}`, service: 'four', host: '127.0.0.1', port }),
+  )
+  const one = [
+    createInstance({
+      id: 'i0',
+      key: 'one/i0',
+      service: 'one',
+      host: '127.0.0.1',
+      port: ports[0] as number,
+    }),
+  ]
+  const ll = new StaticDirectory(leastLoaded(), { one, four })
+  const rr = new StaticDirectory(roundRobin(), { four })
+  return [
+    {
+      name: 'undici Pool (baseline)',
+      dispatcher: new Pool(origins[0] as string, { connections: CONNECTIONS, pipelining: 1 }),
+      origin: origins[0] as string,
+    },
+    {
+      name: 'wayfind, 1 instance',
+      dispatcher: new WayfindDispatcher(ll, { connections: CONNECTIONS }),
+      origin: 'http://one',
+    },
+    {
+      name: 'undici BalancedPool, 4',
+      dispatcher: new BalancedPool(origins, { connections: CONNECTIONS / 4, pipelining: 1 }),
+      origin: origins[0] as string,
+    },
+    {
+      name: 'wayfind, 4, least-loaded',
+      dispatcher: new WayfindDispatcher(ll, { connections: CONNECTIONS / 4 }),
+      origin: 'http://four',
+    },
+    {
+      name: 'wayfind, 4, round-robin',
+      dispatcher: new WayfindDispatcher(rr, { connections: CONNECTIONS / 4 }),
+      origin: 'http://four',
+    },
+  ]
+}
+
+const list = variants(JSON.parse(process.argv[2] ?? '[]') as number[])
+
+serveRequests(
+  async (msg: Message) => {
+    if (msg.type !== 'run') throw new Error(`unknown request ${String(msg.type)}`)
+    const rounds = Number(msg.rounds)
+    const requests = Number(msg.requests)
+    // Warm-up: connections open, JIT settled.
+    for (const v of list) await runLoop(v, 2_000)
+    const samples: Record<string, Sample[]> = Object.fromEntries(list.map((v) => [v.name, []]))
+    for (let r = 0; r < rounds; r++)
+      for (let i = 0; i < list.length; i++) {
+        // Rotated each round: no variant always runs first or after the same one.
+        const v = list[(i + r) % list.length] as Variant
+        samples[v.name]?.push(await runLoop(v, requests))
+      }
+    return { samples }
+  },
+  async () => {
+    await Promise.allSettled(list.map((v) => v.dispatcher.close()))
+  },
+)
+sendReady({ variants: list.map((v) => v.name) })
