@@ -47,6 +47,7 @@ export class LeastLoadedPicker implements Picker {
   readonly #slots: Int32Array
   readonly #invWeight: Float64Array | undefined
   readonly #latency: boolean
+  readonly usesLatency: boolean
 
   constructor(instances: readonly Instance[], ctx: StrategyContext, latency: boolean) {
     this.instances = instances
@@ -54,6 +55,7 @@ export class LeastLoadedPicker implements Picker {
     this.#failure = new ExcludedFailure(ctx.service)
     this.#random = ctx.random
     this.#latency = latency
+    this.usesLatency = latency
     const { view, slots } = loadView(instances, ctx.load, ctx.clock)
     this.#view = view
     this.#slots = slots

@@ -15,6 +15,7 @@ import type {
 
 /** Random picker; `alias` is set when weights differ. */
 export class RandomPicker implements Picker {
+  readonly usesLatency = false
   readonly instances: readonly Instance[]
   readonly #results: PickOk[]
   readonly #failure: ExcludedFailure

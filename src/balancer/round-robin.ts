@@ -17,6 +17,7 @@ import type {
 
 /** Equal-weight round-robin picker. */
 export class RoundRobinPicker implements Picker {
+  readonly usesLatency = false
   readonly instances: readonly Instance[]
   readonly #results: PickOk[]
   readonly #failure: ExcludedFailure
@@ -54,6 +55,7 @@ export class RoundRobinPicker implements Picker {
 
 /** Weighted round-robin: EDF over a binary heap, O(log n) per pick. */
 export class WeightedRoundRobinPicker implements Picker {
+  readonly usesLatency = false
   readonly instances: readonly Instance[]
   readonly #results: PickOk[]
   readonly #failure: ExcludedFailure

@@ -38,6 +38,11 @@ export interface Picker {
   readonly instances: readonly Instance[]
   /** Synchronous, O(1) in the number of instances, allocation-free on the success path. */
   pick(ctx?: PickContext): PickResult
+  /**
+   * `false` when picks never read latency. The dispatcher then times only 1 request in 16
+   * (enough for `stats()`), saving two clock reads per request. Absent means `true`.
+   */
+  readonly usesLatency?: boolean
 }
 
 /**

@@ -119,6 +119,8 @@ export abstract class Call {
   sentRetries = 0
   /** Total attempts sent. */
   attempts = 0
+  /** Time this attempt (latency sample); set by the host per pick. */
+  timed = true
   /** Pending backoff timer, owned by the host. */
   resendTimer: TimerHandle | undefined
   abortReason: Error | undefined
@@ -159,7 +161,8 @@ export abstract class Call {
     this.status = 0
     this.swallowing = false
     this.attempts++
-    this.#startedAt = this.host.now()
+    // -1: not timed (the strategy does not read latency and this request is not sampled).
+    this.#startedAt = this.timed ? this.host.now() : -1
     this.host.startSlot(slot)
   }
 
@@ -195,8 +198,10 @@ export abstract class Call {
   ): boolean {
     if (status < 200) return false
     this.status = status
-    const now = this.host.now()
-    this.host.observeSlot(this.#slot, now - this.#startedAt, now)
+    if (this.#startedAt >= 0) {
+      const now = this.host.now()
+      this.host.observeSlot(this.#slot, now - this.#startedAt, now)
+    }
     if (this.host.statusCodes?.has(status) === true && this.#mayResendAfterSend) {
       const ra = parseRetryAfter(retryAfterOf(headers), Date.now())
       if (ra <= this.host.retryAfterMaxMs) {

@@ -133,6 +133,8 @@ export class WayfindDispatcher extends Dispatcher {
   readonly #waiting = new Set<Call>()
   readonly #controller = new AbortController()
   readonly #host: CallHost
+  /** Picks by strategies that ignore latency, counted to time 1 in 16 of them. */
+  #untimed = 0
   readonly #offChange: () => void
   #idleTimer: TimerHandle | undefined
   #closing: Promise<void> | undefined
@@ -336,6 +338,9 @@ export class WayfindDispatcher extends Dispatcher {
   #pick(call: Call, allowTried: boolean): PickResult {
     const service = call.route.service
     const picker = this.#directory.picker(service)
+    // Two clock reads per request buy the latency sample; a strategy that never reads latency
+    // gets one request in 16 timed, which keeps stats() meaningful.
+    call.timed = picker.usesLatency !== false || (++this.#untimed & 15) === 0
     const ejected = this.#outlier?.excludeFor(service, picker.instances.length)
     if (call.tried === undefined)
       return picker.pick(ejected === undefined ? undefined : { exclude: ejected })

@@ -4,7 +4,9 @@
  */
 import { describe, expect, it } from 'vitest'
 import { Dispatcher } from 'undici'
+import { leastLoaded } from '../../../src/balancer/least-loaded.js'
 import { roundRobin } from '../../../src/balancer/round-robin.js'
+import type { Strategy } from '../../../src/balancer/strategy.js'
 import { WayfindDispatcher } from '../../../src/dispatcher/dispatcher.js'
 import type { DispatcherOptions } from '../../../src/dispatcher/options.js'
 import { createEvents, type EjectionEvent } from '../../../src/events.js'
@@ -84,9 +86,9 @@ function recorder() {
 }
 /* eslint-enable @typescript-eslint/no-deprecated */
 
-function setup(options: DispatcherOptions = {}) {
+function setup(options: DispatcherOptions = {}, strategy: Strategy = roundRobin()) {
   const clock = new FakeClock()
-  const dir = new FakeDirectory({ clock, strategy: roundRobin() })
+  const dir = new FakeDirectory({ clock, strategy })
   const hub = createEvents()
   const ejections: [string, EjectionEvent][] = []
   hub.api.on('eject', (e) => ejections.push(['eject', e]))
@@ -124,6 +126,32 @@ function setup(options: DispatcherOptions = {}) {
 }
 
 describe('WayfindDispatcher timers (fake clock)', () => {
+  it('times every request for least-loaded, and 1 in 16 when the strategy ignores latency', async () => {
+    const timedOf32 = async (strategy: Strategy) => {
+      const { clock, d, send, pools } = setup({}, strategy)
+      let samples = 0
+      for (let k = 0; k < 32; k++) {
+        send()
+        const last = pools.flatMap((p) => p.requests).at(-1)!
+        clock.advance(5)
+        respond(last.handler, 200)
+        // A timed request leaves a 5 ms sample: the estimate leaves the 30 ms default or moves.
+        samples += d.stats('svc').instances.filter((i) => i.latencyMs < 29).length > 0 ? 1 : 0
+      }
+      const stats = d.stats('svc')
+      await d.destroy()
+      return { samples, stats }
+    }
+    const ll = await timedOf32(leastLoaded())
+    // Least-loaded then prefers the instance known to be fast: at least it has a 5 ms estimate.
+    expect(ll.stats.instances.some((i) => i.latencyMs > 4 && i.latencyMs < 6)).toBe(true)
+    expect(ll.samples).toBe(32)
+    const rr = await timedOf32(roundRobin())
+    // Only picks 16 and 32 were timed: both land on one instance (round-robin over two).
+    expect(rr.stats.instances.filter((i) => i.latencyMs < 29)).toHaveLength(1)
+    expect(rr.samples).toBe(17) // from the 16th request on
+  })
+
   it('closes an idle pool after the idle timeout and reopens on demand', async () => {
     const { clock, d, send, poolOf } = setup({ idleTimeoutMs: 1_000 })
     const r = send()
