@@ -8,7 +8,7 @@ import { fetch, request } from 'undici'
 import { createWayfind, type Wayfind } from '../../src/client.js'
 import { WayfindDispatcher } from '../../src/dispatcher/dispatcher.js'
 import { memoryRegistry } from '../../src/registry/memory.js'
-import { withDeadline } from '../support/wait.js'
+import { eventually, withDeadline } from '../support/wait.js'
 import { gate, TestServer } from './dispatcher-support.js'
 
 const cleanup: (() => Promise<unknown>)[] = []
@@ -66,18 +66,11 @@ describe('dispatcher through the client', () => {
         r.body.text(),
       )
       slow.push(p)
-      await withDeadline(
-        new Promise<void>((r) => {
-          const t = setInterval(() => {
-            if (a!.seen.length + b!.seen.length >= slow.length) {
-              clearInterval(t)
-              r()
-            }
-          }, 2)
-        }),
-        5_000,
-        'request to arrive',
-      )
+      await eventually(() => (a!.seen.length + b!.seen.length >= slow.length ? true : undefined), {
+        timeoutMs: 5_000,
+        intervalMs: 2,
+        what: 'request to arrive',
+      })
     }
     const changed = new Promise<void>((resolve) => {
       const off = wf.events.on('change', (e) => {

@@ -14,7 +14,7 @@ import { WayfindDispatcher } from '../../src/dispatcher/dispatcher.js'
 import type { DispatcherOptions } from '../../src/dispatcher/options.js'
 import { ErrorCode, isWayfindError } from '../../src/errors.js'
 import { createEvents } from '../../src/events.js'
-import { waitFor, withDeadline } from '../support/wait.js'
+import { eventually, waitFor, withDeadline } from '../support/wait.js'
 import { deadInstance, FakeDirectory, gate, TestServer } from './dispatcher-support.js'
 
 const cleanup: (() => Promise<unknown>)[] = []
@@ -181,18 +181,11 @@ describe('in-flight accounting', () => {
       } else res.end('ok')
     }
     const pending = request('http://payments/hold', { dispatcher: d })
-    await withDeadline(
-      new Promise<void>((r) => {
-        const t = setInterval(() => {
-          if (a!.seen.length > 0) {
-            clearInterval(t)
-            r()
-          }
-        }, 5)
-      }),
-      5_000,
-      'request to arrive',
-    )
+    await eventually(() => (a!.seen.length > 0 ? true : undefined), {
+      timeoutMs: 5_000,
+      intervalMs: 5,
+      what: 'request to arrive',
+    })
     expect(inflight(dir, key)).toBe(1)
     held.open()
     expect(await (await pending).body.text()).toBe('late')
@@ -217,18 +210,11 @@ describe('in-flight accounting', () => {
     await closed
     const u3 = await undiciFetch('http://payments/big', { dispatcher: d })
     await u3.body?.cancel()
-    await withDeadline(
-      new Promise<void>((r) => {
-        const t = setInterval(() => {
-          if (inflight(dir, key) === 0) {
-            clearInterval(t)
-            r()
-          }
-        }, 5)
-      }),
-      5_000,
-      'in-flight back to 0',
-    )
+    await eventually(() => (inflight(dir, key) === 0 ? true : undefined), {
+      timeoutMs: 5_000,
+      intervalMs: 5,
+      what: 'in-flight back to 0',
+    })
     expect(inflight(dir, key)).toBe(0)
   })
 })
@@ -362,18 +348,11 @@ describe('membership owns the pools', () => {
       else res.end('a')
     }
     const slow = request('http://payments/slow', { dispatcher: d }) // round-robin: a
-    await withDeadline(
-      new Promise<void>((r) => {
-        const t = setInterval(() => {
-          if (a!.seen.length > 0) {
-            clearInterval(t)
-            r()
-          }
-        }, 5)
-      }),
-      5_000,
-      'slow request at a',
-    )
+    await eventually(() => (a!.seen.length > 0 ? true : undefined), {
+      timeoutMs: 5_000,
+      intervalMs: 5,
+      what: 'slow request at a',
+    })
     const poolA = pools.get(a!.instance().key)!
     dir.set('payments', [b!.instance()])
     expect(poolA.closed).toBe(true)
@@ -461,18 +440,11 @@ describe('lifecycle and observability', () => {
     const { dir, d } = setup()
     dir.set('payments', [a!.instance()])
     const inFlight = request('http://payments/c', { dispatcher: d })
-    await withDeadline(
-      new Promise<void>((r) => {
-        const t = setInterval(() => {
-          if (a!.seen.length > 0) {
-            clearInterval(t)
-            r()
-          }
-        }, 5)
-      }),
-      5_000,
-      'request at a',
-    )
+    await eventually(() => (a!.seen.length > 0 ? true : undefined), {
+      timeoutMs: 5_000,
+      intervalMs: 5,
+      what: 'request at a',
+    })
     let closed = false
     const closing = d.close().then(() => {
       closed = true
@@ -493,18 +465,11 @@ describe('lifecycle and observability', () => {
       () => undefined,
       (e: unknown) => e,
     )
-    await withDeadline(
-      new Promise<void>((r) => {
-        const t = setInterval(() => {
-          if (b!.seen.length > 0) {
-            clearInterval(t)
-            r()
-          }
-        }, 5)
-      }),
-      5_000,
-      'request at b',
-    )
+    await eventually(() => (b!.seen.length > 0 ? true : undefined), {
+      timeoutMs: 5_000,
+      intervalMs: 5,
+      what: 'request at b',
+    })
     await s2.d.destroy()
     expect(await withDeadline(stuck, 5_000, 'aborted request')).toBeInstanceOf(Error)
     expect(inflight(s2.dir, b!.instance().key)).toBe(0)
