@@ -59,31 +59,26 @@ export async function run({ quick }: BenchOptions): Promise<BenchOutcome> {
     onSeqChange(wf, (seq) => {
       see(obsWayfind, seq)
     })
-    await w.request({
-      type: 'put',
-      key: `${PREFIX}a`,
-      service: SERVICE,
-      instanceId: 'a',
-      port: 9000,
-      seq: 0,
-    })
+    // The registry change both methods time (seq 0 seeds it): the writer process puts instance "a" with `seq`.
+    const putA = async (seq: number): Promise<{ ts: number; ackMs: number }> => {
+      const r = await w.request({
+        type: 'put',
+        key: `${PREFIX}a`,
+        service: SERVICE,
+        instanceId: 'a',
+        port: 9000,
+        seq,
+      })
+      return { ts: r.ts as number, ackMs: r.ackMs as number }
+    }
+    await putA(0)
     await wf.resolve(SERVICE, { timeoutMs: 10_000 })
 
     const rounds = quick ? 2 : 5
     const perRound = quick ? 50 : 400
     const result = await loop({
       observers: [obsWayfind, obsRaw],
-      change: async (seq) => {
-        const r = await w.request({
-          type: 'put',
-          key: `${PREFIX}a`,
-          service: SERVICE,
-          instanceId: 'a',
-          port: 9000,
-          seq,
-        })
-        return { ts: r.ts as number, ackMs: r.ackMs as number }
-      },
+      change: putA,
       warmup: quick ? 20 : 200,
       rounds,
       perRound,
@@ -95,17 +90,7 @@ export async function run({ quick }: BenchOptions): Promise<BenchOutcome> {
     // neither waits behind the other in this process's event loop.
     const solo = await soloRounds({
       contenders: [wayfindContender(server.host), rawContender(server.host)],
-      change: async (seq) => {
-        const r = await w.request({
-          type: 'put',
-          key: `${PREFIX}a`,
-          service: SERVICE,
-          instanceId: 'a',
-          port: 9000,
-          seq,
-        })
-        return { ts: r.ts as number }
-      },
+      change: putA,
       warmup: quick ? 10 : 50,
       cycles: quick ? 2 : 7,
       perRound: quick ? 30 : 150,
