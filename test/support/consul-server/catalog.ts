@@ -80,6 +80,17 @@ function sameJson(a: unknown, b: unknown): boolean {
   return JSON.stringify(a) === JSON.stringify(b)
 }
 
+/** An upsert that changes nothing but the raft indexes is a no-op (no index bump, as in Consul). */
+function sameButIndexes(existing: object | undefined, input: object): boolean {
+  return (
+    existing !== undefined &&
+    sameJson(
+      { ...existing, CreateIndex: 0, ModifyIndex: 0 },
+      { ...input, CreateIndex: 0, ModifyIndex: 0 },
+    )
+  )
+}
+
 export class Catalog {
   #index = 0
   readonly #tables = new Map<string, number>()
@@ -247,14 +258,7 @@ export class Catalog {
   ensureNode(input: NodeInput): void {
     this.#txn((idx) => {
       const existing = this.#nodes.get(input.Node)
-      if (
-        existing !== undefined &&
-        sameJson(
-          { ...existing, CreateIndex: 0, ModifyIndex: 0 },
-          { ...input, CreateIndex: 0, ModifyIndex: 0 },
-        )
-      )
-        return
+      if (sameButIndexes(existing, input)) return
       this.#nodes.set(input.Node, {
         ...input,
         CreateIndex: existing?.CreateIndex ?? idx,
@@ -280,14 +284,7 @@ export class Catalog {
     this.#txn((idx) => {
       const k = key(input.node, input.ID)
       const existing = this.#services.get(k)
-      if (
-        existing !== undefined &&
-        sameJson(
-          { ...existing, CreateIndex: 0, ModifyIndex: 0 },
-          { ...input, CreateIndex: 0, ModifyIndex: 0 },
-        )
-      )
-        return
+      if (sameButIndexes(existing, input)) return
       this.#putService(k, { ...input, CreateIndex: existing?.CreateIndex ?? idx, ModifyIndex: idx })
       this.#bump(idx, 'services', `service.${input.Service}`)
       if (existing !== undefined && existing.Service !== input.Service)
@@ -338,14 +335,7 @@ export class Catalog {
     this.#txn((idx) => {
       const k = key(input.Node, input.CheckID)
       const existing = this.#checks.get(k)
-      if (
-        existing !== undefined &&
-        sameJson(
-          { ...existing, CreateIndex: 0, ModifyIndex: 0 },
-          { ...input, CreateIndex: 0, ModifyIndex: 0 },
-        )
-      )
-        return
+      if (sameButIndexes(existing, input)) return
       this.#putCheck(k, { ...input, CreateIndex: existing?.CreateIndex ?? idx, ModifyIndex: idx })
       this.#bump(idx, 'checks')
       this.#bumpForCheck(idx, input.Node, input.ServiceID)

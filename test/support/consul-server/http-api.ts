@@ -899,16 +899,7 @@ export class ConsulApi {
 
 // ---- JSON shapes (PascalCase, CONSUL.md §2) -----------------------------------------------
 
-function nodeJson(n: NodeRecord): {
-  ID: string
-  Node: string
-  Address: string
-  Datacenter: string
-  TaggedAddresses: Record<string, string>
-  Meta: Record<string, string>
-  CreateIndex: number
-  ModifyIndex: number
-} {
+function nodeJson(n: NodeRecord): NodeRecord {
   return {
     ID: n.ID,
     Node: n.Node,
