@@ -29,6 +29,20 @@ afterAll(async () => {
 })
 
 /** Reads everything the server sends on a fresh socket until it closes. */
+/** The HTTP/2 SETTINGS the server announces on a fresh TLS session. */
+async function serverSettings(url: string): Promise<http2.Settings> {
+  const session = http2.connect(url, { ca: certs.ca })
+  try {
+    return await withDeadline(
+      new Promise<http2.Settings>((resolve) => session.once('remoteSettings', resolve)),
+      5_000,
+      'SETTINGS',
+    )
+  } finally {
+    session.close()
+  }
+}
+
 function readAll(socket: net.Socket | tls.TLSSocket): Promise<string> {
   return new Promise((resolve, reject) => {
     let data = ''
@@ -262,17 +276,7 @@ describe('HTTP/2 stream limit', () => {
       http2: true,
       http2MaxConcurrentStreams: 5,
     })
-    const session = http2.connect(consul.url, { ca: certs.ca })
-    try {
-      const settings = await withDeadline(
-        new Promise<http2.Settings>((resolve) => session.once('remoteSettings', resolve)),
-        5_000,
-        'SETTINGS',
-      )
-      expect(settings.maxConcurrentStreams).toBe(5)
-    } finally {
-      session.close()
-    }
+    expect((await serverSettings(consul.url)).maxConcurrentStreams).toBe(5)
     consul.registerService({ name: 'a', port: 1 })
     const h2 = new Agent({
       allowH2: true,
@@ -310,17 +314,7 @@ describe('HTTP/2 stream limit', () => {
       tls: { key: certs.serverKey, cert: certs.serverCert },
       http2: true,
     })
-    const session = http2.connect(consul.url, { ca: certs.ca })
-    try {
-      const settings = await withDeadline(
-        new Promise<http2.Settings>((resolve) => session.once('remoteSettings', resolve)),
-        5_000,
-        'SETTINGS',
-      )
-      expect(settings.maxConcurrentStreams).toBe(250)
-    } finally {
-      session.close()
-    }
+    expect((await serverSettings(consul.url)).maxConcurrentStreams).toBe(250)
   })
 })
 
