@@ -6,10 +6,9 @@
 import { setMaxListeners } from 'node:events'
 import { afterEach, describe, expect, it } from 'vitest'
 import { consul, type ConsulRegistry } from '../../../src/registry/consul/provider.js'
-import type { ServiceSnapshot } from '../../../src/registry/provider.js'
 import { makeTestCerts, type TestCerts } from '../../support/certs.js'
 import { startConsulServer, type ConsulTestServer } from '../../support/consul-server/index.js'
-import { withDeadline } from '../../support/wait.js'
+import { watchAll } from '../../support/watch-all.js'
 
 const SERVICES = 300
 
@@ -25,45 +24,6 @@ afterEach(async () => {
   certs?.remove()
 })
 
-/** Watches every service; resolves a function that waits until each one's latest snapshot satisfies `predicate`. */
-function watchAll(
-  reg: ConsulRegistry,
-  names: string[],
-): (predicate: (s: ServiceSnapshot) => boolean, timeoutMs: number, what: string) => Promise<void> {
-  const latest = new Map<string, ServiceSnapshot>()
-  let poke = (): void => {}
-  for (const name of names)
-    reg.watch(
-      name,
-      {
-        onSnapshot: (s) => {
-          latest.set(name, s)
-          poke()
-        },
-        onError: () => {},
-      },
-      { signal: stop.signal },
-    )
-  return (predicate, timeoutMs, what) =>
-    withDeadline(
-      new Promise<void>((resolve) => {
-        const check = (): void => {
-          if (
-            names.every((n) => {
-              const s = latest.get(n)
-              return s !== undefined && predicate(s)
-            })
-          )
-            resolve()
-        }
-        poke = check
-        check()
-      }),
-      timeoutMs,
-      what,
-    )
-}
-
 function populate(s: ConsulTestServer): string[] {
   s.addNode('node-2', { address: '10.0.0.2' })
   const names = Array.from({ length: SERVICES }, (_, i) => `svc-${i}`)
@@ -76,7 +36,7 @@ describe('consul connection budget', () => {
     server = await startConsulServer()
     const names = populate(server)
     registry = consul({ url: server.url, maxConnections: 64, rotationMs: 2_000 })
-    const all = watchAll(registry, names)
+    const all = watchAll(registry, names, stop.signal)
     await all((s) => s.instances.length === 1, 20_000, 'every first snapshot')
     expect(registry.stats.pollCapacity).toBe(60)
     // Every slot is used at once: 60 long polls parked in parallel, the rest queued.
@@ -103,7 +63,7 @@ describe('consul connection budget', () => {
       tls: { ca: certs.ca },
       rotationMs: 2_000,
     })
-    const all = watchAll(registry, names)
+    const all = watchAll(registry, names, stop.signal)
     await all((s) => s.instances.length === 1, 20_000, 'every first snapshot')
     expect(registry.stats.protocol).toBe('h2')
     // Streams really multiplex: 200 long polls parked at once on the one connection.
@@ -125,7 +85,7 @@ describe('consul connection budget', () => {
       server.registerService({ node: 'node-2', name, id: `${name}-a`, port: 8000 })
     // 4 connections: 1 for short requests, 3 for long polls.
     registry = consul({ url: server.url, maxConnections: 4, rotationMs: 1_000 })
-    const early = watchAll(registry, names.slice(0, 3))
+    const early = watchAll(registry, names.slice(0, 3), stop.signal)
     await early((s) => s.instances.length === 1, 10_000, 'the early watches')
     await server.waitForBlockingQueries(3)
     const waits = server.stats.requests
@@ -136,7 +96,7 @@ describe('consul connection budget', () => {
     server.events.on('unblocked', (e: { reason: string }) => {
       if (e.reason === 'client-closed') yielded++
     })
-    const late = watchAll(registry, names.slice(3))
+    const late = watchAll(registry, names.slice(3), stop.signal)
     await late((s) => s.instances.length === 1, 10_000, 'the late watches')
     // Only the late services change: their watches hold no slot until the early polls yield.
     for (const name of names.slice(3))

@@ -12,6 +12,7 @@ import { consul, type ConsulRegistry } from '../../../src/registry/consul/provid
 import type { ServiceSnapshot } from '../../../src/registry/provider.js'
 import { startConsulServer, type ConsulTestServer } from '../../support/consul-server/index.js'
 import { withDeadline } from '../../support/wait.js'
+import { watchAll } from '../../support/watch-all.js'
 
 const SERVICES = 400
 /** 16 connections: 4 for short requests, 12 long-poll slots for 400 services. */
@@ -39,50 +40,11 @@ function fill(s: ConsulTestServer, names: readonly string[], perService: number)
       })
 }
 
-/**
- * Watches every service with the one `signal`; returns a wait that resolves once every
- * service's latest snapshot has `count` instances, and otherwise fails naming how many are behind.
- */
-function watchAll(
-  reg: ConsulRegistry,
-  names: readonly string[],
-  signal: AbortSignal,
-): (count: number, timeoutMs: number) => Promise<void> {
-  const latest = new Map<string, ServiceSnapshot>()
-  let poke = (): void => {}
-  for (const name of names)
-    reg.watch(
-      name,
-      {
-        onSnapshot: (s) => {
-          latest.set(name, s)
-          poke()
-        },
-        onError: () => {},
-      },
-      { signal },
-    )
-  const behind = (count: number): number =>
-    names.filter((n) => latest.get(n)?.instances.length !== count).length
-  return async (count, timeoutMs) => {
-    try {
-      await withDeadline(
-        new Promise<void>((resolve) => {
-          poke = () => {
-            if (behind(count) === 0) resolve()
-          }
-          poke()
-        }),
-        timeoutMs,
-        `every service at ${count} instances`,
-      )
-    } catch (err) {
-      throw new Error(
-        `${(err as Error).message}: ${behind(count)} of ${names.length} services behind`,
-      )
-    }
-  }
-}
+/** Every service has exactly `count` instances. */
+const at =
+  (count: number) =>
+  (s: ServiceSnapshot): boolean =>
+    s.instances.length === count
 
 describe('consul watches oversubscribing the connection budget', () => {
   it(`keeps ${SERVICES} services on ${MAX_CONNECTIONS} connections up to date through two registry-wide changes`, async () => {
@@ -100,14 +62,14 @@ describe('consul watches oversubscribing the connection budget', () => {
       const all = watchAll(registry, names, stop.signal)
       // One listener on the caller's signal, however many services it watches.
       expect(getEventListeners(stop.signal, 'abort')).toHaveLength(1)
-      await all(1, 20_000)
+      await all(at(1), 20_000, 'every service at 1 instance')
       expect(registry.stats.pollCapacity).toBe(SLOTS)
       // Every slot busy: the other watches queue for one.
       await server.waitForBlockingQueries(SLOTS)
       fill(server, names, 5)
-      await all(5, 30_000)
+      await all(at(5), 30_000, 'every service at 5 instances')
       fill(server, names, 10)
-      await all(10, 30_000)
+      await all(at(10), 30_000, 'every service at 10 instances')
       expect(server.stats.peakConnections()).toBeLessThanOrEqual(MAX_CONNECTIONS)
       expect(server.stats.rejectedConnections()).toBe(0)
       expect(registry.stats.peakConnections).toBeLessThanOrEqual(MAX_CONNECTIONS)
@@ -171,15 +133,15 @@ describe('consul watches oversubscribing the connection budget', () => {
     const b = new AbortController()
     const first = watchAll(registry, names.slice(0, 12), a.signal)
     const second = watchAll(registry, names.slice(12), b.signal)
-    await first(1, 10_000)
-    await second(1, 10_000)
+    await first(at(1), 10_000, 'every service at 1 instance')
+    await second(at(1), 10_000, 'every service at 1 instance')
     expect(registry.stats.watches).toBe(20)
     a.abort()
     expect(registry.stats.watches).toBe(8)
     expect(getEventListeners(a.signal, 'abort')).toHaveLength(0)
     // The other signal's watches still follow changes.
     fill(server, names, 2)
-    await second(2, 10_000)
+    await second(at(2), 10_000, 'every service at 2 instances')
     expect(getEventListeners(b.signal, 'abort')).toHaveLength(1)
   })
 })
