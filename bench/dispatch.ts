@@ -113,8 +113,9 @@ export async function run(opts: BenchOptions): Promise<BenchOutcome> {
   const rows = names.map((name) => {
     const all = runs.flatMap((r) => r[name] ?? [])
     const cpu = estimate(paired(runs, name, (s) => s.cpuUsPerReq))
-    const rps = estimate(paired(runs, name, (s) => s.reqPerS))
-    const perProcess = paired(runs, name, (s) => s.reqPerS).map((r) => r3(median(r)))
+    const rpsPairs = paired(runs, name, (s) => s.reqPerS)
+    const rps = estimate(rpsPairs)
+    const perProcess = rpsPairs.map((r) => r3(median(r)))
     return {
       variant: name,
       baseline: BASELINE[name] ?? name,

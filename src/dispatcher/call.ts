@@ -33,8 +33,8 @@ export interface Route {
   readonly service: string
   /** `http:` or `https:`. */
   readonly protocol: string
-  /** `host[:port]` of the logical origin: the `Host` header undici writes for it. */
-  readonly host: string
+  /** Host name of the logical origin: the default TLS servername of its pools. */
+  readonly hostname: string
 }
 
 /** What a call needs from the dispatcher. */

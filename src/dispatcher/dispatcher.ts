@@ -306,7 +306,7 @@ export class WayfindDispatcher extends Dispatcher {
     if (service === undefined || service === '') return null
     return {
       service,
-      host: url.host,
+      hostname: url.hostname,
       protocol: url.protocol,
       origin: `${url.protocol}//${url.host}`,
       targets: new Map(),
@@ -435,8 +435,7 @@ export class WayfindDispatcher extends Dispatcher {
     const hostname = instance.host
     const port = String(instance.port)
     const host = hostPort(instance)
-    const logical = new URL(route.origin).hostname
-    const fallbackSni = isIP(logical) === 0 ? logical : undefined
+    const fallbackSni = isIP(route.hostname) === 0 ? route.hostname : undefined
     const override =
       route.protocol === 'https:' ? o.servername?.(route.service, instance) : undefined
     return (opts, callback) => {
