@@ -7,9 +7,10 @@
  * Made steadier than one long run per variant, because this machine's speed drifts by ±20 %
  * within seconds: the client runs in its own process pinned to CPU 0 (servers on CPU 1, when
  * `taskset` exists), every round runs all variants back to back for ~1,000 requests each in a
- * rotated order, and each ratio is taken against the baseline *of the same round* (paired).
- * Several fresh processes are pooled, since JIT and heap layout shift a process's ratios by a
- * few per cent. Reported: median paired ratio with a 95 % bootstrap interval.
+ * fresh random order, and each ratio is taken against the baseline *of the same round* (paired).
+ * Six fresh processes are pooled, each building its variants in a random order, since build
+ * order, JIT and heap layout shift a process's ratios by a few per cent. Reported: median
+ * paired ratio with a 95 % bootstrap interval.
  *
  *   npx tsx bench/dispatch.ts [--quick]
  */
@@ -79,8 +80,10 @@ function estimate(perRun: readonly number[][]): { median: number; lo: number; hi
 const r3 = (v: number): number => Math.round(v * 1000) / 1000
 
 export async function run(opts: BenchOptions): Promise<BenchOutcome> {
-  const processes = opts.quick ? 1 : 3
-  const rounds = opts.quick ? 12 : 100
+  // Many short processes rather than a few long ones: a process's build order and heap layout
+  // shift its ratios by a few per cent, and only more processes average that out.
+  const processes = opts.quick ? 1 : 6
+  const rounds = opts.quick ? 12 : 50
   const requests = opts.quick ? 500 : 1_000
   const server = await HelperProcess.start(
     fileURLToPath(new URL('./lib/dispatch-server.ts', import.meta.url)),
@@ -99,7 +102,9 @@ export async function run(opts: BenchOptions): Promise<BenchOutcome> {
       )
       try {
         if (pinned) pin(worker.helper.pid, 0)
-        names = worker.ready.variants as string[]
+        // Workers build in a random order; the table keeps the order of BASELINE.
+        const built = new Set(worker.ready.variants as string[])
+        names = Object.keys(BASELINE).filter((n) => built.has(n))
         const reply = await worker.helper.request({ type: 'run', rounds, requests }, 600_000)
         runs.push(reply.samples as Record<string, Sample[]>)
       } finally {
