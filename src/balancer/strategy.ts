@@ -14,6 +14,12 @@ import type { Instance } from '../instance.js'
 export interface PickContext {
   /** `Instance.key`s to avoid (instances already tried by this request). */
   readonly exclude?: ReadonlySet<string> | undefined
+  /**
+   * Requests one instance can carry at once for this caller (the dispatcher's
+   * `connections × pipelining`); from that many in flight on, one more waits in the instance's
+   * connection queue. Load-aware pickers prefer an instance below it. Absent or 0: unbounded.
+   */
+  readonly capacity?: number | undefined
 }
 
 /** A successful pick. Pickers pre-build one per instance so that picking allocates nothing. */
@@ -39,8 +45,9 @@ export interface Picker {
   /** Synchronous, O(1) in the number of instances, allocation-free on the success path. */
   pick(ctx?: PickContext): PickResult
   /**
-   * `false` when picks never read latency. The dispatcher then times only 1 request in 16
-   * (enough for `stats()`), saving two clock reads per request. Absent means `true`.
+   * `false` when picks never read latency: the dispatcher then times 1 request in 16 per
+   * instance (enough for `stats()`). Absent or `true`: every request to an idle instance and
+   * 1 in 8 to a busy one (see `DefaultLoadTracker.shouldTime`).
    */
   readonly usesLatency?: boolean
 }

@@ -119,8 +119,8 @@ export abstract class Call {
   sentRetries = 0
   /** Total attempts sent. */
   attempts = 0
-  /** Time this attempt (latency sample); set by the host per pick. */
-  timed = true
+  /** Which busy requests are timed (1 in `timeMask + 1` per instance); set by the host per pick. */
+  timeMask = 7
   /** Pending backoff timer, owned by the host. */
   resendTimer: TimerHandle | undefined
   abortReason: Error | undefined
@@ -153,7 +153,7 @@ export abstract class Call {
   }
 
   /** Called by the host right before handing this call to an instance's pool. */
-  begin(instance: Instance, slot: number): void {
+  begin(instance: Instance, slot: number, timed: boolean): void {
     this.instance = instance
     this.#slot = slot
     this.#open = true
@@ -162,7 +162,7 @@ export abstract class Call {
     this.swallowing = false
     this.attempts++
     // -1: not timed (the strategy does not read latency and this request is not sampled).
-    this.#startedAt = this.timed ? this.host.now() : -1
+    this.#startedAt = timed ? this.host.now() : -1
     this.host.startSlot(slot)
   }
 

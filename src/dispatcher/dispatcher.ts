@@ -134,7 +134,10 @@ export class WayfindDispatcher extends Dispatcher {
   readonly #controller = new AbortController()
   readonly #host: CallHost
   /** Picks by strategies that ignore latency, counted to time 1 in 16 of them. */
-  #untimed = 0
+  /** Requests one instance's pool carries at once; pickers prefer instances below it. */
+  readonly #capacity: number
+  /** The context of every first pick without ejections: built once, the hot path allocates none. */
+  readonly #pickCtx: PickContext
   readonly #offChange: () => void
   #idleTimer: TimerHandle | undefined
   #closing: Promise<void> | undefined
@@ -169,6 +172,10 @@ export class WayfindDispatcher extends Dispatcher {
         : new OutlierDetector(o.outlier, this.#clock, hub, (_service, key) => {
             load.resetFailures(key)
           })
+    // HTTP/2 multiplexes streams over each connection, so connections × pipelining is no bound
+    // there (0: pickers ignore capacity).
+    this.#capacity = o.pool.allowH2 === true ? 0 : o.connections * o.pipelining
+    this.#pickCtx = { exclude: undefined, capacity: this.#capacity }
     this.#host = this.#makeHost()
     this.#offChange = directory.onChange((e) => {
       this.#onChange(e)
@@ -338,18 +345,19 @@ export class WayfindDispatcher extends Dispatcher {
   #pick(call: Call, allowTried: boolean): PickResult {
     const service = call.route.service
     const picker = this.#directory.picker(service)
-    // Two clock reads per request buy the latency sample; a strategy that never reads latency
-    // gets one request in 16 timed, which keeps stats() meaningful.
-    call.timed = picker.usesLatency !== false || (++this.#untimed & 15) === 0
+    // Two clock reads buy a latency sample: 1 busy request in 8 per instance for a strategy
+    // that reads latency, 1 in 16 (enough for stats()) for one that does not.
+    call.timeMask = picker.usesLatency === false ? 15 : 7
     const ejected = this.#outlier?.excludeFor(service, picker.instances.length)
+    const capacity = this.#capacity
     if (call.tried === undefined)
-      return picker.pick(ejected === undefined ? undefined : { exclude: ejected })
+      return picker.pick(ejected === undefined ? this.#pickCtx : { exclude: ejected, capacity })
     const exclude = new Set(call.tried)
     if (ejected !== undefined) for (const k of ejected) exclude.add(k)
-    const ctx: PickContext = { exclude }
+    const ctx: PickContext = { exclude, capacity }
     const result = picker.pick(ctx)
     if (result.kind === 'fail' && allowTried)
-      return picker.pick(ejected === undefined ? undefined : { exclude: ejected })
+      return picker.pick(ejected === undefined ? this.#pickCtx : { exclude: ejected, capacity })
     return result
   }
 
@@ -360,7 +368,7 @@ export class WayfindDispatcher extends Dispatcher {
     if (t === undefined || t.instance !== instance || t.pool.retired)
       t = this.#target(instance, route)
     t.pool.used = true
-    call.begin(instance, t.slot)
+    call.begin(instance, t.slot, this.#load.shouldTime(t.slot, call.timeMask))
     if (pickChannel.hasSubscribers)
       pickChannel.publish({ service: route.service, instance, attempt: call.attempts })
     // The caller's options as they are: the pool's origin already carries the logical Host.

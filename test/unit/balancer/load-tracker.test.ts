@@ -86,4 +86,20 @@ describe('decayFactor', () => {
       expect(Math.abs(decayFactor(x) - exact) / exact).toBeLessThan(1e-9)
     }
   })
+
+  it('times every call to an idle instance and 1 in 8 per busy instance', () => {
+    const t = new DefaultLoadTracker({ clock: new FakeClock() })
+    const a = t.record('a').slot
+    const b = t.record('b').slot
+    expect([t.shouldTime(a, 7), t.shouldTime(a, 7)]).toEqual([true, true]) // idle: always
+    t.startSlot(a)
+    t.startSlot(b)
+    const timedA = Array.from({ length: 16 }, () => t.shouldTime(a, 7))
+    expect(timedA.filter(Boolean)).toHaveLength(2)
+    expect(timedA.indexOf(true)).toBe(7)
+    // Counted per instance: a's calls do not move b's turn.
+    const timedB = Array.from({ length: 8 }, () => t.shouldTime(b, 7))
+    expect(timedB.indexOf(true)).toBe(7)
+    expect(Array.from({ length: 16 }, () => t.shouldTime(b, 15)).filter(Boolean)).toHaveLength(1)
+  })
 })

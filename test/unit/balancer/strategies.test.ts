@@ -180,6 +180,47 @@ describe('least-loaded (P2C)', () => {
     expect(seen.size).toBe(3)
   })
 
+  it('lets equal instances take turns: the first candidate rotates, ties keep it', () => {
+    const list = instances(4)
+    // A constant random() draws the same second candidate every time: only the rotation varies.
+    const p = leastLoaded().createPicker(list, context({ random: () => 0.5 }))
+    const order = Array.from({ length: 8 }, () => {
+      const r = p.pick()
+      if (r.kind !== 'pick') throw new Error('no pick')
+      return r.instance.id
+    })
+    // Start at floor(0.5 × 4) = i2; the second draw (i0 or i1) only ties, so the rotation wins.
+    expect(order).toEqual(['i2', 'i3', 'i0', 'i1', 'i2', 'i3', 'i0', 'i1'])
+  })
+
+  it('still avoids a loaded instance when the rotation offers it', () => {
+    const list = instances(4)
+    const ctx = context({ seed: 13 })
+    const p = leastLoaded({ latency: 'none' }).createPicker(list, ctx)
+    for (let k = 0; k < 3; k++) ctx.load.start(list[2]!.key)
+    // i2 is the first candidate every 4th pick, and loses to the idle second candidate each time.
+    expect(countPicks(p, 400).get('i2')).toBeUndefined()
+  })
+
+  it('prefers a candidate below capacity over a full one, whatever their latency', () => {
+    const list = instances(2)
+    const ctx = context({ seed: 3 })
+    const p = leastLoaded().createPicker(list, ctx)
+    ctx.load.observe(list[0]!.key, 1)
+    ctx.load.observe(list[1]!.key, 200)
+    for (let k = 0; k < 4; k++) ctx.load.start(list[0]!.key)
+    // Without a capacity, i0 is cheaper (1 ms × 5 < 200 ms × 1).
+    expect(countPicks(p, 50).get('i0')).toBe(50)
+    // With 4 connections per instance, i0 is full: a request there would wait for a connection.
+    const full = { capacity: 4 }
+    for (let k = 0; k < 50; k++) expect(p.pick(full)).toMatchObject({ instance: { id: 'i1' } })
+    // Both full: cost decides again.
+    for (let k = 0; k < 4; k++) ctx.load.start(list[1]!.key)
+    expect(p.pick(full)).toMatchObject({ instance: { id: 'i0' } })
+    // Capacity 0 means unbounded.
+    expect(p.pick({ capacity: 0 })).toMatchObject({ instance: { id: 'i0' } })
+  })
+
   it('rejects an unknown latency mode', () => {
     expect(() => leastLoaded({ latency: 'fast' as never })).toThrow(InvalidOptionError)
   })

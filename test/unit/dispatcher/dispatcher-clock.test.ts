@@ -126,30 +126,75 @@ function setup(options: DispatcherOptions = {}, strategy: Strategy = roundRobin(
 }
 
 describe('WayfindDispatcher timers (fake clock)', () => {
-  it('times every request for least-loaded, and 1 in 16 when the strategy ignores latency', async () => {
-    const timedOf32 = async (strategy: Strategy) => {
+  it('times every request to an idle instance; 1 in 8 busy ones for least-loaded, 1 in 16 otherwise', async () => {
+    // Request k takes 100 + k ms: each timed one is a new peak, so the estimate equals its
+    // duration (and never the 30 ms default).
+    const timedOf32 = async (strategy: Strategy, busy: boolean) => {
       const { clock, d, send, pools } = setup({}, strategy)
-      let samples = 0
-      for (let k = 0; k < 32; k++) {
+      if (busy) {
+        // One request held open on each instance keeps both busy for the whole run.
         send()
-        const last = pools.flatMap((p) => p.requests).at(-1)!
-        clock.advance(5)
-        respond(last.handler, 200)
-        // A timed request leaves a 5 ms sample: the estimate leaves the 30 ms default or moves.
-        samples += d.stats('svc').instances.filter((i) => i.latencyMs < 29).length > 0 ? 1 : 0
+        send()
       }
-      const stats = d.stats('svc')
+      const held = pools.flatMap((p) => p.requests).length
+      const timed = new Map<string, number>()
+      const sent = new Map<string, number>()
+      for (let k = 1; k <= 32; k++) {
+        const before = pools.map((p) => p.requests.length)
+        send()
+        const pool = pools.find((p, i) => p.requests.length > (before[i] ?? 0))!
+        clock.advance(100 + k)
+        respond(pool.requests.at(-1)!.handler, 200)
+        const stats = d.stats('svc').instances.find((i) => pool.origin.endsWith(`:${i.port}`))!
+        sent.set(stats.id, (sent.get(stats.id) ?? 0) + 1)
+        if (stats.latencyMs === 100 + k) timed.set(stats.id, (timed.get(stats.id) ?? 0) + 1)
+      }
+      expect(pools.flatMap((p) => p.requests).length).toBe(held + 32)
       await d.destroy()
-      return { samples, stats }
+      const count = (id: string) => timed.get(id) ?? 0
+      return { timed, sent, count, total: count('i0') + count('i1') }
     }
-    const ll = await timedOf32(leastLoaded())
-    // Least-loaded then prefers the instance known to be fast: at least it has a 5 ms estimate.
-    expect(ll.stats.instances.some((i) => i.latencyMs > 4 && i.latencyMs < 6)).toBe(true)
-    expect(ll.samples).toBe(32)
-    const rr = await timedOf32(roundRobin())
-    // Only picks 16 and 32 were timed: both land on one instance (round-robin over two).
-    expect(rr.stats.instances.filter((i) => i.latencyMs < 29)).toHaveLength(1)
-    expect(rr.samples).toBe(17) // from the 16th request on
+    // Idle instances: every request is timed, whatever the strategy.
+    expect((await timedOf32(leastLoaded(), false)).total).toBe(32)
+    expect((await timedOf32(roundRobin(), false)).total).toBe(32)
+    // Busy: the 8th, 16th... request of each instance is timed for least-loaded...
+    const ll = await timedOf32(leastLoaded(), true)
+    for (const id of ['i0', 'i1']) expect(ll.count(id)).toBe(Math.floor((ll.sent.get(id) ?? 0) / 8))
+    expect(ll.total).toBeGreaterThanOrEqual(3)
+    // ...and the 16th for a strategy that never reads latency: round-robin sends 16 to each.
+    const rr = await timedOf32(roundRobin(), true)
+    expect([...rr.timed.entries()].sort()).toEqual([
+      ['i0', 1],
+      ['i1', 1],
+    ])
+  })
+
+  it('tells pickers the per-instance capacity: connections × pipelining, none over HTTP/2', async () => {
+    const capacityOf = async (options: DispatcherOptions) => {
+      const seen: (number | undefined)[] = []
+      const rr = roundRobin()
+      const spy: Strategy = {
+        name: 'spy',
+        createPicker: (instances, ctx) => {
+          const inner = rr.createPicker(instances, ctx)
+          return {
+            instances,
+            usesLatency: false,
+            pick: (pc) => {
+              seen.push(pc?.capacity)
+              return inner.pick(pc)
+            },
+          }
+        },
+      }
+      const { d, send } = setup(options, spy)
+      send()
+      await d.destroy()
+      return seen
+    }
+    expect(await capacityOf({ connections: 12, pipelining: 2 })).toEqual([24])
+    expect(await capacityOf({})).toEqual([32])
+    expect(await capacityOf({ connections: 12, pool: { allowH2: true } })).toEqual([0])
   })
 
   it('closes an idle pool after the idle timeout and reopens on demand', async () => {
