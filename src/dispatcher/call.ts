@@ -128,7 +128,9 @@ export abstract class Call {
   // Current attempt.
   instance: Instance | undefined
   #slot = -1
-  #startedAt = 0
+  #timed = false
+  /** When the timed attempt was written (clock ms); -1 before that or when not timed. */
+  #sentAt = -1
   #open = false
   protected started = false
   protected status = 0
@@ -161,9 +163,21 @@ export abstract class Call {
     this.status = 0
     this.swallowing = false
     this.attempts++
-    // -1: not timed (the strategy does not read latency and this request is not sampled).
-    this.#startedAt = timed ? this.host.now() : -1
+    this.#timed = timed
+    this.#sentAt = -1
     this.host.startSlot(slot)
+  }
+
+  /**
+   * The attempt is being written (undici calls the start callback right before the request
+   * line). The latency clock starts here, not at dispatch: time spent waiting for one of the
+   * pool's connections is our own queue, already counted by in-flight, and depends on where
+   * we sent other requests. Counting it made the estimate chase our own placement. Linkerd's
+   * peak EWMA likewise never sees it: tower's balancer only calls an endpoint once it is ready.
+   */
+  protected sent(): void {
+    this.started = true
+    if (this.#timed) this.#sentAt = this.host.now()
   }
 
   /** Records `key` as tried (for the next pick's exclude set). */
@@ -198,9 +212,9 @@ export abstract class Call {
   ): boolean {
     if (status < 200) return false
     this.status = status
-    if (this.#startedAt >= 0) {
+    if (this.#sentAt >= 0) {
       const now = this.host.now()
-      this.host.observeSlot(this.#slot, now - this.#startedAt, now)
+      this.host.observeSlot(this.#slot, now - this.#sentAt, now)
     }
     if (this.host.statusCodes?.has(status) === true && this.#mayResendAfterSend) {
       const ra = parseRetryAfter(retryAfterOf(headers), Date.now())
@@ -319,7 +333,7 @@ export class LegacyCall extends Call implements Handler {
   }
 
   onConnect(abort: (err?: Error) => void, context?: unknown): void {
-    this.started = true
+    this.sent()
     this.#abort = abort
     if (this.abortReason !== undefined) {
       abort(this.abortReason)
@@ -423,7 +437,7 @@ export class ModernCall extends Call implements Handler, Controller {
   }
 
   onRequestStart(controller: Controller, context: unknown): void {
-    this.started = true
+    this.sent()
     this.#controller = controller
     if (this.abortReason !== undefined) {
       controller.abort(this.abortReason)

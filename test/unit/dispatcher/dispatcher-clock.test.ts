@@ -62,6 +62,14 @@ function respond(h: Dispatcher.DispatchHandler, status: number, headers: string[
   h.onComplete?.(null)
 }
 
+/** Answers like respond(), `ms` after the request was written (undici's onConnect). */
+function respondAfter(h: Dispatcher.DispatchHandler, clock: FakeClock, ms: number): void {
+  h.onConnect?.(() => undefined)
+  clock.advance(ms)
+  h.onHeaders?.(200, [], () => undefined, '')
+  h.onComplete?.(null)
+}
+
 function recorder() {
   const events: string[] = []
   const state: { abort?: (err?: Error) => void } = {}
@@ -143,8 +151,7 @@ describe('WayfindDispatcher timers (fake clock)', () => {
         const before = pools.map((p) => p.requests.length)
         send()
         const pool = pools.find((p, i) => p.requests.length > (before[i] ?? 0))!
-        clock.advance(100 + k)
-        respond(pool.requests.at(-1)!.handler, 200)
+        respondAfter(pool.requests.at(-1)!.handler, clock, 100 + k)
         const stats = d.stats('svc').instances.find((i) => pool.origin.endsWith(`:${i.port}`))!
         sent.set(stats.id, (sent.get(stats.id) ?? 0) + 1)
         if (stats.latencyMs === 100 + k) timed.set(stats.id, (timed.get(stats.id) ?? 0) + 1)
@@ -167,6 +174,15 @@ describe('WayfindDispatcher timers (fake clock)', () => {
       ['i0', 1],
       ['i1', 1],
     ])
+  })
+
+  it('times from the moment the request is written, not while it waits for a connection', async () => {
+    const { clock, d, send, pools } = setup({}, leastLoaded())
+    send()
+    clock.advance(500) // queued in the pool: our own wait, already counted as in-flight
+    respondAfter(pools.flatMap((p) => p.requests)[0]!.handler, clock, 7)
+    expect(d.stats('svc').instances.map((i) => i.latencyMs)).toContain(7)
+    await d.destroy()
   })
 
   it('tells pickers the per-instance capacity: connections × pipelining, none over HTTP/2', async () => {
