@@ -86,7 +86,7 @@ export class DefaultLoadTracker implements LoadTracker {
   #stamp = new Float64Array(INITIAL_CAPACITY)
   // 0 free, 1 live, 2 live with a sample, 3 retired (key forgotten, waiting for in-flight to drain).
   #state = new Uint8Array(INITIAL_CAPACITY)
-  // Requests started per slot, wrapping: picks the 1 in 8 busy requests that are timed.
+  // Busy requests started per slot, wrapping: picks which of them are timed (shouldTime).
   #ticks = new Uint8Array(INITIAL_CAPACITY)
   #free: number[] = []
   #used = 0
@@ -160,12 +160,10 @@ export class DefaultLoadTracker implements LoadTracker {
    * of two), counted per instance so that samples stay spread when picks follow a rotation.
    *
    * Why not every call (least-loaded passes `mask` 7): under load a clock read per request
-   * buys nothing. Peak EWMA keeps the highest recent sample, and a client busy enough to keep
-   * an instance loaded delays its own responses, so every sample carries its event-loop lag;
-   * timing all of them let that noise steer picks. Side by side with four same-speed instances,
-   * least-loaded reached 0.97× the req/s of undici's BalancedPool timing every call and 0.99×
-   * timing 1 in 8 of the busy ones (bench/dispatch.ts). A slow instance is still seen within
-   * eight of its requests, and a quiet service is timed on every request.
+   * buys little. Peak EWMA keeps the highest recent sample, and a client busy enough to keep an
+   * instance loaded delays its own responses, so its samples mostly carry its own event-loop
+   * lag. A slow instance is still seen within eight of its requests, and a quiet service is
+   * timed on every request.
    */
   shouldTime(slot: number, mask: number): boolean {
     if ((this.#inflight[slot] ?? 0) === 0) return true

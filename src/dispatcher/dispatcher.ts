@@ -133,7 +133,6 @@ export class WayfindDispatcher extends Dispatcher {
   readonly #waiting = new Set<Call>()
   readonly #controller = new AbortController()
   readonly #host: CallHost
-  /** Picks by strategies that ignore latency, counted to time 1 in 16 of them. */
   /** Requests one instance's pool carries at once; pickers prefer instances below it. */
   readonly #capacity: number
   /** The context of every first pick without ejections: built once, the hot path allocates none. */
