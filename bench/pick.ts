@@ -59,8 +59,8 @@ function timeBatch(picker: Picker, picks: number, probe: unknown): number {
 }
 
 export function run(opts: BenchOptions): Promise<BenchOutcome> {
-  const rounds = opts.quick ? 5 : 15
-  const picks = opts.quick ? 200_000 : 1_000_000
+  const rounds = opts.quick ? 9 : 15
+  const picks = opts.quick ? 300_000 : 1_000_000
   const strategies: [string, Strategy, boolean][] = [
     ['round-robin', roundRobin(), false],
     ['round-robin, weighted (EDF)', roundRobin(), true],
