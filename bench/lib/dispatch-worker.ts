@@ -14,6 +14,7 @@ import { createInstance } from '../../src/instance.js'
 import { sendReady, serveRequests, type Message } from './child.js'
 import { StaticDirectory } from './dispatch-directory.js'
 import { CONNECTIONS, WINDOW, type Sample } from './dispatch-shape.js'
+import { shuffled } from './stats.js'
 
 interface Variant {
   readonly name: string
@@ -37,18 +38,6 @@ async function runLoop(v: Variant, requests: number): Promise<Sample> {
   const wallMs = performance.now() - t0
   const cpu = process.cpuUsage(cpu0)
   return { reqPerS: (requests / wallMs) * 1000, cpuUsPerReq: (cpu.user + cpu.system) / requests }
-}
-
-/** Fisher–Yates: a fresh random order. */
-function shuffled<T>(list: readonly T[]): T[] {
-  const out = [...list]
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = Math.floor(Math.random() * (i + 1))
-    const t = out[i] as T
-    out[i] = out[j] as T
-    out[j] = t
-  }
-  return out
 }
 
 /**

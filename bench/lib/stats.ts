@@ -54,7 +54,7 @@ export function wallMs(): number {
   return performance.timeOrigin + performance.now()
 }
 
-/** Fisher-Yates shuffle of a copy (to rotate the order of interleaved variants per round). */
+/** Fisher-Yates shuffle of a copy (a fresh random order of interleaved variants per round). */
 export function shuffled<T>(items: readonly T[]): T[] {
   const out = [...items]
   for (let i = out.length - 1; i > 0; i--) {
