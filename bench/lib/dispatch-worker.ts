@@ -1,7 +1,7 @@
 /**
  * Measuring process for bench/dispatch.ts: builds every variant against the servers of
- * dispatch-server.ts, then runs short closed-loop rounds of each, interleaved in a rotated order,
- * and returns the raw samples. A fresh process per run: JIT and heap layout differ between
+ * dispatch-server.ts in a random order, then runs short closed-loop rounds of each, interleaved
+ * in a fresh random order per round, and returns the raw samples. A fresh process per run: JIT and heap layout differ between
  * processes by a few per cent, so the parent pools several of them rather than trusting one.
  *
  *   argv[2]: JSON array of server ports (the first one serves the one-instance variants)
