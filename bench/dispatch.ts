@@ -27,7 +27,7 @@ import {
   type BenchOptions,
   type BenchOutcome,
 } from './lib/report.js'
-import { median } from './lib/stats.js'
+import { median, percentileSorted } from './lib/stats.js'
 
 /** Each measured variant and the baseline its paired ratios are taken against. */
 const BASELINE: Readonly<Record<string, string>> = {
@@ -74,7 +74,11 @@ function estimate(perRun: readonly number[][]): { median: number; lo: number; hi
     boots.push(median(resample))
   }
   boots.sort((p, q) => p - q)
-  return { median: median(pooled), lo: boots[25] ?? Number.NaN, hi: boots[974] ?? Number.NaN }
+  return {
+    median: median(pooled),
+    lo: percentileSorted(boots, 2.5),
+    hi: percentileSorted(boots, 97.5),
+  }
 }
 
 const r3 = (v: number): number => Math.round(v * 1000) / 1000

@@ -349,15 +349,13 @@ export class WayfindDispatcher extends Dispatcher {
     call.timeMask = picker.usesLatency === false ? 15 : 7
     const ejected = this.#outlier?.excludeFor(service, picker.instances.length)
     const capacity = this.#capacity
-    if (call.tried === undefined)
-      return picker.pick(ejected === undefined ? this.#pickCtx : { exclude: ejected, capacity })
+    const withoutTried: PickContext =
+      ejected === undefined ? this.#pickCtx : { exclude: ejected, capacity }
+    if (call.tried === undefined) return picker.pick(withoutTried)
     const exclude = new Set(call.tried)
     if (ejected !== undefined) for (const k of ejected) exclude.add(k)
-    const ctx: PickContext = { exclude, capacity }
-    const result = picker.pick(ctx)
-    if (result.kind === 'fail' && allowTried)
-      return picker.pick(ejected === undefined ? this.#pickCtx : { exclude: ejected, capacity })
-    return result
+    const result = picker.pick({ exclude, capacity })
+    return result.kind === 'fail' && allowTried ? picker.pick(withoutTried) : result
   }
 
   #sendTo(call: Call, instance: Instance): boolean {
