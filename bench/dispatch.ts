@@ -12,7 +12,11 @@
  * order, JIT and heap layout shift a process's ratios by a few per cent. Reported: median
  * paired ratio with a 95 % bootstrap interval.
  *
- *   npx tsx bench/dispatch.ts [--quick]
+ * `--ladder` adds two reference rows against BalancedPool: round-robin over the same four Pools
+ * with no bookkeeping, and with only an in-flight counting handler wrapper. They show how much
+ * room a balancer built on Pools has against BalancedPool here, before its own features.
+ *
+ *   npx tsx bench/dispatch.ts [--quick] [--ladder]
  */
 import { execFileSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
@@ -36,6 +40,8 @@ const BASELINE: Readonly<Record<string, string>> = {
   'undici BalancedPool, 4': 'undici BalancedPool, 4',
   'wayfind, 4, least-loaded': 'undici BalancedPool, 4',
   'wayfind, 4, round-robin': 'undici BalancedPool, 4',
+  'ref: bare round-robin, 4 Pools': 'undici BalancedPool, 4',
+  'ref: + in-flight counting wrapper': 'undici BalancedPool, 4',
 }
 
 function pin(pid: number | undefined, cpu: number): boolean {
@@ -83,10 +89,11 @@ function estimate(perRun: readonly number[][]): { median: number; lo: number; hi
 
 const r3 = (v: number): number => Math.round(v * 1000) / 1000
 
-export async function run(opts: BenchOptions): Promise<BenchOutcome> {
+export async function run(opts: BenchOptions & { ladder?: boolean }): Promise<BenchOutcome> {
   // Many short processes rather than a few long ones: a process's build order and heap layout
   // shift its ratios by a few per cent, and only more processes average that out.
-  const processes = opts.quick ? 1 : 6
+  // The reference rows of --ladder are read at a 1 % resolution: twice the processes.
+  const processes = opts.quick ? 1 : opts.ladder === true ? 12 : 6
   const rounds = opts.quick ? 12 : 50
   const requests = opts.quick ? 500 : 1_000
   const server = await HelperProcess.start(
@@ -102,7 +109,7 @@ export async function run(opts: BenchOptions): Promise<BenchOutcome> {
     for (let p = 0; p < processes; p++) {
       const worker = await HelperProcess.start(
         fileURLToPath(new URL('./lib/dispatch-worker.ts', import.meta.url)),
-        [JSON.stringify(ports)],
+        opts.ladder === true ? [JSON.stringify(ports), 'ladder'] : [JSON.stringify(ports)],
       )
       try {
         if (pinned) pin(worker.helper.pid, 0)
@@ -209,6 +216,7 @@ export async function run(opts: BenchOptions): Promise<BenchOutcome> {
   ]
   writeResults('dispatch', {
     processes,
+    ladder: opts.ladder === true,
     rounds,
     requests,
     window: WINDOW,
@@ -223,7 +231,7 @@ export async function run(opts: BenchOptions): Promise<BenchOutcome> {
 }
 
 if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
-  run({ quick: process.argv.includes('--quick') }).then(
+  run({ quick: process.argv.includes('--quick'), ladder: process.argv.includes('--ladder') }).then(
     () => process.exit(0),
     (err: unknown) => {
       process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)

@@ -5,8 +5,9 @@
  * processes by a few per cent, so the parent pools several of them rather than trusting one.
  *
  *   argv[2]: JSON array of server ports (the first one serves the one-instance variants)
+ *   argv[3]: 'ladder' adds the two reference rows of --ladder (see ReferenceBalancer)
  */
-import { BalancedPool, Pool, type Dispatcher } from 'undici'
+import { BalancedPool, Dispatcher, Pool } from 'undici'
 import { leastLoaded } from '../../src/balancer/least-loaded.js'
 import { roundRobin } from '../../src/balancer/round-robin.js'
 import { WayfindDispatcher } from '../../src/dispatcher/dispatcher.js'
@@ -15,6 +16,98 @@ import { sendReady, serveRequests, type Message } from './child.js'
 import { StaticDirectory } from './dispatch-directory.js'
 import { CONNECTIONS, WINDOW, type Sample } from './dispatch-shape.js'
 import { shuffled } from './stats.js'
+
+/**
+ * Reference rows for `--ladder`, not products: round-robin over the same four Pools with no
+ * bookkeeping at all, and with the least a balancer that counts in-flight requests must do (a
+ * handler wrapper that counts at dispatch and once at the end). They bound what any wayfind-like
+ * design can reach against BalancedPool in this benchmark: wayfind pays for its wrapper's retry,
+ * abort, outcome and latency logic on top of the second row.
+ */
+class ReferenceBalancer extends Dispatcher {
+  readonly #pools: Pool[]
+  readonly #inflight: Int32Array
+  readonly #count: boolean
+  #next = 0
+
+  constructor(origins: readonly string[], connections: number, count: boolean) {
+    super()
+    this.#pools = origins.map((o) => new Pool(o, { connections, pipelining: 1 }))
+    this.#inflight = new Int32Array(origins.length)
+    this.#count = count
+  }
+
+  override dispatch(
+    opts: Dispatcher.DispatchOptions,
+    handler: Dispatcher.DispatchHandler,
+  ): boolean {
+    const i = this.#next
+    this.#next = i + 1 === this.#pools.length ? 0 : i + 1
+    const pool = this.#pools[i] as Pool
+    if (!this.#count) return pool.dispatch(opts, handler)
+    this.#inflight[i] = (this.#inflight[i] ?? 0) + 1
+    return pool.dispatch(opts, new CountingHandler(handler, this.#inflight, i))
+  }
+
+  override close(): Promise<void> {
+    return Promise.all(this.#pools.map((p) => p.close())).then(() => undefined)
+  }
+
+  override destroy(): Promise<void> {
+    return Promise.all(this.#pools.map((p) => p.destroy())).then(() => undefined)
+  }
+}
+
+/* eslint-disable @typescript-eslint/no-deprecated -- mirrors the legacy handler, as wayfind does */
+class CountingHandler implements Dispatcher.DispatchHandler {
+  readonly #handler: Dispatcher.DispatchHandler
+  readonly #inflight: Int32Array
+  readonly #slot: number
+  #open = true
+
+  constructor(handler: Dispatcher.DispatchHandler, inflight: Int32Array, slot: number) {
+    this.#handler = handler
+    this.#inflight = inflight
+    this.#slot = slot
+  }
+
+  #end(): void {
+    if (!this.#open) return
+    this.#open = false
+    this.#inflight[this.#slot] = (this.#inflight[this.#slot] ?? 1) - 1
+  }
+
+  onConnect(abort: (err?: Error) => void, context?: unknown): void {
+    ;(this.#handler.onConnect as ((a: (e?: Error) => void, c?: unknown) => void) | undefined)?.call(
+      this.#handler,
+      abort,
+      context,
+    )
+  }
+
+  onResponseStarted(): void {
+    this.#handler.onResponseStarted?.()
+  }
+
+  onHeaders(status: number, raw: Buffer[], resume: () => void, text: string): boolean {
+    return this.#handler.onHeaders?.(status, raw, resume, text) ?? true
+  }
+
+  onData(chunk: Buffer): boolean {
+    return this.#handler.onData?.(chunk) ?? true
+  }
+
+  onComplete(trailers: string[] | null): void {
+    this.#end()
+    this.#handler.onComplete?.(trailers)
+  }
+
+  onError(err: Error): void {
+    this.#end()
+    this.#handler.onError?.(err)
+  }
+}
+/* eslint-enable @typescript-eslint/no-deprecated */
 
 interface Variant {
   readonly name: string
@@ -45,7 +138,7 @@ async function runLoop(v: Variant, requests: number): Promise<Sample> {
  * itself moved a variant's ratio by up to 3 % whatever its strategy (one in-flight P2C
  * dispatcher measured 1.011× BalancedPool built second and 0.976× built first).
  */
-function variants(ports: readonly number[]): Variant[] {
+function variants(ports: readonly number[], ladder: boolean): Variant[] {
   const origins = ports.map((p) => `http://127.0.0.1:${p}`)
   const four = ports.map((port, i) =>
     createInstance({ id: `i${i}`, key: `four/i${i}`, service: 'four', host: '127.0.0.1', port }),
@@ -93,10 +186,23 @@ function variants(ports: readonly number[]): Variant[] {
       origin: 'http://four',
     }),
   ]
+  if (ladder)
+    build.push(
+      () => ({
+        name: 'ref: bare round-robin, 4 Pools',
+        dispatcher: new ReferenceBalancer(origins, CONNECTIONS / 4, false),
+        origin: origins[0] as string,
+      }),
+      () => ({
+        name: 'ref: + in-flight counting wrapper',
+        dispatcher: new ReferenceBalancer(origins, CONNECTIONS / 4, true),
+        origin: origins[0] as string,
+      }),
+    )
   return shuffled(build).map((make) => make())
 }
 
-const list = variants(JSON.parse(process.argv[2] ?? '[]') as number[])
+const list = variants(JSON.parse(process.argv[2] ?? '[]') as number[], process.argv[3] === 'ladder')
 
 serveRequests(
   async (msg: Message) => {
