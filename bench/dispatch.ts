@@ -92,8 +92,9 @@ const r3 = (v: number): number => Math.round(v * 1000) / 1000
 export async function run(opts: BenchOptions & { ladder?: boolean }): Promise<BenchOutcome> {
   // Many short processes rather than a few long ones: a process's build order and heap layout
   // shift its ratios by a few per cent, and only more processes average that out.
+  const ladder = opts.ladder === true
   // The reference rows of --ladder are read at a 1 % resolution: twice the processes.
-  const processes = opts.quick ? 1 : opts.ladder === true ? 12 : 6
+  const processes = opts.quick ? 1 : ladder ? 12 : 6
   const rounds = opts.quick ? 12 : 50
   const requests = opts.quick ? 500 : 1_000
   const server = await HelperProcess.start(
@@ -109,7 +110,7 @@ export async function run(opts: BenchOptions & { ladder?: boolean }): Promise<Be
     for (let p = 0; p < processes; p++) {
       const worker = await HelperProcess.start(
         fileURLToPath(new URL('./lib/dispatch-worker.ts', import.meta.url)),
-        opts.ladder === true ? [JSON.stringify(ports), 'ladder'] : [JSON.stringify(ports)],
+        ladder ? [JSON.stringify(ports), 'ladder'] : [JSON.stringify(ports)],
       )
       try {
         if (pinned) pin(worker.helper.pid, 0)
@@ -216,7 +217,7 @@ export async function run(opts: BenchOptions & { ladder?: boolean }): Promise<Be
   ]
   writeResults('dispatch', {
     processes,
-    ladder: opts.ladder === true,
+    ladder,
     rounds,
     requests,
     window: WINDOW,
