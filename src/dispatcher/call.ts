@@ -37,6 +37,11 @@ export interface Route {
   readonly hostname: string
 }
 
+/** The connection an attempt went out on; released exactly once when the attempt ends. */
+export interface Lease {
+  release(): void
+}
+
 /** What a call needs from the dispatcher. */
 export interface CallHost {
   now(): number
@@ -124,6 +129,10 @@ export abstract class Call {
   /** Pending backoff timer, owned by the host. */
   resendTimer: TimerHandle | undefined
   abortReason: Error | undefined
+  /** The connection of the current attempt (wayfind's own instance pools only). */
+  lease: Lease | undefined
+  /** Waiting in an instance pool for a connection: an abort can answer at once. */
+  queued = false
 
   // Current attempt.
   instance: Instance | undefined
@@ -189,6 +198,11 @@ export abstract class Call {
   #end(outcome: CallOutcome): void {
     if (!this.#open) return
     this.#open = false
+    const lease = this.lease
+    if (lease !== undefined) {
+      this.lease = undefined
+      lease.release()
+    }
     this.host.endAttempt(this, this.instance as Instance, this.#slot, outcome)
   }
 
@@ -284,11 +298,24 @@ export abstract class Call {
     if (this.finished || this.abortReason !== undefined) return
     this.abortReason = reason ?? new errors.RequestAbortedError()
     if (this.#open && this.started) this.abortAttempt(this.abortReason)
-    else if (this.resendTimer !== undefined || !this.#open) {
+    else if (this.queued) {
+      // Still waiting for a connection: answer now; the pool skips finished calls.
+      this.queued = false
+      this.fail(this.abortReason)
+    } else if (this.resendTimer !== undefined || !this.#open) {
       this.host.cancelResend(this)
       this.fail(this.abortReason)
     }
     // Open but not started: the start callback sees abortReason and aborts then.
+  }
+
+  /**
+   * The attempt ended in `err`: retried when the rules allow, else delivered to the caller (a
+   * caller abort that raced a connect failure reports the abort, as the caller expects).
+   */
+  errored(err: Error): void {
+    if (this.failed(err)) return
+    this.deliverError(this.abortReason ?? err)
   }
 
   /** Delivers a terminal error to the caller (no attempt in progress). */
@@ -368,9 +395,7 @@ export class LegacyCall extends Call implements Handler {
   }
 
   onError(err: Error): void {
-    if (this.failed(err)) return
-    // A caller abort that raced a connect failure reports the abort, as the caller expects.
-    this.deliverError(this.abortReason ?? err)
+    this.errored(err)
   }
 
   onUpgrade(statusCode: number, headers: Buffer[] | string[] | null, socket: Duplex): void {
@@ -482,8 +507,7 @@ export class ModernCall extends Call implements Handler, Controller {
   }
 
   onResponseError(_controller: Controller | null, err: Error): void {
-    if (this.failed(err)) return
-    this.deliverError(this.abortReason ?? err)
+    this.errored(err)
   }
 
   protected abortAttempt(reason: Error): void {

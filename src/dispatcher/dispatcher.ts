@@ -5,8 +5,11 @@
  * Why a Dispatcher subclass and not `BalancedPool` or `compose()` over an `Agent`: BalancedPool
  * is error-penalty WRR with an open recovery bug (undici #4839), and an interceptor over Agent
  * makes v7 re-encode headers for legacy handlers and offers no way to close one origin's pool
- * (DISPATCH.md §0, §1.3–1.5). Here membership owns the pools: one bounded `Pool` per instance
- * origin, closed gracefully when the instance leaves and destroyed after a drain timeout.
+ * (DISPATCH.md §0, §1.3–1.5). Here membership owns the pools: one bounded pool per instance
+ * origin, closed gracefully when the instance leaves and destroyed after a drain timeout. The
+ * pool is wayfind's own set of undici `Client`s (instance-pool.ts: the wrapper already knows
+ * when each connection frees up, so undici's `Pool` bookkeeping per request is skipped); undici's
+ * `Pool` still serves HTTP/2 and Pool-only options, and `poolFactory` supplies any other.
  *
  * Request path (all synchronous when the service has instances): route (cached per origin) →
  * `directory.picker(service).pick({ exclude: ejected })` → the instance's pool → a handler
@@ -20,7 +23,7 @@
  * `{ origin, headers }` per request: about 4 % less client CPU per request (bench/dispatch.ts).
  */
 import { isIP } from 'node:net'
-import { Agent, buildConnector, Dispatcher, Pool } from 'undici'
+import { Agent, buildConnector, Dispatcher, Pool, type Client } from 'undici'
 import { DefaultLoadTracker, type CallOutcome } from '../balancer/load-tracker.js'
 import type { PickContext, PickResult } from '../balancer/strategy.js'
 import { linkedController } from '../core/abort.js'
@@ -44,6 +47,7 @@ import {
   type ResolvedDispatcherOptions,
 } from './options.js'
 import { OutlierDetector } from './outlier.js'
+import { InstancePool, usesOwnConnections } from './instance-pool.js'
 
 /** Load and health of one instance, as the dispatcher sees it. */
 export interface InstanceStats {
@@ -80,10 +84,17 @@ interface PoolEntry {
   readonly origin: string
   /** The instance address its connector dials. */
   readonly hostPort: string
-  readonly pool: Dispatcher
+  /** wayfind's own connections, or undici's Pool (HTTP/2, Pool-only options) or `poolFactory`'s. */
+  readonly pool: InstancePool | Dispatcher
   readonly services: Set<string>
   used: boolean
   retired: boolean
+}
+
+/** What close()/destroy() need from a pool. */
+interface Closable {
+  close(): Promise<void>
+  destroy(err?: Error | null): Promise<void>
 }
 
 interface Target {
@@ -129,7 +140,7 @@ export class WayfindDispatcher extends Dispatcher {
   readonly #routeFn: (hostname: string) => string | undefined
   readonly #routes = new Map<string, LbRoute | null>()
   readonly #pools = new Map<string, PoolEntry>()
-  readonly #retiring = new Set<Dispatcher>()
+  readonly #retiring = new Set<Closable>()
   readonly #waiting = new Set<Call>()
   readonly #controller = new AbortController()
   readonly #host: CallHost
@@ -142,7 +153,7 @@ export class WayfindDispatcher extends Dispatcher {
   #closing: Promise<void> | undefined
   #destroyed = false
   /** Every pool open or draining when close()/destroy() started. */
-  #shutdownPools: Dispatcher[] = []
+  #shutdownPools: Closable[] = []
 
   constructor(
     directory: ServiceDirectory,
@@ -368,8 +379,10 @@ export class WayfindDispatcher extends Dispatcher {
     call.begin(instance, t.slot, this.#load.shouldTime(t.slot, call.timeMask))
     if (pickChannel.hasSubscribers)
       pickChannel.publish({ service: route.service, instance, attempt: call.attempts })
+    const pool = t.pool.pool
+    if (pool instanceof InstancePool) return pool.send(call)
     // The caller's options as they are: the pool's origin already carries the logical Host.
-    return t.pool.pool.dispatch(call.opts, call as unknown as Dispatcher.DispatchHandler)
+    return pool.dispatch(call.opts, call as unknown as Dispatcher.DispatchHandler)
   }
 
   #target(instance: Instance, route: LbRoute): Target {
@@ -385,15 +398,28 @@ export class WayfindDispatcher extends Dispatcher {
         keepAliveTimeout: o.keepAliveTimeoutMs,
         connect: this.#connector(instance, route),
       }
-      const dispatcher =
-        o.poolFactory !== undefined
-          ? o.poolFactory(route.origin, poolOptions, instance)
-          : new Pool(route.origin, poolOptions)
-      // Backpressure: dispatch() returns the pool's answer, so relay its 'drain' as undici's
-      // BalancedPool does (pool-base.js).
-      dispatcher.on('drain', (drainOrigin: URL) => {
-        this.emit('drain', drainOrigin)
-      })
+      let dispatcher: InstancePool | Dispatcher
+      if (o.poolFactory === undefined && usesOwnConnections(o.pool)) {
+        const drainOrigin = new URL(route.origin)
+        dispatcher = new InstancePool(
+          route.origin,
+          clientOptions(poolOptions),
+          o.connections,
+          // Backpressure: send() returns false when every connection is busy; 'drain' follows.
+          () => this.emit('drain', drainOrigin),
+        )
+      } else {
+        const d =
+          o.poolFactory !== undefined
+            ? o.poolFactory(route.origin, poolOptions, instance)
+            : new Pool(route.origin, poolOptions)
+        // Backpressure: dispatch() returns the pool's answer, so relay its 'drain' as undici's
+        // BalancedPool does (pool-base.js).
+        d.on('drain', (drainOrigin: URL) => {
+          this.emit('drain', drainOrigin)
+        })
+        dispatcher = d
+      }
       pool = {
         key,
         origin: route.origin,
@@ -649,7 +675,7 @@ export class WayfindDispatcher extends Dispatcher {
     }, this.#options.idleTimeoutMs)
   }
 
-  #shutdownState(err: Error): Dispatcher[] {
+  #shutdownState(err: Error): Closable[] {
     this.#offChange()
     this.#controller.abort(err)
     for (const call of [...this.#waiting]) {
@@ -697,3 +723,23 @@ export class WayfindDispatcher extends Dispatcher {
 }
 
 function noop(): void {}
+
+// Options undici's Pool keeps for itself or folds into its connector (lib/dispatcher/pool.js);
+// wayfind's connector (#connector) already carries the connector ones.
+const POOL_ONLY = [
+  'connections',
+  'factory',
+  'clientTtl',
+  'connectTimeout',
+  'tls',
+  'maxCachedSessions',
+  'autoSelectFamily',
+  'autoSelectFamilyAttemptTimeout',
+] as const
+
+/** Client options from Pool options, as undici's Pool hands them to its clients. */
+function clientOptions(o: Pool.Options): Client.Options {
+  return Object.fromEntries(
+    Object.entries(o).filter(([k]) => !(POOL_ONLY as readonly string[]).includes(k)),
+  )
+}
