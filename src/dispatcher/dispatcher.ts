@@ -86,6 +86,8 @@ interface PoolEntry {
   readonly hostPort: string
   /** wayfind's own connections, or undici's Pool (HTTP/2, Pool-only options) or `poolFactory`'s. */
   readonly pool: InstancePool | Dispatcher
+  /** `pool` when it is wayfind's own (the hot path tests a field, not the prototype chain). */
+  readonly own: InstancePool | undefined
   readonly services: Set<string>
   used: boolean
   retired: boolean
@@ -379,10 +381,13 @@ export class WayfindDispatcher extends Dispatcher {
     call.begin(instance, t.slot, this.#load.shouldTime(t.slot, call.timeMask))
     if (pickChannel.hasSubscribers)
       pickChannel.publish({ service: route.service, instance, attempt: call.attempts })
-    const pool = t.pool.pool
-    if (pool instanceof InstancePool) return pool.send(call)
+    const own = t.pool.own
+    if (own !== undefined) return own.send(call)
     // The caller's options as they are: the pool's origin already carries the logical Host.
-    return pool.dispatch(call.opts, call as unknown as Dispatcher.DispatchHandler)
+    return (t.pool.pool as Dispatcher).dispatch(
+      call.opts,
+      call as unknown as Dispatcher.DispatchHandler,
+    )
   }
 
   #target(instance: Instance, route: LbRoute): Target {
@@ -425,6 +430,7 @@ export class WayfindDispatcher extends Dispatcher {
         origin: route.origin,
         hostPort: hp,
         pool: dispatcher,
+        own: dispatcher instanceof InstancePool ? dispatcher : undefined,
         services: new Set(),
         used: true,
         retired: false,
