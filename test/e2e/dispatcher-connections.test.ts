@@ -246,4 +246,70 @@ describe('per-instance connections', () => {
     })
     expect(d.poolCount).toBe(1)
   })
+
+  it('reconnects when the instance closes every connection after its response', async () => {
+    const { s, connections } = await server('a')
+    s.behaviour = (req, res) => {
+      res.setHeader('connection', 'close')
+      res.end(req.url)
+    }
+    const { dir, d } = setup({ connections: 2 })
+    dir.set('payments', [s.instance()])
+    for (let i = 0; i < 5; i++)
+      expect(await (await request(`http://payments/s${i}`, { dispatcher: d })).body.text()).toBe(
+        `/s${i}`,
+      )
+    const bodies = await withDeadline(
+      Promise.all(
+        Array.from({ length: 10 }, async (_, i) =>
+          (await request(`http://payments/c${i}`, { dispatcher: d })).body.text(),
+        ),
+      ),
+      5_000,
+      'concurrent requests',
+    )
+    expect(bodies).toEqual(Array.from({ length: 10 }, (_, i) => `/c${i}`))
+    expect(connections()).toBe(15) // one per request: none was sent on a closing socket
+    expect(dir.load.record(s.instance().key).inflight).toBe(0)
+  })
+
+  it('frees the connection of a request that timed out waiting for headers', async () => {
+    const { s } = await server('a')
+    s.behaviour = (req, res) => {
+      if (req.url !== '/hang') res.end(req.url)
+    }
+    const { dir, d } = setup({ connections: 1, pool: { headersTimeout: 200 } })
+    dir.set('payments', [s.instance()])
+    const err = await withDeadline(
+      request('http://payments/hang', { dispatcher: d }).then(
+        () => undefined,
+        (e: unknown) => e,
+      ),
+      5_000,
+      'timed-out request',
+    )
+    expect((err as { code?: string }).code).toBe('UND_ERR_HEADERS_TIMEOUT')
+    expect(await (await request('http://payments/ok', { dispatcher: d })).body.text()).toBe('/ok')
+    expect(dir.load.record(s.instance().key).inflight).toBe(0)
+  })
+
+  it('carries up to `pipelining` requests per connection', async () => {
+    const { s, connections } = await server('a')
+    s.behaviour = (req, res) => {
+      res.end(req.url)
+    }
+    const { dir, d } = setup({ connections: 1, pipelining: 3 })
+    dir.set('payments', [s.instance()])
+    const bodies = await withDeadline(
+      Promise.all(
+        Array.from({ length: 7 }, async (_, i) =>
+          (await request(`http://payments/p${i}`, { dispatcher: d })).body.text(),
+        ),
+      ),
+      5_000,
+      'pipelined requests',
+    )
+    expect(bodies).toEqual(Array.from({ length: 7 }, (_, i) => `/p${i}`))
+    expect(connections()).toBe(1)
+  })
 })
