@@ -68,12 +68,17 @@ export interface DispatcherOptions {
   readonly keepAliveTimeoutMs?: number
   /** TCP/TLS connect timeout; a timeout before sending is retried on another instance. @defaultValue 10_000 */
   readonly connectTimeoutMs?: number
-  /** Extra undici `Pool` options for every instance pool (e.g. `connect: { ca }`). */
+  /**
+   * Extra undici options for every instance pool (e.g. `connect: { ca }`, `headersTimeout`),
+   * given to each connection's `Client`. With `allowH2`, `useH2c`, `factory` or `clientTtl` the
+   * instance pool is an undici `Pool` (HTTP/2 multiplexes, the others are Pool-only).
+   */
   readonly pool?: Omit<Pool.Options, 'connections' | 'pipelining'>
   /**
    * Creates the pool of one instance for one logical origin; for tests and custom transports.
    * `origin` is the logical origin (`http://payments`, whose Host the pool writes) and
-   * `options.connect` dials `instance`: `new Pool(origin, options)` is the default.
+   * `options.connect` dials `instance`. Default: wayfind's own set of undici `Client`s
+   * (docs/dispatcher.md, Pools).
    */
   readonly poolFactory?: (origin: string, options: Pool.Options, instance: Instance) => Dispatcher
   /** Where non-service origins go. Default: a private undici `Agent`, closed with the dispatcher. */
