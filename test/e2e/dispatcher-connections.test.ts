@@ -60,6 +60,39 @@ async function seen(s: TestServer, n: number, what: string): Promise<void> {
   })
 }
 
+/** One instance with `connections: 1`, that connection held by a `/slow` request. */
+async function oneBusyConnection() {
+  const { s, connections } = await server('a')
+  const held = holdSlow(s)
+  const { dir, d } = setup({ connections: 1 })
+  dir.set('payments', [s.instance()])
+  const key = s.instance().key
+  const slow = request('http://payments/slow', { dispatcher: d })
+  await seen(s, 1, 'slow request at a')
+  return { s, connections, held, dir, d, key, slow }
+}
+
+/** `n` concurrent GETs of `/<prefix><i>`; their bodies, in order. */
+function concurrent(d: Dispatcher, prefix: string, n: number): Promise<string[]> {
+  return withDeadline(
+    Promise.all(
+      Array.from({ length: n }, async (_, i) =>
+        (await request(`http://payments/${prefix}${i}`, { dispatcher: d })).body.text(),
+      ),
+    ),
+    5_000,
+    `${n} concurrent requests`,
+  )
+}
+
+/** The error a request ends in (undefined when it succeeds). */
+function errorOf(p: Promise<unknown>): Promise<unknown> {
+  return p.then(
+    () => undefined,
+    (e: unknown) => e,
+  )
+}
+
 describe('per-instance connections', () => {
   it('never queues a request behind a busy connection while another has room', async () => {
     const { s, connections } = await server('a')
@@ -83,13 +116,7 @@ describe('per-instance connections', () => {
   })
 
   it('bounds connections and serves waiting requests in arrival order', async () => {
-    const { s, connections } = await server('a')
-    const held = holdSlow(s)
-    const { dir, d } = setup({ connections: 1 })
-    dir.set('payments', [s.instance()])
-    const key = s.instance().key
-    const slow = request('http://payments/slow', { dispatcher: d })
-    await seen(s, 1, 'slow request at a')
+    const { s, connections, held, dir, d, key, slow } = await oneBusyConnection()
     const waiting = [1, 2, 3].map((i) => request(`http://payments/w${i}`, { dispatcher: d }))
     expect(dir.load.record(key).inflight).toBe(4)
     held.open()
@@ -105,17 +132,10 @@ describe('per-instance connections', () => {
   })
 
   it('answers an abort while the request waits for a connection, and skips it later', async () => {
-    const { s } = await server('a')
-    const held = holdSlow(s)
-    const { dir, d } = setup({ connections: 1 })
-    dir.set('payments', [s.instance()])
-    const key = s.instance().key
-    const slow = request('http://payments/slow', { dispatcher: d })
-    await seen(s, 1, 'slow request at a')
+    const { s, held, dir, d, key, slow } = await oneBusyConnection()
     const ac = new AbortController()
-    const waiting = request('http://payments/aborted', { dispatcher: d, signal: ac.signal }).then(
-      () => undefined,
-      (e: unknown) => e,
+    const waiting = errorOf(
+      request('http://payments/aborted', { dispatcher: d, signal: ac.signal }),
     )
     expect(dir.load.record(key).inflight).toBe(2)
     ac.abort()
@@ -140,10 +160,7 @@ describe('per-instance connections', () => {
     for (let i = 0; i < 3; i++) {
       // With the failed connection kept as busy, the second request would wait forever.
       const err = await withDeadline(
-        request('http://payments/x', { dispatcher: d }).then(
-          () => undefined,
-          (e: unknown) => e,
-        ),
+        errorOf(request('http://payments/x', { dispatcher: d })),
         5_000,
         `refused request ${i}`,
       )
@@ -204,15 +221,9 @@ describe('per-instance connections', () => {
     const heldB = holdSlow(b.s)
     const s2 = setup({ connections: 1 })
     s2.dir.set('payments', [b.s.instance()])
-    const slowB = request('http://payments/slow', { dispatcher: s2.d }).then(
-      () => undefined,
-      (e: unknown) => e,
-    )
+    const slowB = errorOf(request('http://payments/slow', { dispatcher: s2.d }))
     await seen(b.s, 1, 'slow request at b')
-    const waitingB = request('http://payments/w', { dispatcher: s2.d }).then(
-      () => undefined,
-      (e: unknown) => e,
-    )
+    const waitingB = errorOf(request('http://payments/w', { dispatcher: s2.d }))
     await withDeadline(s2.d.destroy(), 5_000, 'destroy()')
     expect(await withDeadline(slowB, 5_000, 'running request')).toBeInstanceOf(Error)
     expect(await withDeadline(waitingB, 5_000, 'waiting request')).toBeInstanceOf(Error)
@@ -259,15 +270,7 @@ describe('per-instance connections', () => {
       expect(await (await request(`http://payments/s${i}`, { dispatcher: d })).body.text()).toBe(
         `/s${i}`,
       )
-    const bodies = await withDeadline(
-      Promise.all(
-        Array.from({ length: 10 }, async (_, i) =>
-          (await request(`http://payments/c${i}`, { dispatcher: d })).body.text(),
-        ),
-      ),
-      5_000,
-      'concurrent requests',
-    )
+    const bodies = await concurrent(d, 'c', 10)
     expect(bodies).toEqual(Array.from({ length: 10 }, (_, i) => `/c${i}`))
     expect(connections()).toBe(15) // one per request: none was sent on a closing socket
     expect(dir.load.record(s.instance().key).inflight).toBe(0)
@@ -281,10 +284,7 @@ describe('per-instance connections', () => {
     const { dir, d } = setup({ connections: 1, pool: { headersTimeout: 200 } })
     dir.set('payments', [s.instance()])
     const err = await withDeadline(
-      request('http://payments/hang', { dispatcher: d }).then(
-        () => undefined,
-        (e: unknown) => e,
-      ),
+      errorOf(request('http://payments/hang', { dispatcher: d })),
       5_000,
       'timed-out request',
     )
@@ -300,15 +300,7 @@ describe('per-instance connections', () => {
     }
     const { dir, d } = setup({ connections: 1, pipelining: 3 })
     dir.set('payments', [s.instance()])
-    const bodies = await withDeadline(
-      Promise.all(
-        Array.from({ length: 7 }, async (_, i) =>
-          (await request(`http://payments/p${i}`, { dispatcher: d })).body.text(),
-        ),
-      ),
-      5_000,
-      'pipelined requests',
-    )
+    const bodies = await concurrent(d, 'p', 7)
     expect(bodies).toEqual(Array.from({ length: 7 }, (_, i) => `/p${i}`))
     expect(connections()).toBe(1)
   })
