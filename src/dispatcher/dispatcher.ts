@@ -66,6 +66,13 @@ export interface InstanceStats {
   readonly ejectCount: number
   /** Remaining ejection, in ms; 0 when not ejected. */
   readonly ejectedForMs: number
+  /** Open connections to the instance, over its pools (one per logical origin used). */
+  readonly connections: number
+  /**
+   * Requests waiting for one of its connections because all are busy (counted in `inflight`).
+   * Persistently above 0 means `connections` is too low for the load.
+   */
+  readonly queued: number
 }
 
 /** {@link WayfindDispatcher.stats} of one service. */
@@ -246,6 +253,15 @@ export class WayfindDispatcher extends Dispatcher {
     const list = instances.map((i): InstanceStats => {
       const rec = this.#load.record(i.key)
       const o = this.#outlier?.info(service, i.key)
+      const hp = hostPort(i)
+      let connections = 0
+      let queued = 0
+      for (const e of this.#pools.values()) {
+        if (e.hostPort !== hp || !e.services.has(service)) continue
+        const p = e.own ?? (e.pool instanceof Pool ? e.pool.stats : undefined)
+        connections += p?.connected ?? 0
+        queued += p?.queued ?? 0
+      }
       return {
         key: i.key,
         id: i.id,
@@ -258,6 +274,8 @@ export class WayfindDispatcher extends Dispatcher {
         ejected: o?.ejected ?? false,
         ejectCount: o?.ejectCount ?? 0,
         ejectedForMs: o?.ejectedForMs ?? 0,
+        connections,
+        queued,
       }
     })
     const ejected = this.#outlier?.ejectedCount(service) ?? 0

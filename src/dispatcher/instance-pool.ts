@@ -99,9 +99,19 @@ export class InstancePool {
     return this.#destroyed
   }
 
-  /** Requests waiting for a connection (aborted ones included until they reach the front). */
+  /** Requests waiting for a connection. O(waiting): for stats, not the hot path. */
   get queued(): number {
-    return this.#queue.length - this.#head
+    let n = 0
+    for (let i = this.#head; i < this.#queue.length; i++)
+      if (this.#queue[i]?.isFinished === false) n++
+    return n
+  }
+
+  /** Open sockets (a connection whose idle socket expired reconnects on its next request). */
+  get connected(): number {
+    let n = 0
+    for (const c of this.#all) if (c.client.stats.connected) n++
+    return n
   }
 
   /**

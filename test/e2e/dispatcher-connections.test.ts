@@ -119,6 +119,11 @@ describe('per-instance connections', () => {
     const { s, connections, held, dir, d, key, slow } = await oneBusyConnection()
     const waiting = [1, 2, 3].map((i) => request(`http://payments/w${i}`, { dispatcher: d }))
     expect(dir.load.record(key).inflight).toBe(4)
+    expect(d.stats('payments').instances[0]).toMatchObject({
+      inflight: 4,
+      queued: 3,
+      connections: 1,
+    })
     held.open()
     const bodies = await withDeadline(
       Promise.all([slow, ...waiting].map(async (p) => (await p).body.text())),
@@ -126,6 +131,7 @@ describe('per-instance connections', () => {
       'all requests',
     )
     expect(bodies).toEqual(['slow', '/w1', '/w2', '/w3'])
+    expect(d.stats('payments').instances[0]).toMatchObject({ inflight: 0, queued: 0 })
     expect(s.seen.map((x) => x.url)).toEqual(['/slow', '/w1', '/w2', '/w3'])
     expect(connections()).toBe(1)
     expect(dir.load.record(key).inflight).toBe(0)
@@ -138,12 +144,14 @@ describe('per-instance connections', () => {
       request('http://payments/aborted', { dispatcher: d, signal: ac.signal }),
     )
     expect(dir.load.record(key).inflight).toBe(2)
+    expect(d.stats('payments').instances[0]?.queued).toBe(1)
     ac.abort()
     // Rejected while the only connection is still held by /slow.
     const err = await withDeadline(waiting, 5_000, 'aborted waiting request')
     expect(err).toBeInstanceOf(Error)
     expect((err as Error).name).toBe('AbortError')
     expect(dir.load.record(key).inflight).toBe(1)
+    expect(d.stats('payments').instances[0]?.queued).toBe(0)
     held.open()
     expect(await (await slow).body.text()).toBe('slow')
     expect(await (await request('http://payments/next', { dispatcher: d })).body.text()).toBe(
