@@ -14,6 +14,7 @@ import { WayfindDispatcher } from '../../src/dispatcher/dispatcher.js'
 import type { DispatcherOptions } from '../../src/dispatcher/options.js'
 import { ErrorCode, isWayfindError } from '../../src/errors.js'
 import { createEvents } from '../../src/events.js'
+import { FakeClock } from '../support/fake-clock.js'
 import { eventually, waitFor, withDeadline } from '../support/wait.js'
 import { deadInstance, FakeDirectory, gate, TestServer } from './dispatcher-support.js'
 
@@ -402,6 +403,38 @@ describe('membership owns the pools', () => {
 })
 
 describe('outlier ejection', () => {
+  it('returns an ejected instance after 30 s of a fake clock, and it serves again', async () => {
+    const [a, b] = await servers('a', 'b')
+    let healthy = false
+    a!.behaviour = (_req, res) => {
+      res.statusCode = healthy ? 200 : 500
+      res.end('a')
+    }
+    const clock = new FakeClock()
+    const { dir, hub, d } = setup({ retry: false }, { clock })
+    dir.set('payments', [a!.instance(), b!.instance()])
+    const events: string[] = []
+    hub.api.on('eject', (e) => events.push(`eject ${e.instance.id}`))
+    hub.api.on('uneject', (e) => events.push(`uneject ${e.instance.id}`))
+    for (let i = 0; i < 10; i++)
+      await (await request('http://payments/e', { dispatcher: d })).body.text()
+    expect(events).toEqual(['eject a'])
+    healthy = true
+    clock.advance(29_999)
+    for (let i = 0; i < 6; i++)
+      expect(await (await request('http://payments/e', { dispatcher: d })).body.text()).toBe('b')
+    clock.advance(1)
+    expect(events).toEqual(['eject a', 'uneject a'])
+    const bodies = new Set<string>()
+    for (let i = 0; i < 6; i++)
+      bodies.add(await (await request('http://payments/e', { dispatcher: d })).body.text())
+    expect(bodies).toEqual(new Set(['a', 'b']))
+    expect(d.stats('payments').instances.find((i) => i.id === 'a')).toMatchObject({
+      ejected: false,
+      consecutiveFailures: 0,
+    })
+  })
+
   it('ejects an instance after 5 consecutive 5xx, emits eject, and routes around it', async () => {
     const [a, b] = await servers('a', 'b')
     a!.behaviour = (_req, res) => {
