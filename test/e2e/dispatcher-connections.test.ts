@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { request, type Dispatcher } from 'undici'
 import { WayfindDispatcher } from '../../src/dispatcher/dispatcher.js'
 import type { DispatcherOptions } from '../../src/dispatcher/options.js'
+import { FakeClock } from '../support/fake-clock.js'
 import { eventually, withDeadline } from '../support/wait.js'
 import { deadInstance, FakeDirectory, gate, TestServer } from './dispatcher-support.js'
 
@@ -35,8 +36,8 @@ async function server(
   return { s, connections: () => n, open: () => open }
 }
 
-function setup(opts: DispatcherOptions = {}) {
-  const dir = new FakeDirectory()
+function setup(opts: DispatcherOptions = {}, clock?: FakeClock) {
+  const dir = new FakeDirectory(clock === undefined ? {} : { clock })
   const d = new WayfindDispatcher(dir, opts)
   cleanup.push(() => d.destroy())
   return { dir, d }
@@ -311,5 +312,32 @@ describe('per-instance connections', () => {
     const bodies = await concurrent(d, 'p', 7)
     expect(bodies).toEqual(Array.from({ length: 7 }, (_, i) => `/p${i}`))
     expect(connections()).toBe(1)
+  })
+
+  it('closes the connections of a pool left idle, and dials again on the next request', async () => {
+    const { s, connections, open } = await server('a')
+    s.behaviour = (req, res) => {
+      res.end(req.url)
+    }
+    const clock = new FakeClock()
+    const { dir, d } = setup({ connections: 4, idleTimeoutMs: 60_000 }, clock)
+    dir.set('payments', [s.instance()])
+    expect(await concurrent(d, 'i', 3)).toEqual(['/i0', '/i1', '/i2'])
+    expect(d.stats('payments').instances[0]?.connections).toBe(3)
+    clock.advance(60_000) // the sweep clears the used flag
+    expect(d.poolCount).toBe(1)
+    clock.advance(60_000) // unused for a whole interval: retired
+    expect(d.poolCount).toBe(0)
+    await eventually(() => (open() === 0 ? true : undefined), {
+      timeoutMs: 5_000,
+      intervalMs: 5,
+      what: 'idle connections closed',
+    })
+    expect(d.stats('payments').instances[0]?.connections).toBe(0)
+    expect(await (await request('http://payments/again', { dispatcher: d })).body.text()).toBe(
+      '/again',
+    )
+    expect(connections()).toBe(4)
+    expect(d.poolCount).toBe(1)
   })
 })
