@@ -12,6 +12,11 @@ export function abortReason(signal: AbortSignal): Error {
   return new DOMException('This operation was aborted', 'AbortError')
 }
 
+/** Reads `aborted` through a call: TypeScript keeps an earlier check's narrowing across awaits. */
+export function isAborted(signal: AbortSignal | undefined): boolean {
+  return signal?.aborted === true
+}
+
 /**
  * Calls `fn` once when `signal` aborts (at once if it already has). Returns a function that
  * removes the listener; call it when the operation settles.

@@ -3,7 +3,7 @@
  * events, and deregisters exactly once, bounded in time (explicitly, on client close, on
  * SIGTERM/SIGINT or on a crash).
  */
-import { abortReason, linkedController, onAbort } from '../core/abort.js'
+import { abortReason, isAborted, linkedController, onAbort } from '../core/abort.js'
 import {
   checkDurationMs,
   checkInteger,
@@ -390,9 +390,4 @@ export async function startRegistration(
   } finally {
     offCaller()
   }
-}
-
-// A function, so TypeScript does not keep the narrowing of an earlier `aborted` check across awaits.
-function isAborted(signal: AbortSignal | undefined): boolean {
-  return signal?.aborted === true
 }

@@ -8,7 +8,7 @@
  * bounded by an AbortSignal (only an EventEmitter "ctx") and use non-unref'd timers, and it
  * would open its own sockets outside our connection budget.
  */
-import { linkedController, sleep } from '../../core/abort.js'
+import { isAborted, linkedController, sleep } from '../../core/abort.js'
 import { Backoff } from '../../core/backoff.js'
 import {
   errorMessage,
@@ -402,9 +402,4 @@ class AgentRegistration {
 function describe(res: ConsulResponse): string {
   const body = res.text.trim().slice(0, 200)
   return `HTTP ${res.status}${body === '' ? '' : ` ${body}`}`
-}
-
-/** A call, so that TypeScript does not narrow `signal.aborted` across awaits. */
-function isAborted(signal: AbortSignal): boolean {
-  return signal.aborted
 }

@@ -6,7 +6,7 @@
  * churn, jittered backoff on errors forever, the last good set kept, and a sudden empty answer
  * confirmed by a plain read before it wipes a healthy set.
  */
-import { linkedController, sleep } from '../../core/abort.js'
+import { isAborted, linkedController, sleep } from '../../core/abort.js'
 import { Backoff } from '../../core/backoff.js'
 import {
   errorMessage,
@@ -338,9 +338,4 @@ function reportListenerError(err: unknown): void {
   process.emitWarning(`A wayfind watch listener threw: ${errorMessage(err)}`, {
     code: 'WAYFIND_LISTENER_ERROR',
   })
-}
-
-/** A call, so that TypeScript does not narrow `signal.aborted` across awaits. */
-function isAborted(signal: AbortSignal): boolean {
-  return signal.aborted
 }
