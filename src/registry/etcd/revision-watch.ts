@@ -4,24 +4,18 @@
  * etcd3's Watcher moves its resume point to `header.revision + 1` when a watch is *created*,
  * before etcd has replayed older events, so a second disconnect inside that window loses them
  * (ETCD.md §3.5); it also dies for good on compaction and on an expired token (§3.8, §3.9).
- * So we drive the raw Watch stream (`client.watchClient.watch()`) ourselves, like the Go client
- * (`client/v3/watch.go`, `serveSubstream`): the resume point moves only on events and on
+ * So we drive the raw Watch stream ourselves, like the Go client (`client/v3/watch.go`,
+ * `serveSubstream`), one stream shared by every range (watch-mux.ts): the resume point moves only on events and on
  * progress notifications, a cancel (compaction or anything else) means re-list and watch again,
  * and a store whose revision went backwards (data wiped) is re-listed too.
  */
-import {
-  castGrpcError,
-  type IDuplexStream,
-  type IEvent,
-  type IKeyValue,
-  type IWatchRequest,
-  type IWatchResponse,
-} from 'etcd3'
-import { abortReason, onAbort, sleep } from '../../core/abort.js'
+import type { IEvent, IKeyValue } from 'etcd3'
+import { abortReason, isAborted, sleep } from '../../core/abort.js'
 import { Backoff } from '../../core/backoff.js'
 import { errorMessage, type WayfindError } from '../../errors.js'
 import { debug, isInvalidToken, unavailable, type WayfindEtcd3 } from './client.js'
 import type { NormalizedEtcdOptions } from './options.js'
+import { watchMuxOf, type StreamEnd } from './watch-mux.js'
 
 /** Receives the state of the range. Called in order, never after the signal aborted. */
 export interface RevisionWatchHandler {
@@ -36,11 +30,6 @@ export interface RevisionWatchHandler {
   /** A re-list is starting, and why (compaction, cancel reason...). For tests and debug output. */
   onRelist?(why: string): void
 }
-
-type StreamEnd =
-  | { readonly kind: 'relist'; readonly why: string; readonly delay?: boolean }
-  | { readonly kind: 'resume'; readonly error: unknown }
-  | { readonly kind: 'aborted' }
 
 /**
  * Runs until `signal` aborts; never rejects. `what` names the range in errors ("watching
@@ -83,7 +72,7 @@ export async function runRevisionWatch(
     const from = (applied ?? 0n) + 1n
     let end: StreamEnd
     try {
-      end = await watchOnce(client, range, from, signal, {
+      end = await watchMuxOf(client).watch(range, from, signal, {
         created(header) {
           // The store is behind what we applied: its data was replaced (restore, wipe), or this
           // member lags. Our revision may mean nothing there (microsoft/etcd3#31): re-list.
@@ -168,94 +157,4 @@ async function listRange(
     if (!res.more || last === undefined) return { kvs, revision }
     from = Buffer.concat([last.key, Buffer.from([0])])
   }
-}
-
-interface StreamCallbacks {
-  /** Returns a reason to re-list instead of watching on. */
-  created(headerRevision: bigint): string | undefined
-  events(events: readonly IEvent[], headerRevision: bigint): void
-}
-
-/** One Watch stream from `startRevision`; resolves with why it ended. Rejects if it cannot open. */
-async function watchOnce(
-  client: WayfindEtcd3,
-  range: { readonly key: Buffer; readonly end: Buffer },
-  startRevision: bigint,
-  signal: AbortSignal,
-  cb: StreamCallbacks,
-): Promise<StreamEnd> {
-  const stream: IDuplexStream<IWatchRequest, IWatchResponse> =
-    await client.leaderWatchClient.watch()
-  // end() before cancel(): etcd3 counts an error on a still-writable stream against the host
-  // (and resets all its channels), and a cancel of ours is no failure.
-  const close = (): void => {
-    try {
-      stream.end()
-      stream.cancel()
-    } catch {
-      // Already closed.
-    }
-  }
-  if (signal.aborted) {
-    close()
-    return { kind: 'aborted' }
-  }
-  return new Promise<StreamEnd>((resolve) => {
-    let settled = false
-    const finish = (end: StreamEnd): void => {
-      if (settled) return
-      settled = true
-      offAbort()
-      close()
-      resolve(end)
-    }
-    const offAbort = onAbort(signal, () => {
-      finish({ kind: 'aborted' })
-    })
-    stream.on('data', (res) => {
-      if (settled) return
-      const header = BigInt(res.header.revision)
-      if (res.canceled) {
-        // Compaction sets compact_revision (cancel_reason is empty on 3.4); the start revision
-        // must not be retried (WatchResponse docs). Other cancels (token, permission) re-list
-        // too: the unary listing re-authenticates, and reports what still fails.
-        const why =
-          res.compact_revision !== '0' && res.compact_revision !== ''
-            ? `compacted at ${res.compact_revision}`
-            : `canceled by etcd: ${res.cancel_reason === '' ? '(no reason)' : res.cancel_reason}`
-        finish({ kind: 'relist', why })
-        return
-      }
-      if (res.created) {
-        const why = cb.created(header)
-        if (why !== undefined) finish({ kind: 'relist', why, delay: true })
-        return
-      }
-      try {
-        cb.events(res.events, header)
-      } catch (err) {
-        // A handler bug must not kill the loop; resuming re-applies from our revision.
-        finish({ kind: 'resume', error: err })
-      }
-    })
-    stream.on('error', (err) => {
-      finish({ kind: 'resume', error: castGrpcError(err) })
-    })
-    stream.on('end', () => {
-      finish({ kind: 'resume', error: new Error('the watch stream ended') })
-    })
-    stream.write({
-      create_request: {
-        key: range.key,
-        range_end: range.end,
-        start_revision: startRevision.toString(),
-        progress_notify: true,
-      },
-    })
-  })
-}
-
-/** Reads `aborted` through a call: TypeScript narrows the property across awaits otherwise. */
-function isAborted(signal: AbortSignal): boolean {
-  return signal.aborted
 }
