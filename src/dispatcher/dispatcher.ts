@@ -47,7 +47,7 @@ import {
   type ResolvedDispatcherOptions,
 } from './options.js'
 import { OutlierDetector } from './outlier.js'
-import { InstancePool, usesOwnConnections } from './instance-pool.js'
+import { InstancePool, mayMultiplex, usesOwnConnections } from './instance-pool.js'
 
 /** Load and health of one instance, as the dispatcher sees it. */
 export interface InstanceStats {
@@ -193,7 +193,7 @@ export class WayfindDispatcher extends Dispatcher {
           })
     // HTTP/2 multiplexes streams over each connection, so connections × pipelining is no bound
     // there (0: pickers ignore capacity).
-    this.#capacity = o.pool.allowH2 === true ? 0 : o.connections * o.pipelining
+    this.#capacity = mayMultiplex(o.pool) ? 0 : o.connections * o.pipelining
     this.#pickCtx = { exclude: undefined, capacity: this.#capacity }
     this.#host = this.#makeHost()
     this.#offChange = directory.onChange((e) => {

@@ -43,6 +43,11 @@ class Connection implements Lease {
   }
 }
 
+/** HTTP/2 may be negotiated: one connection then carries many streams at once. */
+export function mayMultiplex(pool: { allowH2?: unknown; useH2c?: unknown }): boolean {
+  return pool.allowH2 === true || pool.useH2c === true
+}
+
 /** Pool options that only undici's `Pool` implements; with any of them, the dispatcher uses it. */
 export function usesOwnConnections(pool: {
   allowH2?: unknown
@@ -50,12 +55,7 @@ export function usesOwnConnections(pool: {
   factory?: unknown
   clientTtl?: unknown
 }): boolean {
-  return (
-    pool.allowH2 !== true &&
-    pool.useH2c !== true &&
-    pool.factory === undefined &&
-    pool.clientTtl == null
-  )
+  return !mayMultiplex(pool) && pool.factory === undefined && pool.clientTtl == null
 }
 
 export class InstancePool {

@@ -62,10 +62,10 @@ async function seen(s: TestServer, n: number, what: string): Promise<void> {
 }
 
 /** One instance with `connections: 1`, that connection held by a `/slow` request. */
-async function oneBusyConnection() {
+async function oneBusyConnection(opts: DispatcherOptions = {}) {
   const { s, connections } = await server('a')
   const held = holdSlow(s)
-  const { dir, d } = setup({ connections: 1 })
+  const { dir, d } = setup({ connections: 1, ...opts })
   dir.set('payments', [s.instance()])
   const key = s.instance().key
   const slow = request('http://payments/slow', { dispatcher: d })
@@ -339,5 +339,23 @@ describe('per-instance connections', () => {
     )
     expect(connections()).toBe(4)
     expect(d.poolCount).toBe(1)
+  })
+
+  it('falls back to undici Pool for Pool-only options, with the same bound and stats', async () => {
+    // clientTtl is a Pool option: the instance gets an undici Pool, which queues on its own.
+    const { s, connections, held, d, slow } = await oneBusyConnection({
+      pool: { clientTtl: 60_000 },
+    })
+    const waiting = request('http://payments/w', { dispatcher: d })
+    expect(d.stats('payments').instances[0]).toMatchObject({
+      inflight: 2,
+      queued: 1,
+      connections: 1,
+    })
+    held.open()
+    expect(await (await slow).body.text()).toBe('slow')
+    expect(await (await waiting).body.text()).toBe('/w')
+    expect(s.seen.map((x) => x.url)).toEqual(['/slow', '/w'])
+    expect(connections()).toBe(1)
   })
 })
