@@ -91,14 +91,6 @@ export class InstancePool {
     this.#onDrain = onDrain
   }
 
-  get closed(): boolean {
-    return this.#closing
-  }
-
-  get destroyed(): boolean {
-    return this.#destroyed
-  }
-
   /** Requests waiting for a connection. O(waiting): for stats, not the hot path. */
   get queued(): number {
     let n = 0

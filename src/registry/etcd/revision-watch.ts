@@ -5,9 +5,10 @@
  * before etcd has replayed older events, so a second disconnect inside that window loses them
  * (ETCD.md §3.5); it also dies for good on compaction and on an expired token (§3.8, §3.9).
  * So we drive the raw Watch stream ourselves, like the Go client (`client/v3/watch.go`,
- * `serveSubstream`), one stream shared by every range (watch-mux.ts): the resume point moves only on events and on
- * progress notifications, a cancel (compaction or anything else) means re-list and watch again,
- * and a store whose revision went backwards (data wiped) is re-listed too.
+ * `serveSubstream`), one stream shared by every range (watch-mux.ts): the resume point moves
+ * only on events and on progress notifications, a cancel (compaction or anything else) means
+ * re-list and watch again, and a store whose revision went backwards (data wiped) is re-listed
+ * too.
  */
 import type { IEvent, IKeyValue } from 'etcd3'
 import { abortReason, isAborted, sleep } from '../../core/abort.js'

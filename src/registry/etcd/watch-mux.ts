@@ -85,11 +85,6 @@ export class WatchMux {
     this.#client = client
   }
 
-  /** Open shared streams (0 or 1), for tests and debug output. */
-  get streams(): number {
-    return this.#current === undefined ? 0 : 1
-  }
-
   /**
    * Watches `range` from `startRevision` until etcd cancels it, the stream fails or `signal`
    * aborts; resolves with why. Rejects when the stream cannot be opened.
@@ -177,9 +172,8 @@ export class WatchMux {
         return
       }
       if (w.done) {
-        // Left (aborted) before etcd created it.
+        // Left (aborted) before etcd created it; its finish() already closed an unused stream.
         this.#cancel(s, res.watch_id)
-        this.#closeIfUnused(s)
         return
       }
       s.byId.set(res.watch_id, w)
