@@ -2,7 +2,7 @@
  * The service cache (grpc-js `ResolvingLoadBalancer`'s job): per service, one lazy registry
  * watch, the last good instance set, the current picker, and the `resolve()` waiters.
  *
- * Rules kept here (DESIGN.md "Service cache"):
+ * Rules kept here (docs/design/README.md#service-cache):
  * - a watch starts on first use and stops when the service has been idle past `idleTtlMs`
  *   (lru-cache holds the idle set);
  * - a registry error never replaces the last good set; it becomes an `error` event;

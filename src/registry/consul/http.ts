@@ -7,7 +7,7 @@
  * streams multiplex, so nothing queues behind a long poll.
  *
  * The token travels in the `X-Consul-Token` header only: the query string would end up in access
- * logs (CONSUL.md §3.4). It never appears in an error either.
+ * logs (docs/design/consul.md#acl-tokens). It never appears in an error either.
  */
 import type { Socket } from 'node:net'
 import type { TLSSocket } from 'node:tls'
@@ -38,7 +38,10 @@ export interface ConsulRequest {
 
 export interface ConsulResponse {
   readonly status: number
-  /** Response header by case-insensitive name (Consul writes Go-canonical names, CONSUL.md §1.2). */
+  /**
+   * Response header by case-insensitive name (Consul writes Go-canonical names,
+   * docs/design/consul.md#response-headers).
+   */
   header(name: string): string | undefined
   readonly text: string
 }

@@ -1,6 +1,7 @@
 /**
- * Pure mapping of `/v1/health/service/<name>` entries (`ServiceEntry[]`, CONSUL.md §2.2) to
- * instances. No I/O, no clock: everything here is unit-tested on literal Consul answers.
+ * Pure mapping of `/v1/health/service/<name>` entries (`ServiceEntry[]`,
+ * docs/design/consul.md#response-shapes) to instances. No I/O, no clock: everything here is
+ * unit-tested on literal Consul answers.
  */
 import { MalformedInstanceError } from '../../errors.js'
 import {
@@ -139,9 +140,10 @@ function aggregateStatus(checks: unknown): InstanceStatus | 'critical' | { probl
 }
 
 /**
- * `Service.Address || Node.Address` (CONSUL.md §2.2). A tagged kind follows the agent's own WAN
- * translation order (hashicorp/consul agent/translate_addr.go): the service's tagged address,
- * else the service's own address, else the node's tagged address, else the node's address.
+ * `Service.Address || Node.Address` (docs/design/consul.md#service-address). A tagged kind
+ * follows the agent's own WAN translation order (hashicorp/consul agent/translate_addr.go): the
+ * service's tagged address, else the service's own address, else the node's tagged address, else
+ * the node's address.
  */
 function pickAddress(
   node: Json,
@@ -154,7 +156,8 @@ function pickAddress(
     if (isObject(tagged) && tagged[kind] !== undefined) {
       const t = tagged[kind]
       if (!isObject(t)) return `Service.TaggedAddresses.${kind} is not an object`
-      // Real agents write {Address, Port}; the docs' samples write lowercase (CONSUL.md §2.1).
+      // Real agents write {Address, Port}; the docs' samples write lowercase
+      // (docs/design/consul.md#response-shapes).
       const host = t.Address ?? t.address
       const taggedPort = t.Port ?? t.port
       if (typeof host === 'string' && host !== '')

@@ -10,7 +10,7 @@ import { InvalidOptionError } from '../../errors.js'
 export type ConsulAddressKind =
   'default' | 'lan' | 'wan' | 'lan_ipv4' | 'wan_ipv4' | 'lan_ipv6' | 'wan_ipv6'
 
-/** Consul read consistency (CONSUL.md §1.3). */
+/** Consul read consistency (docs/design/consul.md#consistency-modes). */
 export type ConsulConsistency = 'default' | 'stale' | 'consistent'
 
 /** TLS settings for an `https://` agent address. PEM contents, not file paths. */
@@ -87,8 +87,9 @@ export interface ConsulRegistryOptions {
   /** Retry delays after errors: jittered exponential from `initialMs` up to `maxMs`, forever. */
   readonly backoff?: { readonly initialMs?: number; readonly maxMs?: number }
   /**
-   * Token bucket per watch against busy loops under churn (CONSUL.md §1.4): an answer that came
-   * back early spends a token; one token comes back every `refillMs`.
+   * Token bucket per watch against busy loops under churn
+   * (docs/design/consul.md#rate-limiting-under-churn): an answer that came back early spends a
+   * token; one token comes back every `refillMs`.
    * @defaultValue `{ burstCount: 4, refillMs: 2_000 }`
    */
   readonly rateLimit?: { readonly burstCount?: number; readonly refillMs?: number }
@@ -174,7 +175,10 @@ const ADDRESS_KINDS: readonly ConsulAddressKind[] = [
   'wan_ipv6',
 ]
 
-/** Consul's `max_query_time` default; longer waits are clamped silently by the agent (CONSUL.md §1.1). */
+/**
+ * Consul's `max_query_time` default; longer waits are clamped silently by the agent
+ * (docs/design/consul.md#blocking-queries).
+ */
 const MAX_WAIT_MS = 600_000
 
 /** Validates `options` and applies defaults (including the `CONSUL_*` environment variables). */

@@ -1,7 +1,8 @@
 /**
- * Agent-side registration (CONSUL.md §3): `PUT /v1/agent/service/register` with an HTTP or TTL
- * check, TTL heartbeats every TTL/3 on their own timer, re-registration when the agent forgot
- * us, and a deregistration that treats "already gone" as success.
+ * Agent-side registration (docs/design/consul.md#agent-registration):
+ * `PUT /v1/agent/service/register` with an HTTP or TTL check, TTL heartbeats every TTL/3 on their
+ * own timer, re-registration when the agent forgot us, and a deregistration that treats "already
+ * gone" as success.
  *
  * Written on our own undici layer rather than the `consul` package: its `agent.service.register`
  * drops `Weights` and passes a numeric `ttl` through as nanoseconds, its requests cannot be
@@ -126,7 +127,10 @@ export function validateConsulRegistration(reg: NormalizedRegistration): void {
   }
 }
 
-/** The `PUT /v1/agent/service/register` body. Every duration is a string with a unit (CONSUL.md §3.1). */
+/**
+ * The `PUT /v1/agent/service/register` body. Every duration is a string with a unit
+ * (docs/design/consul.md#durations).
+ */
 export function registrationBody(reg: NormalizedRegistration): Record<string, unknown> {
   const body: Record<string, unknown> = {
     ID: reg.id,
@@ -264,7 +268,8 @@ class AgentRegistration {
       undefined,
       signal,
     )
-    // 404 "Unknown service ID" on current agents, 200 on old ones: gone either way (CONSUL.md §3.2).
+    // 404 "Unknown service ID" on current agents, 200 on old ones: gone either way
+    // (docs/design/consul.md#deregistration).
     if (res.status === 200 || res.status === 404) return
     throw new RegistrationError(
       `Consul refused to deregister "${this.#reg.id}": ${describe(res)}`,
@@ -315,7 +320,8 @@ class AgentRegistration {
     )
     if (res.status === 200) return undefined
     // Current agents: 404 "Unknown check ID"; older ones: 500 "does not have associated TTL"
-    // (CONSUL.md §3.3; spring-cloud-consul PR #691 re-registers on exactly these).
+    // (docs/design/consul.md#ttl-heartbeats-and-re-registration; spring-cloud-consul PR #691
+    // re-registers on exactly these).
     if (
       res.status === 404 ||
       (res.status === 500 && res.text.includes('does not have associated TTL'))

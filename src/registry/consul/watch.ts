@@ -1,7 +1,7 @@
 /**
  * One service's watch loop: blocking queries on `/v1/health/service/<name>`, following the
  * client rules of Consul's blocking-query guide
- * (https://developer.hashicorp.com/consul/api-docs/features/blocking, CONSUL.md §1.4, §5):
+ * (https://developer.hashicorp.com/consul/api-docs/features/blocking, docs/design/consul.md):
  * index reset when it goes backwards, never 0 after a read, content dedupe, a token bucket under
  * churn, jittered backoff on errors forever, the last good set kept, and a sudden empty answer
  * confirmed by a plain read before it wipes a healthy set.
@@ -112,7 +112,8 @@ export class ConsulServiceWatch {
         const requestIndex = this.#index
         if (reading.instances.length === 0 && this.#lastCount > 0 && requestIndex !== 0n) {
           // A healthy set suddenly empty: streaming-backend and ACL races have produced
-          // spurious empty answers (CONSUL.md §1.6). Believe it only after a plain read.
+          // spurious empty answers (docs/design/consul.md#spurious-empty-answers). Believe it
+          // only after a plain read.
           debug(
             'consul watch %s: empty answer after %d instances, confirming',
             this.#service,

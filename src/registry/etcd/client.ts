@@ -1,5 +1,6 @@
 /**
- * Builds the `etcd3` client with the fault handling ETCD.md §6 asks for, and maps its errors.
+ * Builds the `etcd3` client with the fault handling of docs/design/etcd.md#client-settings, and
+ * maps its errors.
  */
 import { debuglog } from 'node:util'
 import { circuitBreaker, ConsecutiveBreaker, handleWhen, noop, retry } from 'cockatiel'
@@ -59,7 +60,8 @@ export function createEtcdClient(o: NormalizedEtcdOptions): WayfindEtcd3 {
   const options: IOptions = {
     hosts: [...o.hosts],
     grpcOptions: {
-      // A half-open connection is otherwise never noticed (ETCD.md §3.6).
+      // A half-open connection is otherwise never noticed
+      // (docs/design/etcd.md#half-open-connections).
       'grpc.keepalive_time_ms': o.keepaliveTimeMs,
       'grpc.keepalive_timeout_ms': o.keepaliveTimeoutMs,
       'grpc.keepalive_permit_without_calls': 1,
@@ -72,8 +74,8 @@ export function createEtcdClient(o: NormalizedEtcdOptions): WayfindEtcd3 {
       ctx.isStream ? {} : { deadline: Date.now() + o.requestTimeoutMs },
     faultHandling: {
       // Our loops retry with backoff; etcd3's breaker locked a lone member out for up to 5 s
-      // after it came back (ETCD.md §0.7). With several members a short breaker still helps
-      // skip a dead one, and a retry moves an attempt to another member.
+      // after it came back (docs/design/etcd.md#client-settings). With several members a short
+      // breaker still helps skip a dead one, and a retry moves an attempt to another member.
       host: () =>
         single
           ? noop

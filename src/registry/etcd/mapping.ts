@@ -1,6 +1,6 @@
 /**
  * Pure mapping from an etcd key/value to an {@link Instance}. The default codec reads the layouts
- * of ETCD.md §4 by their shape:
+ * of docs/design/etcd.md#value-formats by their shape:
  *
  * | value                                                   | layout                       | id                     |
  * |---------------------------------------------------------|------------------------------|------------------------|
@@ -231,7 +231,7 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v)
 }
 
-/** The value wayfind's registrar writes (DESIGN.md: the registration itself, as JSON). */
+/** The value wayfind's registrar writes (docs/design/etcd.md#wayfinds-own-value). */
 export function encodeRegistration(reg: {
   readonly id: string
   readonly name: string

@@ -1,7 +1,7 @@
 /**
  * The etcd registry: `etcd({ hosts })` watches services under `<prefix><service>/` and keeps the
- * running service registered under a lease. See ETCD.md for why the watch does its own
- * revision bookkeeping instead of trusting etcd3's Watcher.
+ * running service registered under a lease. See docs/design/etcd.md#why-not-etcd3s-watcher for
+ * why the watch does its own revision bookkeeping instead of trusting etcd3's Watcher.
  */
 import { linkedController } from '../../core/abort.js'
 import { Closable } from '../../core/lifecycle.js'

@@ -2,9 +2,10 @@
  * Keeps the running service registered in etcd: the registration JSON under
  * `<prefix><name>/<id>`, attached to a lease kept alive by etcd3.
  *
- * etcd3's 'lost' is a local verdict and it never re-grants (ETCD.md §3.7): on 'lost' we grant a
- * new lease and put the same key/value at once, with backoff, forever. The put moves the key to
- * the new lease, so the old lease's expiry no longer deletes it and watchers see no flap.
+ * etcd3's 'lost' is a local verdict and it never re-grants (docs/design/etcd.md#leases): on
+ * 'lost' we grant a new lease and put the same key/value at once, with backoff, forever. The put
+ * moves the key to the new lease, so the old lease's expiry no longer deletes it and watchers see
+ * no flap.
  * 'keepaliveFailed' only means "degraded": etcd may still list us. We also watch our own key
  * and put it back if someone deletes it (go-zero does the same).
  */
@@ -88,7 +89,7 @@ export async function registerInEtcd(
   // after the revoke cannot leave the key behind.
   let inflight: Promise<void> | undefined
   // The lease our key was last put under: etcd3 may call it lost while etcd still holds it
-  // (ETCD.md §3.7), so deregister() revokes it too.
+  // (docs/design/etcd.md#leases), so deregister() revokes it too.
   let keyLease: string | undefined
 
   const report = (next: typeof state, error?: Parameters<RegisterContext['onState']>[1]): void => {

@@ -1,9 +1,11 @@
 /**
- * List-then-watch over one key range, with our own revision bookkeeping (ETCD.md §5).
+ * List-then-watch over one key range, with our own revision bookkeeping
+ * (docs/design/etcd.md#list-then-watch).
  *
  * etcd3's Watcher moves its resume point to `header.revision + 1` when a watch is *created*,
  * before etcd has replayed older events, so a second disconnect inside that window loses them
- * (ETCD.md §3.5); it also dies for good on compaction and on an expired token (§3.8, §3.9).
+ * (docs/design/etcd.md#why-not-etcd3s-watcher); it also dies for good on compaction and on an
+ * expired token (docs/design/etcd.md#compaction, #auth-token-expiry).
  * So we drive the raw Watch stream ourselves, like the Go client (`client/v3/watch.go`,
  * `serveSubstream`), one stream shared by every range (watch-mux.ts): the resume point moves
  * only on events and on progress notifications, a cancel (compaction or anything else) means

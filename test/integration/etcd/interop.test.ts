@@ -1,7 +1,8 @@
 /**
- * Interop: instances written by Go frameworks in their own layouts (ETCD.md §4) resolve to the
- * right addresses; malformed values are reported by key and skipped. Also the client-level
- * contract: `wf.resolve()` blocks until the first registration, then resolves.
+ * Interop: instances written by Go frameworks in their own layouts
+ * (docs/design/etcd.md#value-formats) resolve to the right addresses; malformed values are
+ * reported by key and skipped. Also the client-level contract: `wf.resolve()` blocks until the
+ * first registration, then resolves.
  */
 import type { Etcd3 } from 'etcd3'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'

@@ -241,7 +241,8 @@ describe('etcd registrar', () => {
       const killedAt = performance.now()
       await server.kill('SIGKILL')
       await degraded
-      await lost // etcd3's local verdict after 2 x TTL without a keepalive (ETCD.md §3.7)
+      // etcd3's local verdict after 2 x TTL without a keepalive (docs/design/etcd.md#leases)
+      await lost
       // Keep the outage at 6 s, as in the scenario (fault injection, not synchronisation).
       await new Promise((r) => setTimeout(r, Math.max(0, 6_000 - (performance.now() - killedAt))))
       const registeredAgain = ctx.until('registered', 15_000)

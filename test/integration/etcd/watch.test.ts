@@ -1,6 +1,6 @@
 /**
  * The etcd provider's watch against a real etcd: list-then-watch, malformed values, compaction,
- * and the reconnect race of ETCD.md §3.5.
+ * and the reconnect race of docs/design/etcd.md#why-not-etcd3s-watcher.
  */
 import { EventEmitter } from 'node:events'
 import type { Etcd3, IEvent } from 'etcd3'
@@ -248,7 +248,7 @@ describe('etcd provider watch', () => {
     }
   })
 
-  it('loses nothing when the connection drops again right after a resume (ETCD.md §3.5)', async () => {
+  it('loses nothing when the connection drops again right after a resume', async () => {
     const prefix = '/t4/'
     const key = Buffer.from(`${prefix}svc/`)
     const proxy = await TcpProxy.start({ port: server.clientPort })

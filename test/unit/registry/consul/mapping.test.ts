@@ -22,7 +22,7 @@ interface EntryInit {
   nodeTagged?: Record<string, string>
 }
 
-/** A ServiceEntry shaped like a real agent's answer (CONSUL.md §2.2). */
+/** A ServiceEntry shaped like a real agent's answer (docs/design/consul.md#response-shapes). */
 function entry(init: EntryInit = {}): Record<string, unknown> {
   const node = init.node ?? 'ip-10-20-3-17'
   const id = init.id ?? 'orders-7f9c'
