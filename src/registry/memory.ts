@@ -287,6 +287,7 @@ class InMemoryRegistry implements MemoryRegistry {
       },
       register: (reg, ctx) =>
         this.register(reg, {
+          ...ctx,
           signal: link(ctx.signal),
           onState: (s, e) => {
             ctx.onState(s, e)

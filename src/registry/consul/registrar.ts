@@ -346,6 +346,16 @@ class AgentRegistration {
         `Consul refused to register "${this.#reg.id}": ${describe(res)}`,
         { retryable: transientStatus(res.status) },
       )
+    // The agent has no compare-and-set: a registrar racing us may have written between our read
+    // and our write. Read the mark back; whoever's mark stayed owns the id. (A write landing
+    // after this read is noticed by the loser at its next heartbeat or anti-entropy round.)
+    const after = await this.#holder()
+    if (after.kind === 'other')
+      throw new RegistrationConflictError(
+        this.#reg.name,
+        this.#reg.id,
+        `another owner (${after.describe}) registered this instance id at the same time and won`,
+      )
     // A TTL check starts critical (agent.go); pass at once so the instance is routable now.
     if (this.#reg.check?.kind === 'ttl') {
       const forgotten = await this.#heartbeat()
