@@ -81,7 +81,8 @@ export interface RegisterContext {
   /**
    * `registered` after each successful (re-)registration, `degraded` when heartbeats or
    * keepalives fail but the registry may still list us, `lost` when the registry forgot us
-   * (the provider is re-registering, with backoff, forever).
+   * (the provider is re-registering, with backoff, forever) or, with a
+   * `RegistrationConflictError`, when another owner took the id over (the provider stops).
    */
   onState(state: Exclude<RegistrationState, 'deregistered'>, error?: WayfindError): void
   /**
