@@ -18,6 +18,7 @@ export const ErrorCode = {
   REGISTRY_UNAVAILABLE: 'WAYFIND_ERR_REGISTRY_UNAVAILABLE',
   MALFORMED_INSTANCE: 'WAYFIND_ERR_MALFORMED_INSTANCE',
   REGISTRATION_FAILED: 'WAYFIND_ERR_REGISTRATION_FAILED',
+  REGISTRATION_CONFLICT: 'WAYFIND_ERR_REGISTRATION_CONFLICT',
   LEASE_LOST: 'WAYFIND_ERR_LEASE_LOST',
   CLOSED: 'WAYFIND_ERR_CLOSED',
   LISTENER: 'WAYFIND_ERR_LISTENER',
@@ -141,6 +142,25 @@ export class MalformedInstanceError extends WayfindError {
 export class RegistrationError extends WayfindError {
   constructor(message: string, options: WayfindErrorOptions = {}) {
     super(ErrorCode.REGISTRATION_FAILED, message, options)
+  }
+}
+
+/**
+ * Another live owner holds the instance id: `register()` rejects with it (unless `replace: true`),
+ * and an owner whose entry another process took over gets it with `registrationLost` (it stops
+ * renewing and will not delete the new owner's entry). Not retryable: the same registration
+ * conflicts again until the other owner goes away.
+ */
+export class RegistrationConflictError extends WayfindError {
+  readonly service: string
+  readonly id: string
+  constructor(service: string, id: string, detail: string, options: WayfindErrorOptions = {}) {
+    super(ErrorCode.REGISTRATION_CONFLICT, `${service}/${id}: ${detail}`, {
+      retryable: false,
+      ...options,
+    })
+    this.service = service
+    this.id = id
   }
 }
 

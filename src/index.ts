@@ -119,6 +119,7 @@ export {
   LeaseLostError,
   MalformedInstanceError,
   NoInstancesError,
+  RegistrationConflictError,
   RegistrationError,
   RegistryUnavailableError,
   ResolveTimeoutError,

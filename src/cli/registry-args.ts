@@ -47,7 +47,13 @@ export interface RegistryChoice {
   readonly kind: 'consul' | 'etcd'
   /** Where, for humans (never includes credentials). */
   readonly where: string
-  create(): RegistryProvider
+  create(settings?: CreateSettings): RegistryProvider
+}
+
+/** How a command wants its client's provider. */
+export interface CreateSettings {
+  /** No churn-guard pacing of watches (for measuring the registry itself). */
+  readonly unpaced?: boolean
 }
 
 type Env = Readonly<Record<string, string | undefined>>
@@ -98,7 +104,14 @@ function consulChoice(flags: RegistryFlags, env: Env): RegistryChoice {
     ...(flags.token === undefined ? {} : { token: flags.token }),
     ...(flags.dc === undefined ? {} : { dc: flags.dc }),
   }
-  const create = (): RegistryProvider => consul(options)
+  // `unpaced`: a measuring client must see the registry, not the churn guard (the per-watch
+  // token bucket that paces early answers), so it gets a bucket that never runs dry.
+  const create = (settings: CreateSettings = {}): RegistryProvider =>
+    consul(
+      settings.unpaced === true
+        ? { ...options, rateLimit: { burstCount: 1_000, refillMs: 1 } }
+        : options,
+    )
   validate(create)
   return { kind: 'consul', where: `consul ${options.url ?? 'http://127.0.0.1:8500'}`, create }
 }

@@ -30,6 +30,7 @@ import type {
   RegistrationState,
 } from './registrar.js'
 import { onShutdown } from './shutdown.js'
+import { DEFAULT_REGISTER_TIMEOUT_MS } from '../core/retry.js'
 
 /** Default bound on deregistration. */
 export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 3_000
@@ -51,6 +52,8 @@ const REGISTER_OPTION_KEYS = [
   'handleCrashes',
   'shutdownTimeoutMs',
   'signal',
+  'timeoutMs',
+  'replace',
 ] as const
 
 /** Validates a registration and applies defaults. Throws `InvalidOptionError`. */
@@ -174,6 +177,8 @@ export interface NormalizedRegisterOptions {
   readonly handleCrashes: boolean
   readonly shutdownTimeoutMs: number
   readonly signal: AbortSignal | undefined
+  readonly timeoutMs: number
+  readonly replace: boolean
 }
 
 export function normalizeRegisterOptions(
@@ -199,6 +204,11 @@ export function normalizeRegisterOptions(
         ? DEFAULT_SHUTDOWN_TIMEOUT_MS
         : checkDurationMs('options.shutdownTimeoutMs', o.shutdownTimeoutMs),
     signal,
+    timeoutMs:
+      o.timeoutMs === undefined
+        ? DEFAULT_REGISTER_TIMEOUT_MS
+        : checkDurationMs('options.timeoutMs', o.timeoutMs),
+    replace: bool('replace', o.replace, false),
   }
 }
 
@@ -366,6 +376,8 @@ export async function startRegistration(
       onState: (state, error) => {
         handle.onState(state, error)
       },
+      timeoutMs: options.timeoutMs,
+      replace: options.replace,
     })
     if (ctxSignal.aborted) {
       // Cancelled (or the client closed) while registering: do not leave it behind.
