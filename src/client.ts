@@ -98,7 +98,9 @@ export interface Wayfind extends AsyncDisposable {
  * import { createWayfind, consul } from 'wayfind'
  * import { fetch } from 'undici'
  *
- * await using wf = createWayfind({ registry: consul({ url: 'http://127.0.0.1:8500' }) })
+ * // One client for the life of the process: close it (or let handleSignals drain it) at the end,
+ * // not with `await using` at the top of a module, which closes it when the module has run.
+ * const wf = createWayfind({ registry: consul({ url: 'http://127.0.0.1:8500' }) })
  * const res = await fetch('http://payments/charge', { method: 'POST', dispatcher: wf.dispatcher })
  * ```
  */

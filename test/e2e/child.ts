@@ -20,15 +20,15 @@ process.once('exit', () => {
   for (const p of LIVE) p.kill('SIGKILL')
 })
 
-/** Runs `node [--import tsx] file ...args`. */
+/** Runs `node --import <preload>... file ...args` (preload: `['tsx']` by default). */
 export function startChild(
   file: string,
   args: readonly string[],
-  options: { tsx?: boolean; env?: NodeJS.ProcessEnv; stdin?: boolean } = {},
+  options: { preload?: readonly string[]; env?: NodeJS.ProcessEnv; stdin?: boolean } = {},
 ): Child {
   const proc = spawn(
     process.execPath,
-    [...(options.tsx === false ? [] : ['--import', 'tsx']), file, ...args],
+    [...(options.preload ?? ['tsx']).flatMap((p) => ['--import', p]), file, ...args],
     {
       stdio: [options.stdin === true ? 'pipe' : 'ignore', 'pipe', 'pipe'],
       env: { ...process.env, ...options.env },
