@@ -170,18 +170,21 @@ class WayfindClient extends Closable implements Wayfind {
     options?: RegisterOptions,
   ): Promise<RegistrationHandle> {
     this.assertOpen('register')
-    return startRegistration(
-      this.registry,
-      registration,
-      options,
-      this.#hub,
-      (handle) => {
-        this.#registrations.add(handle)
-        return () => {
-          this.#registrations.delete(handle)
-        }
-      },
-      this.#drainHost,
+    // Awaited: a registration still retrying against a slow registry keeps the process alive.
+    return keepAlive.while(
+      startRegistration(
+        this.registry,
+        registration,
+        options,
+        this.#hub,
+        (handle) => {
+          this.#registrations.add(handle)
+          return () => {
+            this.#registrations.delete(handle)
+          }
+        },
+        this.#drainHost,
+      ),
     )
   }
 
