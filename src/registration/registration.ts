@@ -300,7 +300,16 @@ class LiveRegistration implements RegistrationHandle {
     await this.drain()
     // The process is about to end by the signal: close watches, leases and pools first. An
     // application with its own listener for the signal decides that itself.
-    if (cause.processEnds) await this.#host?.close().catch(() => undefined)
+    if (cause.processEnds && this.#host !== undefined) {
+      let timer: NodeJS.Timeout | undefined
+      await Promise.race([
+        this.#host.close().catch(() => undefined),
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, CLOSE_BOUND_MS)
+        }),
+      ])
+      clearTimeout(timer)
+    }
   }
 
   drain(): Promise<void> {
