@@ -194,7 +194,7 @@ export interface NormalizedRegisterOptions {
 /** What a registration needs from its client to drain. */
 export interface DrainHost {
   /** A drain started (the client reports DOWN from now on and waits for it on close). */
-  drainStarted(drain: Promise<void>): void
+  drainStarted(handle: RegistrationHandle, drain: Promise<void>): void
   /** Closes the client (watches, leases, pools): the last step of a drain on a signal. */
   close(): Promise<void>
 }
@@ -315,7 +315,7 @@ class LiveRegistration implements RegistrationHandle {
   drain(): Promise<void> {
     if (this.#draining === undefined) {
       this.#draining = keepAlive.while(this.#drain())
-      this.#host?.drainStarted(this.#draining)
+      this.#host?.drainStarted(this, this.#draining)
     }
     return this.#draining
   }

@@ -49,7 +49,11 @@ describe('wf.healthHandler()', () => {
     const drained = reg.drain()
     const down = await call(health, '/health')
     expect(down.status).toBe(503)
-    expect(JSON.parse(down.body ?? '')).toMatchObject({ status: 'DOWN', draining: true })
+    expect(JSON.parse(down.body ?? '')).toEqual({
+      status: 'DOWN',
+      draining: true,
+      registrations: [{ service: 'orders', id: 'o-1', state: 'deregistered' }],
+    })
     await drained
     await wf.close()
     expect((await call(health, '/health')).status).toBe(503)
