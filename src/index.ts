@@ -87,6 +87,14 @@ export {
   type HealthServerOptions,
 } from './registration/health-server.js'
 export type {
+  HealthHandler,
+  HealthHandlerOptions,
+  HealthReport,
+  HealthRequest,
+  HealthResponse,
+} from './registration/health-handler.js'
+export type { DrainableServer } from './registration/server-drain.js'
+export type {
   HttpCheck,
   RegisterOptions,
   Registration,

@@ -26,6 +26,7 @@ import type { RegistryProvider, ServiceSnapshot } from '../registry/provider.js'
 import { abortReason, onAbort } from './abort.js'
 import type { Clock, TimerHandle } from './clock.js'
 import type { ServiceDirectory } from './directory.js'
+import { keepAlive } from './keep-alive.js'
 import { Closable } from './lifecycle.js'
 
 /** Construction parameters (already validated by the client). */
@@ -141,10 +142,14 @@ export class ServiceCache extends Closable implements ServiceDirectory {
 
     return new Promise<Picker>((resolve, reject) => {
       let offAbort = (): void => {}
+      // Someone awaits this (resolve() or a request waiting for its first instance): the
+      // process must not end before it settles, although the watch and the timer are unref'd.
+      const release = keepAlive.hold()
       const settle = (): void => {
         entry.waiters.delete(waiter)
         timer.clear()
         offAbort()
+        release()
       }
       const waiter: Waiter = {
         resolve: (picker) => {

@@ -28,6 +28,7 @@ import { Agent, buildConnector, Dispatcher, Pool, type Client } from 'undici'
 import { DefaultLoadTracker, type CallOutcome } from '../balancer/load-tracker.js'
 import type { PickContext, PickResult } from '../balancer/strategy.js'
 import { linkedController } from '../core/abort.js'
+import { keepAlive } from '../core/keep-alive.js'
 import type { Clock, TimerHandle } from '../core/clock.js'
 import type { ServiceDirectory } from '../core/directory.js'
 import { ClosedError, InvalidOptionError, NoInstancesError } from '../errors.js'
@@ -593,7 +594,10 @@ export class WayfindDispatcher extends Dispatcher {
           call.instance?.key,
         )
         this.#waiting.add(call)
-        call.resendTimer = clock.setTimeout(() => {
+        // The caller awaits this retry: keep the process alive until it is sent or cancelled.
+        const release = keepAlive.hold()
+        const timer = clock.setTimeout(() => {
+          release()
           this.#waiting.delete(call)
           call.resendTimer = undefined
           if (call.isFinished) return
@@ -606,6 +610,12 @@ export class WayfindDispatcher extends Dispatcher {
               ),
             )
         }, delayMs)
+        call.resendTimer = {
+          clear: () => {
+            release()
+            timer.clear()
+          },
+        }
       },
       cancelResend: (call) => {
         call.resendTimer?.clear()
