@@ -35,6 +35,7 @@ const SUITE: readonly Entry[] = [
   { name: 'many', file: './many.ts', budgetMs: 240_000 },
   { name: 'pick', file: './pick.ts', budgetMs: 60_000 },
   { name: 'dispatch', file: './dispatch.ts', budgetMs: 240_000 },
+  { name: 'startup', file: './startup.ts', budgetMs: 180_000 },
 ]
 
 type RunFn = (options: BenchOptions) => Promise<unknown>

@@ -21,6 +21,11 @@ export interface ProgramReport {
   readonly rssBytes: number
   /** Peak resident set size of the process so far, bytes (`process.resourceUsage().maxRSS`). */
   readonly maxRssBytes: number
+  /**
+   * CPU time of the process so far (user + system, every thread), ms. Unlike wall time it barely
+   * moves when other processes compete for the cores.
+   */
+  readonly cpuMs: number
 }
 
 export interface StartupProgram {
@@ -32,13 +37,20 @@ export interface StartupProgram {
 
 // Printed, then exit at once: whatever the process does after its job (closing sockets) is not
 // the start-up being measured.
-const MARK = `
-const mark = () => {
-  process.stdout.write('${MARKER}' + JSON.stringify({
+const REPORT = `() => {
+  const usage = process.resourceUsage()
+  return '${MARKER}' + JSON.stringify({
     markMs: performance.now(),
     rssBytes: process.memoryUsage.rss(),
-    maxRssBytes: process.resourceUsage().maxRSS * 1024,
-  }) + '\\n')
+    maxRssBytes: usage.maxRSS * 1024,
+    cpuMs: (usage.userCPUTime + usage.systemCPUTime) / 1000,
+  }) + '\\n'
+}`
+
+const MARK = `
+const report = ${REPORT}
+const mark = () => {
+  process.stdout.write(report())
   process.exit(0)
 }
 const env = (name) => {
@@ -60,6 +72,8 @@ function program(name: string, needs: StartupProgram['needs'], body: string): St
 }
 
 export const PROGRAMS = {
+  /** Nothing at all: the cost of starting node itself, the floor of every other program. */
+  nothing: program('bare node', [], ''),
   /** `await import('wayfind')`, nothing else. */
   importWayfind: program('import wayfind', [], `await import(env('WAYFIND_ENTRY'))`),
   /** The reference: `await import('undici')`, nothing else. */
@@ -126,6 +140,23 @@ if (res.statusCode !== 200) throw new Error('backend answered ' + res.statusCode
   ),
 } as const satisfies Record<string, StartupProgram>
 
+/**
+ * A module to preload (`node --import <this> ...`) into a program that prints no marker itself
+ * (the CLI): the figures are taken when the program first writes to stdout (its answer), and
+ * the marker line is printed after it, when the process exits.
+ */
+export const MARK_ON_OUTPUT = `data:text/javascript,${encodeURIComponent(`
+import { writeSync } from 'node:fs'
+const report = ${REPORT}
+let line
+const write = process.stdout.write
+process.stdout.write = function (...args) {
+  line ??= report()
+  return write.apply(this, args)
+}
+process.on('exit', () => { writeSync(1, line ?? report()) })
+`)}`
+
 /** Parses the marker line out of a program's stdout; undefined when it never printed one. */
 export function parseReport(stdout: string): ProgramReport | undefined {
   const line = stdout.split('\n').find((l) => l.startsWith(MARKER))
@@ -139,8 +170,11 @@ export interface NodeRun {
   readonly signal: NodeJS.Signals | null
   readonly stdout: string
   readonly stderr: string
-  /** From spawn() to the marker line on stdout (NaN without one), ms. */
-  readonly toMarkMs: number
+  /**
+   * From spawn() to the first output on stdout (NaN without any), ms: a program's marker line,
+   * the CLI's answer.
+   */
+  readonly toOutputMs: number
   /** From spawn() to the process's exit, ms. */
   readonly toExitMs: number
 }
@@ -155,7 +189,7 @@ export function runNode(
 ): Promise<NodeRun> {
   return new Promise<NodeRun>((resolve, reject) => {
     const started = performance.now()
-    let toMarkMs = Number.NaN
+    let toOutputMs = Number.NaN
     let stdout = ''
     let stderr = ''
     const child = spawn(process.execPath, [...args], {
@@ -173,7 +207,7 @@ export function runNode(
     }, options.timeoutMs)
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
       stdout += chunk
-      if (Number.isNaN(toMarkMs) && stdout.includes(MARKER)) toMarkMs = performance.now() - started
+      if (Number.isNaN(toOutputMs)) toOutputMs = performance.now() - started
     })
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
       stderr += chunk
@@ -185,7 +219,7 @@ export function runNode(
     // 'close', not 'exit': both pipes are drained, so the marker line has been seen.
     child.on('close', (code, signal) => {
       clearTimeout(timer)
-      resolve({ code, signal, stdout, stderr, toMarkMs, toExitMs: performance.now() - started })
+      resolve({ code, signal, stdout, stderr, toOutputMs, toExitMs: performance.now() - started })
     })
   })
 }
