@@ -1,6 +1,6 @@
 /**
  * The benchmark suite: `npm run bench` (full, < 10 min on 2 vCPU) or `npm run bench -- --quick`
- * (smoke test for CI, < 1 min: numbers only, no thresholds enforced).
+ * (smoke test for CI, < 2 min: numbers only, no thresholds enforced).
  *
  *   --quick          small samples
  *   --only a,b       run only these benchmarks (names as in the list below)
