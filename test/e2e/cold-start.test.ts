@@ -134,6 +134,10 @@ describe("etcd's stack is loaded only when etcd is used", () => {
     expect(run.code, run.stderr).toBe(0)
     expect(parseReport(run.stdout)).toBeDefined()
     expect(etcdStackIn(run.modules)).toEqual([])
+    // Consul is spoken over undici: the `consul` npm package (CommonJS too) is not wayfind's client.
+    expect(
+      run.modules.filter((m) => m.replaceAll('\\', '/').includes('/node_modules/consul/')),
+    ).toEqual([])
   })
 
   it('an etcd program loads it (so the check above can see it)', async () => {
