@@ -30,7 +30,7 @@ let wayfindEtcd3Class: WayfindEtcd3Class | undefined
 
 function defineWayfindEtcd3(): WayfindEtcd3Class {
   const { Etcd3, WatchClient } = etcd3()
-  return class extends Etcd3 implements WayfindEtcd3 {
+  return class WayfindEtcd3Client extends Etcd3 implements WayfindEtcd3 {
     readonly leaderWatchClient: WatchClient
 
     constructor(options: IOptions) {
