@@ -9,7 +9,7 @@
  * 'keepaliveFailed' only means "degraded": etcd may still list us. We also watch our own key
  * and put it back if someone deletes it (go-zero does the same).
  */
-import { EtcdLeaseInvalidError, type IKeyValue, type Lease } from 'etcd3'
+import type { IKeyValue, Lease } from 'etcd3'
 import { abortReason, linkedController, onAbort, sleep } from '../../core/abort.js'
 import { Backoff } from '../../core/backoff.js'
 import { DEFAULT_REGISTER_TIMEOUT_MS, retryWithin } from '../../core/retry.js'
@@ -26,6 +26,7 @@ import type {
   RegistrationSession,
 } from '../../registration/registrar.js'
 import { debug, unavailable, type WayfindEtcd3 } from './client.js'
+import { etcd3 } from './load.js'
 import { encodeRegistration } from './mapping.js'
 import { leaseTtlSeconds, type NormalizedEtcdOptions } from './options.js'
 import { runRevisionWatch } from './revision-watch.js'
@@ -390,7 +391,10 @@ export async function registerInEtcd(
         client.leaseClient.leaseRevoke({ ID: id }).then(
           () => undefined,
           (err: unknown) => {
-            if (err instanceof EtcdLeaseInvalidError || /lease not found/i.test(errorMessage(err)))
+            if (
+              err instanceof etcd3().EtcdLeaseInvalidError ||
+              /lease not found/i.test(errorMessage(err))
+            )
               return
             throw new RegistrationError(
               `Deregistering ${reg.name}/${reg.id} from etcd failed: ${errorMessage(err)}`,
