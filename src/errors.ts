@@ -21,6 +21,8 @@ export const ErrorCode = {
   LEASE_LOST: 'WAYFIND_ERR_LEASE_LOST',
   CLOSED: 'WAYFIND_ERR_CLOSED',
   LISTENER: 'WAYFIND_ERR_LISTENER',
+  INVALID_RESPONSE: 'WAYFIND_ERR_INVALID_RESPONSE',
+  LIMIT_EXCEEDED: 'WAYFIND_ERR_LIMIT_EXCEEDED',
 } as const
 
 /** Union of every {@link ErrorCode} value. */
@@ -137,6 +139,51 @@ export class MalformedInstanceError extends WayfindError {
   }
 }
 
+/**
+ * The registry answered something wayfind cannot use as it is, such as an `X-Consul-Index` that
+ * is not a number in 1..2^64−1. Emitted (never thrown): the watch re-bases (a fresh read) and the
+ * last good set keeps serving.
+ */
+export class InvalidResponseError extends WayfindError {
+  readonly service: string
+  constructor(service: string, message: string, options: WayfindErrorOptions = {}) {
+    super(ErrorCode.INVALID_RESPONSE, message, { retryable: true, ...options })
+    this.service = service
+  }
+}
+
+/**
+ * A registry answer went past one of the provider's `limits` (response bytes, instances per
+ * service). Emitted (never thrown): the answer is dropped, the last good set keeps serving, and
+ * the watch retries with backoff. `limit` names the option to raise.
+ */
+export class LimitExceededError extends WayfindError {
+  readonly service: string
+  /** The option that was exceeded, e.g. `limits.maxResponseBytes`. */
+  readonly limit: string
+  /** Its value. */
+  readonly max: number
+  constructor(
+    service: string,
+    limit: string,
+    max: number,
+    message: string,
+    options: WayfindErrorOptions = {},
+  ) {
+    super(
+      ErrorCode.LIMIT_EXCEEDED,
+      `${message} (raise ${limit}, now ${max}, if that is expected)`,
+      {
+        retryable: true,
+        ...options,
+      },
+    )
+    this.service = service
+    this.limit = limit
+    this.max = max
+  }
+}
+
 /** Registering, renewing or deregistering the running service failed. */
 export class RegistrationError extends WayfindError {
   constructor(message: string, options: WayfindErrorOptions = {}) {
@@ -168,6 +215,19 @@ export function describeValue(value: unknown): string {
   if (Array.isArray(value)) return `an array of length ${value.length}`
   if (typeof value === 'function') return 'a function'
   return `an object (${Object.prototype.toString.call(value).slice(8, -1)})`
+}
+
+/** Longest part of a registry value an error message quotes. */
+export const MAX_QUOTED_CHARS = 96
+
+/**
+ * A registry value as an error message quotes it: JSON-quoted, cut to its first
+ * {@link MAX_QUOTED_CHARS} characters with its full length after, so a 1 MB value makes a
+ * one-line message (and logs) rather than a 1 MB one.
+ */
+export function quote(value: string, max = MAX_QUOTED_CHARS): string {
+  if (value.length <= max) return JSON.stringify(value)
+  return `${JSON.stringify(value.slice(0, max))}… (${value.length} chars)`
 }
 
 /** Message of any thrown value, for wrapping. */

@@ -10,6 +10,8 @@ import { isAborted, linkedController, sleep } from '../../core/abort.js'
 import { Backoff } from '../../core/backoff.js'
 import {
   errorMessage,
+  InvalidResponseError,
+  quote,
   RegistryUnavailableError,
   WayfindError,
   type MalformedInstanceError,
@@ -18,6 +20,7 @@ import type { Instance } from '../../instance.js'
 import type { WatchListener } from '../provider.js'
 import type { ConsulHttp, ConsulResponse } from './http.js'
 import { consulDuration } from './duration.js'
+import { parseConsulIndex, type ConsulIndex } from './index-header.js'
 import { instancesFingerprint, mapHealthEntries } from './mapping.js'
 import type { ResolvedConsulOptions } from './options.js'
 import type { SlotGate } from './slot-gate.js'
@@ -39,7 +42,9 @@ class YieldedError extends Error {}
 
 /** A read that came back, mapped. */
 interface Reading {
-  readonly index: bigint
+  readonly index: ConsulIndex
+  /** The header as received, for the error that reports a bad one. */
+  readonly rawIndex: string
   readonly instances: readonly Instance[]
   readonly problems: readonly MalformedInstanceError[]
   readonly aclFiltered: boolean
@@ -69,6 +74,8 @@ export class ConsulServiceWatch {
   /** Malformed entries already reported, by key → message, so a persistent one is not re-reported on every wake. */
   #reported = new Map<string, string>()
   #aclWarned = false
+  /** The bad `X-Consul-Index` last reported, so an agent stuck on one is reported once. */
+  #indexFault: string | undefined
 
   constructor(service: string, listener: WatchListener, signal: AbortSignal, deps: WatchDeps) {
     this.#service = service
@@ -120,7 +127,7 @@ export class ConsulServiceWatch {
           )
           reading = await this.#plainRead(true)
         }
-        this.#advanceIndex(requestIndex, reading.index)
+        this.#advanceIndex(requestIndex, reading)
         this.#deliver(reading)
         this.#backoff.reset()
       } catch (err) {
@@ -234,9 +241,9 @@ export class ConsulServiceWatch {
       throw new RegistryUnavailableError(what)
     }
     const rawIndex = res.header('X-Consul-Index')
-    if (rawIndex === undefined || !/^\d{1,20}$/.test(rawIndex.trim()))
+    if (rawIndex === undefined)
       throw new RegistryUnavailableError(
-        `Consul's answer for "${this.#service}" has ${rawIndex === undefined ? 'no' : 'an invalid'} X-Consul-Index header; is ${this.#deps.options.origin} a Consul agent?`,
+        `Consul's answer for "${this.#service}" has no X-Consul-Index header; is ${this.#deps.options.origin} a Consul agent?`,
       )
     let body: unknown
     try {
@@ -256,18 +263,29 @@ export class ConsulServiceWatch {
       addressKind: this.#deps.options.addressKind,
     })
     return {
-      index: BigInt(rawIndex.trim()),
+      index: parseConsulIndex(rawIndex),
+      rawIndex,
       instances,
       problems,
       aclFiltered: res.header('X-Consul-Results-Filtered-By-ACLs') === 'true',
     }
   }
 
-  /** blocking.mdx "Implementation Details": reset on regression, never block on 0. */
-  #advanceIndex(requestIndex: bigint, answered: bigint): void {
+  /**
+   * blocking.mdx "Implementation Details": reset on regression, never block on 0. A header that
+   * is not an index at all (not a number, above 2^64−1) is treated like a regression: the data
+   * is current, but only a fresh read re-bases the index, and the bad value is never sent back.
+   */
+  #advanceIndex(requestIndex: bigint, reading: Reading): void {
+    const answered = reading.index
+    this.#reportIndexFault(reading)
+    if (answered.kind === 'invalid') {
+      this.#index = 0n
+      return
+    }
     // "It is always safe to use an index of 1": a 0 from a buggy agent would make every query
     // return at once, and is not a regression either.
-    const index = answered > 0n ? answered : 1n
+    const index = answered.kind === 'ok' ? answered.index : 1n
     if (requestIndex !== 0n && index < requestIndex) {
       // The index went backwards (snapshot restore, agent restart): the data we just got is
       // current, but only a fresh read from 0 re-bases the index safely.
@@ -281,6 +299,25 @@ export class ConsulServiceWatch {
       return
     }
     this.#index = index
+  }
+
+  /** A bad index is reported once per distinct value, and forgotten after a good one. */
+  #reportIndexFault(reading: Reading): void {
+    const answered = reading.index
+    if (answered.kind === 'ok') {
+      this.#indexFault = undefined
+      return
+    }
+    if (this.#indexFault === reading.rawIndex) return
+    this.#indexFault = reading.rawIndex
+    this.#emitError(
+      new InvalidResponseError(
+        this.#service,
+        answered.kind === 'zero'
+          ? `Consul's answer for "${this.#service}" has X-Consul-Index 0 (indexes start at 1; an agent bug): blocking on index 1 instead`
+          : `Consul's answer for "${this.#service}" has an X-Consul-Index that ${answered.reason}: ${quote(reading.rawIndex)}; the next read starts from scratch instead of sending it back`,
+      ),
+    )
   }
 
   #deliver(reading: Reading): void {
@@ -308,7 +345,7 @@ export class ConsulServiceWatch {
       this.#listener.onSnapshot({
         service: this.#service,
         instances: reading.instances,
-        revision: reading.index.toString(),
+        revision: reading.index.kind === 'ok' ? reading.index.index.toString() : '0',
       })
     } catch (err) {
       reportListenerError(err)

@@ -138,6 +138,41 @@ describe('consul watch protocol rules', () => {
     await rec.snapshot()
     await agent.nextRequest(2)
     expect(agent.seen[1]!.query.get('index')).toBe('1')
+    // Said once, as a typed error: an agent stuck on 0 has a bug worth knowing about.
+    expect(rec.errors.map((e) => e.code)).toEqual([ErrorCode.INVALID_RESPONSE])
+    expect(rec.errors[0]!.message).toMatch(/X-Consul-Index 0/)
+  })
+
+  it('never echoes an out-of-range or non-numeric X-Consul-Index: typed error, then a plain read', async () => {
+    const tooBig = '18446744073709551616' // 2^64: one past uint64
+    agent = await scriptedAgent([
+      { index: '5', body: [entry('a')] },
+      { index: tooBig, body: [entry('a'), entry('b', 8081)] },
+      { index: '-3', body: [entry('a'), entry('b', 8081)] },
+      { index: '9'.repeat(500), body: [entry('a'), entry('b', 8081)] },
+      { index: '7', body: [entry('a'), entry('b', 8081)] },
+    ])
+    registry = consul({ url: agent.url, rateLimit: { burstCount: 10, refillMs: 10 } })
+    const rec = recorder()
+    registry.watch('orders', rec.listener, { signal: new AbortController().signal })
+    await agent.nextRequest(6)
+    // Each bad index: a typed error naming the header, and the next request is a plain read.
+    expect(rec.errors.map((e) => e.code)).toEqual([
+      ErrorCode.INVALID_RESPONSE,
+      ErrorCode.INVALID_RESPONSE,
+      ErrorCode.INVALID_RESPONSE,
+    ])
+    expect(rec.errors[0]!.message).toMatch(/X-Consul-Index that is above 2\^64/)
+    expect(rec.errors[1]!.message).toMatch(/not a decimal number/)
+    // A 500-digit value is quoted short.
+    expect(rec.errors[2]!.message.length).toBeLessThan(400)
+    const indexes = agent.seen.map((s) => s.query.get('index'))
+    expect(indexes).toEqual([null, '5', null, null, null, '7'])
+    // The answers' data is current: it was applied, as after an index regression.
+    expect(rec.snapshots.map(summary).at(-1)).toEqual([
+      'a@10.0.0.1:8080/passing',
+      'b@10.0.0.1:8081/passing',
+    ])
   })
 
   it('keeps 64-bit indexes exact', async () => {
