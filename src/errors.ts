@@ -127,16 +127,45 @@ export class RegistryUnavailableError extends WayfindError {
  * and the other instances keep serving.
  */
 export class MalformedInstanceError extends WayfindError {
-  /** Where the entry lives: an etcd key, or `node/serviceId` for Consul. */
+  /** Where the (first) entry lives: an etcd key, or `node/serviceId` for Consul. */
   readonly key: string
-  constructor(key: string, reason: string, options: WayfindErrorOptions = {}) {
+  /** The service whose answer held it, when known. */
+  readonly service: string | undefined
+  /** The field that failed, e.g. `Service.Port` (Consul) or `value` (etcd), when known. */
+  readonly field: string | undefined
+  /** Malformed entries this one error reports (one error per registry answer). @defaultValue 1 */
+  readonly entries: number
+  /** Each malformed entry of the answer (the first 100), with its field and reason. */
+  readonly details: readonly MalformedEntry[]
+  constructor(key: string, reason: string, options: MalformedInstanceErrorOptions = {}) {
+    const { service, field, entries = 1, details = [], ...rest } = options
     super(
       ErrorCode.MALFORMED_INSTANCE,
-      `Skipped malformed registry entry "${key}": ${reason}`,
-      options,
+      `Skipped malformed registry entry ${quote(key)}${service === undefined ? '' : ` of "${service}"`}: ${field === undefined ? '' : `${field}: `}${reason}`,
+      rest,
     )
     this.key = key
+    this.service = service
+    this.field = field
+    this.entries = entries
+    this.details = Object.freeze(details.slice(0, 100))
   }
+}
+
+/** One malformed registry entry, as listed by {@link MalformedInstanceError.details}. */
+export interface MalformedEntry {
+  /** An etcd key, or Consul's `node/serviceId` (`#n`, its position, when a part is missing). */
+  readonly entry: string
+  readonly field: string
+  readonly reason: string
+}
+
+/** Options of {@link MalformedInstanceError}. */
+export interface MalformedInstanceErrorOptions extends WayfindErrorOptions {
+  readonly service?: string
+  readonly field?: string
+  readonly entries?: number
+  readonly details?: readonly MalformedEntry[]
 }
 
 /**

@@ -120,6 +120,7 @@ export {
   LeaseLostError,
   LimitExceededError,
   MalformedInstanceError,
+  type MalformedEntry,
   NoInstancesError,
   RegistrationError,
   RegistryUnavailableError,

@@ -1,6 +1,7 @@
 /**
  * The instance model shared by every layer.
  */
+import { describeValue, quote } from './errors.js'
 
 /** Health of an instance as seen by the registry. Critical instances are never returned. */
 export type InstanceStatus = 'passing' | 'warning'
@@ -61,33 +62,52 @@ export function createInstance(init: InstanceInit): Instance {
   })
 }
 
+/** Which field of an {@link InstanceInit} is wrong, and why. */
+export interface InstanceFault {
+  readonly field: 'id' | 'host' | 'port' | 'weight' | 'tags' | 'meta'
+  readonly reason: string
+}
+
 /**
  * Why `init` cannot be an instance, or undefined when it can. Shared by every mapping so that
  * each registry rejects the same things the same way.
  */
-export function instanceProblem(init: InstanceInit): string | undefined {
+export function instanceFault(init: InstanceInit): InstanceFault | undefined {
   /* eslint-disable @typescript-eslint/no-unnecessary-condition -- callers pass decoded registry data: check at run time what the types promise */
-  if (typeof init.id !== 'string' || init.id === '') return 'the instance id is empty'
-  if (typeof init.host !== 'string' || init.host === '') return 'the address is empty'
+  if (typeof init.id !== 'string' || init.id === '')
+    return { field: 'id', reason: 'the instance id is empty' }
+  if (typeof init.host !== 'string' || init.host === '')
+    return { field: 'host', reason: 'the address is empty' }
   if (/[\s/?#@]/.test(init.host))
-    return `the address ${JSON.stringify(init.host)} is not a host name or IP`
+    return { field: 'host', reason: `the address ${quote(init.host)} is not a host name or IP` }
   if (!Number.isInteger(init.port) || init.port < 1 || init.port > 65535)
-    return `the port ${String(init.port)} is not an integer in 1..65535`
+    return {
+      field: 'port',
+      reason: `the port ${typeof init.port === 'string' ? quote(init.port) : describeValue(init.port)} is not an integer in 1..65535`,
+    }
   if (init.weight !== undefined && (!Number.isFinite(init.weight) || init.weight <= 0))
-    return `the weight ${String(init.weight)} is not a positive number`
+    return {
+      field: 'weight',
+      reason: `the weight ${describeValue(init.weight)} is not a positive number`,
+    }
   if (
     init.tags !== undefined &&
     (!Array.isArray(init.tags) || init.tags.some((t) => typeof t !== 'string'))
   )
-    return 'tags are not a list of strings'
+    return { field: 'tags', reason: 'tags are not a list of strings' }
   if (init.meta !== undefined) {
     if (typeof init.meta !== 'object' || init.meta === null || Array.isArray(init.meta))
-      return 'meta is not an object'
+      return { field: 'meta', reason: 'meta is not an object' }
     for (const v of Object.values(init.meta))
-      if (typeof v !== 'string') return 'meta values are not all strings'
+      if (typeof v !== 'string') return { field: 'meta', reason: 'meta values are not all strings' }
   }
   return undefined
   /* eslint-enable @typescript-eslint/no-unnecessary-condition */
+}
+
+/** {@link instanceFault}'s reason alone. */
+export function instanceProblem(init: InstanceInit): string | undefined {
+  return instanceFault(init)?.reason
 }
 
 /** `host:port`, with IPv6 hosts bracketed: the authority part of an origin. */

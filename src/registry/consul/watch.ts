@@ -16,6 +16,7 @@ import {
   WayfindError,
   type MalformedInstanceError,
 } from '../../errors.js'
+import { applyAnswer } from '../answer-policy.js'
 import type { Instance } from '../../instance.js'
 import type { WatchListener } from '../provider.js'
 import type { ConsulHttp, ConsulResponse } from './http.js'
@@ -45,8 +46,11 @@ interface Reading {
   readonly index: ConsulIndex
   /** The header as received, for the error that reports a bad one. */
   readonly rawIndex: string
+  /** The set to serve after this answer, per the answer policy (last good values kept). */
   readonly instances: readonly Instance[]
-  readonly problems: readonly MalformedInstanceError[]
+  /** The one error reporting this answer's malformed entries, if any. */
+  readonly malformed: MalformedInstanceError | undefined
+  readonly faultSignature: string
   readonly aclFiltered: boolean
 }
 
@@ -70,9 +74,10 @@ export class ConsulServiceWatch {
   /** Index for the next request; 0n means "plain read". */
   #index = 0n
   #fingerprint: string | undefined
-  #lastCount = 0
-  /** Malformed entries already reported, by key → message, so a persistent one is not re-reported on every wake. */
-  #reported = new Map<string, string>()
+  /** The set last delivered: where malformed entries find their last good value. */
+  #current: readonly Instance[] = []
+  /** Malformed entries last reported, so a persistent fault is not re-reported on every wake. */
+  #reportedFaults = ''
   #aclWarned = false
   /** The bad `X-Consul-Index` last reported, so an agent stuck on one is reported once. */
   #indexFault: string | undefined
@@ -117,13 +122,13 @@ export class ConsulServiceWatch {
         // spends a token, so churn cannot turn the loop into a busy loop.
         early = performance.now() - startedAt < waitMs / 2 || waitMs === 0
         const requestIndex = this.#index
-        if (reading.instances.length === 0 && this.#lastCount > 0 && requestIndex !== 0n) {
+        if (reading.instances.length === 0 && this.#current.length > 0 && requestIndex !== 0n) {
           // A healthy set suddenly empty: streaming-backend and ACL races have produced
           // spurious empty answers (CONSUL.md §1.6). Believe it only after a plain read.
           debug(
             'consul watch %s: empty answer after %d instances, confirming',
             this.#service,
-            this.#lastCount,
+            this.#current.length,
           )
           reading = await this.#plainRead(true)
         }
@@ -262,11 +267,18 @@ export class ConsulServiceWatch {
       passingOnly: this.#deps.options.passingOnly,
       addressKind: this.#deps.options.addressKind,
     })
+    const outcome = applyAnswer(this.#current, {
+      service: this.#service,
+      instances,
+      faults: problems,
+      entries: body.length,
+    })
     return {
       index: parseConsulIndex(rawIndex),
       rawIndex,
-      instances,
-      problems,
+      instances: outcome.instances,
+      malformed: outcome.error,
+      faultSignature: outcome.faultSignature,
       aclFiltered: res.header('X-Consul-Results-Filtered-By-ACLs') === 'true',
     }
   }
@@ -321,12 +333,9 @@ export class ConsulServiceWatch {
   }
 
   #deliver(reading: Reading): void {
-    const current = new Map<string, string>()
-    for (const p of reading.problems) {
-      current.set(p.key, p.message)
-      if (this.#reported.get(p.key) !== p.message) this.#emitError(p)
-    }
-    this.#reported = current
+    if (reading.faultSignature !== this.#reportedFaults && reading.malformed !== undefined)
+      this.#emitError(reading.malformed)
+    this.#reportedFaults = reading.faultSignature
     if (reading.aclFiltered && reading.instances.length === 0 && !this.#aclWarned) {
       this.#aclWarned = true
       this.#emitError(
@@ -339,7 +348,7 @@ export class ConsulServiceWatch {
     const fingerprint = instancesFingerprint(reading.instances)
     if (fingerprint === this.#fingerprint) return
     this.#fingerprint = fingerprint
-    this.#lastCount = reading.instances.length
+    this.#current = reading.instances
     if (this.#signal.aborted) return
     try {
       this.#listener.onSnapshot({
