@@ -343,6 +343,8 @@ export async function startRegistration(
   track: (handle: RegistrationHandle) => () => void,
 ): Promise<RegistrationHandle> {
   const reg = normalizeRegistration(input)
+  // The registry's own name rule, the one resolve() and the dispatcher apply too.
+  provider.checkServiceName?.(reg.name)
   const options = normalizeRegisterOptions(optionsInput)
   if (provider.register === undefined)
     throw new RegistrationError(
