@@ -187,25 +187,23 @@ export class InvalidResponseError extends WayfindError {
  * the watch retries with backoff. `limit` names the option to raise.
  */
 export class LimitExceededError extends WayfindError {
-  readonly service: string
+  /** The service whose answer it was, when known. */
+  readonly service: string | undefined
   /** The option that was exceeded, e.g. `limits.maxResponseBytes`. */
   readonly limit: string
   /** Its value. */
   readonly max: number
   constructor(
-    service: string,
     limit: string,
     max: number,
     message: string,
-    options: WayfindErrorOptions = {},
+    options: WayfindErrorOptions & { readonly service?: string } = {},
   ) {
+    const { service, ...rest } = options
     super(
       ErrorCode.LIMIT_EXCEEDED,
-      `${message} (raise ${limit}, now ${max}, if that is expected)`,
-      {
-        retryable: true,
-        ...options,
-      },
+      `${message}; the last good instances keep serving (raise ${limit}, now ${max}, if that much is expected)`,
+      { retryable: true, ...rest },
     )
     this.service = service
     this.limit = limit

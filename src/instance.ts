@@ -1,6 +1,7 @@
 /**
  * The instance model shared by every layer.
  */
+import { isIP } from 'node:net'
 import { describeValue, quote } from './errors.js'
 
 /** Health of an instance as seen by the registry. Critical instances are never returned. */
@@ -78,8 +79,8 @@ export function instanceFault(init: InstanceInit): InstanceFault | undefined {
     return { field: 'id', reason: 'the instance id is empty' }
   if (typeof init.host !== 'string' || init.host === '')
     return { field: 'host', reason: 'the address is empty' }
-  if (/[\s/?#@]/.test(init.host))
-    return { field: 'host', reason: `the address ${quote(init.host)} is not a host name or IP` }
+  const hostProblem = hostSyntaxProblem(init.host)
+  if (hostProblem !== undefined) return { field: 'host', reason: hostProblem }
   if (!Number.isInteger(init.port) || init.port < 1 || init.port > 65535)
     return {
       field: 'port',
@@ -103,6 +104,26 @@ export function instanceFault(init: InstanceInit): InstanceFault | undefined {
   }
   return undefined
   /* eslint-enable @typescript-eslint/no-unnecessary-condition */
+}
+
+/** Longest DNS name (RFC 1035 §2.3.4: 255 octets on the wire, 253 characters written out). */
+export const MAX_HOST_LENGTH = 253
+
+/** Labels of 1..63 letters, digits, `-` or `_` (underscores appear in real host names). */
+const DNS_NAME = /^(?:[A-Za-z0-9_-]{1,63}\.)*[A-Za-z0-9_-]{1,63}\.?$/
+
+/**
+ * Why `host` is neither an IP literal nor a DNS name we can dial, or undefined. A registry can
+ * hand us anything: a 1,000,000-character string, or U+FFFD where a raw 0xFF byte was decoded.
+ */
+export function hostSyntaxProblem(host: string): string | undefined {
+  if (host.length > MAX_HOST_LENGTH)
+    return `the address ${quote(host, 64)} is longer than a DNS name (${MAX_HOST_LENGTH} characters)`
+  // eslint-disable-next-line no-control-regex -- control characters are what this looks for
+  if (/[\u0000-\u001f\u007f-\u009f\uFFFD]/u.test(host))
+    return `the address ${quote(host, 64)} contains a control or replacement (U+FFFD) character`
+  if (isIP(host) !== 0 || DNS_NAME.test(host)) return undefined
+  return `the address ${quote(host, 64)} is not a host name or IP address (a DNS name is letters, digits, "-", "_" and dots; punycode for international names)`
 }
 
 /** {@link instanceFault}'s reason alone. */

@@ -11,6 +11,7 @@ import { Backoff } from '../../core/backoff.js'
 import {
   errorMessage,
   InvalidResponseError,
+  LimitExceededError,
   quote,
   RegistryUnavailableError,
   WayfindError,
@@ -222,6 +223,7 @@ export class ConsulServiceWatch {
       .request({
         method: 'GET',
         path: `/v1/health/service/${encodeURIComponent(this.#service)}`,
+        service: this.#service,
         query,
         // Every watch read holds a gate slot, i.e. one of the watch lane's connections.
         lane: 'watch',
@@ -261,6 +263,14 @@ export class ConsulServiceWatch {
     if (!Array.isArray(body))
       throw new RegistryUnavailableError(
         `Consul's answer for "${this.#service}" is not a JSON array`,
+      )
+    const { maxInstances } = this.#deps.options.limits
+    if (body.length > maxInstances)
+      throw new LimitExceededError(
+        'limits.maxInstances',
+        maxInstances,
+        `Consul's answer for "${this.#service}" lists ${body.length} entries, over the limit`,
+        { service: this.#service },
       )
     const { instances, problems } = mapHealthEntries(body, {
       service: this.#service,

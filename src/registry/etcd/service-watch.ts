@@ -6,6 +6,7 @@
  * malformed values in one error.
  */
 import type { IKeyValue } from 'etcd3'
+import { LimitExceededError } from '../../errors.js'
 import type { Instance } from '../../instance.js'
 import { malformedAnswerError, type EntryFault } from '../answer-policy.js'
 import type { WatchListener } from '../provider.js'
@@ -47,12 +48,16 @@ export function watchService(
   ): void => {
     const fullKey = kv.key.toString('utf8')
     const suffix = fullKey.slice(prefix.length)
-    const result = decodeEntry(options.codec, {
-      key: fullKey,
-      service,
-      keySuffix: suffix.slice(suffix.lastIndexOf('/') + 1),
-      value: kv.value,
-    })
+    const result = decodeEntry(
+      options.codec,
+      {
+        key: fullKey,
+        service,
+        keySuffix: suffix.slice(suffix.lastIndexOf('/') + 1),
+        value: kv.value,
+      },
+      options.limits.maxValueBytes,
+    )
     switch (result.kind) {
       case 'instance':
         next.set(fullKey, result.instance)
@@ -85,9 +90,28 @@ export function watchService(
       })
   }
 
+  // Over limits.maxInstances: reported once, and no snapshot until the service is back under it.
+  let overLimit = false
   const emit = (revision: bigint): void => {
     const instances: Instance[] = []
     for (const i of cache.values()) if (i !== undefined) instances.push(i)
+    const { maxInstances } = options.limits
+    if (instances.length > maxInstances) {
+      if (!overLimit) {
+        const error = new LimitExceededError(
+          'limits.maxInstances',
+          maxInstances,
+          `etcd lists ${instances.length} instances of "${service}", over the limit`,
+          { service },
+        )
+        safely(() => {
+          listener.onError(error)
+        })
+      }
+      overLimit = true
+      return
+    }
+    overLimit = false
     instances.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
     safely(() => {
       listener.onSnapshot({ service, instances, revision: revision.toString() })

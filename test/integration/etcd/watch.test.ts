@@ -283,6 +283,30 @@ describe('etcd provider watch', () => {
     }
   })
 
+  it('refuses more keys than limits.maxInstances, keeping the last good set until back under it', async () => {
+    const prefix = '/t3c/'
+    await writer.put(`${prefix}svc/a`).value(wayfindValue('a', 8001))
+    await writer.put(`${prefix}svc/b`).value(wayfindValue('b', 8002))
+    const provider = new EtcdProvider(
+      normalizeEtcdOptions({ hosts: server.host, prefix, limits: { maxInstances: 2 } }),
+    )
+    const rec = new Recorder()
+    const ac = new AbortController()
+    try {
+      provider.watch('svc', rec, { signal: ac.signal })
+      await rec.until(hasIds('a', 'b'))
+      await writer.put(`${prefix}svc/c`).value(wayfindValue('c', 8003))
+      const error = await rec.untilError((e) => e.code === ErrorCode.LIMIT_EXCEEDED)
+      expect(error).toMatchObject({ limit: 'limits.maxInstances', max: 2, service: 'svc' })
+      await writer.delete().key(`${prefix}svc/a`)
+      await rec.until(hasIds('b', 'c'))
+      expect(rec.snapshots.every((s) => s.instances.length <= 2)).toBe(true)
+    } finally {
+      ac.abort()
+      await provider.close()
+    }
+  })
+
   it('loses nothing when the connection drops again right after a resume (ETCD.md §3.5)', async () => {
     const prefix = '/t4/'
     const key = Buffer.from(`${prefix}svc/`)

@@ -199,6 +199,27 @@ describe('mapHealthEntries', () => {
     expect(problems[6]?.reason).toMatch(/unknown status "maintenance"/)
   })
 
+  it('refuses hosts no one can dial: 1,000,000 characters, U+FFFD, control characters', () => {
+    const { instances, problems } = mapHealthEntries(
+      [
+        entry({ id: 'long', address: 'h'.repeat(1_000_000) }),
+        entry({ id: 'fffd', address: '10.0.0.\uFFFD' }),
+        entry({ id: 'ctl', nodeAddress: 'node\u0000x' }),
+        entry({ id: 'ok', address: 'payments-1.internal' }),
+      ],
+      OPTS,
+    )
+    expect(instances.map((i) => i.id)).toEqual(['ok'])
+    expect(problems.map((p) => [p.entry, p.field])).toEqual([
+      ['ip-10-20-3-17/long', 'Service.Address'],
+      ['ip-10-20-3-17/fffd', 'Service.Address'],
+      ['ip-10-20-3-17/ctl', 'Node.Address'],
+    ])
+    expect(problems[0]?.reason).toMatch(/longer than a DNS name \(253/)
+    expect(problems[0]?.reason.length).toBeLessThan(300)
+    expect(problems[1]?.reason).toMatch(/replacement/)
+  })
+
   it('reports a duplicate node/ID once and keeps the first', () => {
     const { instances, problems } = mapHealthEntries([entry({ port: 1 }), entry({ port: 2 })], OPTS)
     expect(instances.map((i) => i.port)).toEqual([1])
