@@ -404,17 +404,17 @@ describe('fuzz: etcd values', () => {
               { signal: stop.signal },
             )
             // The good value is listed first: only then is it a last good value to keep.
-          await withDeadline(
-            new Promise<void>((resolve) => {
-              notify = () => {
-                if (snapshots.length > 0) resolve()
-              }
-              notify()
-            }),
-            10_000,
-            'the first listing',
-          )
-          for (const [key, value] of writes) {
+            await withDeadline(
+              new Promise<void>((resolve) => {
+                notify = () => {
+                  if (snapshots.length > 0) resolve()
+                }
+                notify()
+              }),
+              10_000,
+              'the first listing',
+            )
+            for (const [key, value] of writes) {
               const res = await writer.put(`${prefix}svc/${key}`).value(Buffer.from(value))
               last = BigInt(res.header.revision)
             }
