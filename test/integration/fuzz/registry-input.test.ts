@@ -38,6 +38,9 @@ const params = (numRuns: number): fc.Parameters<unknown> => ({
   ...(SEED === undefined ? {} : { seed: SEED }),
 })
 
+/** A longer run gets a proportionally longer test timeout. */
+const TIMEOUT_MS = 60_000 * SCALE
+
 const CODES = new Set<string>(Object.values(ErrorCode))
 const MAX_INDEX = 2n ** 64n - 1n
 
@@ -255,53 +258,57 @@ describe('fuzz: Consul answers', () => {
     )
   })
 
-  it('the real HTTP path: no crash, no wiped set, typed errors, no bad index sent back', async () => {
-    const agent = await scriptedAgent()
-    try {
-      await fc.assert(
-        fc.asyncProperty(
-          goodEntry,
-          fc.array(answer, { minLength: 1, maxLength: 8 }),
-          async (first, answers) => {
-            stray.length = 0
-            const script: Answer[] = [
-              { status: 200, index: '5', body: JSON.stringify([first]) },
-              ...answers,
-            ]
-            agent.load(script)
-            const registry = consul({
-              url: agent.url,
-              backoff: { initialMs: 1, maxMs: 2 },
-              rateLimit: { burstCount: 1_000, refillMs: 1 },
-              limits: { maxResponseBytes: 256 * 1024 },
-            })
-            const rec = recorder()
-            const stop = new AbortController()
-            try {
-              registry.watch('orders', rec.listener, { signal: stop.signal })
-              // One request past the script: every answer has been processed.
-              await agent.waitForRequests(script.length + 1)
-            } finally {
-              stop.abort()
-              await registry.close()
-            }
-            expect(stray).toEqual([])
-            expect(rec.snapshots.length).toBeGreaterThan(0)
-            for (const s of rec.snapshots) expect(s.instances.length).toBeGreaterThan(0)
-            for (const e of rec.errors) checkError(e)
-            for (const index of agent.requests()) {
-              if (index === '') continue
-              expect(index).toMatch(/^\d{1,20}$/)
-              expect(BigInt(index) >= 1n && BigInt(index) <= MAX_INDEX).toBe(true)
-            }
-          },
-        ),
-        params(100),
-      )
-    } finally {
-      await agent.close()
-    }
-  })
+  it(
+    'the real HTTP path: no crash, no wiped set, typed errors, no bad index sent back',
+    async () => {
+      const agent = await scriptedAgent()
+      try {
+        await fc.assert(
+          fc.asyncProperty(
+            goodEntry,
+            fc.array(answer, { minLength: 1, maxLength: 8 }),
+            async (first, answers) => {
+              stray.length = 0
+              const script: Answer[] = [
+                { status: 200, index: '5', body: JSON.stringify([first]) },
+                ...answers,
+              ]
+              agent.load(script)
+              const registry = consul({
+                url: agent.url,
+                backoff: { initialMs: 1, maxMs: 2 },
+                rateLimit: { burstCount: 1_000, refillMs: 1 },
+                limits: { maxResponseBytes: 256 * 1024 },
+              })
+              const rec = recorder()
+              const stop = new AbortController()
+              try {
+                registry.watch('orders', rec.listener, { signal: stop.signal })
+                // One request past the script: every answer has been processed.
+                await agent.waitForRequests(script.length + 1)
+              } finally {
+                stop.abort()
+                await registry.close()
+              }
+              expect(stray).toEqual([])
+              expect(rec.snapshots.length).toBeGreaterThan(0)
+              for (const s of rec.snapshots) expect(s.instances.length).toBeGreaterThan(0)
+              for (const e of rec.errors) checkError(e)
+              for (const index of agent.requests()) {
+                if (index === '') continue
+                expect(index).toMatch(/^\d{1,20}$/)
+                expect(BigInt(index) >= 1n && BigInt(index) <= MAX_INDEX).toBe(true)
+              }
+            },
+          ),
+          params(100),
+        )
+      } finally {
+        await agent.close()
+      }
+    },
+    TIMEOUT_MS,
+  )
 })
 
 // ---- etcd ------------------------------------------------------------------------------------
@@ -371,77 +378,81 @@ describe('fuzz: etcd values', () => {
     )
   })
 
-  it('the real watch path: a good key is never lost to bad writes, faults are typed', async () => {
-    let run = 0
-    await fc.assert(
-      fc.asyncProperty(
-        fc.array(fc.tuple(fc.constantFrom('good', 'x', 'y'), etcdValue), {
-          minLength: 1,
-          maxLength: 6,
-        }),
-        async (writes) => {
-          stray.length = 0
-          const prefix = `/fuzz${String(run++)}/`
-          await writer
-            .put(`${prefix}svc/good`)
-            .value(JSON.stringify({ address: '10.0.0.1', port: 80 }))
-          const provider = new EtcdProvider(normalizeEtcdOptions({ hosts: server.host, prefix }))
-          const snapshots: ServiceSnapshot[] = []
-          const errors: unknown[] = []
-          let notify: (() => void) | undefined
-          const stop = new AbortController()
-          let last = 0n
-          try {
-            provider.watch(
-              'svc',
-              {
-                onSnapshot: (s) => {
-                  snapshots.push(s)
-                  notify?.()
+  it(
+    'the real watch path: a good key is never lost to bad writes, faults are typed',
+    async () => {
+      let run = 0
+      await fc.assert(
+        fc.asyncProperty(
+          fc.array(fc.tuple(fc.constantFrom('good', 'x', 'y'), etcdValue), {
+            minLength: 1,
+            maxLength: 6,
+          }),
+          async (writes) => {
+            stray.length = 0
+            const prefix = `/fuzz${String(run++)}/`
+            await writer
+              .put(`${prefix}svc/good`)
+              .value(JSON.stringify({ address: '10.0.0.1', port: 80 }))
+            const provider = new EtcdProvider(normalizeEtcdOptions({ hosts: server.host, prefix }))
+            const snapshots: ServiceSnapshot[] = []
+            const errors: unknown[] = []
+            let notify: (() => void) | undefined
+            const stop = new AbortController()
+            let last = 0n
+            try {
+              provider.watch(
+                'svc',
+                {
+                  onSnapshot: (s) => {
+                    snapshots.push(s)
+                    notify?.()
+                  },
+                  onError: (e) => errors.push(e),
                 },
-                onError: (e) => errors.push(e),
-              },
-              { signal: stop.signal },
-            )
-            // The good value is listed first: only then is it a last good value to keep.
-            await withDeadline(
-              new Promise<void>((resolve) => {
-                notify = () => {
-                  if (snapshots.length > 0) resolve()
-                }
-                notify()
-              }),
-              10_000,
-              'the first listing',
-            )
-            for (const [key, value] of writes) {
-              const res = await writer.put(`${prefix}svc/${key}`).value(Buffer.from(value))
-              last = BigInt(res.header.revision)
+                { signal: stop.signal },
+              )
+              // The good value is listed first: only then is it a last good value to keep.
+              await withDeadline(
+                new Promise<void>((resolve) => {
+                  notify = () => {
+                    if (snapshots.length > 0) resolve()
+                  }
+                  notify()
+                }),
+                10_000,
+                'the first listing',
+              )
+              for (const [key, value] of writes) {
+                const res = await writer.put(`${prefix}svc/${key}`).value(Buffer.from(value))
+                last = BigInt(res.header.revision)
+              }
+              // Every put has been applied once a snapshot at (or past) the last revision arrived.
+              await withDeadline(
+                new Promise<void>((resolve) => {
+                  const check = (): void => {
+                    const s = snapshots.at(-1)
+                    if (s !== undefined && BigInt(s.revision) >= last) resolve()
+                  }
+                  notify = check
+                  check()
+                }),
+                10_000,
+                'the snapshot of the last put',
+              )
+            } finally {
+              stop.abort()
+              await provider.close()
             }
-            // Every put has been applied once a snapshot at (or past) the last revision arrived.
-            await withDeadline(
-              new Promise<void>((resolve) => {
-                const check = (): void => {
-                  const s = snapshots.at(-1)
-                  if (s !== undefined && BigInt(s.revision) >= last) resolve()
-                }
-                notify = check
-                check()
-              }),
-              10_000,
-              'the snapshot of the last put',
-            )
-          } finally {
-            stop.abort()
-            await provider.close()
-          }
-          expect(stray).toEqual([])
-          for (const s of snapshots)
-            expect(s.instances.some((i) => i.key === `${prefix}svc/good`)).toBe(true)
-          for (const e of errors) checkError(e)
-        },
-      ),
-      params(15),
-    )
-  })
+            expect(stray).toEqual([])
+            for (const s of snapshots)
+              expect(s.instances.some((i) => i.key === `${prefix}svc/good`)).toBe(true)
+            for (const e of errors) checkError(e)
+          },
+        ),
+        params(15),
+      )
+    },
+    TIMEOUT_MS,
+  )
 })
