@@ -479,6 +479,8 @@ export async function startRegistration(
   host?: DrainHost,
 ): Promise<RegistrationHandle> {
   const reg = normalizeRegistration(input)
+  // The registry's own name rule, the one resolve() and the dispatcher apply too.
+  provider.checkServiceName?.(reg.name)
   const options = normalizeRegisterOptions(optionsInput)
   if (provider.register === undefined)
     throw new RegistrationError(

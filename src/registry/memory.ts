@@ -19,6 +19,7 @@ import type {
   RegistrationSession,
 } from '../registration/registrar.js'
 import type { RegistryProvider, WatchListener, WatchOptions } from './provider.js'
+import { assertServiceName, consulNameRule } from './service-name.js'
 
 /** Options of {@link memoryRegistry}. */
 export interface MemoryRegistryOptions {
@@ -138,6 +139,14 @@ class InMemoryRegistry implements MemoryRegistry {
       this.#failing.clear()
     } else this.#failing.delete(service)
     for (const s of service === undefined ? [...this.#watches.keys()] : [service]) this.#changed(s)
+  }
+
+  /**
+   * The Consul rule ({@link consulNameRule}): the memory registry stands in for real registries
+   * in tests and demos, so it refuses what Consul (the stricter of the two) cannot hold.
+   */
+  checkServiceName(name: string): void {
+    assertServiceName('memory', name, consulNameRule)
   }
 
   watchCount(service: string): number {
@@ -282,6 +291,9 @@ class InMemoryRegistry implements MemoryRegistry {
     const link = (signal: AbortSignal): AbortSignal => AbortSignal.any([signal, owner.signal])
     return {
       name: 'memory',
+      checkServiceName: (name) => {
+        this.checkServiceName(name)
+      },
       watch: (service, listener, options) => {
         this.watch(service, listener, { signal: link(options.signal) })
       },
@@ -324,8 +336,7 @@ class InMemoryRegistry implements MemoryRegistry {
   }
 
   #validate(service: string, init: MemoryInstanceInit): void {
-    if (typeof service !== 'string' || service === '')
-      throw new InvalidOptionError('service', service, 'Pass a non-empty service name.')
+    this.checkServiceName(service)
     const problem = instanceProblem({ ...init, service })
     if (problem !== undefined)
       throw new InvalidOptionError('instance', init, `Fix the instance: ${problem}.`)

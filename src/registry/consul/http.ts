@@ -13,7 +13,7 @@ import type { Socket } from 'node:net'
 import type { TLSSocket } from 'node:tls'
 import { buildConnector, Pool, type Dispatcher } from 'undici'
 import { abortReason, onAbort } from '../../core/abort.js'
-import { errorMessage, RegistryUnavailableError } from '../../errors.js'
+import { errorMessage, LimitExceededError, RegistryUnavailableError } from '../../errors.js'
 import type { ResolvedConsulOptions } from './options.js'
 
 /** Which Pool a request goes to. */
@@ -34,6 +34,8 @@ export interface ConsulRequest {
   /** Whole-request bound (headers and body); our own timer, not undici's. */
   readonly timeoutMs: number
   readonly signal: AbortSignal
+  /** The service this request is about, for errors (the watch sets it). */
+  readonly service?: string
 }
 
 export interface ConsulResponse {
@@ -243,7 +245,7 @@ export class ConsulHttp {
         idempotent: true,
         signal: controller.signal,
       })
-      const text = await res.body.text()
+      const text = await readBounded(res, this.#options.limits.maxResponseBytes, req)
       const raw = res.headers
       return {
         status: res.statusCode,
@@ -255,6 +257,7 @@ export class ConsulHttp {
       }
     } catch (err) {
       if (req.signal.aborted) throw abortReason(req.signal)
+      if (err instanceof LimitExceededError) throw err
       if (outcome.timedOut)
         throw new RegistryUnavailableError(
           `Consul agent ${this.#options.origin} did not answer ${req.method} ${req.path} within ${req.timeoutMs} ms`,
@@ -269,6 +272,38 @@ export class ConsulHttp {
       off()
     }
   }
+}
+
+/**
+ * The body as text, read chunk by chunk and given up as soon as it passes `maxBytes`: memory
+ * stays bounded by the limit whatever the agent (or a proxy) sends. A `content-length` over the
+ * limit is refused before reading. Giving up destroys the body, which closes the connection
+ * (or resets the HTTP/2 stream).
+ */
+async function readBounded(
+  res: Dispatcher.ResponseData,
+  maxBytes: number,
+  req: ConsulRequest,
+): Promise<string> {
+  const tooLarge = (size: string): LimitExceededError => {
+    res.body.destroy()
+    return new LimitExceededError(
+      'limits.maxResponseBytes',
+      maxBytes,
+      `Consul's answer to ${req.method} ${req.path} is ${size}, over the limit`,
+      ...(req.service === undefined ? [] : [{ service: req.service }]),
+    )
+  }
+  const declared = Number(res.headers['content-length'])
+  if (Number.isFinite(declared) && declared > maxBytes) throw tooLarge(`${declared} bytes`)
+  const chunks: Buffer[] = []
+  let total = 0
+  for await (const chunk of res.body as AsyncIterable<Buffer>) {
+    total += chunk.length
+    if (total > maxBytes) throw tooLarge(`more than ${maxBytes} bytes`)
+    chunks.push(chunk)
+  }
+  return Buffer.concat(chunks, total).toString('utf8')
 }
 
 function findHeader(

@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { InvalidOptionError } from '../../errors.js'
+import { resolveConsulLimits, type ConsulLimits, type ResolvedConsulLimits } from '../limits.js'
 
 /** Which address of an instance to dial. */
 export type ConsulAddressKind =
@@ -102,6 +103,11 @@ export interface ConsulRegistryOptions {
   readonly reconcileIntervalMs?: number
   /** Random source for jitter, injectable for tests. @defaultValue Math.random */
   readonly random?: () => number
+  /**
+   * Bounds on what the agent may hand us: answer bytes (enforced while reading) and entries per
+   * answer. See docs/registry-answers.md. @defaultValue `{ maxResponseBytes: 32 MiB, maxInstances: 20_000 }`
+   */
+  readonly limits?: ConsulLimits
 }
 
 /** TLS material ready for undici's `connect` options. */
@@ -139,6 +145,7 @@ export interface ResolvedConsulOptions {
   readonly verifyRegistration: boolean
   readonly reconcileIntervalMs: number
   readonly random: () => number
+  readonly limits: ResolvedConsulLimits
 }
 
 const KNOWN_KEYS: readonly string[] = [
@@ -163,6 +170,7 @@ const KNOWN_KEYS: readonly string[] = [
   'verifyRegistration',
   'reconcileIntervalMs',
   'random',
+  'limits',
 ]
 
 const ADDRESS_KINDS: readonly ConsulAddressKind[] = [
@@ -271,6 +279,7 @@ export function resolveConsulOptions(options: ConsulRegistryOptions = {}): Resol
       3_600_000,
     ),
     random,
+    limits: resolveConsulLimits(options.limits),
   }
 }
 

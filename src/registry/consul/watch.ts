@@ -10,14 +10,19 @@ import { isAborted, linkedController, sleep } from '../../core/abort.js'
 import { Backoff } from '../../core/backoff.js'
 import {
   errorMessage,
+  InvalidResponseError,
+  LimitExceededError,
+  quote,
   RegistryUnavailableError,
   WayfindError,
   type MalformedInstanceError,
 } from '../../errors.js'
+import { applyAnswer } from '../answer-policy.js'
 import type { Instance } from '../../instance.js'
 import type { WatchListener } from '../provider.js'
 import type { ConsulHttp, ConsulResponse } from './http.js'
 import { consulDuration } from './duration.js'
+import { parseConsulIndex, type ConsulIndex } from './index-header.js'
 import { instancesFingerprint, mapHealthEntries } from './mapping.js'
 import type { ResolvedConsulOptions } from './options.js'
 import type { SlotGate } from './slot-gate.js'
@@ -39,9 +44,14 @@ class YieldedError extends Error {}
 
 /** A read that came back, mapped. */
 interface Reading {
-  readonly index: bigint
+  readonly index: ConsulIndex
+  /** The header as received, for the error that reports a bad one. */
+  readonly rawIndex: string
+  /** The set to serve after this answer, per the answer policy (last good values kept). */
   readonly instances: readonly Instance[]
-  readonly problems: readonly MalformedInstanceError[]
+  /** The one error reporting this answer's malformed entries, if any. */
+  readonly malformed: MalformedInstanceError | undefined
+  readonly faultSignature: string
   readonly aclFiltered: boolean
 }
 
@@ -65,10 +75,13 @@ export class ConsulServiceWatch {
   /** Index for the next request; 0n means "plain read". */
   #index = 0n
   #fingerprint: string | undefined
-  #lastCount = 0
-  /** Malformed entries already reported, by key → message, so a persistent one is not re-reported on every wake. */
-  #reported = new Map<string, string>()
+  /** The set last delivered: where malformed entries find their last good value. */
+  #current: readonly Instance[] = []
+  /** Malformed entries last reported, so a persistent fault is not re-reported on every wake. */
+  #reportedFaults = ''
   #aclWarned = false
+  /** The bad `X-Consul-Index` last reported, so an agent stuck on one is reported once. */
+  #indexFault: string | undefined
 
   constructor(service: string, listener: WatchListener, signal: AbortSignal, deps: WatchDeps) {
     this.#service = service
@@ -110,18 +123,18 @@ export class ConsulServiceWatch {
         // spends a token, so churn cannot turn the loop into a busy loop.
         early = performance.now() - startedAt < waitMs / 2 || waitMs === 0
         const requestIndex = this.#index
-        if (reading.instances.length === 0 && this.#lastCount > 0 && requestIndex !== 0n) {
+        if (reading.instances.length === 0 && this.#current.length > 0 && requestIndex !== 0n) {
           // A healthy set suddenly empty: streaming-backend and ACL races have produced
           // spurious empty answers (docs/design/consul.md#spurious-empty-answers). Believe it
           // only after a plain read.
           debug(
             'consul watch %s: empty answer after %d instances, confirming',
             this.#service,
-            this.#lastCount,
+            this.#current.length,
           )
           reading = await this.#plainRead(true)
         }
-        this.#advanceIndex(requestIndex, reading.index)
+        this.#advanceIndex(requestIndex, reading)
         this.#deliver(reading)
         this.#backoff.reset()
       } catch (err) {
@@ -211,6 +224,7 @@ export class ConsulServiceWatch {
       .request({
         method: 'GET',
         path: `/v1/health/service/${encodeURIComponent(this.#service)}`,
+        service: this.#service,
         query,
         // Every watch read holds a gate slot, i.e. one of the watch lane's connections.
         lane: 'watch',
@@ -235,9 +249,9 @@ export class ConsulServiceWatch {
       throw new RegistryUnavailableError(what)
     }
     const rawIndex = res.header('X-Consul-Index')
-    if (rawIndex === undefined || !/^\d{1,20}$/.test(rawIndex.trim()))
+    if (rawIndex === undefined)
       throw new RegistryUnavailableError(
-        `Consul's answer for "${this.#service}" has ${rawIndex === undefined ? 'no' : 'an invalid'} X-Consul-Index header; is ${this.#deps.options.origin} a Consul agent?`,
+        `Consul's answer for "${this.#service}" has no X-Consul-Index header; is ${this.#deps.options.origin} a Consul agent?`,
       )
     let body: unknown
     try {
@@ -251,24 +265,50 @@ export class ConsulServiceWatch {
       throw new RegistryUnavailableError(
         `Consul's answer for "${this.#service}" is not a JSON array`,
       )
+    const { maxInstances } = this.#deps.options.limits
+    if (body.length > maxInstances)
+      throw new LimitExceededError(
+        'limits.maxInstances',
+        maxInstances,
+        `Consul's answer for "${this.#service}" lists ${body.length} entries, over the limit`,
+        { service: this.#service },
+      )
     const { instances, problems } = mapHealthEntries(body, {
       service: this.#service,
       passingOnly: this.#deps.options.passingOnly,
       addressKind: this.#deps.options.addressKind,
     })
-    return {
-      index: BigInt(rawIndex.trim()),
+    const outcome = applyAnswer(this.#current, {
+      service: this.#service,
       instances,
-      problems,
+      faults: problems,
+      entries: body.length,
+    })
+    return {
+      index: parseConsulIndex(rawIndex),
+      rawIndex,
+      instances: outcome.instances,
+      malformed: outcome.error,
+      faultSignature: outcome.faultSignature,
       aclFiltered: res.header('X-Consul-Results-Filtered-By-ACLs') === 'true',
     }
   }
 
-  /** blocking.mdx "Implementation Details": reset on regression, never block on 0. */
-  #advanceIndex(requestIndex: bigint, answered: bigint): void {
+  /**
+   * blocking.mdx "Implementation Details": reset on regression, never block on 0. A header that
+   * is not an index at all (not a number, above 2^64−1) is treated like a regression: the data
+   * is current, but only a fresh read re-bases the index, and the bad value is never sent back.
+   */
+  #advanceIndex(requestIndex: bigint, reading: Reading): void {
+    const answered = reading.index
+    this.#reportIndexFault(reading)
+    if (answered.kind === 'invalid') {
+      this.#index = 0n
+      return
+    }
     // "It is always safe to use an index of 1": a 0 from a buggy agent would make every query
     // return at once, and is not a regression either.
-    const index = answered > 0n ? answered : 1n
+    const index = answered.kind === 'ok' ? answered.index : 1n
     if (requestIndex !== 0n && index < requestIndex) {
       // The index went backwards (snapshot restore, agent restart): the data we just got is
       // current, but only a fresh read from 0 re-bases the index safely.
@@ -284,13 +324,29 @@ export class ConsulServiceWatch {
     this.#index = index
   }
 
-  #deliver(reading: Reading): void {
-    const current = new Map<string, string>()
-    for (const p of reading.problems) {
-      current.set(p.key, p.message)
-      if (this.#reported.get(p.key) !== p.message) this.#emitError(p)
+  /** A bad index is reported once per distinct value, and forgotten after a good one. */
+  #reportIndexFault(reading: Reading): void {
+    const answered = reading.index
+    if (answered.kind === 'ok') {
+      this.#indexFault = undefined
+      return
     }
-    this.#reported = current
+    if (this.#indexFault === reading.rawIndex) return
+    this.#indexFault = reading.rawIndex
+    this.#emitError(
+      new InvalidResponseError(
+        this.#service,
+        answered.kind === 'zero'
+          ? `Consul's answer for "${this.#service}" has X-Consul-Index 0 (indexes start at 1; an agent bug): blocking on index 1 instead`
+          : `Consul's answer for "${this.#service}" has an X-Consul-Index that ${answered.reason}: ${quote(reading.rawIndex)}; the next read starts from scratch instead of sending it back`,
+      ),
+    )
+  }
+
+  #deliver(reading: Reading): void {
+    if (reading.faultSignature !== this.#reportedFaults && reading.malformed !== undefined)
+      this.#emitError(reading.malformed)
+    this.#reportedFaults = reading.faultSignature
     if (reading.aclFiltered && reading.instances.length === 0 && !this.#aclWarned) {
       this.#aclWarned = true
       this.#emitError(
@@ -303,13 +359,13 @@ export class ConsulServiceWatch {
     const fingerprint = instancesFingerprint(reading.instances)
     if (fingerprint === this.#fingerprint) return
     this.#fingerprint = fingerprint
-    this.#lastCount = reading.instances.length
+    this.#current = reading.instances
     if (this.#signal.aborted) return
     try {
       this.#listener.onSnapshot({
         service: this.#service,
         instances: reading.instances,
-        revision: reading.index.toString(),
+        revision: reading.index.kind === 'ok' ? reading.index.index.toString() : '0',
       })
     } catch (err) {
       reportListenerError(err)

@@ -3,6 +3,7 @@
  * `InvalidOptionError`: option, value received, fix).
  */
 import { InvalidOptionError } from '../../errors.js'
+import { resolveEtcdLimits, type EtcdLimits, type ResolvedEtcdLimits } from '../limits.js'
 import { defaultEtcdCodec, type EtcdCodec } from './mapping.js'
 
 /** TLS material for etcd (`--trusted-ca-file`, and a client certificate for `--client-cert-auth`). */
@@ -61,6 +62,11 @@ export interface EtcdRegistryOptions {
   readonly retryMaxMs?: number
   /** Keys per Range page when listing a service (every page is pinned to one revision). @defaultValue 500 */
   readonly pageSize?: number
+  /**
+   * Bounds on what etcd may hand us: bytes per value, keys per service. See
+   * docs/registry-answers.md. @defaultValue `{ maxValueBytes: 256 KiB, maxInstances: 20_000 }`
+   */
+  readonly limits?: EtcdLimits
 }
 
 /** Options with defaults applied. @internal */
@@ -78,6 +84,7 @@ export interface NormalizedEtcdOptions {
   readonly retryInitialMs: number
   readonly retryMaxMs: number
   readonly pageSize: number
+  readonly limits: ResolvedEtcdLimits
 }
 
 export const ETCD_DEFAULTS = Object.freeze({
@@ -221,6 +228,7 @@ export function normalizeEtcdOptions(options: EtcdRegistryOptions): NormalizedEt
     retryInitialMs,
     retryMaxMs,
     pageSize,
+    limits: resolveEtcdLimits(options.limits),
   }
 }
 
