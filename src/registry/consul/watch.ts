@@ -2,8 +2,8 @@
  * One service's watch loop: blocking queries on `/v1/health/service/<name>`, following the
  * client rules of Consul's blocking-query guide
  * (https://developer.hashicorp.com/consul/api-docs/features/blocking, CONSUL.md §1.4, §5):
- * index reset when it goes backwards, never 0 after a read, content dedupe, a token bucket under
- * churn, jittered backoff on errors forever, the last good set kept, and a sudden empty answer
+ * index reset when it goes backwards, never 0 after a read, content dedupe, a token bucket for
+ * early answers that changed nothing, jittered backoff on errors forever, the last good set kept, and a sudden empty answer
  * confirmed by a plain read before it wipes a healthy set.
  */
 import { isAborted, linkedController, sleep } from '../../core/abort.js'
@@ -89,10 +89,12 @@ export class ConsulServiceWatch {
   }
 
   async #run(): Promise<void> {
-    let early = false
+    // Whether the last answer came back early and changed nothing: only then does the next
+    // request waits for a token (the churn guard, below).
+    let idle = false
     while (!this.#signal.aborted) {
       try {
-        if (early) await this.#bucket.take(this.#signal)
+        if (idle) await this.#bucket.take(this.#signal)
         const startedAt = performance.now()
         let reading: Reading
         let waitMs = 0
@@ -101,14 +103,12 @@ export class ConsulServiceWatch {
         } else {
           const r = await this.#blockingRead()
           if (r === undefined) {
-            early = false
+            idle = false
             continue
           }
           ;[reading, waitMs] = r
         }
-        // An answer well before its wait is a wake (or a server that does not block): it
-        // spends a token, so churn cannot turn the loop into a busy loop.
-        early = performance.now() - startedAt < waitMs / 2 || waitMs === 0
+        const early = performance.now() - startedAt < waitMs / 2 || waitMs === 0
         const requestIndex = this.#index
         if (reading.instances.length === 0 && this.#lastCount > 0 && requestIndex !== 0n) {
           // A healthy set suddenly empty: streaming-backend and ACL races have produced
@@ -121,7 +121,16 @@ export class ConsulServiceWatch {
           reading = await this.#plainRead(true)
         }
         this.#advanceIndex(requestIndex, reading.index)
-        this.#deliver(reading)
+        const changed = this.#deliver(reading)
+        // The churn guard. An answer well before its wait (a wake, or a server that does not
+        // block) that changed nothing (an index bump with the same instances, or an index that
+        // did not move) spends a token before the next request, so an agent that answers at
+        // once cannot turn the loop into a busy loop. An answer that changed the set under a
+        // new index costs no token: pacing it would hold every later change of a churning
+        // service back by a refill, so the cache would lag the registry by seconds after a
+        // burst of writes. Such a request was paid for by a write on the agent, and the next
+        // one parks until the next write.
+        idle = early && (!changed || reading.index <= requestIndex)
         this.#backoff.reset()
       } catch (err) {
         if (isAborted(this.#signal)) return
@@ -136,7 +145,7 @@ export class ConsulServiceWatch {
         // Like Go's api/watch: after an error the next request is a plain read, so the current
         // state is delivered even if a wake-up was missed while failing.
         this.#index = 0n
-        early = false
+        idle = false
         const delay = error instanceof BadRequestError ? this.#slowDelay() : this.#backoff.next()
         debug('consul watch %s: %s; retrying in %d ms', this.#service, error.message, delay)
         try {
@@ -283,7 +292,8 @@ export class ConsulServiceWatch {
     this.#index = index
   }
 
-  #deliver(reading: Reading): void {
+  /** Reports what the reading changed; true when the instance set did (a snapshot went out). */
+  #deliver(reading: Reading): boolean {
     const current = new Map<string, string>()
     for (const p of reading.problems) {
       current.set(p.key, p.message)
@@ -300,10 +310,10 @@ export class ConsulServiceWatch {
       )
     }
     const fingerprint = instancesFingerprint(reading.instances)
-    if (fingerprint === this.#fingerprint) return
+    if (fingerprint === this.#fingerprint) return false
     this.#fingerprint = fingerprint
     this.#lastCount = reading.instances.length
-    if (this.#signal.aborted) return
+    if (this.#signal.aborted) return true
     try {
       this.#listener.onSnapshot({
         service: this.#service,
@@ -313,6 +323,7 @@ export class ConsulServiceWatch {
     } catch (err) {
       reportListenerError(err)
     }
+    return true
   }
 
   #emitError(error: WayfindError): void {
