@@ -45,6 +45,12 @@ interface Reading {
   readonly aclFiltered: boolean
 }
 
+/** A reading once applied: whether it changed the set, or undefined when held back to confirm. */
+interface Answer {
+  readonly reading: Reading
+  readonly changed: boolean | undefined
+}
+
 export interface WatchDeps {
   readonly http: ConsulHttp
   readonly gate: SlotGate
@@ -96,32 +102,29 @@ export class ConsulServiceWatch {
       try {
         if (idle) await this.#bucket.take(this.#signal)
         const startedAt = performance.now()
-        let reading: Reading
+        const requestIndex = this.#index
+        let answer: Answer
         let waitMs = 0
-        if (this.#index === 0n) {
-          reading = await this.#plainRead(false)
+        if (requestIndex === 0n) {
+          answer = await this.#plainRead(false)
         } else {
           const r = await this.#blockingRead()
           if (r === undefined) {
             idle = false
             continue
           }
-          ;[reading, waitMs] = r
+          ;[answer, waitMs] = r
         }
         const early = performance.now() - startedAt < waitMs / 2 || waitMs === 0
-        const requestIndex = this.#index
-        if (reading.instances.length === 0 && this.#lastCount > 0 && requestIndex !== 0n) {
-          // A healthy set suddenly empty: streaming-backend and ACL races have produced
-          // spurious empty answers (CONSUL.md §1.6). Believe it only after a plain read.
+        if (answer.changed === undefined) {
           debug(
             'consul watch %s: empty answer after %d instances, confirming',
             this.#service,
             this.#lastCount,
           )
-          reading = await this.#plainRead(true)
+          answer = await this.#plainRead(true)
         }
-        this.#advanceIndex(requestIndex, reading.index)
-        const changed = this.#deliver(reading)
+        const { reading, changed } = answer
         // The churn guard. An answer well before its wait (a wake, or a server that does not
         // block) that changed nothing (an index bump with the same instances, or an index that
         // did not move) spends a token before the next request, so an agent that answers at
@@ -165,7 +168,7 @@ export class ConsulServiceWatch {
    * caught up while heartbeats queued behind them. In the gate a read waits without a timer
    * and gets its timeout only once it has a connection.
    */
-  async #plainRead(confirm: boolean): Promise<Reading> {
+  async #plainRead(confirm: boolean): Promise<Answer> {
     const slot = await this.#deps.gate.acquire(this.#signal)
     try {
       return await this.#read(confirm)
@@ -175,7 +178,7 @@ export class ConsulServiceWatch {
   }
 
   /** A long poll holding a gate slot; undefined when it yielded its slot (retry, same index). */
-  async #blockingRead(): Promise<[Reading, number] | undefined> {
+  async #blockingRead(): Promise<[Answer, number] | undefined> {
     const { gate, options } = this.#deps
     const slot = await gate.acquire(this.#signal)
     const yieldController = new AbortController()
@@ -198,8 +201,12 @@ export class ConsulServiceWatch {
     }
   }
 
-  /** One GET. `waitMs` set → blocking on the current index; `confirm` → plain, never stale. */
-  async #read(confirm: boolean, waitMs?: number, yieldSignal?: AbortSignal): Promise<Reading> {
+  /**
+   * One GET. `waitMs` set → blocking on the current index; `confirm` → plain, never stale. The
+   * answer is applied ({@link ConsulServiceWatch.#accept}) as soon as its body is read.
+   */
+  #read(confirm: boolean, waitMs?: number, yieldSignal?: AbortSignal): Promise<Answer> {
+    const requestIndex = this.#index
     const { http, options } = this.#deps
     const query: [string, string][] = []
     if (options.passingOnly) query.push(['passing', '1'])
@@ -211,25 +218,43 @@ export class ConsulServiceWatch {
     else if (options.consistency === 'stale' && !confirm) query.push(['stale', ''])
     const blocking = waitMs !== undefined
     if (blocking) {
-      query.push(['index', this.#index.toString()])
+      query.push(['index', requestIndex.toString()])
       query.push(['wait', consulDuration(waitMs)])
     }
     const { controller, dispose } = linkedController(this.#signal, yieldSignal)
-    const res = await http
-      .request({
-        method: 'GET',
-        path: `/v1/health/service/${encodeURIComponent(this.#service)}`,
-        query,
-        // Every watch read holds a gate slot, i.e. one of the watch lane's connections.
-        lane: 'watch',
-        // Consul adds up to wait/16 of jitter (agent/consul/rpc.go), so wait × 17/16 plus slack.
-        timeoutMs: blocking
-          ? Math.ceil((waitMs * 17) / 16) + Math.max(MIN_TIMEOUT_SLACK_MS, options.requestTimeoutMs)
-          : options.requestTimeoutMs,
-        signal: controller.signal,
-      })
+    return http
+      .request(
+        {
+          method: 'GET',
+          path: `/v1/health/service/${encodeURIComponent(this.#service)}`,
+          query,
+          // Every watch read holds a gate slot, i.e. one of the watch lane's connections.
+          lane: 'watch',
+          // Consul adds up to wait/16 of jitter (agent/consul/rpc.go), so wait × 17/16 plus slack.
+          timeoutMs: blocking
+            ? Math.ceil((waitMs * 17) / 16) +
+              Math.max(MIN_TIMEOUT_SLACK_MS, options.requestTimeoutMs)
+            : options.requestTimeoutMs,
+          signal: controller.signal,
+        },
+        (res) => this.#accept(this.#parse(res), requestIndex, confirm),
+      )
       .finally(dispose)
-    return this.#parse(res)
+  }
+
+  /**
+   * Applies a reading the moment it is parsed: index rules, then delivery. Doing it inside the
+   * HTTP call rather than back in the loop puts the change event ahead of the request's
+   * bookkeeping (timer, abort listeners, gate slot, promise hops). A healthy set that is
+   * suddenly empty is held back (`changed: undefined`): streaming-backend and ACL races have
+   * produced spurious empty answers (CONSUL.md §1.6), so the loop believes it only after a
+   * plain read.
+   */
+  #accept(reading: Reading, requestIndex: bigint, confirm: boolean): Answer {
+    if (!confirm && requestIndex !== 0n && reading.instances.length === 0 && this.#lastCount > 0)
+      return { reading, changed: undefined }
+    this.#advanceIndex(requestIndex, reading.index)
+    return { reading, changed: this.#deliver(reading) }
   }
 
   #parse(res: ConsulResponse): Reading {
