@@ -14,11 +14,11 @@ import {
   WayfindError,
   type MalformedInstanceError,
 } from '../../errors.js'
-import type { Instance } from '../../instance.js'
+import { sameInstance, type Instance } from '../../instance.js'
 import type { WatchListener } from '../provider.js'
 import type { ConsulHttp, ConsulResponse } from './http.js'
 import { consulDuration } from './duration.js'
-import { instancesFingerprint, mapHealthEntries } from './mapping.js'
+import { mapHealthEntries } from './mapping.js'
 import type { ResolvedConsulOptions } from './options.js'
 import type { SlotGate } from './slot-gate.js'
 import { TokenBucket } from './token-bucket.js'
@@ -70,7 +70,8 @@ export class ConsulServiceWatch {
   readonly #backoff: Backoff
   /** Index for the next request; 0n means "plain read". */
   #index = 0n
-  #fingerprint: string | undefined
+  /** The set last delivered (sorted by key), for content dedupe; undefined before the first. */
+  #delivered: readonly Instance[] | undefined
   #lastCount = 0
   /** Malformed entries already reported, by key → message, so a persistent one is not re-reported on every wake. */
   #reported = new Map<string, string>()
@@ -334,9 +335,9 @@ export class ConsulServiceWatch {
         ),
       )
     }
-    const fingerprint = instancesFingerprint(reading.instances)
-    if (fingerprint === this.#fingerprint) return false
-    this.#fingerprint = fingerprint
+    if (this.#delivered !== undefined && sameInstances(this.#delivered, reading.instances))
+      return false
+    this.#delivered = reading.instances
     this.#lastCount = reading.instances.length
     if (this.#signal.aborted) return true
     try {
@@ -365,6 +366,18 @@ export class ConsulServiceWatch {
     const { maxMs } = this.#deps.options.backoff
     return Math.round(maxMs * (1 - 0.5 * this.#deps.options.random()))
   }
+}
+
+/**
+ * Content equality of two instance lists sorted by key (as the mapping returns them). Stops at
+ * the first difference, so a change costs little to detect; only an unchanged answer is walked
+ * to the end.
+ */
+function sameInstances(a: readonly Instance[], b: readonly Instance[]): boolean {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++)
+    if (!sameInstance(a[i] as Instance, b[i] as Instance)) return false
+  return true
 }
 
 /** Consul rejected the query itself (400): surfaced, then retried slowly, never a silent stop. */
