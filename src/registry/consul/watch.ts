@@ -294,7 +294,9 @@ export class ConsulServiceWatch {
       index: BigInt(rawIndex.trim()),
       instances,
       problems,
-      aclFiltered: res.header('X-Consul-Results-Filtered-By-ACLs') === 'true',
+      // Only an empty answer is explained by it; a header that is absent costs a scan to find.
+      aclFiltered:
+        instances.length === 0 && res.header('X-Consul-Results-Filtered-By-ACLs') === 'true',
     }
   }
 
@@ -320,12 +322,8 @@ export class ConsulServiceWatch {
 
   /** Reports what the reading changed; true when the instance set did (a snapshot went out). */
   #deliver(reading: Reading): boolean {
-    const current = new Map<string, string>()
-    for (const p of reading.problems) {
-      current.set(p.key, p.message)
-      if (this.#reported.get(p.key) !== p.message) this.#emitError(p)
-    }
-    this.#reported = current
+    // The usual answer has no malformed entry and none was reported: nothing to compare.
+    if (reading.problems.length > 0 || this.#reported.size > 0) this.#reportProblems(reading)
     if (reading.aclFiltered && reading.instances.length === 0 && !this.#aclWarned) {
       this.#aclWarned = true
       this.#emitError(
@@ -350,6 +348,16 @@ export class ConsulServiceWatch {
       reportListenerError(err)
     }
     return true
+  }
+
+  /** Reports each malformed entry once, until it is fixed or its problem changes. */
+  #reportProblems(reading: Reading): void {
+    const current = new Map<string, string>()
+    for (const p of reading.problems) {
+      current.set(p.key, p.message)
+      if (this.#reported.get(p.key) !== p.message) this.#emitError(p)
+    }
+    this.#reported = current
   }
 
   #emitError(error: WayfindError): void {
