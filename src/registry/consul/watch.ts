@@ -248,8 +248,7 @@ export class ConsulServiceWatch {
    * HTTP call rather than back in the loop puts the change event ahead of the request's
    * bookkeeping (timer, abort listeners, gate slot, promise hops). A healthy set that is
    * suddenly empty is held back (`changed: undefined`): streaming-backend and ACL races have
-   * produced spurious empty answers (CONSUL.md §1.6), so the loop believes it only after a
-   * plain read.
+   * produced spurious empty answers, so the loop believes it only after a plain read.
    */
   #accept(reading: Reading, requestIndex: bigint, confirm: boolean): Answer {
     if (!confirm && requestIndex !== 0n && reading.instances.length === 0 && this.#lastCount > 0)
