@@ -3,8 +3,8 @@
  * client rules of Consul's blocking-query guide
  * (https://developer.hashicorp.com/consul/api-docs/features/blocking, CONSUL.md §1.4, §5):
  * index reset when it goes backwards, never 0 after a read, content dedupe, a token bucket for
- * early answers that changed nothing, jittered backoff on errors forever, the last good set kept, and a sudden empty answer
- * confirmed by a plain read before it wipes a healthy set.
+ * early answers that changed nothing, jittered backoff on errors forever, the last good set
+ * kept, and a sudden empty answer confirmed by a plain read before it wipes a healthy set.
  */
 import { isAborted, linkedController, sleep } from '../../core/abort.js'
 import { Backoff } from '../../core/backoff.js'
@@ -97,7 +97,7 @@ export class ConsulServiceWatch {
 
   async #run(): Promise<void> {
     // Whether the last answer came back early and changed nothing: only then does the next
-    // request waits for a token (the churn guard, below).
+    // request wait for a token (the churn guard, below).
     let idle = false
     while (!this.#signal.aborted) {
       try {
