@@ -112,20 +112,30 @@ export class ConsulHttp {
   /**
    * Sends one request. Resolves with any HTTP status; rejects with `RegistryUnavailableError`
    * for transport failures and timeouts, or with `signal.reason` when `signal` aborts.
+   *
+   * With `decode`, the call settles with what `decode` returns (or throws) for the response.
+   * It runs as soon as the body is read, before the request's timer and abort listener are
+   * cleaned up and before the promise chain back to the caller unwinds: a watch applies a
+   * change there, so the change event does not wait for that bookkeeping.
    */
-  async request(req: ConsulRequest): Promise<ConsulResponse> {
+  request(req: ConsulRequest): Promise<ConsulResponse>
+  request<T>(req: ConsulRequest, decode: (res: ConsulResponse) => T): Promise<T>
+  async request<T>(
+    req: ConsulRequest,
+    decode?: (res: ConsulResponse) => T,
+  ): Promise<ConsulResponse | T> {
     if (req.signal.aborted) throw abortReason(req.signal)
     while (this.#protocol === 'unknown' && this.#probe !== undefined) {
       await waitOrAbort(this.#probe, req.signal)
     }
-    if (this.#protocol !== 'unknown') return this.#send(this.#pool(req.lane), req)
+    if (this.#protocol !== 'unknown') return this.#send(this.#pool(req.lane), req, decode)
     let done!: () => void
     this.#probe = new Promise<void>((resolve) => {
       done = resolve
     })
     try {
       this.#h2Pool ??= this.#createPool(1, true)
-      return await this.#send(this.#h2Pool, req)
+      return await this.#send(this.#h2Pool, req, decode)
     } finally {
       // Route by protocol only after a request completed: undici sets up the HTTP/2 session
       // after the handshake, and requests sent in between would each open a connection.
@@ -211,8 +221,14 @@ export class ConsulHttp {
       this.#alpn = (socket as TLSSocket).alpnProtocol === 'h2' ? 'h2' : 'http1'
   }
 
-  async #send(pool: Dispatcher, req: ConsulRequest): Promise<ConsulResponse> {
+  async #send<T>(
+    pool: Dispatcher,
+    req: ConsulRequest,
+    decode: ((res: ConsulResponse) => T) | undefined,
+  ): Promise<ConsulResponse | T> {
     const controller = new AbortController()
+    /** Set once the response is handed to `decode`, whose errors are the caller's own. */
+    let decoding = false
     const outcome = { timedOut: false }
     const timer = setTimeout(() => {
       outcome.timedOut = true
@@ -247,7 +263,7 @@ export class ConsulHttp {
       })
       const text = await readBounded(res, this.#options.limits.maxResponseBytes, req)
       const raw = res.headers
-      return {
+      const response: ConsulResponse = {
         status: res.statusCode,
         header(name) {
           const v = raw[name.toLowerCase()] ?? findHeader(raw, name)
@@ -255,7 +271,11 @@ export class ConsulHttp {
         },
         text,
       }
+      if (decode === undefined) return response
+      decoding = true
+      return decode(response)
     } catch (err) {
+      if (decoding) throw err
       if (req.signal.aborted) throw abortReason(req.signal)
       if (err instanceof LimitExceededError) throw err
       if (outcome.timedOut)

@@ -292,8 +292,36 @@ describe('consul watch protocol rules', () => {
     registry.watch('orders', rec.listener, { signal: new AbortController().signal })
     await agent.nextRequest(8)
     const elapsed = performance.now() - started
-    // 8 requests: the first is free, 2 come from the burst, the other 5 wait a refill each.
-    expect(elapsed).toBeGreaterThanOrEqual(5 * refillMs - 20)
+    // 8 requests: the first read and the one after it are free (the first answer is a change,
+    // which costs no token), 2 come from the burst, the other 4 wait a refill each.
+    expect(elapsed).toBeGreaterThanOrEqual(4 * refillMs - 20)
     expect(rec.snapshots).toHaveLength(1)
+  })
+  it('paces an agent that answers at once with the same index, even when the body differs', async () => {
+    // Not a write on the agent (the index did not move), so not a change to chase at once.
+    const script: Scripted[] = []
+    for (let i = 1; i <= 200; i++) script.push({ index: '7', body: [entry(`a${String(i)}`)] })
+    agent = await scriptedAgent(script)
+    const refillMs = 100
+    registry = consul({ url: agent.url, rateLimit: { burstCount: 2, refillMs } })
+    const rec = recorder()
+    const started = performance.now()
+    registry.watch('orders', rec.listener, { signal: new AbortController().signal })
+    await agent.nextRequest(8)
+    // As for unchanged answers: the first two requests are free, 2 from the burst, 4 refills.
+    expect(performance.now() - started).toBeGreaterThanOrEqual(4 * refillMs - 20)
+  })
+
+  it('does not pace answers that changed the set under a new index', async () => {
+    const script: Scripted[] = []
+    for (let i = 1; i <= 12; i++) script.push({ index: String(i), body: [entry(`a${String(i)}`)] })
+    agent = await scriptedAgent(script)
+    // One refill would outlast the test's deadline: any token spent on a change shows.
+    registry = consul({ url: agent.url, rateLimit: { burstCount: 1, refillMs: 60_000 } })
+    const rec = recorder()
+    registry.watch('orders', rec.listener, { signal: new AbortController().signal })
+    const last = await rec.snapshot((s) => s.revision === '12')
+    expect(summary(last)).toEqual(['a12@10.0.0.1:8080/passing'])
+    expect(rec.snapshots).toHaveLength(12)
   })
 })
