@@ -23,6 +23,8 @@ export interface ChaosTarget {
   fault(kind: string, rng: Rng): Promise<{ what: string; end: () => Promise<void> }>
   /** The service's passing instances, read from the registry itself (not through wayfind). */
   truth(service: string): Promise<TruthInstance[]>
+  /** The registry's side of the story, for a failure message (indexes, parked queries...). */
+  describe(): string
   close(): Promise<void>
 }
 
@@ -165,7 +167,7 @@ export async function runChaos(target: ChaosTarget, options: ChaosOptions): Prom
         if (c.diffs.length > 0) {
           lost += c.diffs.length
           problems.push(`checkpoint after ${i} ops, not converged within ${convergeTimeoutMs} ms:`)
-          problems.push(...c.diffs.slice(0, 10))
+          problems.push(...c.diffs.slice(0, 10), `registry: ${target.describe()}`)
           break
         }
       }
@@ -177,7 +179,7 @@ export async function runChaos(target: ChaosTarget, options: ChaosOptions): Prom
       lost += c.diffs.length
       if (c.diffs.length > 0) {
         problems.push(`final state not converged within ${convergeTimeoutMs} ms:`)
-        problems.push(...c.diffs.slice(0, 10))
+        problems.push(...c.diffs.slice(0, 10), `registry: ${target.describe()}`)
       } else {
         convergeAfterLastFaultMs = convergedAt - lastFaultEnd
         convergeAfterQuietMs = convergedAt - quietAt

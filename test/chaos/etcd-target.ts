@@ -169,6 +169,10 @@ export async function etcdTarget(): Promise<ChaosTarget> {
       })
     },
 
+    describe() {
+      return `etcd ${server.running ? 'running' : 'down'}; proxy connections ${String(proxy.openConnections)}`
+    },
+
     async close() {
       await proxy.close()
       await server.remove()
