@@ -92,8 +92,10 @@ export async function runChaos(target: ChaosTarget, options: ChaosOptions): Prom
 
   // Where the faults go: at least one of each kind, in a seeded order, at seeded positions.
   const faultCount = Math.max(target.faultKinds.length, Math.round(options.ops / opsPerFault))
-  const faultAt = new Set<number>()
-  while (faultAt.size < Math.min(faultCount, options.ops)) faultAt.add(rng.int(options.ops))
+  const positions = new Set<number>()
+  while (positions.size < Math.min(faultCount, options.ops)) positions.add(rng.int(options.ops))
+  // Ascending; a position passed during another fault's operations runs right after it.
+  const faultAt = [...positions].sort((a, b) => a - b)
   let kinds: string[] = []
   const faults: Record<string, number> = {}
 
@@ -138,7 +140,8 @@ export async function runChaos(target: ChaosTarget, options: ChaosOptions): Prom
   let finalInstances = 0
   try {
     for (let i = 0; i < options.ops;) {
-      if (faultAt.has(i)) {
+      if (faultAt.length > 0 && (faultAt[0] as number) <= i) {
+        faultAt.shift()
         if (kinds.length === 0) kinds = rng.shuffle(target.faultKinds)
         const kind = kinds.shift() as string
         faults[kind] = (faults[kind] ?? 0) + 1
