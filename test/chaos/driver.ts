@@ -133,6 +133,8 @@ export async function runChaos(target: ChaosTarget, options: ChaosOptions): Prom
   let lastFaultEnd = performance.now()
   let quietAt = performance.now()
   let checkpoints = 0
+  // A fault's operations can step over a multiple of checkpointEvery: compare, not modulo.
+  let nextCheckpoint = checkpointEvery
   let slowestCheckpointMs = 0
   let lost = 0
   let convergeAfterLastFaultMs = Number.NaN
@@ -162,7 +164,8 @@ export async function runChaos(target: ChaosTarget, options: ChaosOptions): Prom
       // Think time now and then, so that the watchers see some states one by one and others
       // coalesced; this shapes the load, it synchronises nothing.
       if (rng.chance(0.3)) await delay(rng.int(40))
-      if (checkpointEvery > 0 && i > 0 && i % checkpointEvery === 0 && i < options.ops) {
+      if (checkpointEvery > 0 && i >= nextCheckpoint && i < options.ops) {
+        nextCheckpoint += checkpointEvery
         const c = await converge()
         checkpoints++
         slowestCheckpointMs = Math.max(slowestCheckpointMs, c.ms)
