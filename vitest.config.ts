@@ -17,7 +17,11 @@ export default defineConfig({
       {
         test: {
           name: 'integration',
-          include: ['test/integration/**/*.test.ts', 'test/e2e/**/*.test.ts'],
+          include: [
+            'test/integration/**/*.test.ts',
+            'test/e2e/**/*.test.ts',
+            'test/chaos/**/*.test.ts',
+          ],
           pool: 'forks',
           testTimeout: 60_000,
           hookTimeout: 60_000,

@@ -4,6 +4,7 @@
  *
  *   --quick          small samples
  *   --only a,b       run only these benchmarks (names as in the list below)
+ *   --minutes N      soak length (default: 25 s quick, 1 min full)
  *
  * Each benchmark prints a table and writes `bench/results/<name>.json` and an SVG chart. At the
  * end every ratio is printed next to its target. Exit code: 0 when every benchmark ran (targets
@@ -36,6 +37,7 @@ const SUITE: readonly Entry[] = [
   { name: 'pick', file: './pick.ts', budgetMs: 60_000 },
   { name: 'dispatch', file: './dispatch.ts', budgetMs: 240_000 },
   { name: 'startup', file: './startup.ts', budgetMs: 180_000 },
+  { name: 'soak', file: './soak.ts', budgetMs: 150_000 },
 ]
 
 type RunFn = (options: BenchOptions) => Promise<unknown>
@@ -67,17 +69,23 @@ async function main(): Promise<number> {
     options: {
       quick: { type: 'boolean', default: false },
       only: { type: 'string' },
+      minutes: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     allowPositionals: false,
   })
   if (values.help === true) {
     process.stdout.write(
-      `usage: npm run bench [-- --quick] [-- --only ${SUITE.map((e) => e.name).join(',')}]\n`,
+      `usage: npm run bench [-- --quick] [-- --only ${SUITE.map((e) => e.name).join(',')}] [-- --minutes N (soak)]\n`,
     )
     return 0
   }
   const quick = values.quick
+  const minutes = values.minutes === undefined ? undefined : Number(values.minutes)
+  if (minutes !== undefined && !(minutes > 0)) {
+    process.stderr.write(`--minutes must be a positive number, got ${String(values.minutes)}\n`)
+    return 2
+  }
   const only = values.only
     ?.split(',')
     .map((s) => s.trim())
@@ -111,8 +119,18 @@ async function main(): Promise<number> {
       const mod = (await import(url.href)) as { run?: RunFn }
       if (typeof mod.run !== 'function')
         throw new Error(`bench/${entry.file.slice(2)} exports no run()`)
-      const budget = quick ? Math.max(20_000, entry.budgetMs / 3) : entry.budgetMs
-      const outcome = await withBudget(mod.run({ quick }), budget, entry.name)
+      // --minutes sets the soak's length: its budget grows with it.
+      const budget =
+        minutes !== undefined && entry.name === 'soak'
+          ? minutes * 60_000 + 60_000
+          : quick
+            ? Math.max(20_000, entry.budgetMs / 3)
+            : entry.budgetMs
+      const outcome = await withBudget(
+        mod.run({ quick, ...(minutes === undefined ? {} : { minutes }) }),
+        budget,
+        entry.name,
+      )
       if (isOutcome(outcome)) {
         for (const c of outcome.checks) checks.push({ ...c, bench: entry.name })
         if (outcome.error !== undefined) failures.push(`${entry.name}: ${outcome.error}`)
