@@ -42,9 +42,9 @@ import {
 } from './call.js'
 import { debug, pickChannel, retryChannel } from './debug.js'
 import {
-  validateDispatcherOptions,
+  parseDispatcherOptions,
   type DispatcherOptions,
-  type ResolvedDispatcherOptions,
+  type ParsedDispatcherOptions,
 } from './options.js'
 import { OutlierDetector } from './outlier.js'
 import { InstancePool, mayMultiplex, usesOwnConnections } from './instance-pool.js'
@@ -140,7 +140,7 @@ export function defaultRoute(hostname: string): string | undefined {
  */
 export class WayfindDispatcher extends Dispatcher {
   readonly #directory: ServiceDirectory
-  readonly #options: ResolvedDispatcherOptions
+  readonly #options: ParsedDispatcherOptions
   readonly #load: DefaultLoadTracker
   readonly #clock: Clock
   readonly #outlier: OutlierDetector | undefined
@@ -166,11 +166,11 @@ export class WayfindDispatcher extends Dispatcher {
 
   constructor(
     directory: ServiceDirectory,
-    options: DispatcherOptions | ResolvedDispatcherOptions = {},
+    options: DispatcherOptions | ParsedDispatcherOptions = {},
     hub?: EventHub,
   ) {
     super()
-    const o = validateDispatcherOptions(options)
+    const o = parseDispatcherOptions(options)
     if (!(directory.load instanceof DefaultLoadTracker))
       throw new InvalidOptionError(
         'load',
@@ -618,8 +618,8 @@ export class WayfindDispatcher extends Dispatcher {
       backoffMs: (n) => {
         // Jittered exponential: a random point in the upper half of the current ceiling.
         const ceiling = Math.min(
-          retry?.backoffMaxMs ?? 0,
-          (retry?.backoffInitialMs ?? 0) * 2 ** Math.max(0, n - 1),
+          retry?.backoff.maxMs ?? 0,
+          (retry?.backoff.initialMs ?? 0) * 2 ** Math.max(0, n - 1),
         )
         return Math.round(ceiling / 2 + (random() * ceiling) / 2)
       },

@@ -18,7 +18,7 @@
  * value's shape. When an option is renamed, list the old name in the object's `renamed`, so
  * the old spelling fails with a hint naming the new one.
  */
-import type { OptionContext} from './check.js';
+import type { OptionContext } from './check.js'
 import { refuseUnknownKeys } from './check.js'
 
 /** A check of a present (not `undefined`) value: returns it parsed, or calls `at.fail()`. */
@@ -118,7 +118,9 @@ export type SchemaFor<I> = { readonly [K in keyof I]-?: Opt<unknown> }
 export type Parsed<S extends Schema> = { readonly [K in keyof S]: OutputOf<S[K]> }
 
 /** The parsed type of one option. */
-export type OutputOf<O> = O extends Opt<infer T> ? T : never
+export type OutputOf<O> = O extends { parse(value: unknown, at: OptionContext): infer T }
+  ? T
+  : never
 
 function opt<T>(type: string, check: Check<T>, children?: Schema): Opt<T | undefined> {
   return new Opt<T | undefined>({
@@ -321,13 +323,19 @@ export function object<S extends Schema>(
   )
 }
 
-/** `false` (the feature is off: parsed as `undefined`) or the options of `spec`. */
+/**
+ * `false` (the feature is off: parsed as `undefined`) or the options of `spec`. Absent means
+ * on, with `spec`'s own default.
+ */
 export function orFalse<T>(spec: Opt<T>): Opt<T | undefined> {
-  return opt(
-    `false | ${spec.type}`,
-    (v, at) => (v === false ? undefined : spec.parse(v, at)),
-    spec.children,
-  )
+  return new Opt<T | undefined>({
+    type: `false | ${spec.type}`,
+    check: (v, at) => (v === false ? undefined : spec.parse(v, at)),
+    fallback: { input: undefined },
+    requiredFix: undefined,
+    secret: false,
+    children: spec.children,
+  })
 }
 
 /**
