@@ -5,7 +5,8 @@ import type { Dispatcher } from 'undici'
 import { DefaultLoadTracker } from './balancer/load-tracker.js'
 import { systemClock } from './core/clock.js'
 import { Closable } from './core/lifecycle.js'
-import { ServiceCache, type ResolveOptions } from './core/service-cache.js'
+import { parseResolveOptions, type ResolveOptions } from './core/resolve-options.js'
+import { ServiceCache } from './core/service-cache.js'
 import { checkNonEmptyString } from './core/validate.js'
 import { WayfindDispatcher, type ServiceStats } from './dispatcher/dispatcher.js'
 import { createEvents, type WayfindEventsApi } from './events.js'
@@ -114,7 +115,7 @@ class WayfindClient extends Closable implements Wayfind {
     return Promise.resolve().then(() => {
       this.assertOpen('resolve')
       checkNonEmptyString('service', service, 'Pass the service name, e.g. "payments".')
-      return this.#cache.resolve(service, options)
+      return this.#cache.resolve(service, parseResolveOptions(options))
     })
   }
 
