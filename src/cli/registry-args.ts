@@ -96,7 +96,7 @@ function consulChoice(flags: RegistryFlags, env: Env): RegistryChoice {
     env,
     ...(url === undefined ? {} : { url: /^[a-z]+:\/\//i.test(url) ? url : `http://${url}` }),
     ...(flags.token === undefined ? {} : { token: flags.token }),
-    ...(flags.dc === undefined ? {} : { dc: flags.dc }),
+    ...(flags.dc === undefined ? {} : { datacenter: flags.dc }),
   }
   const create = (): RegistryProvider => consul(options)
   validate(create)

@@ -4,7 +4,7 @@
  * received (credentials redacted) and the fix.
  */
 import { parseOptions, type OptionContext } from '../../core/options/check.js'
-import { backoff, type BackoffOption } from '../../core/options/common.js'
+import { backoff, pem, type BackoffOption } from '../../core/options/common.js'
 import {
   custom,
   duration,
@@ -103,13 +103,6 @@ const hosts = custom<readonly string[]>('host or list of hosts', (v, at) => {
   if (!Array.isArray(v) || v.length === 0) return at.fail(v, fix)
   return Object.freeze(v.map((h: unknown, i) => host.parse(h, at.child(i))))
 }).required('Give at least one etcd member as "host:port" or "http://host:port".')
-
-/** PEM text (string or Buffer), as a Buffer. */
-const pem = custom<Buffer>('PEM', (v, at) => {
-  if (typeof v === 'string' && v.includes('-----BEGIN')) return Buffer.from(v)
-  if (Buffer.isBuffer(v) && v.includes('-----BEGIN')) return v
-  return at.fail(v, 'Pass the PEM text (string or Buffer), not a file path.')
-})
 
 const credentialsSchema = {
   rootCertificate: pem.required("Pass the PEM of the CA that signed etcd's certificate."),
