@@ -108,14 +108,19 @@ export interface RegisterOptions {
   readonly signal?: AbortSignal
 }
 
+/** Options of `handle.deregister()`. */
+export interface DeregisterOptions {
+  /** Bound on this deregistration. @defaultValue the registration's `shutdownTimeoutMs` */
+  readonly timeoutMs?: number
+  /** Aborting it stops waiting for the registry. */
+  readonly signal?: AbortSignal
+}
+
 /** What `wf.register()` resolves with. */
 export interface RegistrationHandle extends AsyncDisposable {
   readonly service: string
   readonly id: string
   readonly state: RegistrationState
   /** Bounded and idempotent: every call returns the same promise. */
-  deregister(options?: {
-    readonly timeoutMs?: number
-    readonly signal?: AbortSignal
-  }): Promise<void>
+  deregister(options?: DeregisterOptions): Promise<void>
 }
