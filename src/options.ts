@@ -68,7 +68,7 @@ export const wayfindSchema = {
     ['watch', 'close'],
     'Pass consul({ url }), etcd({ hosts }), memoryRegistry(), or an object with watch() and close().',
   ),
-  strategy: strategyOption,
+  strategy: strategyOption.default(DEFAULTS.strategy),
   resolveTimeoutMs: duration({ infinity: true }).default(DEFAULTS.resolveTimeoutMs),
   idleTtlMs: duration({ min: 1_000, max: MAX_IDLE_TTL_MS }).default(DEFAULTS.idleTtlMs),
   dispatcher: dispatcherOptions,
