@@ -209,7 +209,7 @@ export const consulSchema = {
   rateLimit: object({
     burstCount: integer(1, 1_000).default(4),
     refillMs: duration({ max: 3_600_000 }).default(2_000),
-  }).default({}),
+  } satisfies SchemaFor<NonNullable<ConsulRegistryOptions['rateLimit']>>).default({}),
   verifyRegistration: boolean().default(true),
   reconcileIntervalMs: duration({ min: 100, max: 3_600_000 }).default(30_000),
   random: randomSource(),
