@@ -9,6 +9,7 @@ import {
   custom,
   duration,
   integer,
+  list,
   object,
   string,
   withMethods,
@@ -96,13 +97,15 @@ const host = string({ fix: HOST_FIX })
     return h.trim().replace(/\/$/, '')
   })
 
-/** `hosts`: one member or a non-empty list of them. */
-const hosts = custom<readonly string[]>('host or list of hosts', (v, at) => {
-  const fix = 'Give at least one etcd member as "host:port" or "http://host:port".'
-  if (typeof v === 'string') return Object.freeze([host.parse(v, at.child(0))])
-  if (!Array.isArray(v) || v.length === 0) return at.fail(v, fix)
-  return Object.freeze(v.map((h: unknown, i) => host.parse(h, at.child(i))))
-}).required('Give at least one etcd member as "host:port" or "http://host:port".')
+const MEMBERS_FIX = 'Give at least one etcd member as "host:port" or "http://host:port".'
+const hostList = list(host, { min: 1, fix: MEMBERS_FIX })
+
+/** `hosts`: one member, or a non-empty list of them. */
+const hosts = custom<readonly string[]>('host or list of hosts', (v, at) =>
+  typeof v === 'string'
+    ? Object.freeze([host.parse(v, at.child(0))])
+    : (hostList.parse(v, at) ?? at.fail(v, MEMBERS_FIX)),
+).required(MEMBERS_FIX)
 
 const credentialsSchema = {
   rootCertificate: pem.required("Pass the PEM of the CA that signed etcd's certificate."),
