@@ -3,7 +3,6 @@
  */
 import type { Dispatcher } from 'undici'
 import { DefaultLoadTracker } from './balancer/load-tracker.js'
-import { systemClock } from './core/clock.js'
 import { Closable } from './core/lifecycle.js'
 import {
   parseResolveOptions,
@@ -94,7 +93,7 @@ class WayfindClient extends Closable implements Wayfind {
   constructor(input: WayfindOptions | undefined) {
     super('wayfind')
     const options = parseWayfindOptions(input)
-    const clock = options.clock ?? systemClock
+    const clock = options.clock
     this.registry = options.registry ?? memoryRegistry({ clock })
     this.#cache = new ServiceCache({
       provider: this.registry,

@@ -6,7 +6,7 @@ import { strategyOption, type StrategyName } from './balancer/strategies.js'
 import type { Strategy } from './balancer/strategy.js'
 import type { Clock } from './core/clock.js'
 import { parseOptions } from './core/options/check.js'
-import { randomSource } from './core/options/common.js'
+import { clockOption, randomSource } from './core/options/common.js'
 import {
   duration,
   object,
@@ -73,10 +73,7 @@ export const wayfindSchema = {
   idleTtlMs: duration({ min: 1_000, max: MAX_IDLE_TTL_MS }).default(DEFAULTS.idleTtlMs),
   dispatcher: dispatcherOptions,
   random: randomSource(),
-  clock: withMethods<Clock>(
-    ['now', 'setTimeout'],
-    'Pass an object with now() and setTimeout(fn, ms).',
-  ),
+  clock: clockOption(),
 } satisfies SchemaFor<WayfindOptions>
 
 const wayfindOptions = object(wayfindSchema, {

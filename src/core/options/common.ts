@@ -1,8 +1,9 @@
 /**
  * Options that several entry points share, defined once so they are spelled and checked the
- * same way everywhere: retry backoff, PEM material, the random source.
+ * same way everywhere: retry backoff, PEM material, the random source, the clock.
  */
-import { custom, duration, func, object, type Opt, type SchemaFor } from './schema.js'
+import { systemClock, type Clock } from '../clock.js'
+import { custom, duration, func, object, withMethods, type Opt, type SchemaFor } from './schema.js'
 
 /**
  * Retry delays after failures: jittered exponential, from `initialMs` doubling up to `maxMs`.
@@ -64,3 +65,11 @@ export const pem: Opt<Buffer | undefined> = custom<Buffer>('PEM', (v, at) => {
     'Pass the PEM text (string or Buffer), not a file path (read the file yourself).',
   )
 })
+
+/** A time source, injectable for tests with a fake clock; the system clock by default. */
+export function clockOption(): Opt<Clock> {
+  return withMethods<Clock>(
+    ['now', 'setTimeout'],
+    'Pass an object with now() and setTimeout(fn, ms).',
+  ).default(systemClock)
+}

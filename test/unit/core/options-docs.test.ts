@@ -13,6 +13,7 @@ import { optionPaths, type Schema } from '../../../src/core/options/schema.js'
 import { resolveSchema } from '../../../src/core/resolve-options.js'
 import { dispatcherSchema } from '../../../src/dispatcher/options.js'
 import { wayfindSchema } from '../../../src/options.js'
+import { memorySchema } from '../../../src/registry/memory.js'
 import { consulSchema } from '../../../src/registry/consul/options.js'
 import { etcdSchema } from '../../../src/registry/etcd/options.js'
 import {
@@ -33,6 +34,7 @@ const CALLS: Readonly<Record<string, readonly (Schema | undefined)[]>> = {
   resolve: [undefined, resolveSchema],
   deregister: [deregisterSchema],
   startHealthServer: [healthServerSchema],
+  memoryRegistry: [memorySchema],
 }
 
 /** Dotted paths in inline code, and the schema they are relative to. */

@@ -130,3 +130,12 @@ describe('memoryRegistry', () => {
     expect(reg.list('pay')).toHaveLength(0)
   })
 })
+
+describe('memoryRegistry() options', () => {
+  it('refuses unknown keys and a clock without now()/setTimeout()', () => {
+    expect(() => memoryRegistry({ clok: new FakeClock() } as never)).toThrow(
+      /memoryRegistry\(\) has no option "clok"; did you mean "clock"\?/,
+    )
+    expect(() => memoryRegistry({ clock: {} as never })).toThrow(InvalidOptionError)
+  })
+})
