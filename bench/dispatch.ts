@@ -1,7 +1,8 @@
 /**
- * Dispatcher overhead, measured as DISPATCH.md §3.3 asks: servers in a helper process, 1 KiB
- * bodies, keep-alive, the same connection budget and the same API shape for every variant
- * (`dispatcher.request({ origin, path, method })` + `body.dump()`), a fixed closed-loop window,
+ * Dispatcher overhead, measured as docs/design/dispatch.md#measuring-dispatcher-overhead says:
+ * servers in a helper process, 1 KiB bodies, keep-alive, the same connection budget and the same
+ * API shape for every variant (`dispatcher.request({ origin, path, method })` + `body.dump()`), a
+ * fixed closed-loop window,
  * ratios to the baseline of the same run. Client CPU per request comes from `process.cpuUsage()`.
  *
  * Made steadier than one long run per variant, because this machine's speed drifts by ±20 %

@@ -29,7 +29,10 @@ import { barsSvg } from './lib/svg.js'
 let N = 5_000
 const SERVICE = 'big'
 
-/** A realistic `/v1/health/service/big` answer (CONSUL.md §2.2 shapes), `variant` shifts 50 ports. */
+/**
+ * A realistic `/v1/health/service/big` answer (docs/design/consul.md#response-shapes), `variant`
+ * shifts 50 ports.
+ */
 function healthBody(variant: number): string {
   const entries = []
   for (let k = 0; k < N; k++) {

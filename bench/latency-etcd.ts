@@ -1,6 +1,6 @@
 /**
  * etcd change → `change` event latency, next to the floor: a raw etcd3 prefix watcher on the
- * same puts, in the same process and the same run (ETCD.md §3.3, §6 "Benchmark").
+ * same puts, in the same process and the same run (docs/design/etcd.md#watch-latency-floor).
  *
  * A writer process (its own etcd3 client) puts the instance's registration with a new `meta.seq`
  * and the wall-clock stamp; wayfind sees an `updated` instance, the raw watcher a 'put'.

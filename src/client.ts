@@ -17,7 +17,14 @@ import { parseWayfindOptions, type WayfindOptions } from './options.js'
 import { memoryRegistry } from './registry/memory.js'
 import type { RegistryProvider } from './registry/provider.js'
 import type { RegisterOptions, Registration, RegistrationHandle } from './registration/registrar.js'
-import { startRegistration } from './registration/registration.js'
+import { startRegistration, type DrainHost } from './registration/registration.js'
+import {
+  createHealthHandler,
+  type HealthHandler,
+  type HealthHandlerOptions,
+  type HealthReport,
+} from './registration/health-handler.js'
+import { keepAlive } from './core/keep-alive.js'
 
 /**
  * A wayfind client. Create it with {@link createWayfind}; close it with `close()` or
@@ -62,7 +69,23 @@ export interface Wayfind extends AsyncDisposable {
   interceptor(): Dispatcher.DispatcherComposeInterceptor
   /** Per-instance load and health of a service, as the dispatcher sees it. */
   stats(service: string): ServiceStats
-  /** Deregisters (bounded), stops every watch, closes pools and the registry. Idempotent. */
+  /**
+   * UP while the client is open and no drain has started, DOWN from the moment one starts;
+   * with each registration's state.
+   */
+  health(): HealthReport
+  /**
+   * A health endpoint for your own server, answering {@link Wayfind.health} (200 UP / 503
+   * DOWN, JSON). `(req, res, next?) => void`: node:http
+   * (`createServer((req, res) => { if (req.url === '/health') return health(req, res) ... })`),
+   * express (`app.get('/health', wf.healthHandler())`), fastify
+   * (`(req, reply) => { reply.hijack(); health(req.raw, reply.raw) }`).
+   */
+  healthHandler(options?: HealthHandlerOptions): HealthHandler
+  /**
+   * Drains every registration (see `RegistrationHandle.drain()`), then stops every watch,
+   * closes pools and the registry. Bounded and idempotent; keeps the process alive until done.
+   */
   close(): Promise<void>
 }
 
@@ -75,7 +98,9 @@ export interface Wayfind extends AsyncDisposable {
  * import { createWayfind, consul } from 'wayfind'
  * import { fetch } from 'undici'
  *
- * await using wf = createWayfind({ registry: consul({ url: 'http://127.0.0.1:8500' }) })
+ * // One client for the life of the process: close it (or let handleSignals drain it) at the end,
+ * // not with `await using` at the top of a module, which closes it when the module has run.
+ * const wf = createWayfind({ registry: consul({ url: 'http://127.0.0.1:8500' }) })
  * const res = await fetch('http://payments/charge', { method: 'POST', dispatcher: wf.dispatcher })
  * ```
  */
@@ -89,6 +114,17 @@ class WayfindClient extends Closable implements Wayfind {
   readonly #hub = createEvents()
   readonly #cache: ServiceCache
   readonly #registrations = new Set<RegistrationHandle>()
+  /** Drains in progress (close() waits for them; health() still lists them). */
+  readonly #drains = new Map<RegistrationHandle, Promise<void>>()
+  #draining = false
+  readonly #drainHost: DrainHost = {
+    drainStarted: (handle, drain) => {
+      this.#draining = true
+      this.#drains.set(handle, drain)
+      void drain.finally(() => this.#drains.delete(handle))
+    },
+    close: () => this.close(),
+  }
 
   constructor(input: WayfindOptions | undefined) {
     super('wayfind')
@@ -132,12 +168,44 @@ class WayfindClient extends Closable implements Wayfind {
     options?: RegisterOptions,
   ): Promise<RegistrationHandle> {
     this.assertOpen('register')
-    return startRegistration(this.registry, registration, options, this.#hub, (handle) => {
-      this.#registrations.add(handle)
-      return () => {
-        this.#registrations.delete(handle)
-      }
-    })
+    // Awaited: a registration still retrying against a slow registry keeps the process alive.
+    return keepAlive.while(
+      startRegistration(
+        this.registry,
+        registration,
+        options,
+        this.#hub,
+        (handle) => {
+          this.#registrations.add(handle)
+          return () => {
+            this.#registrations.delete(handle)
+          }
+        },
+        this.#drainHost,
+      ),
+    )
+  }
+
+  health(): HealthReport {
+    const down = this.#draining || this.closed
+    return {
+      status: down ? 'DOWN' : 'UP',
+      draining: down,
+      registrations: [...new Set([...this.#registrations, ...this.#drains.keys()])].map((r) => ({
+        service: r.service,
+        id: r.id,
+        state: r.state,
+      })),
+    }
+  }
+
+  healthHandler(options?: HealthHandlerOptions): HealthHandler {
+    return createHealthHandler(() => this.health(), options)
+  }
+
+  override close(): Promise<void> {
+    // Awaited shutdown keeps the process alive until it is done (it is bounded).
+    return keepAlive.while(super.close())
   }
 
   interceptor(): Dispatcher.DispatcherComposeInterceptor {
@@ -150,8 +218,14 @@ class WayfindClient extends Closable implements Wayfind {
   }
 
   protected async onClose(): Promise<void> {
-    // Deregister first, while the registry connection is still open; each is bounded.
-    await Promise.allSettled([...this.#registrations].map((r) => r.deregister()))
+    // Drain first (deregister, wait, stop the servers), while the registry connection and the
+    // dispatcher are still open: handlers finishing their requests may still call out. Each
+    // step is bounded.
+    this.#draining = true
+    await Promise.allSettled([
+      ...[...this.#registrations].map((r) => r.drain()),
+      ...this.#drains.values(),
+    ])
     await this.dispatcher.close().catch(() => undefined)
     await this.#cache.close()
     await this.registry.close().catch(() => undefined)

@@ -87,6 +87,14 @@ export {
   type HealthServerOptions,
 } from './registration/health-server.js'
 export type {
+  HealthHandler,
+  HealthHandlerOptions,
+  HealthReport,
+  HealthRequest,
+  HealthResponse,
+} from './registration/health-handler.js'
+export type { DrainableServer } from './registration/server-drain.js'
+export type {
   HttpCheck,
   RegisterOptions,
   Registration,
@@ -115,10 +123,14 @@ export {
   ClosedError,
   ErrorCode,
   InvalidOptionError,
+  InvalidResponseError,
   isWayfindError,
   LeaseLostError,
+  LimitExceededError,
   MalformedInstanceError,
+  type MalformedEntry,
   NoInstancesError,
+  RegistrationConflictError,
   RegistrationError,
   RegistryUnavailableError,
   ResolveTimeoutError,

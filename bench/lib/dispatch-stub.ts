@@ -1,6 +1,7 @@
 /**
- * Network-free cost of the dispatcher layer (DISPATCH.md §3.3 item 6): a stub pool that answers
- * every request synchronously (start, 200 with two headers, one chunk, end) in the caller's
+ * Network-free cost of the dispatcher layer
+ * (docs/design/dispatch.md#measuring-dispatcher-overhead, item 6): a stub pool that answers every
+ * request synchronously (start, 200 with two headers, one chunk, end) in the caller's
  * handler style, so the difference between "stub alone" and "wayfind over the stub" is exactly
  * what the dispatcher adds per request: route, pick, options copy, Host header, handler wrapper,
  * in-flight and latency bookkeeping.

@@ -19,7 +19,7 @@ const client = new Etcd3({
   defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + 10_000 }),
 })
 
-/** The value wayfind's registrar writes (DESIGN.md): the registration as JSON. */
+/** The value wayfind's registrar writes (docs/design/etcd.md#wayfinds-own-value). */
 export function registrationValue(
   service: string,
   id: string,

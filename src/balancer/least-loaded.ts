@@ -6,14 +6,13 @@
  * first. Either candidate is still any instance with probability ~2/n per pick, so an overloaded
  * or slow instance is avoided exactly as with two random draws; what changes is that equal
  * instances take turns instead of winning ties at random, so each keeps its connections in use
- * (with the capacity rule below and sparser latency samples, least-loaded went from 0.976× to
- * 1.008× the req/s of undici's BalancedPool over four same-speed instances in one side-by-side
- * probe; bench/dispatch.ts, with more variants and processes, reads about 0.99×).
+ * (measured in docs/performance.md#pick-and-dispatch).
  *
- * Cost, with `latency: 'peak-ewma'` (the default, because DESIGN.md asks for a latency-aware
- * least-loaded): `latencyMs(now) × (inflight + 1) / weight` (Finagle `PeakEwma.scala`, Linkerd:
- * decay 10 s, default RTT 30 ms; both set on the LoadTracker). With `latency: 'none'`:
- * `(inflight + 1) / weight`, i.e. Envoy's LEAST_REQUEST with `active_request_bias` 1.
+ * Cost, with `latency: 'peak-ewma'` (the default, because the design asks for a latency-aware
+ * least-loaded, docs/design/README.md#balancing): `latencyMs(now) × (inflight + 1) / weight`
+ * (Finagle `PeakEwma.scala`, Linkerd: decay 10 s, default RTT 30 ms; both set on the
+ * LoadTracker). With `latency: 'none'`: `(inflight + 1) / weight`, i.e. Envoy's LEAST_REQUEST
+ * with `active_request_bias` 1.
  * Dividing by the registry weight makes in-flight settle in proportion to weight.
  *
  * Capacity (`PickContext.capacity`, the dispatcher's connections per instance): a candidate

@@ -4,7 +4,8 @@
  *
  * The numbers live in parallel typed arrays indexed by a slot (one slot per key) rather than in
  * one object per instance: least-loaded pickers read two random slots per pick, and over 10,000
- * instances scattered objects cost a cache miss each (DISPATCH.md §5). Records are thin views.
+ * instances scattered objects cost a cache miss each (docs/design/dispatch.md#load-tracker-layout).
+ * Records are thin views.
  */
 import { systemClock, type Clock } from '../core/clock.js'
 import { InvalidOptionError } from '../errors.js'

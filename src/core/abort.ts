@@ -1,7 +1,8 @@
 /**
  * AbortSignal helpers. Every listener added here is removed when the operation settles, and
  * timeouts use unref'd timers we clear ourselves, never `AbortSignal.timeout()` composed with
- * `AbortSignal.any()` (on Node 20 a collected timeout signal never fires: DESIGN.md).
+ * `AbortSignal.any()` (on Node 20 a collected timeout signal never fires:
+ * docs/design/README.md#node-20-pitfalls).
  */
 import { systemClock, type Clock } from './clock.js'
 

@@ -2,7 +2,7 @@
  * The service cache (grpc-js `ResolvingLoadBalancer`'s job): per service, one lazy registry
  * watch, the last good instance set, the current picker, and the `resolve()` waiters.
  *
- * Rules kept here (DESIGN.md "Service cache"):
+ * Rules kept here (docs/design/README.md#service-cache):
  * - a watch starts on first use and stops when the service has been idle past `idleTtlMs`
  *   (lru-cache holds the idle set);
  * - a registry error never replaces the last good set; it becomes an `error` event;
@@ -26,6 +26,7 @@ import type { RegistryProvider, ServiceSnapshot } from '../registry/provider.js'
 import { abortReason, onAbort } from './abort.js'
 import type { Clock, TimerHandle } from './clock.js'
 import type { ServiceDirectory } from './directory.js'
+import { keepAlive } from './keep-alive.js'
 import { Closable } from './lifecycle.js'
 
 /** Construction parameters (already validated by the client). */
@@ -136,15 +137,24 @@ export class ServiceCache extends Closable implements ServiceDirectory {
     if (this.closed) return Promise.reject(new ClosedError('resolve'))
     const { signal, timeoutMs } = options
     if (signal?.aborted === true) return Promise.reject(abortReason(signal))
-    const entry = this.#entry(service)
+    let entry: ServiceEntry
+    try {
+      entry = this.#entry(service)
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)))
+    }
     if (entry.instances.length > 0) return Promise.resolve(entry.picker)
 
     return new Promise<Picker>((resolve, reject) => {
       let offAbort = (): void => {}
+      // Someone awaits this (resolve() or a request waiting for its first instance): the
+      // process must not end before it settles, although the watch and the timer are unref'd.
+      const release = keepAlive.hold()
       const settle = (): void => {
         entry.waiters.delete(waiter)
         timer.clear()
         offAbort()
+        release()
       }
       const waiter: Waiter = {
         resolve: (picker) => {
@@ -206,6 +216,9 @@ export class ServiceCache extends Closable implements ServiceDirectory {
   #entry(service: string): ServiceEntry {
     let entry = this.#entries.get(service)
     if (entry === undefined) {
+      // A name the registry cannot hold fails here, at once, for resolve(), instances() and the
+      // dispatcher alike (only new names are checked: known ones cost nothing per request).
+      this.#provider.checkServiceName?.(service)
       entry = new ServiceEntry(service)
       this.#entries.set(service, entry)
       this.#startWatch(entry)

@@ -4,7 +4,8 @@
  * The wrapper mirrors the caller's handler style: a legacy handler (`onConnect/onHeaders/...`,
  * what undici `request()`/`fetch()` and Node's bundled fetch use) gets {@link LegacyCall}, a
  * new-API handler (`onRequestStart/onResponseStart/...`) gets {@link ModernCall}. Mixing styles
- * would make undici v7 wrap it again and re-encode every header per response (DISPATCH.md §1.9).
+ * would make undici v7 wrap it again and re-encode every header per response
+ * (docs/design/dispatch.md#handler-styles).
  *
  * Bookkeeping per attempt (one attempt = one instance): in-flight `+1` when sent and `-1` exactly
  * once at end, error or upgrade; latency sampled at the first final response headers; outcome
@@ -17,7 +18,8 @@
  * after a jittered backoff or `Retry-After`, and only while the caller has seen nothing.
  */
 /* eslint-disable @typescript-eslint/no-deprecated -- the legacy handler API is mirrored on purpose:
-   undici v7 re-encodes every header when a legacy handler is wrapped (DISPATCH.md §1.9). */
+   undici v7 re-encodes every header when a legacy handler is wrapped
+   (docs/design/dispatch.md#handler-styles). */
 import type { Duplex } from 'node:stream'
 import type { IncomingHttpHeaders } from 'node:http'
 import { errors, type Dispatcher } from 'undici'

@@ -5,7 +5,8 @@
  * Why a Dispatcher subclass and not `BalancedPool` or `compose()` over an `Agent`: BalancedPool
  * is error-penalty WRR with an open recovery bug (undici #4839), and an interceptor over Agent
  * makes v7 re-encode headers for legacy handlers and offers no way to close one origin's pool
- * (DISPATCH.md §0, §1.3–1.5). Here membership owns the pools: one bounded pool per instance
+ * (docs/design/dispatch.md#why-a-custom-dispatcher).
+ * Here membership owns the pools: one bounded pool per instance
  * origin, closed gracefully when the instance leaves and destroyed after a drain timeout. The
  * pool is wayfind's own set of undici `Client`s (instance-pool.ts: the wrapper already knows
  * when each connection frees up, so undici's `Pool` bookkeeping per request is skipped); undici's
@@ -27,6 +28,7 @@ import { Agent, buildConnector, Dispatcher, Pool, type Client } from 'undici'
 import { DefaultLoadTracker, type CallOutcome } from '../balancer/load-tracker.js'
 import type { PickContext, PickResult } from '../balancer/strategy.js'
 import { linkedController } from '../core/abort.js'
+import { keepAlive } from '../core/keep-alive.js'
 import type { Clock, TimerHandle } from '../core/clock.js'
 import type { ServiceDirectory } from '../core/directory.js'
 import { ClosedError, InvalidOptionError, NoInstancesError } from '../errors.js'
@@ -239,7 +241,7 @@ export class WayfindDispatcher extends Dispatcher {
    * The dispatcher as an interceptor, for `agent.compose(wf.interceptor())`: service origins
    * are balanced here, every other origin continues down the chain. Costs more than using the
    * dispatcher directly: compose wraps legacy handlers (request, fetch) in undici's WrapHandler,
-   * which re-encodes every response header (DISPATCH.md §1.9).
+   * which re-encodes every response header (docs/design/dispatch.md#handler-styles).
    */
   interceptor(): Dispatcher.DispatcherComposeInterceptor {
     return (dispatch) => (opts, handler) =>
@@ -592,7 +594,10 @@ export class WayfindDispatcher extends Dispatcher {
           call.instance?.key,
         )
         this.#waiting.add(call)
-        call.resendTimer = clock.setTimeout(() => {
+        // The caller awaits this retry: keep the process alive until it is sent or cancelled.
+        const release = keepAlive.hold()
+        const timer = clock.setTimeout(() => {
+          release()
           this.#waiting.delete(call)
           call.resendTimer = undefined
           if (call.isFinished) return
@@ -605,6 +610,12 @@ export class WayfindDispatcher extends Dispatcher {
               ),
             )
         }, delayMs)
+        call.resendTimer = {
+          clear: () => {
+            release()
+            timer.clear()
+          },
+        }
       },
       cancelResend: (call) => {
         call.resendTimer?.clear()

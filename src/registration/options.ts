@@ -17,10 +17,19 @@ import {
   record,
   string,
   type OutputOf,
+  withMethods,
   type SchemaFor,
 } from '../core/options/schema.js'
 import { instanceProblem } from '../instance.js'
+import { DEFAULT_REGISTER_TIMEOUT_MS } from '../core/retry.js'
+import {
+  DEFAULT_DRAIN_DELAY_MS,
+  DEFAULT_DRAIN_TIMEOUT_MS,
+  type NormalizedDrainOptions,
+} from './drain-options.js'
+import type { HealthHandlerOptions } from './health-handler.js'
 import type { HealthServerOptions } from './health-server.js'
+import type { DrainableServer } from './server-drain.js'
 import type {
   DeregisterOptions,
   HttpCheck,
@@ -139,22 +148,51 @@ export const registerOptionsSchema = {
   handleCrashes: boolean(),
   shutdownTimeoutMs: duration().default(DEFAULT_SHUTDOWN_TIMEOUT_MS),
   signal: abortSignal(),
+  timeoutMs: duration().default(DEFAULT_REGISTER_TIMEOUT_MS),
+  replace: boolean().default(false),
+  server: withMethods<DrainableServer>(
+    ['close', 'on', 'listen'],
+    'Pass the node:http, node:https or node:http2 server the service listens on (for fastify: its .server, or use onDrain: () => app.close()).',
+  ),
+  onDrain: func<() => Promise<void>>(
+    'Pass an async function that stops the rest of your work, e.g. () => app.close().',
+  ),
+  // Absent: DEFAULT_DRAIN_DELAY_MS with a server or onDrain (something to drain), else 0.
+  drainDelayMs: duration({ min: 0 }),
+  drainTimeoutMs: duration().default(DEFAULT_DRAIN_TIMEOUT_MS),
 } satisfies SchemaFor<RegisterOptions>
 
 const registerOptions = object(registerOptionsSchema).default({})
 
-/** Checked {@link RegisterOptions}. */
+type RawRegisterOptions = OutputOf<typeof registerOptions>
+
+/** Checked {@link RegisterOptions}; the drain options grouped for the drain sequence. */
 export interface ParsedRegisterOptions extends Omit<
-  OutputOf<typeof registerOptions>,
-  'handleCrashes'
+  RawRegisterOptions,
+  'handleCrashes' | 'server' | 'onDrain' | 'drainDelayMs' | 'drainTimeoutMs'
 > {
   readonly handleCrashes: boolean
+  readonly drain: NormalizedDrainOptions
 }
 
 /** Checks the options of `wf.register()`; errors name `options.<key>`. */
 export function parseRegisterOptions(input: RegisterOptions | undefined): ParsedRegisterOptions {
-  const o = parseOptions(registerOptions, input, { label: 'register()', path: 'options' })
-  return Object.freeze({ ...o, handleCrashes: o.handleCrashes ?? o.handleSignals })
+  const { server, onDrain, drainDelayMs, drainTimeoutMs, ...o } = parseOptions(
+    registerOptions,
+    input,
+    { label: 'register()', path: 'options' },
+  )
+  const somethingToDrain = server !== undefined || onDrain !== undefined
+  return Object.freeze({
+    ...o,
+    handleCrashes: o.handleCrashes ?? o.handleSignals,
+    drain: Object.freeze({
+      server,
+      onDrain,
+      drainDelayMs: drainDelayMs ?? (somethingToDrain ? DEFAULT_DRAIN_DELAY_MS : 0),
+      drainTimeoutMs,
+    }),
+  })
 }
 
 /** The schema of {@link DeregisterOptions}. */
@@ -191,4 +229,27 @@ export function parseHealthServerOptions(
   input: HealthServerOptions | undefined,
 ): OutputOf<typeof healthServerOptions> {
   return parseOptions(healthServerOptions, input, { label: 'startHealthServer()' })
+}
+
+const HEALTH_PATH_FIX =
+  'Pass a path starting with "/", e.g. "/health", or null to answer on every path.'
+
+/** The schema of {@link HealthHandlerOptions} (`wf.healthHandler()`). */
+export const healthHandlerSchema = {
+  // `null` answers on every path (the framework routes).
+  path: custom<string | null>('path or null', (v, at) => {
+    if (v === null) return null
+    if (typeof v !== 'string' || !v.startsWith('/')) return at.fail(v, HEALTH_PATH_FIX)
+    return v
+  }).default('/health'),
+  check: func<NonNullable<HealthHandlerOptions['check']>>('Pass a function returning a boolean.'),
+} satisfies SchemaFor<HealthHandlerOptions>
+
+const healthHandlerOptions = object(healthHandlerSchema).default({})
+
+/** Checks the options of `wf.healthHandler()`. */
+export function parseHealthHandlerOptions(
+  input: HealthHandlerOptions | undefined,
+): OutputOf<typeof healthHandlerOptions> {
+  return parseOptions(healthHandlerOptions, input, { label: 'healthHandler()', path: 'options' })
 }

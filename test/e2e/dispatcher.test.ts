@@ -108,7 +108,8 @@ describe('routing and the Host header', () => {
     dir.set('payments', [a!.instance()])
     const r1 = await undiciFetch('http://payments/u', { dispatcher: d })
     expect(await r1.text()).toBe('a')
-    // Node 20's bundled fetch (undici 6) accepts a v7 dispatcher (DISPATCH.md §1.1).
+    // Node 20's bundled fetch (undici 6) accepts a v7 dispatcher
+    // (docs/design/dispatch.md#undici-v7-and-node-20).
     const r2 = await globalThis.fetch('http://payments/g', {
       dispatcher: d,
     } as unknown as RequestInit)

@@ -1,8 +1,9 @@
 /**
  * Real etcd processes for integration tests (Debian's `/usr/bin/etcd`, installed by
  * `scripts/ensure-etcd.sh`): loopback only, free ports, a temp data dir each, stopped by PID.
- * Readiness is the first successful Range (ETCD.md §3.1). Restarts reuse the data dir and the
- * ports; the short election timeout makes a restart take ~0.2 s instead of ~1.5 s (ETCD.md §3.2).
+ * Readiness is the first successful Range, and restarts reuse the data dir and the ports; the
+ * short election timeout makes a restart take ~0.2 s instead of ~1.5 s
+ * (docs/design/etcd.md#running-etcd-in-tests).
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'

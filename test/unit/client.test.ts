@@ -158,7 +158,7 @@ describe('client', () => {
     expect(seen).toEqual([])
   })
 
-  it('has the public types of DESIGN.md', () => {
+  it('has the public types of docs/design/README.md#public-api', () => {
     expectTypeOf(createWayfind).returns.toEqualTypeOf<Wayfind>()
     expectTypeOf<Wayfind['resolve']>().returns.toEqualTypeOf<Promise<readonly Instance[]>>()
     expectTypeOf<Wayfind['register']>().returns.toEqualTypeOf<Promise<RegistrationHandle>>()

@@ -1,7 +1,7 @@
 /**
  * Consul durations. Consul parses them with Go's `time.ParseDuration`: a bare number is either
  * rejected ("missing unit", query `wait`) or read as nanoseconds (JSON check fields), so wayfind
- * always sends a string with a unit (CONSUL.md §1.1, §3.1).
+ * always sends a string with a unit (docs/design/consul.md#durations).
  */
 
 /**

@@ -20,12 +20,13 @@ import {
   type OutputOf,
   type SchemaFor,
 } from '../../core/options/schema.js'
+import { consulLimits, type ConsulLimits } from '../limits.js'
 
 /** Which address of an instance to dial. */
 export type ConsulAddressKind =
   'default' | 'lan' | 'wan' | 'lan_ipv4' | 'wan_ipv4' | 'lan_ipv6' | 'wan_ipv6'
 
-/** Consul read consistency (`?stale`, `?consistent`). */
+/** Consul read consistency (`?stale`, `?consistent`; docs/design/consul.md#consistency-modes). */
 export type ConsulConsistency = 'default' | 'stale' | 'consistent'
 
 /** TLS settings for an `https://` agent address. PEM contents, not file paths. */
@@ -105,8 +106,9 @@ export interface ConsulRegistryOptions {
    */
   readonly backoff?: BackoffOption
   /**
-   * Token bucket per watch against busy loops under churn (CONSUL.md §1.4): an answer that came
-   * back early spends a token; one token comes back every `refillMs`.
+   * Token bucket per watch against busy loops under churn
+   * (docs/design/consul.md#rate-limiting-under-churn): an answer that came back early spends a
+   * token; one token comes back every `refillMs`.
    * @defaultValue `{ burstCount: 4, refillMs: 2_000 }`
    */
   readonly rateLimit?: { readonly burstCount?: number; readonly refillMs?: number }
@@ -119,6 +121,11 @@ export interface ConsulRegistryOptions {
   readonly reconcileIntervalMs?: number
   /** Random source for jitter, injectable for tests. @defaultValue Math.random */
   readonly random?: () => number
+  /**
+   * Bounds on what the agent may hand us: answer bytes (enforced while reading) and entries per
+   * answer. See docs/registry-answers.md. @defaultValue `{ maxResponseBytes: 32 MiB, maxInstances: 20_000 }`
+   */
+  readonly limits?: ConsulLimits
 }
 
 /** TLS material ready for undici's `connect` options. */
@@ -130,7 +137,10 @@ export interface ResolvedTls {
   readonly rejectUnauthorized: boolean
 }
 
-/** Consul's `max_query_time` default; longer waits are clamped silently by the agent. */
+/**
+ * Consul's `max_query_time` default; longer waits are clamped silently by the agent
+ * (docs/design/consul.md#blocking-queries).
+ */
 const MAX_WAIT_MS = 600_000
 
 const URL_FIX = 'Pass the agent address as "http://host:port" or "https://host:port".'
@@ -213,6 +223,7 @@ export const consulSchema = {
   verifyRegistration: boolean().default(true),
   reconcileIntervalMs: duration({ min: 100, max: 3_600_000 }).default(30_000),
   random: randomSource(),
+  limits: consulLimits,
 } satisfies SchemaFor<ConsulRegistryOptions>
 
 const consulOptions = object(consulSchema, {

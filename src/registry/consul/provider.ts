@@ -5,13 +5,13 @@
  */
 import { onAbort } from '../../core/abort.js'
 import { Closable } from '../../core/lifecycle.js'
-import { InvalidOptionError } from '../../errors.js'
 import type {
   NormalizedRegistration,
   RegisterContext,
   RegistrationSession,
 } from '../../registration/registrar.js'
 import type { RegistryProvider, WatchListener, WatchOptions } from '../provider.js'
+import { assertServiceName, consulNameRule } from '../service-name.js'
 import { ConsulHttp, type ConsulHttpStats } from './http.js'
 import {
   parseConsulOptions,
@@ -82,8 +82,7 @@ export class ConsulRegistry extends Closable implements RegistryProvider {
 
   watch(service: string, listener: WatchListener, options: WatchOptions): void {
     this.assertOpen('watch')
-    if (typeof service !== 'string' || service === '')
-      throw new InvalidOptionError('service', service, 'Pass a non-empty service name.')
+    this.checkServiceName(service)
     const { signal } = options
     if (signal.aborted) return
     const controller = new AbortController()
@@ -120,6 +119,11 @@ export class ConsulRegistry extends Closable implements RegistryProvider {
       gate: this.#gate,
       options: this.#options,
     }).start()
+  }
+
+  /** {@inheritDoc RegistryProvider.checkServiceName} */
+  checkServiceName(name: string): void {
+    assertServiceName('Consul', name, consulNameRule)
   }
 
   register(

@@ -1,8 +1,8 @@
 /**
  * The connection budget of long polls. Every in-flight blocking query holds one connection
  * (HTTP/1.1) or one stream (HTTP/2), and Consul refuses more than 200 connections per client IP
- * (CONSUL.md §3.4). The gate hands out at most `capacity` slots; watches beyond that queue in
- * FIFO order.
+ * (docs/design/consul.md#connection-limit). The gate hands out at most `capacity` slots; watches
+ * beyond that queue in FIFO order.
  *
  * Nobody starves when more services are watched than there are slots:
  * - while oversubscribed, each long poll asks Consul for a shorter wait

@@ -1,7 +1,8 @@
 /**
  * Token bucket for a watch loop. Consul's blocking-query guide asks clients to rate-limit rather
  * than sleep: quick successive deliveries pass, sustained churn falls back to a steady pace
- * (CONSUL.md §1.4 rule 3, hashicorp/consul website/content/api-docs/features/blocking.mdx).
+ * (docs/design/consul.md#rate-limiting-under-churn,
+ * https://developer.hashicorp.com/consul/api-docs/features/blocking).
  */
 import { sleep } from '../../core/abort.js'
 import { systemClock, type Clock } from '../../core/clock.js'

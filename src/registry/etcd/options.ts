@@ -16,6 +16,7 @@ import {
   type OutputOf,
   type SchemaFor,
 } from '../../core/options/schema.js'
+import { etcdLimits, type EtcdLimits } from '../limits.js'
 import { defaultEtcdCodec, type EtcdCodec } from './mapping.js'
 
 /** TLS material for etcd (`--trusted-ca-file`, and a client certificate for `--client-cert-auth`). */
@@ -74,8 +75,17 @@ export interface EtcdRegistryOptions {
    * long recovery can lag behind etcd's return. @defaultValue `{ initialMs: 100, maxMs: 1_000 }`
    */
   readonly backoff?: BackoffOption
-  /** Keys per Range page when listing a service (every page is pinned to one revision). @defaultValue 500 */
+  /**
+   * Keys in the first Range page when listing a service; later pages grow to about 1 MiB at the
+   * size the previous page averaged, never fewer keys than this (every page is pinned to one
+   * revision). @defaultValue 500
+   */
   readonly pageSize?: number
+  /**
+   * Bounds on what etcd may hand us: bytes per value, keys per service. See
+   * docs/registry-answers.md. @defaultValue `{ maxValueBytes: 256 KiB, maxInstances: 20_000 }`
+   */
+  readonly limits?: EtcdLimits
 }
 
 interface TlsMaterial {
@@ -158,6 +168,7 @@ export const etcdSchema = {
   keepaliveTimeoutMs: duration().default(5_000),
   backoff: backoff({ initialMs: 100, maxMs: 1_000 }),
   pageSize: integer(1, 100_000).default(500),
+  limits: etcdLimits,
 } satisfies SchemaFor<EtcdRegistryOptions>
 
 const etcdOptions = object(etcdSchema, {

@@ -1,5 +1,6 @@
 /**
- * ACLs (CONSUL.md §3.4): token sources and precedence, 403 texts, default-deny filtering of reads.
+ * ACLs (docs/design/consul.md#acl-tokens): token sources and precedence, 403 texts, default-deny
+ * filtering of reads.
  */
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { startConsulServer, type ConsulTestServer } from '../../support/consul-server/index.js'

@@ -1,6 +1,6 @@
 /**
- * Agent endpoints (CONSUL.md §3): registration defaults and validation, TTL and HTTP checks,
- * reaping, deregistration status codes, agent restart, 405s.
+ * Agent endpoints (docs/design/consul.md#agent-registration): registration defaults and
+ * validation, TTL and HTTP checks, reaping, deregistration status codes, agent restart, 405s.
  */
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -322,7 +322,7 @@ describe('deregistration and TTL checks', () => {
     expect(entries).toEqual([])
   })
 
-  it('takes a JSON number as nanoseconds: TTL 30 expires at once (the unit trap, CONSUL.md §3.1)', async () => {
+  it('takes a JSON number as nanoseconds: TTL 30 expires at once (the unit trap)', async () => {
     const r = await put(consul, '/v1/agent/service/register', { Name: 'trap', Check: { TTL: 30 } })
     expect(r.status).toBe(200)
     await put(consul, '/v1/agent/check/pass/service:trap?note=alive')

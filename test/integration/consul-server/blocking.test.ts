@@ -1,6 +1,7 @@
 /**
- * Blocking-query rules (CONSUL.md §1): index/wait parsing, wake-ups, timeouts with jitter, index
- * never 0, per-service indexes, regression on snapshot restore, prompt close.
+ * Blocking-query rules (docs/design/consul.md#blocking-queries): index/wait parsing, wake-ups,
+ * timeouts with jitter, index never 0, per-service indexes, regression on snapshot restore,
+ * prompt close.
  */
 import { once } from 'node:events'
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest'

@@ -1,5 +1,6 @@
 /**
- * Response shapes and query parameters of the read endpoints (CONSUL.md §1.5, §2).
+ * Response shapes and query parameters of the read endpoints
+ * (docs/design/consul.md#health-service-query-parameters, #response-shapes).
  */
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { startConsulServer, type ConsulTestServer } from '../../support/consul-server/index.js'

@@ -1,7 +1,7 @@
 /**
- * Consul allows 200 connections per client IP and every blocking query holds one (CONSUL.md
- * §3.4). 300 watched services must fit a budget of 64 connections over HTTP/1.1 without any
- * watch starving, and share a single connection over HTTP/2.
+ * Consul allows 200 connections per client IP and every blocking query holds one
+ * (docs/design/consul.md#connection-limit). 300 watched services must fit a budget of 64
+ * connections over HTTP/1.1 without any watch starving, and share a single connection over HTTP/2.
  */
 import { setMaxListeners } from 'node:events'
 import { afterEach, describe, expect, it } from 'vitest'

@@ -1,6 +1,6 @@
 /**
  * Secured etcd: user/password auth (including a simple token that expires across a reconnect,
- * ETCD.md §3.9) and TLS with a client certificate.
+ * docs/design/etcd.md#auth-token-expiry) and TLS with a client certificate.
  */
 import { inspect } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'

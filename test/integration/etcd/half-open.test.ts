@@ -1,6 +1,7 @@
 /**
  * A half-open connection (the proxy keeps both sockets open but forwards nothing): etcd3's
- * default client never notices (ETCD.md §3.6); ours must, through gRPC keepalive, and recover.
+ * default client never notices (docs/design/etcd.md#half-open-connections); ours must, through
+ * gRPC keepalive, and recover.
  */
 import { EventEmitter } from 'node:events'
 import { afterAll, beforeAll, expect, it } from 'vitest'

@@ -1,7 +1,8 @@
 /**
  * The HTTP API: routing, query parsing, blocking queries, ACLs, JSON shapes and error texts.
- * Protocol rules cite /work/shared/CONSUL.md (which cites hashicorp/consul sources); the short
- * names used below are its cites (`http.go`, `bq.go`, `rpc.go`, `health_ep.go`, `agent.go`...).
+ * Protocol rules are explained, with hashicorp/consul sources, in docs/design/consul.md; the short
+ * file names used below (`http.go`, `bq.go`, `rpc.go`, `health_ep.go`, `agent.go`...) are listed
+ * in its Sources table (docs/design/consul.md#sources).
  */
 import { createHash } from 'node:crypto'
 import type { IncomingHttpHeaders } from 'node:http'
@@ -897,7 +898,7 @@ export class ConsulApi {
   }
 }
 
-// ---- JSON shapes (PascalCase, CONSUL.md §2) -----------------------------------------------
+// ---- JSON shapes (PascalCase, docs/design/consul.md#response-shapes) ----------------------
 
 function nodeJson(n: NodeRecord): NodeRecord {
   return {

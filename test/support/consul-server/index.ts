@@ -1,7 +1,8 @@
 /**
  * The Consul test server: a real HTTP(S)/HTTP2 server that speaks the parts of Consul's HTTP API
- * wayfind uses, with Consul's semantics (/work/shared/CONSUL.md). It is a test *peer*: it behaves
- * like an agent on a one-server cluster, and its own tests pin each rule. See README.md.
+ * wayfind uses, with Consul's semantics (docs/design/consul.md#the-consul-test-server). It is a
+ * test *peer*: it behaves like an agent on a one-server cluster, and its own tests pin each rule.
+ * See README.md.
  *
  * @example
  *   const consul = await startConsulServer()
@@ -99,7 +100,10 @@ export interface ServiceRegistration {
   name: string
   /** @defaultValue name */
   id?: string
-  /** Empty means "use the node address" (CONSUL.md §2.2). @defaultValue '' */
+  /**
+   * Empty means "use the node address" (docs/design/consul.md#service-address).
+   * @defaultValue ''
+   */
   address?: string
   port?: number
   tags?: string[]

@@ -18,6 +18,7 @@ import { consulSchema } from '../../../src/registry/consul/options.js'
 import { etcdSchema } from '../../../src/registry/etcd/options.js'
 import {
   deregisterSchema,
+  healthHandlerSchema,
   healthServerSchema,
   registerOptionsSchema,
   registrationSchema,
@@ -34,6 +35,7 @@ const CALLS: Readonly<Record<string, readonly (Schema | undefined)[]>> = {
   resolve: [undefined, resolveSchema],
   deregister: [deregisterSchema],
   startHealthServer: [healthServerSchema],
+  healthHandler: [healthHandlerSchema],
   memoryRegistry: [memorySchema],
 }
 
@@ -47,6 +49,9 @@ const DOTTED: readonly [RegExp, Schema][] = [
   [/`((?:retry|outlier)\.[A-Za-z][\w.]*)/g, dispatcherSchema],
   [/`(check\.[A-Za-z][\w.]*)/g, registrationSchema],
 ]
+
+/** Names ending like a source or doc file. */
+const FILE_NAME = /\.(?:[cm]?[jt]s|md|json)$/
 
 /** Tables of options, per file. */
 const TABLES: Readonly<Record<string, Schema>> = {
@@ -214,7 +219,9 @@ function references(): Reference[] {
     }
     for (const [re, schema] of DOTTED)
       for (const m of text.matchAll(re))
-        refs.push({ file, line: lineOf(text, m.index), path: m[1] ?? '', schema })
+        // A file name (`dispatcher.js` in undici's sources) is not an option path.
+        if (!FILE_NAME.test(m[1] ?? ''))
+          refs.push({ file, line: lineOf(text, m.index), path: m[1] ?? '', schema })
     const table = TABLES[file]
     if (table !== undefined)
       for (const { name, at } of tableOptions(text))
