@@ -78,6 +78,27 @@ describe('parseRegistration', () => {
     ).toMatch(/did you mean "options\.handleSignals"/)
   })
 
+  it('applies the first-registration and drain defaults, and hints at misspelt ones', () => {
+    expect(parseRegisterOptions(undefined)).toMatchObject({
+      timeoutMs: 10_000,
+      replace: false,
+      drain: { server: undefined, onDrain: undefined, drainDelayMs: 0, drainTimeoutMs: 10_000 },
+    })
+    // Something to drain: callers get 5 s to see the removal before the server stops.
+    const onDrain = (): Promise<void> => Promise.resolve()
+    expect(parseRegisterOptions({ onDrain }).drain).toMatchObject({ onDrain, drainDelayMs: 5_000 })
+    expect(parseRegisterOptions({ onDrain, drainDelayMs: 0 }).drain.drainDelayMs).toBe(0)
+    expect(invalidOption(() => parseRegisterOptions({ timeoutMs: 0 })).option).toBe(
+      'options.timeoutMs',
+    )
+    expect(invalidOption(() => parseRegisterOptions({ replace: 1 } as never)).option).toBe(
+      'options.replace',
+    )
+    expect(
+      invalidOption(() => parseRegisterOptions({ drainDelay: 1_000 } as never)).message,
+    ).toMatch(/did you mean "options\.drainDelayMs"/)
+  })
+
   it('never quotes the password of a health URL', () => {
     const e = invalidOption(() =>
       parseRegistration({ ...base, check: { http: 'ftp://root:hunter2@x/h' } }),

@@ -126,6 +126,17 @@ describe('parseConsulOptions', () => {
     expect(err.message).toContain(option)
   })
 
+  it('has limits with their defaults; a misspelt limit gets a hint', () => {
+    expect(parseConsulOptions({ env: {} }).limits).toEqual({
+      maxResponseBytes: 33_554_432,
+      maxInstances: 20_000,
+    })
+    expect(
+      invalid(() => parseConsulOptions({ env: {}, limits: { maxResponseByte: 1 } } as never))
+        .message,
+    ).toMatch(/did you mean "limits\.maxResponseBytes"/)
+  })
+
   it('calls the datacenter "datacenter", as the README does; "dc" fails naming it', () => {
     expect(parseConsulOptions({ datacenter: 'dc2', env: {} }).datacenter).toBe('dc2')
     expect(invalid(() => parseConsulOptions({ dc: 'dc1', env: {} } as never)).message).toMatch(

@@ -32,6 +32,23 @@ describe('etcd options', () => {
     expect(Object.isFrozen(o)).toBe(true)
   })
 
+  it('has limits with their defaults, checked like every other option', () => {
+    expect(parseEtcdOptions({ hosts: 'a:1' }).limits).toEqual({
+      maxValueBytes: 262_144,
+      maxInstances: 20_000,
+    })
+    expect(parseEtcdOptions({ hosts: 'a:1', limits: { maxInstances: 5 } }).limits).toEqual({
+      maxValueBytes: 262_144,
+      maxInstances: 5,
+    })
+    expect(invalid({ hosts: 'a:1', limits: { maxValueBytes: 1 } }).option).toBe(
+      'limits.maxValueBytes',
+    )
+    expect(invalid({ hosts: 'a:1', limits: { maxValueByte: 1_000 } }).message).toMatch(
+      /did you mean "limits\.maxValueBytes"/,
+    )
+  })
+
   it('adds the trailing slash to the prefix and allows an empty one', () => {
     expect(parseEtcdOptions({ hosts: 'h:1', prefix: '/microservices' }).prefix).toBe(
       '/microservices/',
