@@ -3,17 +3,17 @@
  */
 import type { Dispatcher } from 'undici'
 import { DefaultLoadTracker } from './balancer/load-tracker.js'
-import { resolveStrategy } from './balancer/strategies.js'
-import type { Strategy } from './balancer/strategy.js'
-import { systemClock } from './core/clock.js'
 import { Closable } from './core/lifecycle.js'
-import { ServiceCache, type ResolveOptions } from './core/service-cache.js'
-import { checkNonEmptyString } from './core/validate.js'
+import {
+  parseResolveOptions,
+  parseServiceName,
+  type ResolveOptions,
+} from './core/resolve-options.js'
+import { ServiceCache } from './core/service-cache.js'
 import { WayfindDispatcher, type ServiceStats } from './dispatcher/dispatcher.js'
-import { validateDispatcherOptions } from './dispatcher/options.js'
 import { createEvents, type WayfindEventsApi } from './events.js'
 import type { Instance } from './instance.js'
-import { validateOptions, type WayfindOptions } from './options.js'
+import { parseWayfindOptions, type WayfindOptions } from './options.js'
 import { memoryRegistry } from './registry/memory.js'
 import type { RegistryProvider } from './registry/provider.js'
 import type { RegisterOptions, Registration, RegistrationHandle } from './registration/registrar.js'
@@ -128,22 +128,20 @@ class WayfindClient extends Closable implements Wayfind {
 
   constructor(input: WayfindOptions | undefined) {
     super('wayfind')
-    const options = validateOptions(input)
-    const dispatcherOptions = validateDispatcherOptions(options.dispatcher)
-    const clock = options.clock ?? systemClock
-    const strategy: Strategy = resolveStrategy(options.strategy)
+    const options = parseWayfindOptions(input)
+    const clock = options.clock
     this.registry = options.registry ?? memoryRegistry({ clock })
     this.#cache = new ServiceCache({
       provider: this.registry,
-      strategy,
+      strategy: options.strategy,
       load: new DefaultLoadTracker({ clock }),
       hub: this.#hub,
       clock,
-      random: options.random ?? Math.random,
+      random: options.random,
       idleTtlMs: options.idleTtlMs,
       resolveTimeoutMs: options.resolveTimeoutMs,
     })
-    this.dispatcher = new WayfindDispatcher(this.#cache, dispatcherOptions, this.#hub)
+    this.dispatcher = new WayfindDispatcher(this.#cache, options.dispatcher, this.#hub)
   }
 
   get events(): WayfindEventsApi {
@@ -154,14 +152,14 @@ class WayfindClient extends Closable implements Wayfind {
     // Asynchronous errors only: a promise-returning method never throws synchronously.
     return Promise.resolve().then(() => {
       this.assertOpen('resolve')
-      checkNonEmptyString('service', service, 'Pass the service name, e.g. "payments".')
-      return this.#cache.resolve(service, options)
+      parseServiceName(service, 'resolve()')
+      return this.#cache.resolve(service, parseResolveOptions(options))
     })
   }
 
   instances(service: string): readonly Instance[] {
     this.assertOpen('instances')
-    checkNonEmptyString('service', service, 'Pass the service name, e.g. "payments".')
+    parseServiceName(service, 'instances()')
     return this.#cache.instances(service)
   }
 

@@ -9,7 +9,7 @@
 // Client
 export { createWayfind, type Wayfind } from './client.js'
 export { DEFAULTS, type StrategyName, type WayfindOptions } from './options.js'
-export type { ResolveOptions } from './core/service-cache.js'
+export type { ResolveOptions } from './core/resolve-options.js'
 
 // Registries
 export {

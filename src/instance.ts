@@ -2,7 +2,8 @@
  * The instance model shared by every layer.
  */
 import { isIP } from 'node:net'
-import { describeValue, quote } from './errors.js'
+import { renderValue } from './core/options/redact.js'
+import { quote } from './errors.js'
 
 /** Health of an instance as seen by the registry. Critical instances are never returned. */
 export type InstanceStatus = 'passing' | 'warning'
@@ -84,12 +85,12 @@ export function instanceFault(init: InstanceInit): InstanceFault | undefined {
   if (!Number.isInteger(init.port) || init.port < 1 || init.port > 65535)
     return {
       field: 'port',
-      reason: `the port ${typeof init.port === 'string' ? quote(init.port) : describeValue(init.port)} is not an integer in 1..65535`,
+      reason: `the port ${typeof init.port === 'string' ? quote(init.port) : renderValue(init.port)} is not an integer in 1..65535`,
     }
   if (init.weight !== undefined && (!Number.isFinite(init.weight) || init.weight <= 0))
     return {
       field: 'weight',
-      reason: `the weight ${describeValue(init.weight)} is not a positive number`,
+      reason: `the weight ${renderValue(init.weight)} is not a positive number`,
     }
   if (
     init.tags !== undefined &&

@@ -44,9 +44,9 @@ import {
 } from './call.js'
 import { debug, pickChannel, retryChannel } from './debug.js'
 import {
-  validateDispatcherOptions,
+  parseDispatcherOptions,
   type DispatcherOptions,
-  type ResolvedDispatcherOptions,
+  type ParsedDispatcherOptions,
 } from './options.js'
 import { OutlierDetector } from './outlier.js'
 import { InstancePool, mayMultiplex, usesOwnConnections } from './instance-pool.js'
@@ -142,7 +142,7 @@ export function defaultRoute(hostname: string): string | undefined {
  */
 export class WayfindDispatcher extends Dispatcher {
   readonly #directory: ServiceDirectory
-  readonly #options: ResolvedDispatcherOptions
+  readonly #options: ParsedDispatcherOptions
   readonly #load: DefaultLoadTracker
   readonly #clock: Clock
   readonly #outlier: OutlierDetector | undefined
@@ -168,11 +168,11 @@ export class WayfindDispatcher extends Dispatcher {
 
   constructor(
     directory: ServiceDirectory,
-    options: DispatcherOptions | ResolvedDispatcherOptions = {},
+    options: DispatcherOptions | ParsedDispatcherOptions = {},
     hub?: EventHub,
   ) {
     super()
-    const o = validateDispatcherOptions(options)
+    const o = parseDispatcherOptions(options)
     if (!(directory.load instanceof DefaultLoadTracker))
       throw new InvalidOptionError(
         'load',
@@ -629,8 +629,8 @@ export class WayfindDispatcher extends Dispatcher {
       backoffMs: (n) => {
         // Jittered exponential: a random point in the upper half of the current ceiling.
         const ceiling = Math.min(
-          retry?.backoffMaxMs ?? 0,
-          (retry?.backoffInitialMs ?? 0) * 2 ** Math.max(0, n - 1),
+          retry?.backoff.maxMs ?? 0,
+          (retry?.backoff.initialMs ?? 0) * 2 ** Math.max(0, n - 1),
         )
         return Math.round(ceiling / 2 + (random() * ceiling) / 2)
       },

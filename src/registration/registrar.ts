@@ -155,6 +155,14 @@ export interface RegisterOptions {
   readonly drainTimeoutMs?: number
 }
 
+/** Options of `handle.deregister()`. */
+export interface DeregisterOptions {
+  /** Bound on this deregistration. @defaultValue the registration's `shutdownTimeoutMs` */
+  readonly timeoutMs?: number
+  /** Aborting it stops waiting for the registry. */
+  readonly signal?: AbortSignal
+}
+
 /** What `wf.register()` resolves with. */
 export interface RegistrationHandle extends AsyncDisposable {
   readonly service: string
@@ -169,8 +177,5 @@ export interface RegistrationHandle extends AsyncDisposable {
    */
   drain(): Promise<void>
   /** Bounded and idempotent: every call returns the same promise. */
-  deregister(options?: {
-    readonly timeoutMs?: number
-    readonly signal?: AbortSignal
-  }): Promise<void>
+  deregister(options?: DeregisterOptions): Promise<void>
 }

@@ -1,10 +1,11 @@
 /**
  * Bounds on what a registry may hand us, as provider options (`consul({ limits })`,
- * `etcd({ limits })`). One place for the defaults, their reasons and their validation, so every
- * provider reads the same names. The reasoning behind each number is in docs/registry-answers.md.
+ * `etcd({ limits })`). One place for the defaults, their reasons and their schema blocks, so
+ * every provider reads the same names. The reasoning behind each number is in
+ * docs/registry-answers.md.
  */
 import { constants } from 'node:buffer'
-import { InvalidOptionError } from '../errors.js'
+import { integer, object, type Opt, type SchemaFor } from '../core/options/schema.js'
 
 /** `limits` of `consul()`. */
 export interface ConsulLimits {
@@ -29,11 +30,13 @@ export interface EtcdLimits {
   readonly maxInstances?: number
 }
 
+/** Parsed {@link ConsulLimits}: every limit present. */
 export interface ResolvedConsulLimits {
   readonly maxResponseBytes: number
   readonly maxInstances: number
 }
 
+/** Parsed {@link EtcdLimits}: every limit present. */
 export interface ResolvedEtcdLimits {
   readonly maxValueBytes: number
   readonly maxInstances: number
@@ -48,64 +51,15 @@ export const LIMIT_DEFAULTS = Object.freeze({
 /** A body is decoded into one string: V8's longest string bounds any answer we can read. */
 const MAX_BODY_BYTES = constants.MAX_STRING_LENGTH
 
-export function resolveConsulLimits(value: unknown): ResolvedConsulLimits {
-  const o = limitsObject(value, ['maxResponseBytes', 'maxInstances'])
-  return {
-    maxResponseBytes: whole(
-      'limits.maxResponseBytes',
-      o.maxResponseBytes,
-      LIMIT_DEFAULTS.maxResponseBytes,
-      1_024,
-      MAX_BODY_BYTES,
-    ),
-    maxInstances: whole(
-      'limits.maxInstances',
-      o.maxInstances,
-      LIMIT_DEFAULTS.maxInstances,
-      1,
-      10_000_000,
-    ),
-  }
-}
+/** The `limits` block of `consul()`'s schema. Unknown keys are refused like any option. */
+export const consulLimits: Opt<ResolvedConsulLimits> = object({
+  maxResponseBytes: integer(1_024, MAX_BODY_BYTES).default(LIMIT_DEFAULTS.maxResponseBytes),
+  maxInstances: integer(1, 10_000_000).default(LIMIT_DEFAULTS.maxInstances),
+} satisfies SchemaFor<ConsulLimits>).default({})
 
-export function resolveEtcdLimits(value: unknown): ResolvedEtcdLimits {
-  const o = limitsObject(value, ['maxValueBytes', 'maxInstances'])
-  return {
-    // etcd refuses requests over 1.5 MiB by default (--max-request-bytes): no value is larger.
-    maxValueBytes: whole(
-      'limits.maxValueBytes',
-      o.maxValueBytes,
-      LIMIT_DEFAULTS.maxValueBytes,
-      64,
-      64 * 1024 * 1024,
-    ),
-    maxInstances: whole(
-      'limits.maxInstances',
-      o.maxInstances,
-      LIMIT_DEFAULTS.maxInstances,
-      1,
-      10_000_000,
-    ),
-  }
-}
-
-function limitsObject(value: unknown, known: readonly string[]): Record<string, unknown> {
-  if (value === undefined) return {}
-  if (typeof value !== 'object' || value === null || Array.isArray(value))
-    throw new InvalidOptionError('limits', value, `Pass an object with ${known.join(', ')}.`)
-  for (const key of Object.keys(value))
-    if (!known.includes(key))
-      throw new InvalidOptionError(
-        `limits.${key}`,
-        (value as Record<string, unknown>)[key],
-        `This limit does not exist; known limits are: ${known.join(', ')}.`,
-      )
-  return value as Record<string, unknown>
-}
-
-function whole(option: string, value: unknown, fallback: number, min: number, max: number): number {
-  const v = value ?? fallback
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)
-    throw new InvalidOptionError(option, v, `Pass a whole number between ${min} and ${max}.`)
-  return v
-}
+/** The `limits` block of `etcd()`'s schema. */
+export const etcdLimits: Opt<ResolvedEtcdLimits> = object({
+  // etcd refuses requests over 1.5 MiB by default (--max-request-bytes): no value is larger.
+  maxValueBytes: integer(64, 64 * 1024 * 1024).default(LIMIT_DEFAULTS.maxValueBytes),
+  maxInstances: integer(1, 10_000_000).default(LIMIT_DEFAULTS.maxInstances),
+} satisfies SchemaFor<EtcdLimits>).default({})

@@ -4,7 +4,10 @@
  * expiry of registrations that stop heartbeating.
  */
 import { abortReason, onAbort } from '../core/abort.js'
-import { systemClock, type Clock, type TimerHandle } from '../core/clock.js'
+import { parseOptions } from '../core/options/check.js'
+import { clockOption } from '../core/options/common.js'
+import { object, type SchemaFor } from '../core/options/schema.js'
+import type { Clock, TimerHandle } from '../core/clock.js'
 import {
   InvalidOptionError,
   RegistrationConflictError,
@@ -82,8 +85,17 @@ interface Owner {
 }
 
 /** Creates an in-process registry. */
+/** The schema of {@link MemoryRegistryOptions}. */
+export const memorySchema = {
+  clock: clockOption(),
+} satisfies SchemaFor<MemoryRegistryOptions>
+
+const memoryRegistryOptions = object(memorySchema).default({})
+
 export function memoryRegistry(options: MemoryRegistryOptions = {}): MemoryRegistry {
-  return new InMemoryRegistry(options.clock ?? systemClock)
+  return new InMemoryRegistry(
+    parseOptions(memoryRegistryOptions, options, { label: 'memoryRegistry()' }).clock,
+  )
 }
 
 class InMemoryRegistry implements MemoryRegistry {

@@ -26,6 +26,14 @@ describe('createWayfind options', () => {
     [{ idleTtlMs: 2 ** 31 - 1 }, 'idleTtlMs', /between 1000 and 604800000/],
     [{ resolveTimeout: 5_000 }, 'resolveTimeout', /did you mean "resolveTimeoutMs"/],
     [{ random: 4 }, 'random', /function/],
+    [{ resolveTimeoutMs: Number.NaN }, 'resolveTimeoutMs', /milliseconds/],
+    [{ dispatcher: { resolved: true } }, 'dispatcher.resolved', /has no option "resolved"/],
+    [
+      { dispatcher: { retry: { maxAttempts: 3 } } },
+      'dispatcher.retry.maxAttempts',
+      /"dispatcher\.retry" has no option "maxAttempts"/,
+    ],
+    [{ dispatcher: { conections: 3 } }, 'dispatcher.conections', /"dispatcher\.connections"/],
   ])('rejects %j, naming %s and the fix', (options, option, fix) => {
     const e = invalidOption(() => createWayfind(options as never))
     expect(e.code).toBe('WAYFIND_ERR_INVALID_OPTION')
@@ -83,6 +91,22 @@ describe('client', () => {
     expect(reg.list('pay').map((i) => i.id)).toEqual(['p1'])
     await wf.close()
     expect(handle.state).toBe('deregistered')
+    expect(reg.list('pay')).toEqual([])
+  })
+
+  it('deregister() rejects bad options with INVALID_OPTION (never throws) and stays usable', async () => {
+    const reg = memoryRegistry()
+    await using wf = createWayfind({ registry: reg.client() })
+    const handle = await wf.register({ name: 'pay', id: 'p1', address: '10.0.0.1', port: 80 })
+    let pending: Promise<void> | undefined
+    expect(() => {
+      pending = handle.deregister({ timeoutMs: -1 })
+    }).not.toThrow()
+    await expect(pending).rejects.toMatchObject({
+      code: 'WAYFIND_ERR_INVALID_OPTION',
+      option: 'timeoutMs',
+    })
+    await handle.deregister()
     expect(reg.list('pay')).toEqual([])
   })
 

@@ -14,7 +14,7 @@ import type { TLSSocket } from 'node:tls'
 import { buildConnector, Pool, type Dispatcher } from 'undici'
 import { abortReason, onAbort } from '../../core/abort.js'
 import { errorMessage, LimitExceededError, RegistryUnavailableError } from '../../errors.js'
-import type { ResolvedConsulOptions } from './options.js'
+import type { ParsedConsulOptions } from './options.js'
 
 /** Which Pool a request goes to. */
 export type Lane = 'watch' | 'agent'
@@ -61,7 +61,7 @@ export interface ConsulHttpStats {
 const H2_SHORT_STREAMS = 32
 
 export class ConsulHttp {
-  readonly #options: ResolvedConsulOptions
+  readonly #options: ParsedConsulOptions
   readonly #watchConnections: number
   readonly #agentConnections: number
   #watchPool: Pool | undefined
@@ -79,7 +79,7 @@ export class ConsulHttp {
   #closed = false
   readonly #protocolListeners: ((protocol: Protocol) => void)[] = []
 
-  constructor(options: ResolvedConsulOptions) {
+  constructor(options: ParsedConsulOptions) {
     this.#options = options
     // A few connections for short requests, the rest of the budget for long polls.
     this.#agentConnections = options.maxConnections >= 16 ? 4 : 1

@@ -14,9 +14,9 @@ import type { RegistryProvider, WatchListener, WatchOptions } from '../provider.
 import { assertServiceName, consulNameRule } from '../service-name.js'
 import { ConsulHttp, type ConsulHttpStats } from './http.js'
 import {
-  resolveConsulOptions,
+  parseConsulOptions,
   type ConsulRegistryOptions,
-  type ResolvedConsulOptions,
+  type ParsedConsulOptions,
 } from './options.js'
 import { registerWithConsul } from './registrar.js'
 import { SlotGate } from './slot-gate.js'
@@ -37,7 +37,7 @@ export interface ConsulRegistryStats extends ConsulHttpStats {
 /** The provider returned by {@link consul}. */
 export class ConsulRegistry extends Closable implements RegistryProvider {
   readonly name = 'consul'
-  readonly #options: ResolvedConsulOptions
+  readonly #options: ParsedConsulOptions
   readonly #http: ConsulHttp
   readonly #gate: SlotGate
   /**
@@ -56,7 +56,7 @@ export class ConsulRegistry extends Closable implements RegistryProvider {
 
   constructor(options: ConsulRegistryOptions = {}) {
     super('consul registry')
-    this.#options = resolveConsulOptions(options)
+    this.#options = parseConsulOptions(options)
     // Nothing connects here: the pools are created by the first request.
     this.#http = new ConsulHttp(this.#options)
     this.#gate = new SlotGate(this.#http.watchCapacity, this.#options.rotationMs)

@@ -29,11 +29,11 @@ import type {
 import { debug } from './debug.js'
 import { consulDuration } from './duration.js'
 import type { ConsulHttp, ConsulResponse } from './http.js'
-import type { ResolvedConsulOptions } from './options.js'
+import type { ParsedConsulOptions } from './options.js'
 
 export interface RegistrarDeps {
   readonly http: ConsulHttp
-  readonly options: ResolvedConsulOptions
+  readonly options: ParsedConsulOptions
   /** The provider's signal: closing the provider stops every loop. */
   readonly signal: AbortSignal
 }

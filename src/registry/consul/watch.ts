@@ -24,7 +24,7 @@ import type { ConsulHttp, ConsulResponse } from './http.js'
 import { consulDuration } from './duration.js'
 import { parseConsulIndex, type ConsulIndex } from './index-header.js'
 import { mapHealthEntries } from './mapping.js'
-import type { ResolvedConsulOptions } from './options.js'
+import type { ParsedConsulOptions } from './options.js'
 import type { SlotGate } from './slot-gate.js'
 import { TokenBucket } from './token-bucket.js'
 import { debug } from './debug.js'
@@ -64,7 +64,7 @@ interface Answer {
 export interface WatchDeps {
   readonly http: ConsulHttp
   readonly gate: SlotGate
-  readonly options: ResolvedConsulOptions
+  readonly options: ParsedConsulOptions
 }
 
 /**
@@ -231,7 +231,7 @@ export class ConsulServiceWatch {
     // Repeated tag= is ANDed by Consul (hashicorp/consul api/health.go ServiceMultipleTags).
     for (const tag of options.tags) query.push(['tag', tag])
     if (options.filter !== undefined) query.push(['filter', options.filter])
-    if (options.dc !== undefined) query.push(['dc', options.dc])
+    if (options.datacenter !== undefined) query.push(['dc', options.datacenter])
     if (options.consistency === 'consistent') query.push(['consistent', ''])
     else if (options.consistency === 'stale' && !confirm) query.push(['stale', ''])
     const blocking = waitMs !== undefined

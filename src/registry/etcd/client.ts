@@ -6,7 +6,7 @@ import { debuglog } from 'node:util'
 import type { Etcd3, ICallable, IOptions, WatchClient } from 'etcd3'
 import { errorMessage, RegistryUnavailableError } from '../../errors.js'
 import { cockatiel, etcd3 } from './load.js'
-import type { NormalizedEtcdOptions } from './options.js'
+import type { ParsedEtcdOptions } from './options.js'
 
 const log = debuglog('wayfind')
 
@@ -58,7 +58,7 @@ function defineWayfindEtcd3(): WayfindEtcd3Class {
 }
 
 /** Creates the etcd3 client. No I/O happens until the first call. */
-export function createEtcdClient(o: NormalizedEtcdOptions): WayfindEtcd3 {
+export function createEtcdClient(o: ParsedEtcdOptions): WayfindEtcd3 {
   const { isRecoverableError } = etcd3()
   const { circuitBreaker, ConsecutiveBreaker, handleWhen, noop, retry } = cockatiel()
   const single = o.hosts.length === 1
@@ -71,8 +71,8 @@ export function createEtcdClient(o: NormalizedEtcdOptions): WayfindEtcd3 {
       'grpc.keepalive_timeout_ms': o.keepaliveTimeoutMs,
       'grpc.keepalive_permit_without_calls': 1,
       // grpc-js' own reconnect backoff (1 s up to 120 s by default) would otherwise stack on ours.
-      'grpc.initial_reconnect_backoff_ms': Math.min(o.retryInitialMs, 1_000),
-      'grpc.max_reconnect_backoff_ms': o.retryMaxMs,
+      'grpc.initial_reconnect_backoff_ms': Math.min(o.backoff.initialMs, 1_000),
+      'grpc.max_reconnect_backoff_ms': o.backoff.maxMs,
     },
     // Unary calls only: streams live until we cancel them.
     defaultCallOptions: (ctx) =>

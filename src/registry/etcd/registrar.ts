@@ -28,7 +28,7 @@ import type {
 import { debug, unavailable, type WayfindEtcd3 } from './client.js'
 import { etcd3 } from './load.js'
 import { encodeRegistration } from './mapping.js'
-import { leaseTtlSeconds, type NormalizedEtcdOptions } from './options.js'
+import { leaseTtlSeconds, type ParsedEtcdOptions } from './options.js'
 import { runRevisionWatch } from './revision-watch.js'
 
 /** Observability hooks for tests. @internal */
@@ -42,7 +42,7 @@ export interface RegistrarHooks {
 /** Throws `InvalidOptionError` when `reg` cannot be expressed on etcd. Does no I/O. */
 export function checkEtcdRegistration(
   reg: NormalizedRegistration,
-  options: NormalizedEtcdOptions,
+  options: ParsedEtcdOptions,
 ): number {
   if (reg.check?.kind === 'http')
     throw new InvalidOptionError(
@@ -73,7 +73,7 @@ export function checkEtcdRegistration(
 /** Registers `reg`; resolves after the first put, rejects with RegistrationError if it fails. */
 export async function registerInEtcd(
   client: WayfindEtcd3,
-  options: NormalizedEtcdOptions,
+  options: ParsedEtcdOptions,
   reg: NormalizedRegistration,
   ctx: RegisterContext,
   providerSignal: AbortSignal,
@@ -85,7 +85,7 @@ export async function registerInEtcd(
   const what = `registering ${reg.name}/${reg.id}`
   const { controller, dispose } = linkedController(ctx.signal, providerSignal)
   const signal = controller.signal
-  const backoff = new Backoff({ initialMs: options.retryInitialMs, maxMs: options.retryMaxMs })
+  const backoff = new Backoff(options.backoff)
   let lease: Lease | undefined
   let state: 'registered' | 'degraded' | 'lost' = 'registered'
   // Mutated from event handlers: kept in an object so control-flow narrowing does not lie.

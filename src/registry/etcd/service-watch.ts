@@ -12,13 +12,13 @@ import { malformedAnswerError, type EntryFault } from '../answer-policy.js'
 import type { WatchListener } from '../provider.js'
 import { debug, prefixEnd, type WayfindEtcd3 } from './client.js'
 import { decodeEntry } from './mapping.js'
-import type { NormalizedEtcdOptions } from './options.js'
+import type { ParsedEtcdOptions } from './options.js'
 import { runRevisionWatch } from './revision-watch.js'
 
 /** Starts watching `service`; everything stops when `signal` aborts. */
 export function watchService(
   client: WayfindEtcd3,
-  options: NormalizedEtcdOptions,
+  options: ParsedEtcdOptions,
   service: string,
   listener: WatchListener,
   signal: AbortSignal,

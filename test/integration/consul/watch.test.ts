@@ -268,7 +268,7 @@ describe('consul watch', () => {
       url: server.url,
       tags: ['v2', 'grpc'],
       filter: 'Service.Meta.zone == "a"',
-      dc: 'dc1',
+      datacenter: 'dc1',
       consistency: 'stale',
     })
     const rec = recorder()

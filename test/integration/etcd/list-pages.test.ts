@@ -6,7 +6,7 @@
 import type { Etcd3 } from 'etcd3'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { createEtcdClient, prefixEnd } from '../../../src/registry/etcd/client.js'
-import { normalizeEtcdOptions } from '../../../src/registry/etcd/options.js'
+import { parseEtcdOptions } from '../../../src/registry/etcd/options.js'
 import { runRevisionWatch } from '../../../src/registry/etcd/revision-watch.js'
 import { EtcdServer } from '../../support/etcd.js'
 import { withDeadline } from '../../support/wait.js'
@@ -29,7 +29,7 @@ async function listOnce(
   pageSize: number,
 ): Promise<{ keys: number; limits: number[] }> {
   const key = Buffer.from(`${prefix}svc/`)
-  const options = normalizeEtcdOptions({ hosts: server.host, prefix, pageSize })
+  const options = parseEtcdOptions({ hosts: server.host, prefix, pageSize })
   const client = createEtcdClient(options)
   const limits: number[] = []
   const range = client.kv.range.bind(client.kv)

@@ -24,7 +24,7 @@ import { applyAnswer } from '../../../src/registry/answer-policy.js'
 import { mapHealthEntries } from '../../../src/registry/consul/mapping.js'
 import { consul } from '../../../src/registry/consul/provider.js'
 import { decodeEntry, defaultEtcdCodec } from '../../../src/registry/etcd/mapping.js'
-import { normalizeEtcdOptions } from '../../../src/registry/etcd/options.js'
+import { parseEtcdOptions } from '../../../src/registry/etcd/options.js'
 import { EtcdProvider } from '../../../src/registry/etcd/provider.js'
 import type { ServiceSnapshot, WatchListener } from '../../../src/registry/provider.js'
 import { EtcdServer } from '../../support/etcd.js'
@@ -394,7 +394,7 @@ describe('fuzz: etcd values', () => {
             await writer
               .put(`${prefix}svc/good`)
               .value(JSON.stringify({ address: '10.0.0.1', port: 80 }))
-            const provider = new EtcdProvider(normalizeEtcdOptions({ hosts: server.host, prefix }))
+            const provider = new EtcdProvider(parseEtcdOptions({ hosts: server.host, prefix }))
             const snapshots: ServiceSnapshot[] = []
             const errors: unknown[] = []
             let notify: (() => void) | undefined

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest'
 import { leastLoaded } from '../../../src/balancer/least-loaded.js'
 import { random } from '../../../src/balancer/random.js'
-import { resolveStrategy } from '../../../src/balancer/strategies.js'
 import { roundRobin, RoundRobinPicker } from '../../../src/balancer/round-robin.js'
 import { ErrorCode, InvalidOptionError } from '../../../src/errors.js'
+import { parseWayfindOptions } from '../../../src/options.js'
 import { context, countPicks, instances, seeded } from './helpers.js'
 
 describe('round-robin', () => {
@@ -226,23 +226,28 @@ describe('least-loaded (P2C)', () => {
   })
 })
 
-describe('resolveStrategy', () => {
+/** The strategy the client would use for this option. */
+function parseStrategy(strategy: unknown) {
+  return parseWayfindOptions({ strategy: strategy as never }).strategy
+}
+
+describe('the strategy option', () => {
   it('maps names and passes objects through', () => {
-    expect(resolveStrategy('round-robin').name).toBe('round-robin')
-    expect(resolveStrategy('random').name).toBe('random')
-    expect(resolveStrategy('least-loaded').name).toBe('least-loaded')
-    expect(resolveStrategy(undefined).name).toBe('least-loaded')
+    expect(parseStrategy('round-robin').name).toBe('round-robin')
+    expect(parseStrategy('random').name).toBe('random')
+    expect(parseStrategy('least-loaded').name).toBe('least-loaded')
+    expect(parseStrategy(undefined).name).toBe('least-loaded')
     const rr = roundRobin()
     const custom = {
       name: 'mine',
       createPicker: (...a: Parameters<typeof rr.createPicker>) => rr.createPicker(...a),
     }
-    expect(resolveStrategy(custom)).toBe(custom)
+    expect(parseStrategy(custom)).toBe(custom)
   })
 
   it('rejects anything else with InvalidOptionError naming the option', () => {
     try {
-      resolveStrategy('fastest' as never)
+      parseStrategy('fastest')
       expect.unreachable()
     } catch (err) {
       expect(err).toBeInstanceOf(InvalidOptionError)
