@@ -3,21 +3,26 @@
  */
 import type { Dispatcher } from 'undici'
 import { DefaultLoadTracker } from './balancer/load-tracker.js'
-import { resolveStrategy } from './balancer/strategies.js'
-import type { Strategy } from './balancer/strategy.js'
 import { systemClock } from './core/clock.js'
 import { Closable } from './core/lifecycle.js'
-import { ServiceCache, type ResolveOptions } from './core/service-cache.js'
+import { parseResolveOptions, type ResolveOptions } from './core/resolve-options.js'
+import { ServiceCache } from './core/service-cache.js'
 import { checkNonEmptyString } from './core/validate.js'
 import { WayfindDispatcher, type ServiceStats } from './dispatcher/dispatcher.js'
-import { validateDispatcherOptions } from './dispatcher/options.js'
 import { createEvents, type WayfindEventsApi } from './events.js'
 import type { Instance } from './instance.js'
-import { validateOptions, type WayfindOptions } from './options.js'
+import { parseWayfindOptions, type WayfindOptions } from './options.js'
 import { memoryRegistry } from './registry/memory.js'
 import type { RegistryProvider } from './registry/provider.js'
 import type { RegisterOptions, Registration, RegistrationHandle } from './registration/registrar.js'
-import { startRegistration } from './registration/registration.js'
+import { startRegistration, type DrainHost } from './registration/registration.js'
+import {
+  createHealthHandler,
+  type HealthHandler,
+  type HealthHandlerOptions,
+  type HealthReport,
+} from './registration/health-handler.js'
+import { keepAlive } from './core/keep-alive.js'
 
 /**
  * A wayfind client. Create it with {@link createWayfind}; close it with `close()` or
@@ -62,7 +67,23 @@ export interface Wayfind extends AsyncDisposable {
   interceptor(): Dispatcher.DispatcherComposeInterceptor
   /** Per-instance load and health of a service, as the dispatcher sees it. */
   stats(service: string): ServiceStats
-  /** Deregisters (bounded), stops every watch, closes pools and the registry. Idempotent. */
+  /**
+   * UP while the client is open and no drain has started, DOWN from the moment one starts;
+   * with each registration's state.
+   */
+  health(): HealthReport
+  /**
+   * A health endpoint for your own server, answering {@link Wayfind.health} (200 UP / 503
+   * DOWN, JSON). `(req, res, next?) => void`: node:http
+   * (`createServer((req, res) => { if (req.url === '/health') return health(req, res) ... })`),
+   * express (`app.get('/health', wf.healthHandler())`), fastify
+   * (`(req, reply) => { reply.hijack(); health(req.raw, reply.raw) }`).
+   */
+  healthHandler(options?: HealthHandlerOptions): HealthHandler
+  /**
+   * Drains every registration (see `RegistrationHandle.drain()`), then stops every watch,
+   * closes pools and the registry. Bounded and idempotent; keeps the process alive until done.
+   */
   close(): Promise<void>
 }
 
@@ -75,7 +96,9 @@ export interface Wayfind extends AsyncDisposable {
  * import { createWayfind, consul } from 'wayfind'
  * import { fetch } from 'undici'
  *
- * await using wf = createWayfind({ registry: consul({ url: 'http://127.0.0.1:8500' }) })
+ * // One client for the life of the process: close it (or let handleSignals drain it) at the end,
+ * // not with `await using` at the top of a module, which closes it when the module has run.
+ * const wf = createWayfind({ registry: consul({ url: 'http://127.0.0.1:8500' }) })
  * const res = await fetch('http://payments/charge', { method: 'POST', dispatcher: wf.dispatcher })
  * ```
  */
@@ -89,25 +112,34 @@ class WayfindClient extends Closable implements Wayfind {
   readonly #hub = createEvents()
   readonly #cache: ServiceCache
   readonly #registrations = new Set<RegistrationHandle>()
+  /** Drains in progress; close() waits for them. */
+  readonly #drains = new Set<Promise<void>>()
+  #draining = false
+  readonly #drainHost: DrainHost = {
+    drainStarted: (drain) => {
+      this.#draining = true
+      this.#drains.add(drain)
+      void drain.finally(() => this.#drains.delete(drain))
+    },
+    close: () => this.close(),
+  }
 
   constructor(input: WayfindOptions | undefined) {
     super('wayfind')
-    const options = validateOptions(input)
-    const dispatcherOptions = validateDispatcherOptions(options.dispatcher)
+    const options = parseWayfindOptions(input)
     const clock = options.clock ?? systemClock
-    const strategy: Strategy = resolveStrategy(options.strategy)
     this.registry = options.registry ?? memoryRegistry({ clock })
     this.#cache = new ServiceCache({
       provider: this.registry,
-      strategy,
+      strategy: options.strategy,
       load: new DefaultLoadTracker({ clock }),
       hub: this.#hub,
       clock,
-      random: options.random ?? Math.random,
+      random: options.random,
       idleTtlMs: options.idleTtlMs,
       resolveTimeoutMs: options.resolveTimeoutMs,
     })
-    this.dispatcher = new WayfindDispatcher(this.#cache, dispatcherOptions, this.#hub)
+    this.dispatcher = new WayfindDispatcher(this.#cache, options.dispatcher, this.#hub)
   }
 
   get events(): WayfindEventsApi {
@@ -119,7 +151,7 @@ class WayfindClient extends Closable implements Wayfind {
     return Promise.resolve().then(() => {
       this.assertOpen('resolve')
       checkNonEmptyString('service', service, 'Pass the service name, e.g. "payments".')
-      return this.#cache.resolve(service, options)
+      return this.#cache.resolve(service, parseResolveOptions(options))
     })
   }
 
@@ -134,12 +166,41 @@ class WayfindClient extends Closable implements Wayfind {
     options?: RegisterOptions,
   ): Promise<RegistrationHandle> {
     this.assertOpen('register')
-    return startRegistration(this.registry, registration, options, this.#hub, (handle) => {
-      this.#registrations.add(handle)
-      return () => {
-        this.#registrations.delete(handle)
-      }
-    })
+    return startRegistration(
+      this.registry,
+      registration,
+      options,
+      this.#hub,
+      (handle) => {
+        this.#registrations.add(handle)
+        return () => {
+          this.#registrations.delete(handle)
+        }
+      },
+      this.#drainHost,
+    )
+  }
+
+  health(): HealthReport {
+    const down = this.#draining || this.closed
+    return {
+      status: down ? 'DOWN' : 'UP',
+      draining: down,
+      registrations: [...this.#registrations].map((r) => ({
+        service: r.service,
+        id: r.id,
+        state: r.state,
+      })),
+    }
+  }
+
+  healthHandler(options?: HealthHandlerOptions): HealthHandler {
+    return createHealthHandler(() => this.health(), options)
+  }
+
+  override close(): Promise<void> {
+    // Awaited shutdown keeps the process alive until it is done (it is bounded).
+    return keepAlive.while(super.close())
   }
 
   interceptor(): Dispatcher.DispatcherComposeInterceptor {
@@ -152,8 +213,11 @@ class WayfindClient extends Closable implements Wayfind {
   }
 
   protected async onClose(): Promise<void> {
-    // Deregister first, while the registry connection is still open; each is bounded.
-    await Promise.allSettled([...this.#registrations].map((r) => r.deregister()))
+    // Drain first (deregister, wait, stop the servers), while the registry connection and the
+    // dispatcher are still open: handlers finishing their requests may still call out. Each
+    // step is bounded.
+    this.#draining = true
+    await Promise.allSettled([...[...this.#registrations].map((r) => r.drain()), ...this.#drains])
     await this.dispatcher.close().catch(() => undefined)
     await this.#cache.close()
     await this.registry.close().catch(() => undefined)

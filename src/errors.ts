@@ -9,6 +9,7 @@
  * Hot paths (picking) return errors as values; API edges throw or reject with these classes.
  * Third-party errors (etcd3, undici, consul) never escape unwrapped: they travel as `cause`.
  */
+import { renderValue } from './core/options/redact.js'
 
 /** Stable error codes. Documented in `docs/errors.md`. */
 export const ErrorCode = {
@@ -73,10 +74,19 @@ export function isWayfindError(value: unknown): value is WayfindError {
 export class InvalidOptionError extends WayfindError {
   /** Dotted path of the offending option, e.g. `check.intervalMs`. */
   readonly option: string
-  constructor(option: string, received: unknown, fix: string) {
+  /**
+   * @param options.secret - the option is secret: the message shows the value's shape only
+   *   (`<redacted string, 12 chars>`), never its text.
+   */
+  constructor(
+    option: string,
+    received: unknown,
+    fix: string,
+    options: { readonly secret?: boolean } = {},
+  ) {
     super(
       ErrorCode.INVALID_OPTION,
-      `Invalid option "${option}": got ${describeValue(received)}. ${fix}`,
+      `Invalid option "${option}": got ${renderValue(received, options.secret)}. ${fix}`,
     )
     this.option = option
   }
@@ -156,18 +166,6 @@ export class ClosedError extends WayfindError {
   constructor(what: string) {
     super(ErrorCode.CLOSED, `${what} was called after close()`)
   }
-}
-
-/** Short, safe rendering of a received value for error messages (never dumps big objects). */
-export function describeValue(value: unknown): string {
-  if (typeof value === 'string')
-    return JSON.stringify(value.length > 80 ? `${value.slice(0, 77)}...` : value)
-  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint')
-    return String(value)
-  if (value === undefined || value === null) return String(value)
-  if (Array.isArray(value)) return `an array of length ${value.length}`
-  if (typeof value === 'function') return 'a function'
-  return `an object (${Object.prototype.toString.call(value).slice(8, -1)})`
 }
 
 /** Message of any thrown value, for wrapping. */

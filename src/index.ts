@@ -9,7 +9,7 @@
 // Client
 export { createWayfind, type Wayfind } from './client.js'
 export { DEFAULTS, type StrategyName, type WayfindOptions } from './options.js'
-export type { ResolveOptions } from './core/service-cache.js'
+export type { ResolveOptions } from './core/resolve-options.js'
 
 // Registries
 export {
@@ -86,6 +86,14 @@ export {
   type HealthServer,
   type HealthServerOptions,
 } from './registration/health-server.js'
+export type {
+  HealthHandler,
+  HealthHandlerOptions,
+  HealthReport,
+  HealthRequest,
+  HealthResponse,
+} from './registration/health-handler.js'
+export type { DrainableServer } from './registration/server-drain.js'
 export type {
   HttpCheck,
   RegisterOptions,

@@ -1,12 +1,20 @@
 /**
- * Options of {@link createWayfind}, their defaults in one place, and their validation.
+ * Options of {@link createWayfind}: the public interface and its schema (defaults and checks,
+ * in one place).
  */
-import type { StrategyName } from './balancer/strategies.js'
+import { strategyOption, type StrategyName } from './balancer/strategies.js'
 import type { Strategy } from './balancer/strategy.js'
 import type { Clock } from './core/clock.js'
-import { checkDurationMs, checkKnownKeys, checkObject } from './core/validate.js'
-import type { DispatcherOptions } from './dispatcher/options.js'
-import { InvalidOptionError } from './errors.js'
+import { parseOptions } from './core/options/check.js'
+import { randomSource } from './core/options/common.js'
+import {
+  duration,
+  object,
+  withMethods,
+  type OutputOf,
+  type SchemaFor,
+} from './core/options/schema.js'
+import { dispatcherOptions, type DispatcherOptions } from './dispatcher/options.js'
 import type { RegistryProvider } from './registry/provider.js'
 
 export type { StrategyName }
@@ -25,7 +33,8 @@ export interface WayfindOptions {
    */
   readonly strategy?: StrategyName | Strategy
   /**
-   * How long `resolve()` and a dispatched request wait for a service that has no instance yet.
+   * How long `resolve()` and a dispatched request wait for a service that has no instance yet;
+   * `Infinity` waits until one comes (or the caller's signal aborts).
    * @defaultValue 10_000
    */
   readonly resolveTimeoutMs?: number
@@ -42,7 +51,7 @@ export interface WayfindOptions {
   readonly clock?: Clock
 }
 
-/** Defaults, in one place. */
+/** Defaults, in one place (the schema below reads them). */
 export const DEFAULTS = Object.freeze({
   strategy: 'least-loaded',
   resolveTimeoutMs: 10_000,
@@ -53,97 +62,31 @@ export const DEFAULTS = Object.freeze({
 // timer range, past which a timer fires at once.
 const MAX_IDLE_TTL_MS = 7 * 24 * 3_600_000
 
-const KNOWN = [
-  'registry',
-  'strategy',
-  'resolveTimeoutMs',
-  'idleTtlMs',
-  'dispatcher',
-  'random',
-  'clock',
-] as const
-const STRATEGY_NAMES: readonly StrategyName[] = ['round-robin', 'least-loaded', 'random']
+/** The schema of {@link WayfindOptions}. */
+export const wayfindSchema = {
+  registry: withMethods<RegistryProvider>(
+    ['watch', 'close'],
+    'Pass consul({ url }), etcd({ hosts }), memoryRegistry(), or an object with watch() and close().',
+  ),
+  strategy: strategyOption,
+  resolveTimeoutMs: duration({ infinity: true }).default(DEFAULTS.resolveTimeoutMs),
+  idleTtlMs: duration({ min: 1_000, max: MAX_IDLE_TTL_MS }).default(DEFAULTS.idleTtlMs),
+  dispatcher: dispatcherOptions,
+  random: randomSource(),
+  clock: withMethods<Clock>(
+    ['now', 'setTimeout'],
+    'Pass an object with now() and setTimeout(fn, ms).',
+  ),
+} satisfies SchemaFor<WayfindOptions>
 
-/** Validated options with defaults applied (registry and strategy still to be instantiated). */
-export interface ValidatedOptions {
-  readonly registry: RegistryProvider | undefined
-  readonly strategy: StrategyName | Strategy
-  readonly resolveTimeoutMs: number
-  readonly idleTtlMs: number
-  readonly dispatcher: DispatcherOptions
-  readonly random: (() => number) | undefined
-  readonly clock: Clock | undefined
-}
+const wayfindOptions = object(wayfindSchema, {
+  fix: 'Pass an options object, e.g. { registry: consul({ url }) }.',
+}).default({})
 
-/** Validates {@link WayfindOptions}; throws `InvalidOptionError` naming the option and the fix. */
-export function validateOptions(input: WayfindOptions | undefined): ValidatedOptions {
-  const o = checkObject('options', input)
-  checkKnownKeys('', o, KNOWN)
+/** {@link WayfindOptions} checked, with defaults applied; `strategy` is a Strategy instance. */
+export type ParsedWayfindOptions = OutputOf<typeof wayfindOptions>
 
-  const registry = o.registry
-  if (
-    registry !== undefined &&
-    (typeof registry !== 'object' ||
-      registry === null ||
-      typeof (registry as Partial<RegistryProvider>).watch !== 'function' ||
-      typeof (registry as Partial<RegistryProvider>).close !== 'function')
-  )
-    throw new InvalidOptionError(
-      'registry',
-      registry,
-      'Pass consul({ url }), etcd({ hosts }), memoryRegistry(), or an object with watch() and close().',
-    )
-
-  const strategy: unknown = o.strategy ?? DEFAULTS.strategy
-  if (typeof strategy === 'string') {
-    if (!STRATEGY_NAMES.includes(strategy as StrategyName))
-      throw new InvalidOptionError(
-        'strategy',
-        strategy,
-        `Use one of ${STRATEGY_NAMES.map((s) => `"${s}"`).join(', ')}, or a Strategy object.`,
-      )
-  } else if (
-    typeof strategy !== 'object' ||
-    strategy === null ||
-    typeof (strategy as Partial<Strategy>).createPicker !== 'function'
-  ) {
-    throw new InvalidOptionError(
-      'strategy',
-      strategy,
-      'Pass a strategy name or an object with createPicker(instances, ctx).',
-    )
-  }
-
-  const random = o.random
-  if (random !== undefined && typeof random !== 'function')
-    throw new InvalidOptionError('random', random, 'Pass a function returning a number in [0, 1).')
-  const clock = o.clock
-  if (
-    clock !== undefined &&
-    (typeof clock !== 'object' ||
-      clock === null ||
-      typeof (clock as Partial<Clock>).now !== 'function' ||
-      typeof (clock as Partial<Clock>).setTimeout !== 'function')
-  )
-    throw new InvalidOptionError(
-      'clock',
-      clock,
-      'Pass an object with now() and setTimeout(fn, ms).',
-    )
-
-  return {
-    registry: registry as RegistryProvider | undefined,
-    strategy: strategy as StrategyName | Strategy,
-    resolveTimeoutMs:
-      o.resolveTimeoutMs === undefined
-        ? DEFAULTS.resolveTimeoutMs
-        : checkDurationMs('resolveTimeoutMs', o.resolveTimeoutMs),
-    idleTtlMs:
-      o.idleTtlMs === undefined
-        ? DEFAULTS.idleTtlMs
-        : checkDurationMs('idleTtlMs', o.idleTtlMs, { min: 1_000, max: MAX_IDLE_TTL_MS }),
-    dispatcher: checkObject('dispatcher', o.dispatcher),
-    random: random as (() => number) | undefined,
-    clock: clock as Clock | undefined,
-  }
+/** Checks {@link WayfindOptions}; throws `InvalidOptionError` naming the option and the fix. */
+export function parseWayfindOptions(input: WayfindOptions | undefined): ParsedWayfindOptions {
+  return parseOptions(wayfindOptions, input, { label: 'createWayfind()' })
 }

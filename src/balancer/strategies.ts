@@ -1,7 +1,9 @@
 /**
- * Maps the client's `strategy` option to a {@link Strategy}.
+ * Maps the client's `strategy` option to a {@link Strategy}: the one place a strategy is
+ * checked.
  */
-import { InvalidOptionError } from '../errors.js'
+import { parseOptions } from '../core/options/check.js'
+import { custom, type Opt } from '../core/options/schema.js'
 import { leastLoaded } from './least-loaded.js'
 import { random } from './random.js'
 import { roundRobin } from './round-robin.js'
@@ -10,22 +12,37 @@ import type { Strategy } from './strategy.js'
 /** Built-in strategy names. */
 export type StrategyName = 'round-robin' | 'least-loaded' | 'random'
 
+const BUILT_IN: Readonly<Record<StrategyName, () => Strategy>> = {
+  'round-robin': roundRobin,
+  'least-loaded': leastLoaded,
+  random,
+}
+
+/**
+ * The `strategy` option: a built-in name (a new instance per client) or a user
+ * {@link Strategy} object `{ name, createPicker }`. Defaults to least-loaded.
+ */
+export const strategyOption: Opt<Strategy> = custom<Strategy>(
+  'strategy name or Strategy',
+  (v, at) => {
+    if (typeof v === 'string' && Object.hasOwn(BUILT_IN, v)) return BUILT_IN[v as StrategyName]()
+    if (
+      typeof v === 'object' &&
+      v !== null &&
+      typeof (v as Partial<Strategy>).createPicker === 'function' &&
+      typeof (v as Partial<Strategy>).name === 'string'
+    )
+      return v as Strategy
+    return at.fail(
+      v,
+      `Use one of ${Object.keys(BUILT_IN)
+        .map((s) => `"${s}"`)
+        .join(', ')}, or a Strategy object { name, createPicker(instances, ctx) }.`,
+    )
+  },
+).default('least-loaded')
+
 /** `'round-robin' | 'least-loaded' | 'random'` or a user {@link Strategy}; default least-loaded. */
-export function resolveStrategy(strategy: StrategyName | Strategy | undefined): Strategy {
-  if (strategy === undefined || strategy === 'least-loaded') return leastLoaded()
-  if (strategy === 'round-robin') return roundRobin()
-  if (strategy === 'random') return random()
-  const s: unknown = strategy
-  if (
-    typeof s === 'object' &&
-    s !== null &&
-    typeof (s as Strategy).createPicker === 'function' &&
-    typeof (s as Strategy).name === 'string'
-  )
-    return s as Strategy
-  throw new InvalidOptionError(
-    'strategy',
-    s,
-    "Use 'least-loaded', 'round-robin', 'random', or an object { name, createPicker(instances, ctx) }.",
-  )
+export function parseStrategy(strategy: StrategyName | Strategy | undefined): Strategy {
+  return parseOptions(strategyOption, strategy, { label: 'createWayfind()', path: 'strategy' })
 }

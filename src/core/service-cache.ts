@@ -26,6 +26,7 @@ import type { RegistryProvider, ServiceSnapshot } from '../registry/provider.js'
 import { abortReason, onAbort } from './abort.js'
 import type { Clock, TimerHandle } from './clock.js'
 import type { ServiceDirectory } from './directory.js'
+import { keepAlive } from './keep-alive.js'
 import { Closable } from './lifecycle.js'
 
 /** Construction parameters (already validated by the client). */
@@ -40,13 +41,7 @@ export interface ServiceCacheOptions {
   readonly resolveTimeoutMs: number
 }
 
-/** Options of {@link ServiceCache.resolve}. */
-export interface ResolveOptions {
-  /** Give up after this long with `ResolveTimeoutError`. @defaultValue the client's `resolveTimeoutMs` */
-  readonly timeoutMs?: number
-  /** Aborting rejects with `signal.reason`. */
-  readonly signal?: AbortSignal
-}
+const NO_TIMER: TimerHandle = Object.freeze({ clear: () => {} })
 
 interface Waiter {
   resolve(picker: Picker): void
@@ -119,8 +114,14 @@ export class ServiceCache extends Closable implements ServiceDirectory {
     return this.#entry(service).picker
   }
 
-  /** Waits until `service` has ≥ 1 instance. */
-  async resolve(service: string, options: ResolveOptions = {}): Promise<readonly Instance[]> {
+  /** Waits until `service` has ≥ 1 instance. `options` are checked by the client. */
+  async resolve(
+    service: string,
+    options: {
+      readonly timeoutMs?: number | undefined
+      readonly signal?: AbortSignal | undefined
+    } = {},
+  ): Promise<readonly Instance[]> {
     const picker = await this.waitForPicker(service, {
       timeoutMs: options.timeoutMs ?? this.resolveTimeoutMs,
       signal: options.signal,
@@ -141,10 +142,14 @@ export class ServiceCache extends Closable implements ServiceDirectory {
 
     return new Promise<Picker>((resolve, reject) => {
       let offAbort = (): void => {}
+      // Someone awaits this (resolve() or a request waiting for its first instance): the
+      // process must not end before it settles, although the watch and the timer are unref'd.
+      const release = keepAlive.hold()
       const settle = (): void => {
         entry.waiters.delete(waiter)
         timer.clear()
         offAbort()
+        release()
       }
       const waiter: Waiter = {
         resolve: (picker) => {
@@ -157,15 +162,19 @@ export class ServiceCache extends Closable implements ServiceDirectory {
         },
       }
       entry.waiters.add(waiter)
-      const timer: TimerHandle = this.clock.setTimeout(() => {
-        waiter.reject(
-          new ResolveTimeoutError(
-            service,
-            timeoutMs,
-            entry.lastError === undefined ? {} : { cause: entry.lastError },
-          ),
-        )
-      }, timeoutMs)
+      // Infinity: wait for the first instance, the signal or close(), with no timer at all.
+      const timer: TimerHandle =
+        timeoutMs === Number.POSITIVE_INFINITY
+          ? NO_TIMER
+          : this.clock.setTimeout(() => {
+              waiter.reject(
+                new ResolveTimeoutError(
+                  service,
+                  timeoutMs,
+                  entry.lastError === undefined ? {} : { cause: entry.lastError },
+                ),
+              )
+            }, timeoutMs)
       offAbort = onAbort(signal, () => {
         waiter.reject(abortReason(signal as AbortSignal))
       })

@@ -28,6 +28,7 @@ import { Agent, buildConnector, Dispatcher, Pool, type Client } from 'undici'
 import { DefaultLoadTracker, type CallOutcome } from '../balancer/load-tracker.js'
 import type { PickContext, PickResult } from '../balancer/strategy.js'
 import { linkedController } from '../core/abort.js'
+import { keepAlive } from '../core/keep-alive.js'
 import type { Clock, TimerHandle } from '../core/clock.js'
 import type { ServiceDirectory } from '../core/directory.js'
 import { ClosedError, InvalidOptionError, NoInstancesError } from '../errors.js'
@@ -43,9 +44,9 @@ import {
 } from './call.js'
 import { debug, pickChannel, retryChannel } from './debug.js'
 import {
-  validateDispatcherOptions,
+  parseDispatcherOptions,
   type DispatcherOptions,
-  type ResolvedDispatcherOptions,
+  type ParsedDispatcherOptions,
 } from './options.js'
 import { OutlierDetector } from './outlier.js'
 import { InstancePool, mayMultiplex, usesOwnConnections } from './instance-pool.js'
@@ -141,7 +142,7 @@ export function defaultRoute(hostname: string): string | undefined {
  */
 export class WayfindDispatcher extends Dispatcher {
   readonly #directory: ServiceDirectory
-  readonly #options: ResolvedDispatcherOptions
+  readonly #options: ParsedDispatcherOptions
   readonly #load: DefaultLoadTracker
   readonly #clock: Clock
   readonly #outlier: OutlierDetector | undefined
@@ -167,11 +168,11 @@ export class WayfindDispatcher extends Dispatcher {
 
   constructor(
     directory: ServiceDirectory,
-    options: DispatcherOptions | ResolvedDispatcherOptions = {},
+    options: DispatcherOptions | ParsedDispatcherOptions = {},
     hub?: EventHub,
   ) {
     super()
-    const o = validateDispatcherOptions(options)
+    const o = parseDispatcherOptions(options)
     if (!(directory.load instanceof DefaultLoadTracker))
       throw new InvalidOptionError(
         'load',
@@ -593,7 +594,10 @@ export class WayfindDispatcher extends Dispatcher {
           call.instance?.key,
         )
         this.#waiting.add(call)
-        call.resendTimer = clock.setTimeout(() => {
+        // The caller awaits this retry: keep the process alive until it is sent or cancelled.
+        const release = keepAlive.hold()
+        const timer = clock.setTimeout(() => {
+          release()
           this.#waiting.delete(call)
           call.resendTimer = undefined
           if (call.isFinished) return
@@ -606,6 +610,12 @@ export class WayfindDispatcher extends Dispatcher {
               ),
             )
         }, delayMs)
+        call.resendTimer = {
+          clear: () => {
+            release()
+            timer.clear()
+          },
+        }
       },
       cancelResend: (call) => {
         call.resendTimer?.clear()
@@ -619,8 +629,8 @@ export class WayfindDispatcher extends Dispatcher {
       backoffMs: (n) => {
         // Jittered exponential: a random point in the upper half of the current ceiling.
         const ceiling = Math.min(
-          retry?.backoffMaxMs ?? 0,
-          (retry?.backoffInitialMs ?? 0) * 2 ** Math.max(0, n - 1),
+          retry?.backoff.maxMs ?? 0,
+          (retry?.backoff.initialMs ?? 0) * 2 ** Math.max(0, n - 1),
         )
         return Math.round(ceiling / 2 + (random() * ceiling) / 2)
       },

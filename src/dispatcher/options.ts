@@ -1,9 +1,25 @@
 /**
- * Options of the {@link WayfindDispatcher}, their defaults and their validation. Invalid options
- * fail at construction with `InvalidOptionError(option, received, fix)`.
+ * Options of the {@link WayfindDispatcher}: the public interfaces, and their schema (defaults
+ * and checks, in one place). Invalid options fail at construction with `InvalidOptionError`
+ * naming `dispatcher.<path>`.
  */
 import type { Dispatcher, Pool } from 'undici'
-import { InvalidOptionError } from '../errors.js'
+import { parseOptions } from '../core/options/check.js'
+import { backoff, randomSource, type BackoffOption } from '../core/options/common.js'
+import {
+  custom,
+  duration,
+  func,
+  integer,
+  isPlainObject,
+  list,
+  number,
+  object,
+  orFalse,
+  withMethods,
+  type OutputOf,
+  type SchemaFor,
+} from '../core/options/schema.js'
 import type { Instance } from '../instance.js'
 
 /** Retries to another instance. */
@@ -22,10 +38,11 @@ export interface RetryOptions {
   readonly sentRetries?: number
   /** Statuses retried (idempotent requests only). @defaultValue [502, 503, 504] */
   readonly statusCodes?: readonly number[]
-  /** First backoff ceiling before a retry after sending; jittered down to half. @defaultValue 25 */
-  readonly backoffInitialMs?: number
-  /** Largest backoff ceiling. @defaultValue 1_000 */
-  readonly backoffMaxMs?: number
+  /**
+   * Delay before a retry after sending: a ceiling from `initialMs` doubling up to `maxMs`,
+   * jittered down to half. @defaultValue `{ initialMs: 25, maxMs: 1_000 }`
+   */
+  readonly backoff?: BackoffOption
   /** A `Retry-After` longer than this is not waited for: the response goes to the caller. @defaultValue 5_000 */
   readonly retryAfterMaxMs?: number
 }
@@ -95,227 +112,83 @@ export interface DispatcherOptions {
   readonly random?: () => number
 }
 
-/** {@link RetryOptions} with defaults applied. */
-export interface ResolvedRetryOptions {
-  readonly connectRetries: number
-  readonly sentRetries: number
-  readonly statusCodes: ReadonlySet<number>
-  readonly backoffInitialMs: number
-  readonly backoffMaxMs: number
-  readonly retryAfterMaxMs: number
-}
+type RetrySchema = SchemaFor<RetryOptions>
+type OutlierSchema = SchemaFor<OutlierOptions>
 
-/** {@link OutlierOptions} with defaults applied. */
-export interface ResolvedOutlierOptions {
-  readonly consecutiveFailures: number
-  readonly baseEjectionMs: number
-  readonly maxEjectionMs: number
-  readonly maxEjectionPercent: number
-  readonly panicThresholdPercent: number
-  readonly intervalMs: number
-}
+const retrySchema = {
+  connectRetries: integer(0, 10).default(2),
+  sentRetries: integer(0, 10).default(2),
+  statusCodes: list(integer(100, 599), {
+    fix: 'Use an array of HTTP status codes, e.g. [502, 503, 504].',
+  })
+    .default([502, 503, 504])
+    .map((codes): ReadonlySet<number> => new Set(codes)),
+  backoff: backoff({ initialMs: 25, maxMs: 1_000 }),
+  retryAfterMaxMs: duration({ min: 0 }).default(5_000),
+} satisfies RetrySchema
 
-/** Validated {@link DispatcherOptions} with defaults. */
-export interface ResolvedDispatcherOptions {
-  readonly route: ((hostname: string) => string | undefined) | undefined
-  readonly servername: ((service: string, instance: Instance) => string | undefined) | undefined
-  readonly connections: number
-  readonly pipelining: number
-  readonly keepAliveTimeoutMs: number
-  readonly connectTimeoutMs: number
-  readonly pool: Omit<Pool.Options, 'connections' | 'pipelining'>
-  readonly poolFactory:
-    ((origin: string, options: Pool.Options, instance: Instance) => Dispatcher) | undefined
-  readonly fallback: Dispatcher | undefined
-  readonly drainTimeoutMs: number
-  readonly idleTimeoutMs: number
-  readonly retry: ResolvedRetryOptions | undefined
-  readonly outlier: ResolvedOutlierOptions | undefined
-  readonly random: () => number
-  /** Marks an already-validated object so validating twice is free. */
-  readonly resolved: true
-}
+const outlierSchema = {
+  consecutiveFailures: integer(1, 1_000_000).default(5),
+  baseEjectionMs: duration().default(30_000),
+  maxEjectionMs: duration().default(300_000),
+  maxEjectionPercent: number(0, 100, 'Use a percentage from 0 to 100.').default(10),
+  panicThresholdPercent: number(0, 100, 'Use a percentage from 0 to 100.').default(50),
+  intervalMs: duration().default(10_000),
+} satisfies OutlierSchema
 
-const KNOWN = new Set([
-  'route',
-  'servername',
-  'connections',
-  'pipelining',
-  'keepAliveTimeoutMs',
-  'connectTimeoutMs',
-  'pool',
-  'poolFactory',
-  'fallback',
-  'drainTimeoutMs',
-  'idleTimeoutMs',
-  'retry',
-  'outlier',
-  'random',
-  'resolved',
-])
-
-function int(
-  path: string,
-  v: unknown,
-  dflt: number,
-  min: number,
-  max = Number.MAX_SAFE_INTEGER,
-): number {
-  if (v === undefined) return dflt
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)
-    throw new InvalidOptionError(
-      path,
-      v,
-      `Use an integer from ${min} to ${max === Number.MAX_SAFE_INTEGER ? 'any' : max}.`,
-    )
-  return v
-}
-
-function ms(path: string, v: unknown, dflt: number, min = 1): number {
-  if (v === undefined) return dflt
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < min)
-    throw new InvalidOptionError(
-      path,
-      v,
-      `Use a number of milliseconds ≥ ${min} (durations are numbers ending in Ms).`,
-    )
-  return v
-}
-
-function fn(path: string, v: unknown): ((...args: never[]) => unknown) | undefined {
-  if (v === undefined) return undefined
-  if (typeof v !== 'function') throw new InvalidOptionError(path, v, 'Use a function.')
-  return v as (...args: never[]) => unknown
-}
-
-function obj(path: string, v: unknown): Record<string, unknown> | undefined {
-  if (v === undefined) return undefined
-  if (typeof v !== 'object' || v === null || Array.isArray(v))
-    throw new InvalidOptionError(path, v, 'Use a plain object.')
-  return v as Record<string, unknown>
-}
-
-function percent(path: string, v: unknown, dflt: number): number {
-  if (v === undefined) return dflt
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || v > 100)
-    throw new InvalidOptionError(path, v, 'Use a percentage from 0 to 100.')
-  return v
-}
-
-/** Validates `options` and applies defaults. Throws `InvalidOptionError` naming the bad field. */
-export function validateDispatcherOptions(
-  options: DispatcherOptions | ResolvedDispatcherOptions | undefined,
-): ResolvedDispatcherOptions {
-  if (
-    options !== undefined &&
-    (options as unknown as Partial<ResolvedDispatcherOptions>).resolved === true
-  )
-    return options as unknown as ResolvedDispatcherOptions
-  const o = obj('dispatcher', options) ?? {}
-  for (const k of Object.keys(o))
-    if (!KNOWN.has(k))
-      throw new InvalidOptionError(
-        `dispatcher.${k}`,
-        o[k],
-        `Unknown option; known: ${[...KNOWN].filter((x) => x !== 'resolved').join(', ')}.`,
-      )
-
-  const retryIn = o.retry === false ? false : (obj('dispatcher.retry', o.retry) ?? {})
-  let retry: ResolvedRetryOptions | undefined
-  if (retryIn !== false) {
-    const codes = retryIn.statusCodes ?? [502, 503, 504]
-    if (
-      !Array.isArray(codes) ||
-      codes.some((c) => typeof c !== 'number' || !Number.isInteger(c) || c < 100 || c > 599)
-    )
-      throw new InvalidOptionError(
-        'dispatcher.retry.statusCodes',
-        codes,
-        'Use an array of HTTP status codes, e.g. [502, 503, 504].',
-      )
-    const initial = ms('dispatcher.retry.backoffInitialMs', retryIn.backoffInitialMs, 25)
-    const max = ms('dispatcher.retry.backoffMaxMs', retryIn.backoffMaxMs, 1_000)
-    if (max < initial)
-      throw new InvalidOptionError(
-        'dispatcher.retry.backoffMaxMs',
-        max,
-        `Use a value ≥ backoffInitialMs (${initial}).`,
-      )
-    retry = {
-      connectRetries: int('dispatcher.retry.connectRetries', retryIn.connectRetries, 2, 0, 10),
-      sentRetries: int('dispatcher.retry.sentRetries', retryIn.sentRetries, 2, 0, 10),
-      statusCodes: new Set(codes as number[]),
-      backoffInitialMs: initial,
-      backoffMaxMs: max,
-      retryAfterMaxMs: ms('dispatcher.retry.retryAfterMaxMs', retryIn.retryAfterMaxMs, 5_000, 0),
-    }
-  }
-
-  const outIn = o.outlier === false ? false : (obj('dispatcher.outlier', o.outlier) ?? {})
-  let outlier: ResolvedOutlierOptions | undefined
-  if (outIn !== false) {
-    const base = ms('dispatcher.outlier.baseEjectionMs', outIn.baseEjectionMs, 30_000)
-    outlier = {
-      consecutiveFailures: int(
-        'dispatcher.outlier.consecutiveFailures',
-        outIn.consecutiveFailures,
-        5,
-        1,
+/** The schema of {@link DispatcherOptions}: every default and check of the dispatcher. */
+export const dispatcherSchema = {
+  route: func<NonNullable<DispatcherOptions['route']>>(),
+  servername: func<NonNullable<DispatcherOptions['servername']>>(),
+  connections: integer(1, 10_000).default(32),
+  pipelining: integer(1, 100).default(1),
+  keepAliveTimeoutMs: duration().default(4_000),
+  connectTimeoutMs: duration().default(10_000),
+  // undici's own options: checked by undici when the pool is created.
+  pool: custom<NonNullable<DispatcherOptions['pool']>>('undici Pool options', (v, at) =>
+    isPlainObject(v) ? v : at.fail(v, 'Use a plain object of undici Pool options.'),
+  ).default({}),
+  poolFactory: func<NonNullable<DispatcherOptions['poolFactory']>>(),
+  fallback: withMethods<Dispatcher>(['dispatch'], 'Use an undici Dispatcher (e.g. new Agent()).'),
+  drainTimeoutMs: duration({ min: 0 }).default(30_000),
+  idleTimeoutMs: duration().default(60_000),
+  retry: orFalse(
+    object(retrySchema, {
+      renamed: { backoffInitialMs: 'backoff.initialMs', backoffMaxMs: 'backoff.maxMs' },
+    }).default({}),
+  ),
+  outlier: orFalse(
+    object(outlierSchema)
+      .default({})
+      // Envoy: a max_ejection_time below base_ejection_time means base.
+      .map((o) =>
+        o.maxEjectionMs >= o.baseEjectionMs
+          ? o
+          : Object.freeze({ ...o, maxEjectionMs: o.baseEjectionMs }),
       ),
-      baseEjectionMs: base,
-      // Envoy: max_ejection_time below base_ejection_time means base.
-      maxEjectionMs: Math.max(
-        base,
-        ms('dispatcher.outlier.maxEjectionMs', outIn.maxEjectionMs, 300_000),
-      ),
-      maxEjectionPercent: percent(
-        'dispatcher.outlier.maxEjectionPercent',
-        outIn.maxEjectionPercent,
-        10,
-      ),
-      panicThresholdPercent: percent(
-        'dispatcher.outlier.panicThresholdPercent',
-        outIn.panicThresholdPercent,
-        50,
-      ),
-      intervalMs: ms('dispatcher.outlier.intervalMs', outIn.intervalMs, 10_000),
-    }
-  }
+  ),
+  random: randomSource(),
+} satisfies SchemaFor<DispatcherOptions>
 
-  const fallback = o.fallback
-  if (
-    fallback !== undefined &&
-    (typeof fallback !== 'object' ||
-      fallback === null ||
-      typeof (fallback as Dispatcher).dispatch !== 'function')
-  )
-    throw new InvalidOptionError(
-      'dispatcher.fallback',
-      fallback,
-      'Use an undici Dispatcher (e.g. new Agent()).',
-    )
+/** The `dispatcher` option of `createWayfind()`, and what the dispatcher's constructor runs. */
+export const dispatcherOptions = object(dispatcherSchema).default({})
 
-  return {
-    route: fn('dispatcher.route', o.route) as ResolvedDispatcherOptions['route'],
-    servername: fn(
-      'dispatcher.servername',
-      o.servername,
-    ) as ResolvedDispatcherOptions['servername'],
-    connections: int('dispatcher.connections', o.connections, 32, 1, 10_000),
-    pipelining: int('dispatcher.pipelining', o.pipelining, 1, 1, 100),
-    keepAliveTimeoutMs: ms('dispatcher.keepAliveTimeoutMs', o.keepAliveTimeoutMs, 4_000),
-    connectTimeoutMs: ms('dispatcher.connectTimeoutMs', o.connectTimeoutMs, 10_000),
-    pool: obj('dispatcher.pool', o.pool) ?? {},
-    poolFactory: fn(
-      'dispatcher.poolFactory',
-      o.poolFactory,
-    ) as ResolvedDispatcherOptions['poolFactory'],
-    fallback: fallback as Dispatcher | undefined,
-    drainTimeoutMs: ms('dispatcher.drainTimeoutMs', o.drainTimeoutMs, 30_000, 0),
-    idleTimeoutMs: ms('dispatcher.idleTimeoutMs', o.idleTimeoutMs, 60_000),
-    retry,
-    outlier,
-    random: (fn('dispatcher.random', o.random) as (() => number) | undefined) ?? Math.random,
-    resolved: true,
-  }
+/** {@link DispatcherOptions} checked, with defaults applied. Frozen. */
+export type ParsedDispatcherOptions = OutputOf<typeof dispatcherOptions>
+/** {@link RetryOptions} checked, with defaults applied. */
+export type ParsedRetryOptions = NonNullable<ParsedDispatcherOptions['retry']>
+/** {@link OutlierOptions} checked, with defaults applied. */
+export type ParsedOutlierOptions = NonNullable<ParsedDispatcherOptions['outlier']>
+
+/**
+ * Checks dispatcher options and applies defaults; an already parsed object is returned as is.
+ * Throws `InvalidOptionError` naming `dispatcher.<path>`.
+ */
+export function parseDispatcherOptions(
+  options: DispatcherOptions | ParsedDispatcherOptions | undefined,
+): ParsedDispatcherOptions {
+  return parseOptions(dispatcherOptions, options, {
+    label: 'the dispatcher',
+    path: 'dispatcher',
+  })
 }

@@ -11,7 +11,7 @@ import type { Clock, TimerHandle } from '../core/clock.js'
 import type { EventHub } from '../events.js'
 import type { Instance } from '../instance.js'
 import { debug, ejectChannel } from './debug.js'
-import type { ResolvedOutlierOptions } from './options.js'
+import type { ParsedOutlierOptions } from './options.js'
 
 interface OutlierState {
   instance: Instance
@@ -38,7 +38,7 @@ export interface OutlierInfo {
 
 /** Ejection state of every service the dispatcher talks to. */
 export class OutlierDetector {
-  readonly #options: ResolvedOutlierOptions
+  readonly #options: ParsedOutlierOptions
   readonly #clock: Clock
   readonly #hub: EventHub | undefined
   readonly #onReturn: (service: string, key: string) => void
@@ -48,7 +48,7 @@ export class OutlierDetector {
   #closed = false
 
   constructor(
-    options: ResolvedOutlierOptions,
+    options: ParsedOutlierOptions,
     clock: Clock,
     hub: EventHub | undefined,
     onReturn: (service: string, key: string) => void,

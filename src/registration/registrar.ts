@@ -3,6 +3,7 @@
  * receive, and the handle users get back. Contract only.
  */
 import type { WayfindError } from '../errors.js'
+import type { DrainableServer } from './server-drain.js'
 
 /** An HTTP health check run by the registry's agent (Consul). */
 export interface HttpCheck {
@@ -98,7 +99,10 @@ export interface RegistrationSession {
 
 /** Options of `wf.register()`. */
 export interface RegisterOptions {
-  /** Deregister on SIGTERM/SIGINT, then let the process exit as it would have. @defaultValue false */
+  /**
+   * On SIGTERM/SIGINT, drain (see {@link RegistrationHandle.drain}), close the client, then let
+   * the process end as it would have (the signal is raised again). @defaultValue false
+   */
   readonly handleSignals?: boolean
   /** Deregister (bounded) when an uncaught exception or unhandled rejection ends the process. @defaultValue same as handleSignals */
   readonly handleCrashes?: boolean
@@ -106,6 +110,24 @@ export interface RegisterOptions {
   readonly shutdownTimeoutMs?: number
   /** Aborting it cancels a registration still in progress. */
   readonly signal?: AbortSignal
+  /**
+   * The server this instance serves on (node:http, node:https or node:http2). Draining stops it
+   * accepting after `drainDelayMs` and lets its requests in flight finish; HTTP/1.1 responses
+   * say `Connection: close` from the start of the drain.
+   */
+  readonly server?: DrainableServer
+  /**
+   * Called when the server would stop accepting (after `drainDelayMs`), for anything else to
+   * stop: `() => fastify.close()`, a worker pool. Bounded by `drainTimeoutMs`.
+   */
+  readonly onDrain?: () => Promise<void>
+  /**
+   * Wait between deregistering and stopping the server, so callers see the removal first.
+   * @defaultValue 5_000 with a `server` or `onDrain`, else 0
+   */
+  readonly drainDelayMs?: number
+  /** Bound on the requests in flight (and `onDrain`) once the server stops accepting. @defaultValue 10_000 */
+  readonly drainTimeoutMs?: number
 }
 
 /** What `wf.register()` resolves with. */
@@ -113,6 +135,14 @@ export interface RegistrationHandle extends AsyncDisposable {
   readonly service: string
   readonly id: string
   readonly state: RegistrationState
+  /** True once draining started (`drain()`, `wf.close()` or a handled signal). */
+  readonly draining: boolean
+  /**
+   * Takes the instance out of service without losing a request: deregister → wait
+   * `drainDelayMs` → stop the `server` and run `onDrain`, letting requests in flight finish
+   * within `drainTimeoutMs`. Bounded and idempotent. `wf.close()` drains every registration.
+   */
+  drain(): Promise<void>
   /** Bounded and idempotent: every call returns the same promise. */
   deregister(options?: {
     readonly timeoutMs?: number

@@ -2,6 +2,11 @@
  * `wf.register()`: validates the registration, hands it to the provider, tracks its state as
  * events, and deregisters exactly once, bounded in time (explicitly, on client close, on
  * SIGTERM/SIGINT or on a crash).
+ *
+ * Draining (`drain()`, `wf.close()`, SIGTERM/SIGINT) is deregistration plus what a server needs
+ * to lose no request: deregister → wait `drainDelayMs` so callers see the removal → stop
+ * accepting and let the requests in flight finish (up to `drainTimeoutMs`, with `onDrain`
+ * alongside). Every step is bounded, so the whole sequence is too.
  */
 import { abortReason, isAborted, linkedController, onAbort } from '../core/abort.js'
 import {
@@ -29,7 +34,15 @@ import type {
   RegistrationSession,
   RegistrationState,
 } from './registrar.js'
-import { onShutdown } from './shutdown.js'
+import { keepAlive } from '../core/keep-alive.js'
+import {
+  CLOSE_BOUND_MS,
+  DRAIN_OPTION_KEYS,
+  normalizeDrainOptions,
+  type NormalizedDrainOptions,
+} from './drain-options.js'
+import { trackServer, type ServerDrain } from './server-drain.js'
+import { onShutdown, type ShutdownCause } from './shutdown.js'
 
 /** Default bound on deregistration. */
 export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 3_000
@@ -51,6 +64,7 @@ const REGISTER_OPTION_KEYS = [
   'handleCrashes',
   'shutdownTimeoutMs',
   'signal',
+  ...DRAIN_OPTION_KEYS,
 ] as const
 
 /** Validates a registration and applies defaults. Throws `InvalidOptionError`. */
@@ -174,6 +188,15 @@ export interface NormalizedRegisterOptions {
   readonly handleCrashes: boolean
   readonly shutdownTimeoutMs: number
   readonly signal: AbortSignal | undefined
+  readonly drain: NormalizedDrainOptions
+}
+
+/** What a registration needs from its client to drain. */
+export interface DrainHost {
+  /** A drain started (the client reports DOWN from now on and waits for it on close). */
+  drainStarted(drain: Promise<void>): void
+  /** Closes the client (watches, leases, pools): the last step of a drain on a signal. */
+  close(): Promise<void>
 }
 
 export function normalizeRegisterOptions(
@@ -199,6 +222,7 @@ export function normalizeRegisterOptions(
         ? DEFAULT_SHUTDOWN_TIMEOUT_MS
         : checkDurationMs('options.shutdownTimeoutMs', o.shutdownTimeoutMs),
     signal,
+    drain: normalizeDrainOptions(o),
   }
 }
 
@@ -210,21 +234,40 @@ class LiveRegistration implements RegistrationHandle {
   readonly #ctx = new AbortController()
   readonly #timeoutMs: number
   readonly #onEnd: () => void
+  readonly #drainOptions: NormalizedDrainOptions
+  readonly #server: ServerDrain | undefined
+  readonly #host: DrainHost | undefined
   #state: RegistrationState = 'registered'
   #session: RegistrationSession | undefined
   #removeShutdown: (() => void) | undefined
   #deregistering: Promise<void> | undefined
+  #draining: Promise<void> | undefined
 
-  constructor(reg: NormalizedRegistration, hub: EventHub, timeoutMs: number, onEnd: () => void) {
+  constructor(
+    reg: NormalizedRegistration,
+    hub: EventHub,
+    options: NormalizedRegisterOptions,
+    onEnd: () => void,
+    host: DrainHost | undefined,
+  ) {
     this.service = reg.name
     this.id = reg.id
     this.#hub = hub
-    this.#timeoutMs = timeoutMs
+    this.#timeoutMs = options.shutdownTimeoutMs
     this.#onEnd = onEnd
+    this.#drainOptions = options.drain
+    // Tracked from now on, so that requests already in flight when draining starts are known.
+    this.#server =
+      options.drain.server === undefined ? undefined : trackServer(options.drain.server)
+    this.#host = host
   }
 
   get state(): RegistrationState {
     return this.#state
+  }
+
+  get draining(): boolean {
+    return this.#draining !== undefined
   }
 
   get contextSignal(): AbortSignal {
@@ -235,11 +278,53 @@ class LiveRegistration implements RegistrationHandle {
     this.#session = session
     if (options.handleSignals || options.handleCrashes)
       this.#removeShutdown = onShutdown({
-        run: () => this.deregister().catch(() => undefined),
-        timeoutMs: this.#timeoutMs,
+        run: (cause) => this.#onShutdown(cause),
+        boundMs: (kind) =>
+          kind === 'crash'
+            ? this.#timeoutMs
+            : this.#timeoutMs +
+              this.#drainOptions.drainDelayMs +
+              this.#drainOptions.drainTimeoutMs +
+              CLOSE_BOUND_MS,
         signals: options.handleSignals,
         crashes: options.handleCrashes,
       })
+  }
+
+  async #onShutdown(cause: ShutdownCause): Promise<void> {
+    // A crash: the process is in an unknown state; just take it out of the registry.
+    if (cause.kind === 'crash') {
+      await this.deregister().catch(() => undefined)
+      return
+    }
+    await this.drain()
+    // The process is about to end by the signal: close watches, leases and pools first. An
+    // application with its own listener for the signal decides that itself.
+    if (cause.processEnds) await this.#host?.close().catch(() => undefined)
+  }
+
+  drain(): Promise<void> {
+    if (this.#draining === undefined) {
+      this.#draining = keepAlive.while(this.#drain())
+      this.#host?.drainStarted(this.#draining)
+    }
+    return this.#draining
+  }
+
+  async #drain(): Promise<void> {
+    const { drainDelayMs, drainTimeoutMs, onDrain } = this.#drainOptions
+    const server = this.#server
+    // Responses from now on end their keep-alive socket: callers reconnect (elsewhere).
+    server?.markDraining()
+    // 1. Out of the registry, so callers stop picking us (bounded by shutdownTimeoutMs).
+    await this.deregister().catch(() => undefined)
+    // 2. Keep serving while callers learn of the removal.
+    if (drainDelayMs > 0) await new Promise<void>((resolve) => setTimeout(resolve, drainDelayMs))
+    // 3. Stop accepting; the requests in flight and the application's hook finish, bounded.
+    await Promise.allSettled([
+      server?.close(drainTimeoutMs),
+      onDrain === undefined ? undefined : boundedHook(onDrain, drainTimeoutMs, this.#hub, this),
+    ])
   }
 
   /** Provider → state (RegisterContext.onState). */
@@ -331,6 +416,37 @@ class LiveRegistration implements RegistrationHandle {
   }
 }
 
+/** Runs the application's `onDrain` hook, bounded; a failure becomes an `error` event. */
+async function boundedHook(
+  hook: () => Promise<void>,
+  timeoutMs: number,
+  hub: EventHub,
+  reg: { readonly service: string; readonly id: string },
+): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  const deadline = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => {
+      resolve('timeout')
+    }, timeoutMs)
+  })
+  try {
+    const outcome = await Promise.race([Promise.resolve().then(hook), deadline])
+    if (outcome === 'timeout')
+      throw new RegistrationError(
+        `onDrain of ${reg.service}/${reg.id} did not finish within drainTimeoutMs (${timeoutMs} ms)`,
+      )
+  } catch (err) {
+    const error = isWayfindError(err)
+      ? err
+      : new RegistrationError(`onDrain of ${reg.service}/${reg.id} failed: ${errorMessage(err)}`, {
+          cause: err,
+        })
+    hub.emit('error', { service: reg.service, error })
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 /**
  * Registers through `provider` and returns the live handle. `onEnd` is called when the handle
  * starts deregistering (the client forgets it then).
@@ -341,6 +457,7 @@ export async function startRegistration(
   optionsInput: RegisterOptions | undefined,
   hub: EventHub,
   track: (handle: RegistrationHandle) => () => void,
+  host?: DrainHost,
 ): Promise<RegistrationHandle> {
   const reg = normalizeRegistration(input)
   const options = normalizeRegisterOptions(optionsInput)
@@ -351,9 +468,15 @@ export async function startRegistration(
   if (options.signal?.aborted === true) throw abortReason(options.signal)
 
   let untrack: () => void = () => {}
-  const handle = new LiveRegistration(reg, hub, options.shutdownTimeoutMs, () => {
-    untrack()
-  })
+  const handle = new LiveRegistration(
+    reg,
+    hub,
+    options,
+    () => {
+      untrack()
+    },
+    host,
+  )
   untrack = track(handle)
   const ctxSignal = handle.contextSignal
   // The caller's signal cancels a registration still in progress (not a finished one).

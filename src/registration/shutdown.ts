@@ -1,24 +1,35 @@
 /**
- * Deregistration at process end: SIGTERM/SIGINT and crashes (uncaught exceptions, unhandled
- * rejections). Bounded in time, run once, and then the process ends the way it would have
- * without us: the signal is raised again, the error thrown again.
+ * Process end: on SIGTERM/SIGINT each registration drains (deregister, wait for callers to see
+ * it, let requests in flight finish, close the client); on a crash (uncaught exception,
+ * unhandled rejection) it only deregisters. Bounded in time, run once, and then the process ends
+ * the way it would have without us: the signal is raised again, the error thrown again.
  *
  * Signals are per process, so this is the one piece of process-wide state in wayfind. It is
  * created on the first `register({ handleSignals: true })`, never at import, and its listeners
  * are removed as soon as no registration needs them.
  */
 
-/** Something to run at shutdown: a registration's bounded deregistration. */
+const SIGNALS = ['SIGTERM', 'SIGINT'] as const
+type HandledSignal = (typeof SIGNALS)[number]
+
+/** Why a shutdown task runs. */
+export type ShutdownCause =
+  | {
+      readonly kind: 'signal'
+      readonly signal: HandledSignal
+      /** True when wayfind will raise the signal again (the application does not listen). */
+      readonly processEnds: boolean
+    }
+  | { readonly kind: 'crash' }
+
+/** Something to run at shutdown: a registration's bounded drain or deregistration. */
 export interface ShutdownTask {
-  /** Must settle within `timeoutMs` (the caller also bounds it). */
-  run(): Promise<void>
-  readonly timeoutMs: number
+  /** Must settle within `boundMs(cause.kind)` (the coordinator also bounds it). */
+  run(cause: ShutdownCause): Promise<void>
+  boundMs(kind: ShutdownCause['kind']): number
   readonly signals: boolean
   readonly crashes: boolean
 }
-
-const SIGNALS = ['SIGTERM', 'SIGINT'] as const
-type HandledSignal = (typeof SIGNALS)[number]
 
 class ShutdownCoordinator {
   readonly #tasks = new Set<ShutdownTask>()
@@ -60,18 +71,18 @@ class ShutdownCoordinator {
     this.#crashesInstalled = false
   }
 
-  /** Runs every matching task once, all at once, bounded by the largest timeout. */
-  #runAll(filter: (t: ShutdownTask) => boolean): Promise<void> {
+  /** Runs every matching task once, all at once, bounded by the largest bound: one deadline. */
+  #runAll(cause: ShutdownCause): Promise<void> {
     this.#running ??= (async () => {
-      const tasks = [...this.#tasks].filter(filter)
-      const bound = Math.max(0, ...tasks.map((t) => t.timeoutMs)) + 50
+      const tasks = [...this.#tasks].filter((t) => (cause.kind === 'crash' ? t.crashes : t.signals))
+      const bound = Math.max(0, ...tasks.map((t) => t.boundMs(cause.kind))) + 50
       let timer: NodeJS.Timeout | undefined
       // This timer is deliberately NOT unref'd: it keeps the process alive just long enough
       // to finish deregistering, and never longer than the bound.
       const deadline = new Promise<void>((resolve) => {
         timer = setTimeout(resolve, bound)
       })
-      await Promise.race([Promise.allSettled(tasks.map((t) => t.run())), deadline])
+      await Promise.race([Promise.allSettled(tasks.map((t) => t.run(cause))), deadline])
       clearTimeout(timer)
     })()
     return this.#running
@@ -83,7 +94,9 @@ class ShutdownCoordinator {
       this.#reraise(signal)
       return
     }
-    void this.#runAll((t) => t.signals).then(() => {
+    // Only our listener: the process ends by the signal once we are done.
+    const processEnds = process.listenerCount(signal) === 1
+    void this.#runAll({ kind: 'signal', signal, processEnds }).then(() => {
       this.#reraise(signal)
     })
   }
@@ -100,7 +113,7 @@ class ShutdownCoordinator {
     // Another uncaughtException listener means the application handles crashes itself and
     // the process survives: nothing for us to do.
     if (process.listenerCount('uncaughtException') > 1) return
-    void this.#runAll((t) => t.crashes).then(() => {
+    void this.#runAll({ kind: 'crash' }).then(() => {
       this.#removeCrashListeners()
       // Thrown again with no listener left: Node prints it and exits with code 1, as it would
       // have without us.
@@ -126,7 +139,7 @@ class ShutdownCoordinator {
       })
       return
     }
-    void this.#runAll((t) => t.crashes).then(() => {
+    void this.#runAll({ kind: 'crash' }).then(() => {
       this.#removeCrashListeners()
       process.nextTick(() => {
         throw error

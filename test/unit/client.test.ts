@@ -26,6 +26,14 @@ describe('createWayfind options', () => {
     [{ idleTtlMs: 2 ** 31 - 1 }, 'idleTtlMs', /between 1000 and 604800000/],
     [{ resolveTimeout: 5_000 }, 'resolveTimeout', /did you mean "resolveTimeoutMs"/],
     [{ random: 4 }, 'random', /function/],
+    [{ resolveTimeoutMs: Number.NaN }, 'resolveTimeoutMs', /milliseconds/],
+    [{ dispatcher: { resolved: true } }, 'dispatcher.resolved', /has no option "resolved"/],
+    [
+      { dispatcher: { retry: { maxAttempts: 3 } } },
+      'dispatcher.retry.maxAttempts',
+      /"dispatcher\.retry" has no option "maxAttempts"/,
+    ],
+    [{ dispatcher: { conections: 3 } }, 'dispatcher.conections', /"dispatcher\.connections"/],
   ])('rejects %j, naming %s and the fix', (options, option, fix) => {
     const e = invalidOption(() => createWayfind(options as never))
     expect(e.code).toBe('WAYFIND_ERR_INVALID_OPTION')

@@ -15,7 +15,7 @@ import {
   type IOptions,
 } from 'etcd3'
 import { errorMessage, RegistryUnavailableError } from '../../errors.js'
-import type { NormalizedEtcdOptions } from './options.js'
+import type { ParsedEtcdOptions } from './options.js'
 
 const log = debuglog('wayfind')
 
@@ -55,7 +55,7 @@ export class WayfindEtcd3 extends Etcd3 {
 }
 
 /** Creates the etcd3 client. No I/O happens until the first call. */
-export function createEtcdClient(o: NormalizedEtcdOptions): WayfindEtcd3 {
+export function createEtcdClient(o: ParsedEtcdOptions): WayfindEtcd3 {
   const single = o.hosts.length === 1
   const options: IOptions = {
     hosts: [...o.hosts],
@@ -66,8 +66,8 @@ export function createEtcdClient(o: NormalizedEtcdOptions): WayfindEtcd3 {
       'grpc.keepalive_timeout_ms': o.keepaliveTimeoutMs,
       'grpc.keepalive_permit_without_calls': 1,
       // grpc-js' own reconnect backoff (1 s up to 120 s by default) would otherwise stack on ours.
-      'grpc.initial_reconnect_backoff_ms': Math.min(o.retryInitialMs, 1_000),
-      'grpc.max_reconnect_backoff_ms': o.retryMaxMs,
+      'grpc.initial_reconnect_backoff_ms': Math.min(o.backoff.initialMs, 1_000),
+      'grpc.max_reconnect_backoff_ms': o.backoff.maxMs,
     },
     // Unary calls only: streams live until we cancel them.
     defaultCallOptions: (ctx) =>

@@ -1,8 +1,20 @@
 /**
- * Options of the etcd registry, their defaults, and their validation (at construction, with
- * `InvalidOptionError`: option, value received, fix).
+ * Options of the etcd registry: the public interfaces and their schema (defaults and checks,
+ * in one place). Checked at construction: `InvalidOptionError` names the option, the value
+ * received (credentials redacted) and the fix.
  */
-import { InvalidOptionError } from '../../errors.js'
+import { parseOptions, type OptionContext } from '../../core/options/check.js'
+import { backoff, type BackoffOption } from '../../core/options/common.js'
+import {
+  custom,
+  duration,
+  integer,
+  object,
+  string,
+  withMethods,
+  type OutputOf,
+  type SchemaFor,
+} from '../../core/options/schema.js'
 import { defaultEtcdCodec, type EtcdCodec } from './mapping.js'
 
 /** TLS material for etcd (`--trusted-ca-file`, and a client certificate for `--client-cert-auth`). */
@@ -34,9 +46,9 @@ export interface EtcdRegistryOptions {
    * @defaultValue '/services/'
    */
   readonly prefix?: string
-  /** User and password, when etcd has auth enabled. */
+  /** User and password, when etcd has auth enabled. Secret: never quoted in errors. */
   readonly auth?: EtcdAuth
-  /** TLS material; implied TLS even with bare `host:port` hosts. */
+  /** TLS material; implied TLS even with bare `host:port` hosts. Never quoted in errors. */
   readonly credentials?: EtcdCredentials
   /** Value decoder. @defaultValue the layout-detecting codec (see `mapping.ts`) */
   readonly codec?: EtcdCodec
@@ -55,236 +67,136 @@ export interface EtcdRegistryOptions {
   readonly keepaliveTimeMs?: number
   /** How long a keepalive ping may stay unanswered. @defaultValue 5_000 */
   readonly keepaliveTimeoutMs?: number
-  /** First retry delay after a failure (jittered, doubling). @defaultValue 100 */
-  readonly retryInitialMs?: number
-  /** Largest retry delay; also bounds how long recovery can lag behind etcd's return. @defaultValue 1_000 */
-  readonly retryMaxMs?: number
+  /**
+   * Retry delays of every retry loop (watch, list, lease re-grant): jittered, from `initialMs`
+   * doubling up to `maxMs`. `maxMs` also caps gRPC's own reconnect backoff, so it bounds how
+   * long recovery can lag behind etcd's return. @defaultValue `{ initialMs: 100, maxMs: 1_000 }`
+   */
+  readonly backoff?: BackoffOption
   /** Keys per Range page when listing a service (every page is pinned to one revision). @defaultValue 500 */
   readonly pageSize?: number
 }
 
-/** Options with defaults applied. @internal */
-export interface NormalizedEtcdOptions {
-  readonly hosts: readonly string[]
-  readonly prefix: string
-  readonly auth: EtcdAuth | undefined
-  readonly credentials:
-    { rootCertificate: Buffer; certChain?: Buffer; privateKey?: Buffer } | undefined
-  readonly codec: EtcdCodec
-  readonly leaseTtlMs: number
-  readonly requestTimeoutMs: number
-  readonly keepaliveTimeMs: number
-  readonly keepaliveTimeoutMs: number
-  readonly retryInitialMs: number
-  readonly retryMaxMs: number
-  readonly pageSize: number
+interface TlsMaterial {
+  readonly rootCertificate: Buffer
+  readonly certChain?: Buffer
+  readonly privateKey?: Buffer
 }
-
-export const ETCD_DEFAULTS = Object.freeze({
-  prefix: '/services/',
-  leaseTtlMs: 10_000,
-  requestTimeoutMs: 5_000,
-  keepaliveTimeMs: 10_000,
-  keepaliveTimeoutMs: 5_000,
-  retryInitialMs: 100,
-  retryMaxMs: 1_000,
-  pageSize: 500,
-})
 
 const HOST_RE = /^(?:(https?):\/\/)?(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})\/?$/
+const HOST_FIX =
+  'Use "host:port", "http://host:port" or "https://host:port" (credentials go in the "auth" option).'
 
-/** Validates `options` and applies defaults. Throws `InvalidOptionError`. */
-export function normalizeEtcdOptions(options: EtcdRegistryOptions): NormalizedEtcdOptions {
-  // Runtime checks: JavaScript callers get the same clear errors as TypeScript ones.
-  if (!isRecord(options))
-    throw new InvalidOptionError(
-      'etcd options',
-      options,
-      'Pass an object such as { hosts: ["127.0.0.1:2379"] }.',
-    )
-  const hostList: readonly unknown[] =
-    typeof options.hosts === 'string'
-      ? [options.hosts]
-      : Array.isArray(options.hosts)
-        ? options.hosts
-        : []
-  if (hostList.length === 0)
-    throw new InvalidOptionError(
-      'hosts',
-      options.hosts,
-      'Give at least one etcd member as "host:port" or "http://host:port".',
-    )
-  const schemes = new Set<string>()
-  const hosts: string[] = []
-  for (const [i, h] of hostList.entries()) {
-    const m = typeof h === 'string' ? HOST_RE.exec(h.trim()) : null
-    if (m === null || Number(m[3]) < 1 || Number(m[3]) > 65535)
-      throw new InvalidOptionError(
-        `hosts[${String(i)}]`,
-        h,
-        'Use "host:port", "http://host:port" or "https://host:port".',
-      )
-    schemes.add(m[1] ?? 'plain')
-    hosts.push((h as string).trim().replace(/\/$/, ''))
-  }
+/** One member address, trimmed and without a trailing slash. */
+const host = string({ fix: HOST_FIX })
+  .required(HOST_FIX)
+  .map((h, at) => {
+    const m = HOST_RE.exec(h.trim())
+    if (m === null || Number(m[3]) < 1 || Number(m[3]) > 65535) return at.fail(h, HOST_FIX)
+    return h.trim().replace(/\/$/, '')
+  })
+
+/** `hosts`: one member or a non-empty list of them. */
+const hosts = custom<readonly string[]>('host or list of hosts', (v, at) => {
+  const fix = 'Give at least one etcd member as "host:port" or "http://host:port".'
+  if (typeof v === 'string') return Object.freeze([host.parse(v, at.child(0))])
+  if (!Array.isArray(v) || v.length === 0) return at.fail(v, fix)
+  return Object.freeze(v.map((h: unknown, i) => host.parse(h, at.child(i))))
+}).required('Give at least one etcd member as "host:port" or "http://host:port".')
+
+/** PEM text (string or Buffer), as a Buffer. */
+const pem = custom<Buffer>('PEM', (v, at) => {
+  if (typeof v === 'string' && v.includes('-----BEGIN')) return Buffer.from(v)
+  if (Buffer.isBuffer(v) && v.includes('-----BEGIN')) return v
+  return at.fail(v, 'Pass the PEM text (string or Buffer), not a file path.')
+})
+
+const credentialsSchema = {
+  rootCertificate: pem.required("Pass the PEM of the CA that signed etcd's certificate."),
+  certChain: pem,
+  privateKey: pem,
+} satisfies SchemaFor<EtcdCredentials>
+
+const authSchema = {
+  username: string({ fix: 'Give the etcd user name as a non-empty string.' }).required(
+    'Give the etcd user name as a non-empty string.',
+  ),
+  password: string({ fix: 'Give the etcd password as a non-empty string.' }).required(
+    'Give the etcd password as a non-empty string.',
+  ),
+} satisfies SchemaFor<EtcdAuth>
+
+/** The schema of {@link EtcdRegistryOptions}: every default and check of `etcd()`. */
+export const etcdSchema = {
+  hosts,
+  prefix: string({ allowEmpty: true, fix: 'Use a key prefix string such as "/services/".' })
+    .default('/services/')
+    .map((p) => (p === '' || p.endsWith('/') ? p : `${p}/`)),
+  auth: object(authSchema, { fix: 'Pass { username, password }.' }).secret(),
+  credentials: object(credentialsSchema, {
+    fix: 'Pass { rootCertificate, certChain?, privateKey? } as PEM.',
+    refine: (c, at) => {
+      if ((c.certChain === undefined) !== (c.privateKey === undefined))
+        at.child(c.certChain === undefined ? 'certChain' : 'privateKey').fail(
+          undefined,
+          'A client certificate needs both certChain and privateKey.',
+        )
+    },
+  })
+    .secret()
+    // The shape etcd3 takes: absent parts left out.
+    .map(({ rootCertificate, certChain, privateKey }): TlsMaterial => ({
+      rootCertificate,
+      ...(certChain === undefined ? {} : { certChain }),
+      ...(privateKey === undefined ? {} : { privateKey }),
+    })),
+  codec: withMethods<EtcdCodec>(
+    ['decode'],
+    'Pass an object with decode(entry) (see EtcdCodec).',
+  ).default(defaultEtcdCodec),
+  // etcd lease TTLs are whole seconds: at least one.
+  leaseTtlMs: duration({ min: 1_000 }).default(10_000),
+  requestTimeoutMs: duration().default(5_000),
+  // etcd refuses pings more often than every 5 s (--grpc-keepalive-min-time).
+  keepaliveTimeMs: duration({ min: 5_000 }).default(10_000),
+  keepaliveTimeoutMs: duration().default(5_000),
+  backoff: backoff({ initialMs: 100, maxMs: 1_000 }),
+  pageSize: integer(1, 100_000).default(500),
+} satisfies SchemaFor<EtcdRegistryOptions>
+
+const etcdOptions = object(etcdSchema, {
+  fix: 'Pass an object such as { hosts: ["127.0.0.1:2379"] }.',
+  renamed: { retryInitialMs: 'backoff.initialMs', retryMaxMs: 'backoff.maxMs' },
+  refine: checkSchemes,
+}).default({})
+
+/** Every member uses one scheme, and TLS credentials need https (or bare host:port). */
+function checkSchemes(
+  o: { readonly hosts: readonly string[]; readonly credentials: unknown },
+  at: OptionContext,
+): void {
+  const schemes = new Set(o.hosts.map((h) => /^(https?):\/\//.exec(h)?.[1] ?? 'plain'))
   if (schemes.has('http') && schemes.has('https'))
-    throw new InvalidOptionError(
-      'hosts',
-      options.hosts,
+    at.child('hosts').fail(
+      o.hosts,
       'Use the same scheme for every member: all http:// or all https://.',
     )
-  if (options.credentials !== undefined && schemes.has('http'))
-    throw new InvalidOptionError(
-      'hosts',
-      options.hosts,
+  if (o.credentials !== undefined && schemes.has('http'))
+    at.child('hosts').fail(
+      o.hosts,
       'TLS credentials were given: use https:// (or bare host:port) hosts.',
     )
-
-  let prefix = options.prefix ?? ETCD_DEFAULTS.prefix
-  if (typeof prefix !== 'string' || /[\0]/.test(prefix))
-    throw new InvalidOptionError(
-      'prefix',
-      options.prefix,
-      'Use a key prefix string such as "/services/".',
-    )
-  if (prefix !== '' && !prefix.endsWith('/')) prefix += '/'
-
-  const auth = options.auth
-  if (auth !== undefined) {
-    if (!isRecord(auth) || typeof auth.username !== 'string' || auth.username === '')
-      throw new InvalidOptionError(
-        'auth.username',
-        isRecord(auth) ? auth.username : auth,
-        'Give the etcd user name as a non-empty string.',
-      )
-    // Never echo the password back: describe its type only.
-    if (typeof auth.password !== 'string' || auth.password === '')
-      throw new InvalidOptionError(
-        'auth.password',
-        typeof auth.password === 'string' ? '(empty string)' : typeof auth.password,
-        'Give the etcd password as a non-empty string.',
-      )
-  }
-
-  const credentials = normalizeCredentials(options.credentials)
-
-  const codec = options.codec ?? defaultEtcdCodec
-  if (!isRecord(codec) || typeof codec.decode !== 'function')
-    throw new InvalidOptionError(
-      'codec',
-      codec,
-      'Pass an object with decode(entry) (see EtcdCodec).',
-    )
-
-  const leaseTtlMs = duration(
-    options,
-    'leaseTtlMs',
-    1_000,
-    'etcd lease TTLs are whole seconds, at least 1 s.',
-  )
-  const retryInitialMs = duration(options, 'retryInitialMs', 1, 'Use a delay of at least 1 ms.')
-  const retryMaxMs = duration(options, 'retryMaxMs', 1, 'Use a delay of at least 1 ms.')
-  if (retryMaxMs < retryInitialMs)
-    throw new InvalidOptionError(
-      'retryMaxMs',
-      retryMaxMs,
-      `Use a value of at least retryInitialMs (${String(retryInitialMs)}).`,
-    )
-  const keepaliveTimeMs = duration(
-    options,
-    'keepaliveTimeMs',
-    5_000,
-    'etcd refuses pings more often than every 5 s (--grpc-keepalive-min-time).',
-  )
-  const pageSize = options.pageSize ?? ETCD_DEFAULTS.pageSize
-  if (!Number.isInteger(pageSize) || pageSize < 1)
-    throw new InvalidOptionError(
-      'pageSize',
-      pageSize,
-      'Use a positive integer number of keys per page.',
-    )
-  return {
-    hosts,
-    prefix,
-    auth: auth === undefined ? undefined : { username: auth.username, password: auth.password },
-    credentials,
-    codec,
-    leaseTtlMs,
-    requestTimeoutMs: duration(options, 'requestTimeoutMs', 1, 'Use a timeout of at least 1 ms.'),
-    keepaliveTimeMs,
-    keepaliveTimeoutMs: duration(
-      options,
-      'keepaliveTimeoutMs',
-      1,
-      'Use a timeout of at least 1 ms.',
-    ),
-    retryInitialMs,
-    retryMaxMs,
-    pageSize,
-  }
 }
 
-type DurationKey =
-  | 'leaseTtlMs'
-  | 'requestTimeoutMs'
-  | 'keepaliveTimeMs'
-  | 'keepaliveTimeoutMs'
-  | 'retryInitialMs'
-  | 'retryMaxMs'
+/** {@link EtcdRegistryOptions} checked, with defaults applied. Frozen. @internal */
+export type ParsedEtcdOptions = OutputOf<typeof etcdOptions>
 
-function duration(
-  options: EtcdRegistryOptions,
-  key: DurationKey,
-  min: number,
-  fix: string,
-): number {
-  const v = options[key] ?? ETCD_DEFAULTS[key]
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < min)
-    throw new InvalidOptionError(key, v, fix)
-  return v
+/** Checks `options` and applies defaults. Throws `InvalidOptionError`. */
+export function parseEtcdOptions(options: EtcdRegistryOptions): ParsedEtcdOptions {
+  return parseOptions(etcdOptions, options, { label: 'etcd()' })
 }
 
 /** Converts a lease TTL in ms to etcd's whole seconds (rounded up: never shorter than asked). */
 export function leaseTtlSeconds(ttlMs: number): number {
   return Math.max(1, Math.ceil(ttlMs / 1000))
-}
-
-function normalizeCredentials(
-  c: EtcdCredentials | undefined,
-): NormalizedEtcdOptions['credentials'] {
-  if (c === undefined) return undefined
-  const pem = (v: unknown, option: string, required: boolean): Buffer | undefined => {
-    if (v === undefined && !required) return undefined
-    if (typeof v === 'string' && v.includes('-----BEGIN')) return Buffer.from(v)
-    if (Buffer.isBuffer(v) && v.includes('-----BEGIN')) return v
-    throw new InvalidOptionError(
-      option,
-      typeof v === 'string' ? '(a string that is not PEM)' : v,
-      'Pass the PEM text (string or Buffer), not a file path.',
-    )
-  }
-  if (!isRecord(c))
-    throw new InvalidOptionError(
-      'credentials',
-      c,
-      'Pass { rootCertificate, certChain?, privateKey? } as PEM.',
-    )
-  const rootCertificate = pem(c.rootCertificate, 'credentials.rootCertificate', true) as Buffer
-  const certChain = pem(c.certChain, 'credentials.certChain', false)
-  const privateKey = pem(c.privateKey, 'credentials.privateKey', false)
-  if ((certChain === undefined) !== (privateKey === undefined))
-    throw new InvalidOptionError(
-      certChain === undefined ? 'credentials.certChain' : 'credentials.privateKey',
-      undefined,
-      'A client certificate needs both certChain and privateKey.',
-    )
-  return {
-    rootCertificate,
-    ...(certChain === undefined ? {} : { certChain }),
-    ...(privateKey === undefined ? {} : { privateKey }),
-  }
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null
 }

@@ -12,11 +12,7 @@ import type {
 } from '../../registration/registrar.js'
 import type { RegistryProvider, WatchListener, WatchOptions } from '../provider.js'
 import { createEtcdClient, type WayfindEtcd3 } from './client.js'
-import {
-  normalizeEtcdOptions,
-  type EtcdRegistryOptions,
-  type NormalizedEtcdOptions,
-} from './options.js'
+import { parseEtcdOptions, type EtcdRegistryOptions, type ParsedEtcdOptions } from './options.js'
 import { checkEtcdRegistration, registerInEtcd, type RegistrarHooks } from './registrar.js'
 import { watchService } from './service-watch.js'
 
@@ -43,19 +39,19 @@ export interface EtcdProviderHooks extends RegistrarHooks {
  * ```
  */
 export function etcd(options: EtcdRegistryOptions): RegistryProvider {
-  return new EtcdProvider(normalizeEtcdOptions(options))
+  return new EtcdProvider(parseEtcdOptions(options))
 }
 
 /** @internal exported for tests (hooks). Users call {@link etcd}. */
 export class EtcdProvider extends Closable implements RegistryProvider {
   readonly name = 'etcd'
-  readonly #options: NormalizedEtcdOptions
+  readonly #options: ParsedEtcdOptions
   readonly #hooks: EtcdProviderHooks
   #client: WayfindEtcd3 | undefined
   readonly #loops = new Set<Promise<void>>()
   readonly #watches = new Set<AbortController>()
 
-  constructor(options: NormalizedEtcdOptions, hooks: EtcdProviderHooks = {}) {
+  constructor(options: ParsedEtcdOptions, hooks: EtcdProviderHooks = {}) {
     super('etcd registry')
     this.#options = options
     this.#hooks = hooks
@@ -63,7 +59,7 @@ export class EtcdProvider extends Closable implements RegistryProvider {
 
   /** Builds a provider with test hooks. @internal */
   static withHooks(options: EtcdRegistryOptions, hooks: EtcdProviderHooks): EtcdProvider {
-    return new EtcdProvider(normalizeEtcdOptions(options), hooks)
+    return new EtcdProvider(parseEtcdOptions(options), hooks)
   }
 
   #etcd(): WayfindEtcd3 {

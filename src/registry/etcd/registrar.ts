@@ -25,7 +25,7 @@ import type {
 } from '../../registration/registrar.js'
 import { debug, unavailable, type WayfindEtcd3 } from './client.js'
 import { encodeRegistration } from './mapping.js'
-import { leaseTtlSeconds, type NormalizedEtcdOptions } from './options.js'
+import { leaseTtlSeconds, type ParsedEtcdOptions } from './options.js'
 import { runRevisionWatch } from './revision-watch.js'
 
 /** Observability hooks for tests. @internal */
@@ -37,7 +37,7 @@ export interface RegistrarHooks {
 /** Throws `InvalidOptionError` when `reg` cannot be expressed on etcd. Does no I/O. */
 export function checkEtcdRegistration(
   reg: NormalizedRegistration,
-  options: NormalizedEtcdOptions,
+  options: ParsedEtcdOptions,
 ): number {
   if (reg.check?.kind === 'http')
     throw new InvalidOptionError(
@@ -68,7 +68,7 @@ export function checkEtcdRegistration(
 /** Registers `reg`; resolves after the first put, rejects with RegistrationError if it fails. */
 export async function registerInEtcd(
   client: WayfindEtcd3,
-  options: NormalizedEtcdOptions,
+  options: ParsedEtcdOptions,
   reg: NormalizedRegistration,
   ctx: RegisterContext,
   providerSignal: AbortSignal,
@@ -80,7 +80,7 @@ export async function registerInEtcd(
   const what = `registering ${reg.name}/${reg.id}`
   const { controller, dispose } = linkedController(ctx.signal, providerSignal)
   const signal = controller.signal
-  const backoff = new Backoff({ initialMs: options.retryInitialMs, maxMs: options.retryMaxMs })
+  const backoff = new Backoff(options.backoff)
   let lease: Lease | undefined
   let state: 'registered' | 'degraded' | 'lost' = 'registered'
   // Mutated from event handlers: kept in an object so control-flow narrowing does not lie.

@@ -17,7 +17,7 @@ import { abortReason, isAborted, sleep } from '../../core/abort.js'
 import { Backoff } from '../../core/backoff.js'
 import { errorMessage, type WayfindError } from '../../errors.js'
 import { debug, isInvalidToken, unavailable, type WayfindEtcd3 } from './client.js'
-import type { NormalizedEtcdOptions } from './options.js'
+import type { ParsedEtcdOptions } from './options.js'
 import { watchMuxOf, type StreamEnd } from './watch-mux.js'
 
 /** Receives the state of the range. Called in order, never after the signal aborted. */
@@ -40,13 +40,13 @@ export interface RevisionWatchHandler {
  */
 export async function runRevisionWatch(
   client: WayfindEtcd3,
-  options: NormalizedEtcdOptions,
+  options: ParsedEtcdOptions,
   range: { readonly key: Buffer; readonly end: Buffer },
   handler: RevisionWatchHandler,
   signal: AbortSignal,
   what: string,
 ): Promise<void> {
-  const backoff = new Backoff({ initialMs: options.retryInitialMs, maxMs: options.retryMaxMs })
+  const backoff = new Backoff(options.backoff)
   const username = options.auth?.username
   // Last revision whose events are all applied; undefined until the first listing.
   let applied: bigint | undefined
@@ -139,7 +139,7 @@ export async function runRevisionWatch(
 /** Lists `range` at one revision, page by page (every page pinned to the first page's revision). */
 async function listRange(
   client: WayfindEtcd3,
-  options: NormalizedEtcdOptions,
+  options: ParsedEtcdOptions,
   range: { readonly key: Buffer; readonly end: Buffer },
   signal: AbortSignal,
 ): Promise<{ kvs: IKeyValue[]; revision: bigint }> {

@@ -9,13 +9,13 @@ import type { Instance } from '../../instance.js'
 import type { WatchListener } from '../provider.js'
 import { debug, prefixEnd, type WayfindEtcd3 } from './client.js'
 import { decodeEntry } from './mapping.js'
-import type { NormalizedEtcdOptions } from './options.js'
+import type { ParsedEtcdOptions } from './options.js'
 import { runRevisionWatch } from './revision-watch.js'
 
 /** Starts watching `service`; everything stops when `signal` aborts. */
 export function watchService(
   client: WayfindEtcd3,
-  options: NormalizedEtcdOptions,
+  options: ParsedEtcdOptions,
   service: string,
   listener: WatchListener,
   signal: AbortSignal,

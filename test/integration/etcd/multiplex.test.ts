@@ -6,7 +6,7 @@
  */
 import type { Etcd3 } from 'etcd3'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { normalizeEtcdOptions } from '../../../src/registry/etcd/options.js'
+import { parseEtcdOptions } from '../../../src/registry/etcd/options.js'
 import { EtcdProvider } from '../../../src/registry/etcd/provider.js'
 import { EtcdServer } from '../../support/etcd.js'
 import { TcpProxy } from '../../support/tcp-proxy.js'
@@ -53,7 +53,7 @@ describe('one Watch stream per etcd client', () => {
     const names = Array.from({ length: 20 }, (_, i) => `svc${i}`)
     for (const [i, n] of names.entries())
       await writer.put(`${prefix}${n}/a`).value(wayfindValue('a', 8000 + i, { name: n }))
-    const provider = new EtcdProvider(normalizeEtcdOptions({ hosts: server.host, prefix }))
+    const provider = new EtcdProvider(parseEtcdOptions({ hosts: server.host, prefix }))
     const recs = names.map(() => new Recorder())
     try {
       for (const [i, n] of names.entries())
@@ -77,7 +77,7 @@ describe('one Watch stream per etcd client', () => {
 
   it('cancels a service that leaves on the shared stream; the others keep their events', async () => {
     const prefix = '/mx2/'
-    const provider = new EtcdProvider(normalizeEtcdOptions({ hosts: server.host, prefix }))
+    const provider = new EtcdProvider(parseEtcdOptions({ hosts: server.host, prefix }))
     const names = ['a', 'b', 'c']
     const recs = names.map(() => new Recorder())
     const acs = names.map(() => new AbortController())
@@ -106,7 +106,7 @@ describe('one Watch stream per etcd client', () => {
     const prefix = '/mx3/'
     const proxy = await TcpProxy.start({ port: server.clientPort })
     const provider = new EtcdProvider(
-      normalizeEtcdOptions({ hosts: proxy.host, prefix, retryInitialMs: 10, retryMaxMs: 100 }),
+      parseEtcdOptions({ hosts: proxy.host, prefix, backoff: { initialMs: 10, maxMs: 100 } }),
     )
     const names = ['p', 'q', 'r', 's']
     const recs = names.map(() => new Recorder())

@@ -6,7 +6,7 @@ import { EventEmitter } from 'node:events'
 import type { IEvent } from 'etcd3'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { createEtcdClient, prefixEnd } from '../../../src/registry/etcd/client.js'
-import { normalizeEtcdOptions } from '../../../src/registry/etcd/options.js'
+import { parseEtcdOptions } from '../../../src/registry/etcd/options.js'
 import { EtcdProvider } from '../../../src/registry/etcd/provider.js'
 import { runRevisionWatch } from '../../../src/registry/etcd/revision-watch.js'
 import { ErrorCode } from '../../../src/errors.js'
@@ -31,7 +31,7 @@ it('delivers every event once, in order, across SIGKILL + restart with writes wh
   // The watcher goes through a proxy held shut until the writes are done, so they really
   // happen while it is disconnected.
   const proxy = await TcpProxy.start({ port: server.clientPort })
-  const options = normalizeEtcdOptions({ hosts: proxy.host, prefix })
+  const options = parseEtcdOptions({ hosts: proxy.host, prefix })
   const client = createEtcdClient(options)
   const writer = server.client()
   const seen: bigint[] = []
@@ -124,7 +124,7 @@ it('provider: snapshots converge after SIGKILL, a 5 s outage and a restart (meas
   const prefix = '/r2/'
   const writer = server.client()
   await putEventually(writer, `${prefix}svc/a`, wayfindValue('a', 8001))
-  const provider = new EtcdProvider(normalizeEtcdOptions({ hosts: server.host, prefix }))
+  const provider = new EtcdProvider(parseEtcdOptions({ hosts: server.host, prefix }))
   const rec = new Recorder()
   const ac = new AbortController()
   try {
@@ -161,7 +161,7 @@ it('re-lists when etcd comes back with its data wiped (revisions start over)', a
   for (let i = 0; i < 20; i++)
     await putEventually(writer, `${prefix}svc/a`, wayfindValue('a', 8000 + i))
   await putEventually(writer, `${prefix}svc/b`, wayfindValue('b', 8100))
-  const provider = new EtcdProvider(normalizeEtcdOptions({ hosts: server.host, prefix }))
+  const provider = new EtcdProvider(parseEtcdOptions({ hosts: server.host, prefix }))
   const rec = new Recorder()
   const ac = new AbortController()
   try {

@@ -7,7 +7,7 @@ import type { Etcd3, IEvent } from 'etcd3'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ErrorCode } from '../../../src/errors.js'
 import { prefixEnd } from '../../../src/registry/etcd/client.js'
-import { normalizeEtcdOptions } from '../../../src/registry/etcd/options.js'
+import { parseEtcdOptions } from '../../../src/registry/etcd/options.js'
 import { EtcdProvider } from '../../../src/registry/etcd/provider.js'
 import { runRevisionWatch } from '../../../src/registry/etcd/revision-watch.js'
 import { createEtcdClient } from '../../../src/registry/etcd/client.js'
@@ -33,7 +33,7 @@ describe('etcd provider watch', () => {
     const prefix = '/t1/'
     await writer.put(`${prefix}svc/a`).value(wayfindValue('a', 8001))
     await writer.put(`${prefix}svc-admin/x`).value(wayfindValue('x', 8009, { name: 'svc-admin' }))
-    const provider = new EtcdProvider(normalizeEtcdOptions({ hosts: server.host, prefix }))
+    const provider = new EtcdProvider(parseEtcdOptions({ hosts: server.host, prefix }))
     const rec = new Recorder()
     const ac = new AbortController()
     try {
@@ -75,9 +75,7 @@ describe('etcd provider watch', () => {
     const ids = Array.from({ length: 7 }, (_, i) => `i${String(i)}`)
     for (const [n, id] of ids.entries())
       await writer.put(`${prefix}svc/${id}`).value(wayfindValue(id, 8000 + n))
-    const provider = new EtcdProvider(
-      normalizeEtcdOptions({ hosts: server.host, prefix, pageSize: 2 }),
-    )
+    const provider = new EtcdProvider(parseEtcdOptions({ hosts: server.host, prefix, pageSize: 2 }))
     const rec = new Recorder()
     const ac = new AbortController()
     try {
@@ -97,7 +95,7 @@ describe('etcd provider watch', () => {
     const prefix = '/t6/'
     const key = Buffer.from(`${prefix}svc/`)
     for (const id of ['a', 'b', 'c', 'd', 'e']) await writer.put(`${prefix}svc/${id}`).value('1')
-    const options = normalizeEtcdOptions({ hosts: server.host, prefix, pageSize: 2 })
+    const options = parseEtcdOptions({ hosts: server.host, prefix, pageSize: 2 })
     const client = createEtcdClient(options)
     const kv = client.kv
     const range = kv.range.bind(kv)
@@ -148,7 +146,7 @@ describe('etcd provider watch', () => {
     const prefix = '/t7/'
     const proxy = await TcpProxy.start({ port: server.clientPort })
     const provider = new EtcdProvider(
-      normalizeEtcdOptions({ hosts: proxy.host, prefix, retryInitialMs: 10, retryMaxMs: 50 }),
+      parseEtcdOptions({ hosts: proxy.host, prefix, backoff: { initialMs: 10, maxMs: 50 } }),
     )
     const rec = new Recorder()
     try {
@@ -161,7 +159,7 @@ describe('etcd provider watch', () => {
       const calls = rec.snapshots.length + rec.errors.length
       proxy.heal()
       // A fresh watcher proves etcd is reachable again and time has passed for stray retries.
-      const control = new EtcdProvider(normalizeEtcdOptions({ hosts: server.host, prefix }))
+      const control = new EtcdProvider(parseEtcdOptions({ hosts: server.host, prefix }))
       const seen = new Recorder()
       control.watch('svc', seen, { signal: new AbortController().signal })
       await writer.put(`${prefix}svc/x`).value(wayfindValue('x', 8001))
@@ -180,7 +178,7 @@ describe('etcd provider watch', () => {
     const prefix = '/t2/'
     await writer.put(`${prefix}svc/a`).value(wayfindValue('a', 8001))
     await writer.put(`${prefix}svc/bad`).value('not an address')
-    const provider = new EtcdProvider(normalizeEtcdOptions({ hosts: server.host, prefix }))
+    const provider = new EtcdProvider(parseEtcdOptions({ hosts: server.host, prefix }))
     const rec = new Recorder()
     const ac = new AbortController()
     try {
@@ -217,7 +215,7 @@ describe('etcd provider watch', () => {
     await writer.put(`${prefix}svc/b`).value(wayfindValue('b', 8002))
     const relists: string[] = []
     const provider = EtcdProvider.withHooks(
-      { hosts: proxy.host, prefix, retryMaxMs: 200 },
+      { hosts: proxy.host, prefix, backoff: { maxMs: 200 } },
       {
         onRelist: (_s, why) => {
           relists.push(why)
@@ -252,11 +250,10 @@ describe('etcd provider watch', () => {
     const prefix = '/t4/'
     const key = Buffer.from(`${prefix}svc/`)
     const proxy = await TcpProxy.start({ port: server.clientPort })
-    const options = normalizeEtcdOptions({
+    const options = parseEtcdOptions({
       hosts: proxy.host,
       prefix,
-      retryInitialMs: 20,
-      retryMaxMs: 200,
+      backoff: { initialMs: 20, maxMs: 200 },
     })
     const client = createEtcdClient(options)
     const seen: { key: string; rev: bigint }[] = []

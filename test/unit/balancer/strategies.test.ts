@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { leastLoaded } from '../../../src/balancer/least-loaded.js'
 import { random } from '../../../src/balancer/random.js'
-import { resolveStrategy } from '../../../src/balancer/strategies.js'
+import { parseStrategy } from '../../../src/balancer/strategies.js'
 import { roundRobin, RoundRobinPicker } from '../../../src/balancer/round-robin.js'
 import { ErrorCode, InvalidOptionError } from '../../../src/errors.js'
 import { context, countPicks, instances, seeded } from './helpers.js'
@@ -226,23 +226,23 @@ describe('least-loaded (P2C)', () => {
   })
 })
 
-describe('resolveStrategy', () => {
+describe('parseStrategy', () => {
   it('maps names and passes objects through', () => {
-    expect(resolveStrategy('round-robin').name).toBe('round-robin')
-    expect(resolveStrategy('random').name).toBe('random')
-    expect(resolveStrategy('least-loaded').name).toBe('least-loaded')
-    expect(resolveStrategy(undefined).name).toBe('least-loaded')
+    expect(parseStrategy('round-robin').name).toBe('round-robin')
+    expect(parseStrategy('random').name).toBe('random')
+    expect(parseStrategy('least-loaded').name).toBe('least-loaded')
+    expect(parseStrategy(undefined).name).toBe('least-loaded')
     const rr = roundRobin()
     const custom = {
       name: 'mine',
       createPicker: (...a: Parameters<typeof rr.createPicker>) => rr.createPicker(...a),
     }
-    expect(resolveStrategy(custom)).toBe(custom)
+    expect(parseStrategy(custom)).toBe(custom)
   })
 
   it('rejects anything else with InvalidOptionError naming the option', () => {
     try {
-      resolveStrategy('fastest' as never)
+      parseStrategy('fastest' as never)
       expect.unreachable()
     } catch (err) {
       expect(err).toBeInstanceOf(InvalidOptionError)

@@ -331,7 +331,7 @@ describe('WayfindDispatcher timers (fake clock)', () => {
   })
 
   it('leaves no timer behind after close, and nothing fires', async () => {
-    const { clock, d, send, poolOf, ejections } = setup({ retry: { backoffInitialMs: 100 } })
+    const { clock, d, send, poolOf, ejections } = setup({ retry: { backoff: { initialMs: 100 } } })
     for (let k = 0; k < 10; k++) {
       send()
       respond(poolOf(k % 2)[0]!.requests.at(-1)!.handler, k % 2 === 0 ? 500 : 200)

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { OutlierDetector } from '../../../src/dispatcher/outlier.js'
-import { validateDispatcherOptions, type OutlierOptions } from '../../../src/dispatcher/options.js'
+import { parseDispatcherOptions, type OutlierOptions } from '../../../src/dispatcher/options.js'
 import { createEvents, type EjectionEvent } from '../../../src/events.js'
 import { FakeClock, instances } from '../balancer/helpers.js'
 
@@ -11,7 +11,7 @@ function setup(options: OutlierOptions = {}) {
   hub.api.on('eject', (e) => events.push(['eject', e]))
   hub.api.on('uneject', (e) => events.push(['uneject', e]))
   const returned: string[] = []
-  const resolved = validateDispatcherOptions({ outlier: options }).outlier!
+  const resolved = parseDispatcherOptions({ outlier: options }).outlier!
   const det = new OutlierDetector(resolved, clock, hub, (_s, key) => returned.push(key))
   return { clock, det, events, returned }
 }

@@ -1,9 +1,8 @@
 import { describe, expect, it } from 'vitest'
 import { ErrorCode, InvalidOptionError } from '../../../../src/errors.js'
 import {
-  ETCD_DEFAULTS,
   leaseTtlSeconds,
-  normalizeEtcdOptions,
+  parseEtcdOptions,
   type EtcdRegistryOptions,
 } from '../../../../src/registry/etcd/options.js'
 import { etcd } from '../../../../src/registry/etcd/provider.js'
@@ -11,7 +10,7 @@ import { checkEtcdRegistration } from '../../../../src/registry/etcd/registrar.j
 
 function invalid(options: unknown): InvalidOptionError {
   try {
-    normalizeEtcdOptions(options as EtcdRegistryOptions)
+    parseEtcdOptions(options as EtcdRegistryOptions)
   } catch (err) {
     expect(err).toBeInstanceOf(InvalidOptionError)
     return err as InvalidOptionError
@@ -21,7 +20,7 @@ function invalid(options: unknown): InvalidOptionError {
 
 describe('etcd options', () => {
   it('applies defaults', () => {
-    const o = normalizeEtcdOptions({ hosts: 'http://127.0.0.1:2379' })
+    const o = parseEtcdOptions({ hosts: 'http://127.0.0.1:2379' })
     expect(o).toMatchObject({
       hosts: ['http://127.0.0.1:2379'],
       prefix: '/services/',
@@ -29,14 +28,15 @@ describe('etcd options', () => {
       keepaliveTimeMs: 10_000,
       keepaliveTimeoutMs: 5_000,
     })
-    expect(o.retryMaxMs).toBe(ETCD_DEFAULTS.retryMaxMs)
+    expect(o.backoff).toEqual({ initialMs: 100, maxMs: 1_000 })
+    expect(Object.isFrozen(o)).toBe(true)
   })
 
   it('adds the trailing slash to the prefix and allows an empty one', () => {
-    expect(normalizeEtcdOptions({ hosts: 'h:1', prefix: '/microservices' }).prefix).toBe(
+    expect(parseEtcdOptions({ hosts: 'h:1', prefix: '/microservices' }).prefix).toBe(
       '/microservices/',
     )
-    expect(normalizeEtcdOptions({ hosts: 'h:1', prefix: '' }).prefix).toBe('')
+    expect(parseEtcdOptions({ hosts: 'h:1', prefix: '' }).prefix).toBe('')
   })
 
   it.each([
@@ -60,7 +60,9 @@ describe('etcd options', () => {
     [{ hosts: 'a:1', auth: { username: 'u', password: 3 } }, 'auth.password'],
     [{ hosts: 'a:1', leaseTtlMs: 999 }, 'leaseTtlMs'],
     [{ hosts: 'a:1', keepaliveTimeMs: 1_000 }, 'keepaliveTimeMs'],
-    [{ hosts: 'a:1', retryInitialMs: 500, retryMaxMs: 100 }, 'retryMaxMs'],
+    [{ hosts: 'a:1', backoff: { initialMs: 500, maxMs: 100 } }, 'backoff.maxMs'],
+    [{ hosts: 'a:1', requestTimeout: 5 }, 'requestTimeout'],
+    [{ hosts: 'a:1', retryInitialMs: 50 }, 'retryInitialMs'],
     [{ hosts: 'a:1', requestTimeoutMs: Number.NaN }, 'requestTimeoutMs'],
     [{ hosts: 'a:1', pageSize: 0 }, 'pageSize'],
     [{ hosts: 'a:1', codec: {} }, 'codec'],
@@ -76,6 +78,50 @@ describe('etcd options', () => {
     expect(err.message).not.toContain('""')
     const keyErr = invalid({ hosts: 'a:1', credentials: { rootCertificate: 'secret-material' } })
     expect(keyErr.message).not.toContain('secret-material')
+  })
+
+  it('refuses unknown keys with a near match (requestTimeout used to be accepted silently)', () => {
+    expect(() => etcd({ hosts: 'a:1', requestTimeout: 5 } as never)).toThrow(
+      /etcd\(\) has no option "requestTimeout"; did you mean "requestTimeoutMs"\?/,
+    )
+  })
+
+  it.each([
+    ['retryInitialMs', 'backoff.initialMs'],
+    ['retryMaxMs', 'backoff.maxMs'],
+  ])('refuses the old spelling %s, naming %s', (old, now) => {
+    expect(invalid({ hosts: 'a:1', [old]: 500 }).message).toContain(`"${now}"`)
+  })
+
+  it('never quotes a password given as a string, in a host URL, or a private key', () => {
+    const asString = invalid({ hosts: 'a:1', auth: 'root:hunter2' })
+    expect(asString.option).toBe('auth')
+    expect(asString.message).not.toContain('hunter2')
+    expect(asString.message).toContain('<redacted string, 12 chars>')
+
+    const inUrl = invalid({ hosts: ['http://root:hunter2@host:2379'] })
+    expect(inUrl.option).toBe('hosts[0]')
+    expect(inUrl.message).not.toContain('hunter2')
+    expect(inUrl.message).toContain('"http://root:***@host:2379"')
+    expect(inUrl.message).toMatch(/credentials go in the "auth" option/)
+
+    const bareHost = invalid({ hosts: 'root:hunter2@host:2379' })
+    expect(bareHost.message).not.toContain('hunter2')
+
+    const key = invalid({
+      hosts: 'a:1',
+      credentials: {
+        rootCertificate: '-----BEGIN A',
+        certChain: '-----BEGIN B',
+        privateKey: 'k3y',
+      },
+    })
+    expect(key.option).toBe('credentials.privateKey')
+    expect(key.message).not.toContain('k3y')
+    // A misspelt secret is as secret as the real one.
+    const typo = invalid({ hosts: 'a:1', auth: { username: 'u', pasword: 'hunter2' } })
+    expect(typo.message).toMatch(/did you mean "auth\.password"/)
+    expect(typo.message).not.toContain('hunter2')
   })
 
   it('etcd() validates at construction and does no I/O', async () => {
@@ -99,7 +145,7 @@ describe('etcd options', () => {
   })
 
   it('takes the lease TTL from check.ttlMs, else leaseTtlMs', () => {
-    const o = normalizeEtcdOptions({ hosts: 'a:1', leaseTtlMs: 4_000 })
+    const o = parseEtcdOptions({ hosts: 'a:1', leaseTtlMs: 4_000 })
     const reg = {
       name: 's',
       id: 'i',
