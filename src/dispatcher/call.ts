@@ -26,6 +26,7 @@ import { errors, type Dispatcher } from 'undici'
 import type { CallOutcome } from '../balancer/load-tracker.js'
 import type { TimerHandle } from '../core/clock.js'
 import type { Instance } from '../instance.js'
+import type { Lease, PooledHandler } from './instance-pool.js'
 
 type Handler = Dispatcher.DispatchHandler
 type Controller = Dispatcher.DispatchController
@@ -37,11 +38,6 @@ export interface Route {
   readonly protocol: string
   /** Host name of the logical origin: the default TLS servername of its pools. */
   readonly hostname: string
-}
-
-/** The connection an attempt went out on; released exactly once when the attempt ends. */
-export interface Lease {
-  release(): void
 }
 
 /** What a call needs from the dispatcher. */
@@ -116,7 +112,7 @@ export function parseRetryAfter(value: string | undefined, nowEpochMs: number): 
 }
 
 /** Shared per-request state and retry decisions; subclasses adapt the two handler styles. */
-export abstract class Call {
+export abstract class Call implements PooledHandler {
   readonly opts: Dispatcher.DispatchOptions
   readonly route: Route
   readonly host: CallHost
@@ -163,6 +159,23 @@ export abstract class Call {
 
   get isFinished(): boolean {
     return this.finished
+  }
+
+  /** Every connection of the instance's pool is busy: the call waits there. */
+  waitForConnection(): void {
+    this.queued = true
+    this.startEarly()
+  }
+
+  /** The call goes out on `lease` (wayfind's own pools); released when the attempt ends. */
+  useConnection(lease: Lease): void {
+    this.queued = false
+    this.lease = lease
+  }
+
+  /** The pool could not take the call (closed). */
+  attemptError(err: Error): void {
+    this.errored(err)
   }
 
   /** Called by the host right before handing this call to an instance's pool. */

@@ -23,8 +23,7 @@
  * lookup (`net.isIP` on the Host value) per request. Measured against rewriting
  * `{ origin, headers }` per request: about 4 % less client CPU per request (bench/dispatch.ts).
  */
-import { isIP } from 'node:net'
-import { Agent, buildConnector, Dispatcher, Pool, type Client } from 'undici'
+import { Agent, Dispatcher } from 'undici'
 import { DefaultLoadTracker, type CallOutcome } from '../balancer/load-tracker.js'
 import type { PickContext, PickResult } from '../balancer/strategy.js'
 import { linkedController } from '../core/abort.js'
@@ -49,7 +48,9 @@ import {
   type ParsedDispatcherOptions,
 } from './options.js'
 import { OutlierDetector } from './outlier.js'
-import { InstancePool, mayMultiplex, usesOwnConnections } from './instance-pool.js'
+import type { PooledHandler } from './instance-pool.js'
+import { PoolMap, type PoolOrigin } from './pool-map.js'
+import { mayMultiplex } from './pool-options.js'
 
 /** Load and health of one instance, as the dispatcher sees it. */
 export interface InstanceStats {
@@ -86,41 +87,8 @@ export interface ServiceStats {
   readonly panic: boolean
 }
 
-interface PoolEntry {
-  /** Key in the pool map: logical origin and instance address. */
-  readonly key: string
-  /** The logical origin the pool was made for (its Host). */
-  readonly origin: string
-  /** The instance address its connector dials. */
-  readonly hostPort: string
-  /** wayfind's own connections, or undici's Pool (HTTP/2, Pool-only options) or `poolFactory`'s. */
-  readonly pool: InstancePool | Dispatcher
-  /** `pool` when it is wayfind's own (the hot path tests a field, not the prototype chain). */
-  readonly own: InstancePool | undefined
-  readonly services: Set<string>
-  used: boolean
-  retired: boolean
-}
-
-/** What close()/destroy() need from a pool. */
-interface Closable {
-  close(): Promise<void>
-  destroy(err?: Error | null): Promise<void>
-}
-
-interface Target {
-  readonly instance: Instance
-  readonly slot: number
-  readonly pool: PoolEntry
-}
-
-/** A route with what the dispatcher caches on it. */
-interface LbRoute extends Route {
-  /** `protocol//host`: the origin of the route's pools. */
-  readonly origin: string
-  /** Instance key → where to send, for this route (pools differ per logical origin). */
-  readonly targets: Map<string, Target>
-}
+/** A route with what the dispatcher caches on it (its pools' origin, targets per instance). */
+interface LbRoute extends Route, PoolOrigin {}
 
 const MAX_ROUTES = 1024
 
@@ -150,8 +118,7 @@ export class WayfindDispatcher extends Dispatcher {
   readonly #ownFallback: boolean
   readonly #routeFn: (hostname: string) => string | undefined
   readonly #routes = new Map<string, LbRoute | null>()
-  readonly #pools = new Map<string, PoolEntry>()
-  readonly #retiring = new Set<Closable>()
+  readonly #pools: PoolMap
   readonly #waiting = new Set<Call>()
   readonly #controller = new AbortController()
   readonly #host: CallHost
@@ -160,11 +127,10 @@ export class WayfindDispatcher extends Dispatcher {
   /** The context of every first pick without ejections: built once, the hot path allocates none. */
   readonly #pickCtx: PickContext
   readonly #offChange: () => void
-  #idleTimer: TimerHandle | undefined
   #closing: Promise<void> | undefined
   #destroyed = false
   /** Every pool open or draining when close()/destroy() started. */
-  #shutdownPools: Closable[] = []
+  #shutdownPools: Dispatcher[] = []
 
   constructor(
     directory: ServiceDirectory,
@@ -195,6 +161,14 @@ export class WayfindDispatcher extends Dispatcher {
           })
     // HTTP/2 multiplexes streams over each connection, so connections × pipelining is no bound
     // there (0: pickers ignore capacity).
+    this.#pools = new PoolMap(
+      o,
+      this.#clock,
+      (key) => load.record(key).slot,
+      (origin) => {
+        this.emit('drain', origin)
+      },
+    )
     this.#capacity = mayMultiplex(o.pool) ? 0 : o.connections * o.pipelining
     this.#pickCtx = { exclude: undefined, capacity: this.#capacity }
     this.#host = this.#makeHost()
@@ -255,15 +229,7 @@ export class WayfindDispatcher extends Dispatcher {
     const list = instances.map((i): InstanceStats => {
       const rec = this.#load.record(i.key)
       const o = this.#outlier?.info(service, i.key)
-      const hp = hostPort(i)
-      let connections = 0
-      let queued = 0
-      for (const e of this.#pools.values()) {
-        if (e.hostPort !== hp || !e.services.has(service)) continue
-        const p = e.own ?? (e.pool instanceof Pool ? e.pool.stats : undefined)
-        connections += p?.connected ?? 0
-        queued += p?.queued ?? 0
-      }
+      const { connections, queued } = this.#pools.load(service, hostPort(i))
       return {
         key: i.key,
         id: i.id,
@@ -394,116 +360,13 @@ export class WayfindDispatcher extends Dispatcher {
   #sendTo(call: Call, instance: Instance): boolean {
     // Routes are made here only (#computeRoute), so the cast restores what was put in.
     const route = call.route as LbRoute
-    let t = route.targets.get(instance.key)
-    if (t === undefined || t.instance !== instance || t.pool.retired)
-      t = this.#target(instance, route)
-    t.pool.used = true
+    const t = this.#pools.target(route, instance)
     call.begin(instance, t.slot, this.#load.shouldTime(t.slot, call.timeMask))
     if (pickChannel.hasSubscribers)
       pickChannel.publish({ service: route.service, instance, attempt: call.attempts })
-    const own = t.pool.own
-    if (own !== undefined) return own.send(call)
     // The caller's options as they are: the pool's origin already carries the logical Host.
-    return (t.pool.pool as Dispatcher).dispatch(
-      call.opts,
-      call as unknown as Dispatcher.DispatchHandler,
-    )
-  }
-
-  #target(instance: Instance, route: LbRoute): Target {
-    const hp = hostPort(instance)
-    const key = `${route.origin} ${hp}`
-    let pool = this.#pools.get(key)
-    if (pool === undefined || pool.retired) {
-      const o = this.#options
-      const poolOptions: Pool.Options = {
-        ...o.pool,
-        connections: o.connections,
-        pipelining: o.pipelining,
-        keepAliveTimeout: o.keepAliveTimeoutMs,
-        connect: this.#connector(instance, route),
-      }
-      let dispatcher: InstancePool | Dispatcher
-      if (o.poolFactory === undefined && usesOwnConnections(o.pool)) {
-        const drainOrigin = new URL(route.origin)
-        dispatcher = new InstancePool(
-          route.origin,
-          clientOptions(poolOptions),
-          o.connections,
-          // Backpressure: send() returns false when every connection is busy; 'drain' follows.
-          () => this.emit('drain', drainOrigin),
-        )
-      } else {
-        const d =
-          o.poolFactory !== undefined
-            ? o.poolFactory(route.origin, poolOptions, instance)
-            : new Pool(route.origin, poolOptions)
-        // Backpressure: dispatch() returns the pool's answer, so relay its 'drain' as undici's
-        // BalancedPool does (pool-base.js).
-        d.on('drain', (drainOrigin: URL) => {
-          this.emit('drain', drainOrigin)
-        })
-        dispatcher = d
-      }
-      pool = {
-        key,
-        origin: route.origin,
-        hostPort: hp,
-        pool: dispatcher,
-        own: dispatcher instanceof InstancePool ? dispatcher : undefined,
-        services: new Set(),
-        used: true,
-        retired: false,
-      }
-      this.#pools.set(key, pool)
-      debug('pool open %s via %s', route.origin, hp)
-      this.#armIdle()
-    }
-    pool.services.add(route.service)
-    const t: Target = { instance, slot: this.#load.record(instance.key).slot, pool }
-    route.targets.set(instance.key, t)
-    return t
-  }
-
-  /**
-   * The connector of one instance pool: undici's own (`buildConnector`, with the TLS and socket
-   * options a Pool would pass it, or the caller's `pool.connect` function), pointed at the
-   * instance's address instead of the logical host. SNI and the certificate check use, in order:
-   * the `servername` option for this instance, the request's servername (undici takes it from a
-   * caller-set Host header), the logical host name.
-   */
-  #connector(instance: Instance, route: LbRoute): buildConnector.connector {
-    const o = this.#options
-    const p = o.pool
-    const connect = p.connect
-    // As undici's Pool builds its connector from these options (lib/dispatcher/pool.js).
-    const build: Record<string, unknown> = {
-      maxCachedSessions: p.maxCachedSessions,
-      allowH2: p.allowH2,
-      socketPath: p.socketPath,
-      timeout: o.connectTimeoutMs,
-    }
-    if (typeof p.autoSelectFamily === 'boolean') {
-      build.autoSelectFamily = p.autoSelectFamily
-      build.autoSelectFamilyAttemptTimeout = p.autoSelectFamilyAttemptTimeout
-    }
-    const base: buildConnector.connector =
-      typeof connect === 'function' ? connect : buildConnector({ ...build, ...connect })
-    const hostname = instance.host
-    const port = String(instance.port)
-    const host = hostPort(instance)
-    const fallbackSni = isIP(route.hostname) === 0 ? route.hostname : undefined
-    const override =
-      route.protocol === 'https:' ? o.servername?.(route.service, instance) : undefined
-    return (opts, callback) => {
-      const servername = override ?? opts.servername ?? fallbackSni
-      base(
-        servername === undefined
-          ? { ...opts, hostname, host, port }
-          : { ...opts, hostname, host, port, servername },
-        callback,
-      )
-    }
+    const handler: PooledHandler = call
+    return t.entry.pool.dispatch(call.opts, handler)
   }
 
   /** No instance yet: wait for one (bounded by the directory's resolve timeout). */
@@ -665,66 +528,19 @@ export class WayfindDispatcher extends Dispatcher {
       this.#outlier?.remove(e.service, i.key)
       this.#load.delete(i.key)
     }
-    const live = new Set(e.instances.map((i) => hostPort(i)))
-    for (const entry of [...this.#pools.values()]) {
-      if (!entry.services.has(e.service) || live.has(entry.hostPort)) continue
-      entry.services.delete(e.service)
-      if (entry.services.size === 0) this.#retire(entry, 'removed')
-    }
+    this.#pools.keepOnly(e.service, e.instances)
   }
 
-  /** Graceful close of a pool (running requests finish), destroyed after the drain timeout. */
-  #retire(entry: PoolEntry, why: string): void {
-    if (entry.retired) return
-    entry.retired = true
-    if (this.#pools.get(entry.key) === entry) this.#pools.delete(entry.key)
-    const pool = entry.pool
-    this.#retiring.add(pool)
-    debug('pool close %s via %s (%s)', entry.origin, entry.hostPort, why)
-    const timer = this.#clock.setTimeout(() => {
-      debug('pool destroy %s via %s after drain timeout', entry.origin, entry.hostPort)
-      pool.destroy().catch(noop)
-    }, this.#options.drainTimeoutMs)
-    pool.close().then(
-      () => {
-        timer.clear()
-        this.#retiring.delete(pool)
-      },
-      () => {
-        timer.clear()
-        this.#retiring.delete(pool)
-      },
-    )
-  }
-
-  /** Idle pools: a pool not used for a whole interval is retired (sockets closed, reopened on demand). */
-  #armIdle(): void {
-    if (this.#idleTimer !== undefined || this.#closing !== undefined) return
-    this.#idleTimer = this.#clock.setTimeout(() => {
-      this.#idleTimer = undefined
-      for (const entry of [...this.#pools.values()]) {
-        if (entry.used) entry.used = false
-        else this.#retire(entry, 'idle')
-      }
-      if (this.#pools.size > 0) this.#armIdle()
-    }, this.#options.idleTimeoutMs)
-  }
-
-  #shutdownState(err: Error): Closable[] {
+  #shutdownState(err: Error): Dispatcher[] {
     this.#offChange()
     this.#controller.abort(err)
     for (const call of [...this.#waiting]) {
       this.#host.cancelResend(call)
       call.fail(err)
     }
-    this.#idleTimer?.clear()
-    this.#idleTimer = undefined
     this.#outlier?.close()
-    const pools = [...this.#pools.values()].map((e) => e.pool)
-    for (const e of this.#pools.values()) e.retired = true
-    this.#pools.clear()
     this.#routes.clear()
-    this.#shutdownPools = [...pools, ...this.#retiring]
+    this.#shutdownPools = this.#pools.shutdown()
     return this.#shutdownPools
   }
 
@@ -750,7 +566,7 @@ export class WayfindDispatcher extends Dispatcher {
     const pools =
       this.#closing === undefined
         ? this.#shutdownState(reason)
-        : [...this.#shutdownPools, ...this.#retiring]
+        : [...this.#shutdownPools, ...this.#pools.retiring]
     this.#closing ??= Promise.resolve()
     const all = this.#ownFallback ? [...pools, this.#fallback] : pools
     await Promise.allSettled(all.map((p) => p.destroy(err)))
@@ -758,23 +574,3 @@ export class WayfindDispatcher extends Dispatcher {
 }
 
 function noop(): void {}
-
-// Options undici's Pool keeps for itself or folds into its connector (lib/dispatcher/pool.js);
-// wayfind's connector (#connector) already carries the connector ones.
-const POOL_ONLY = [
-  'connections',
-  'factory',
-  'clientTtl',
-  'connectTimeout',
-  'tls',
-  'maxCachedSessions',
-  'autoSelectFamily',
-  'autoSelectFamilyAttemptTimeout',
-] as const
-
-/** Client options from Pool options, as undici's Pool hands them to its clients. */
-function clientOptions(o: Pool.Options): Client.Options {
-  return Object.fromEntries(
-    Object.entries(o).filter(([k]) => !(POOL_ONLY as readonly string[]).includes(k)),
-  )
-}
