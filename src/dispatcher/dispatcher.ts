@@ -21,11 +21,11 @@
  */
 import { setMaxListeners } from 'node:events'
 import { Agent, Dispatcher } from 'undici'
-import { DefaultLoadTracker, type CallOutcome } from '../balancer/load-tracker.js'
+import type { CallOutcome, DefaultLoadTracker } from '../balancer/load-tracker.js'
 import type { PickContext, PickResult } from '../balancer/strategy.js'
 import type { Clock, TimerHandle } from '../core/clock.js'
 import type { ServiceDirectory } from '../core/directory.js'
-import { ClosedError, InvalidOptionError } from '../errors.js'
+import { ClosedError } from '../errors.js'
 import type { ChangeEvent, EventHub } from '../events.js'
 import { hostPort, type Instance } from '../instance.js'
 import { debug, pickChannel, retryChannel } from './debug.js'
@@ -120,12 +120,6 @@ export class WayfindDispatcher extends Dispatcher {
   ) {
     super()
     const o = parseDispatcherOptions(options)
-    if (!(directory.load instanceof DefaultLoadTracker))
-      throw new InvalidOptionError(
-        'load',
-        directory.load,
-        'The service directory must use a DefaultLoadTracker.',
-      )
     this.#directory = directory
     this.#options = o
     const load = (this.#load = directory.load)
