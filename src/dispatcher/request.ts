@@ -272,7 +272,7 @@ export abstract class Request implements PooledHandler {
   }
 
   /** Calls the caller's start callback once per request. */
-  #startCaller(context: unknown = {}): void {
+  #startCaller(context?: unknown): void {
     if (this.#callerStarted) return
     this.#callerStarted = true
     this.startCaller(context)
@@ -507,13 +507,16 @@ export class LegacyRequest extends Request implements Handler {
   }
 
   protected startCaller(context: unknown): void {
-    const abort = (err?: Error): void => {
-      this.userAbort(err)
-    }
     ;(
       this.#handler.onConnect as
         ((abort: (err?: Error) => void, context?: unknown) => void) | undefined
-    )?.call(this.#handler, abort, context)
+    )?.call(
+      this.#handler,
+      (err?: Error) => {
+        this.userAbort(err)
+      },
+      context,
+    )
   }
 
   onConnect(abort: (err?: Error) => void, context?: unknown): void {
@@ -613,7 +616,7 @@ export class ModernRequest extends Request implements Handler, Controller {
   }
 
   protected startCaller(context: unknown): void {
-    this.#handler.onRequestStart?.(this, context)
+    this.#handler.onRequestStart?.(this, context ?? {})
   }
 
   onRequestStart(controller: Controller, context: unknown): void {
