@@ -145,7 +145,7 @@ export class DefaultLoadTracker implements LoadRecords {
     if (rec !== undefined) this.observeSlot(rec.slot, rttMs)
   }
 
-  /** A call to `key` is over. Call exactly once per {@link start}. */
+  /** A call to `key` is over. Invoke exactly once per {@link start}. */
   end(key: string, outcome: CallOutcome): void {
     const rec = this.#records.get(key)
     if (rec !== undefined) this.endSlot(rec.slot, outcome)

@@ -6,21 +6,19 @@
  * excluding these", "send this attempt there", "wait for an instance", and the accounting of an
  * attempt's end.
  *
- * A request's life (one `state` field; `done` and `failed` are final):
+ * A request's life (one `state` field; `done` and `failed` are final; the diagram is in
+ * docs/dispatcher.md, "A request's life"):
  *
- *   created ──pick──────────────▶ connecting ◀──────────────────────────────┐
- *      │ no instance yet               │ │ all connections busy                │
- *      ▼                               │ ▼                                     │
- *   waiting-for-instance ──appeared──▶ │ waiting-for-connection ──free──▶ connecting
- *      │ timeout, abort, close         │ start callback (bytes being written)  │
- *      ▼                               ▼                                       │
- *   failed        error before  ◀── sent ──▶ retryable status ──▶ discarding   │
- *                 sending: re-pick     │      (response read and dropped)  │    │
- *                 another instance     │ headers                 complete  ▼    │
- *                 at once ─────────────┼──────────────────────────────▶ backoff ┘
- *                                      ▼                    reset while sent ▲
- *                                  streaming ──complete──▶ done              │
- *                                      └──error / abort──▶ failed  (sent ────┘)
+ *   created                 → connecting (picked) | waiting-for-instance (no instance yet)
+ *   waiting-for-instance    → connecting (one appeared) | failed (timeout, abort, close)
+ *   connecting              → waiting-for-connection (all busy) | sent (start callback)
+ *                             | connecting (error before sending: another instance, at once)
+ *   waiting-for-connection  → connecting (a connection freed) | failed (abort, at once)
+ *   sent                    → streaming (headers) | discarding (retryable status)
+ *                             | backoff (reset) | failed
+ *   discarding              → backoff (response read and dropped) | failed
+ *   backoff                 → connecting (delay over) | failed (abort, close, none left)
+ *   streaming               → done (complete, upgrade) | failed (error, abort)
  *
  * - Before sending (`connecting`, `waiting-for-connection`): undici calls the start callback
  *   right before the request line is written (`client-h1.js` writeH1), so an error before it
@@ -32,6 +30,10 @@
  * - `streaming`: the caller has the response; nothing is retried any more.
  * - The caller's abort ends the request at once while it waits (for an instance, a connection or
  *   a backoff), and through undici's controller once an attempt was started.
+ *
+ * Accounting per attempt: the dispatcher counts it in flight when it sends it; the request reports
+ * its end exactly once, with its outcome (5xx or a local error = failure, the caller's abort =
+ * cancelled), and a latency sample from the start callback to the final response headers.
  *
  * The wrapper mirrors the caller's handler style: a legacy handler (`onConnect/onHeaders/...`,
  * what undici `request()`/`fetch()` and Node's bundled fetch use) gets {@link LegacyRequest}, a
@@ -192,7 +194,7 @@ export abstract class Request implements PooledHandler {
       this.#waitForInstance()
       return true
     }
-    this.fail(result.error)
+    this.#fail(result.error)
     return false
   }
 
@@ -239,7 +241,7 @@ export abstract class Request implements PooledHandler {
       case 'backoff':
         // Waiting (for an instance, a connection or a backoff): answer now. A pool skips a
         // finished request in its queue.
-        this.fail(r)
+        this.#fail(r)
         return
       case 'done':
       case 'failed':
@@ -248,7 +250,7 @@ export abstract class Request implements PooledHandler {
   }
 
   /** Delivers a terminal error to the caller, ending any attempt or wait. */
-  fail(err: Error): void {
+  #fail(err: Error): void {
     if (this.isFinished) return
     this.#endAttempt('cancelled')
     this.#state = 'failed'
@@ -342,7 +344,7 @@ export abstract class Request implements PooledHandler {
       return true
     }
     if (this.#abortReason !== undefined && this.#state === 'discarding') {
-      this.fail(this.#abortReason)
+      this.#fail(this.#abortReason)
       return true
     }
     this.#state = 'done'
@@ -428,7 +430,7 @@ export abstract class Request implements PooledHandler {
   /** Waits `delayMs`, then sends again, preferring an instance not tried yet. */
   #backoff(delayMs: number, reason: string): void {
     if (this.#side.shutdown.aborted) {
-      this.fail(shutdownReason(this.#side.shutdown))
+      this.#fail(shutdownReason(this.#side.shutdown))
       return
     }
     this.#state = 'backoff'
@@ -441,7 +443,7 @@ export abstract class Request implements PooledHandler {
       const result = this.#side.pick(this, this.#tried, true)
       if (result.kind === 'pick') this.#attempt(result.instance)
       else
-        this.fail(
+        this.#fail(
           new NoInstancesError(this.route.service, `no instance left to retry on after ${reason}`),
         )
     }, delayMs)
@@ -453,7 +455,7 @@ export abstract class Request implements PooledHandler {
     }
     // Not yet shut down (checked above), so this cannot fire before `off` exists.
     const off = onAbort(this.#side.shutdown, () => {
-      this.fail(shutdownReason(this.#side.shutdown))
+      this.#fail(shutdownReason(this.#side.shutdown))
     })
   }
 
@@ -475,17 +477,17 @@ export abstract class Request implements PooledHandler {
         this.#cancelWait = undefined
         if (this.isFinished) return
         if (this.#side.shutdown.aborted) {
-          this.fail(shutdownReason(this.#side.shutdown))
+          this.#fail(shutdownReason(this.#side.shutdown))
           return
         }
         const result = this.#side.pick(this, undefined, false)
         if (result.kind === 'pick') this.#attempt(result.instance)
-        else this.fail(new NoInstancesError(service))
+        else this.#fail(new NoInstancesError(service))
       },
       (err: unknown) => {
         dispose()
         this.#cancelWait = undefined
-        this.fail(err instanceof Error ? err : new NoInstancesError(service, String(err)))
+        this.#fail(err instanceof Error ? err : new NoInstancesError(service, String(err)))
       },
     )
   }
