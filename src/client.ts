@@ -112,14 +112,14 @@ class WayfindClient extends Closable implements Wayfind {
   readonly #hub = createEvents()
   readonly #cache: ServiceCache
   readonly #registrations = new Set<RegistrationHandle>()
-  /** Drains in progress; close() waits for them. */
-  readonly #drains = new Set<Promise<void>>()
+  /** Drains in progress (close() waits for them; health() still lists them). */
+  readonly #drains = new Map<RegistrationHandle, Promise<void>>()
   #draining = false
   readonly #drainHost: DrainHost = {
-    drainStarted: (drain) => {
+    drainStarted: (handle, drain) => {
       this.#draining = true
-      this.#drains.add(drain)
-      void drain.finally(() => this.#drains.delete(drain))
+      this.#drains.set(handle, drain)
+      void drain.finally(() => this.#drains.delete(handle))
     },
     close: () => this.close(),
   }
@@ -166,18 +166,21 @@ class WayfindClient extends Closable implements Wayfind {
     options?: RegisterOptions,
   ): Promise<RegistrationHandle> {
     this.assertOpen('register')
-    return startRegistration(
-      this.registry,
-      registration,
-      options,
-      this.#hub,
-      (handle) => {
-        this.#registrations.add(handle)
-        return () => {
-          this.#registrations.delete(handle)
-        }
-      },
-      this.#drainHost,
+    // Awaited: a registration still retrying against a slow registry keeps the process alive.
+    return keepAlive.while(
+      startRegistration(
+        this.registry,
+        registration,
+        options,
+        this.#hub,
+        (handle) => {
+          this.#registrations.add(handle)
+          return () => {
+            this.#registrations.delete(handle)
+          }
+        },
+        this.#drainHost,
+      ),
     )
   }
 
@@ -186,7 +189,7 @@ class WayfindClient extends Closable implements Wayfind {
     return {
       status: down ? 'DOWN' : 'UP',
       draining: down,
-      registrations: [...this.#registrations].map((r) => ({
+      registrations: [...new Set([...this.#registrations, ...this.#drains.keys()])].map((r) => ({
         service: r.service,
         id: r.id,
         state: r.state,
@@ -217,7 +220,10 @@ class WayfindClient extends Closable implements Wayfind {
     // dispatcher are still open: handlers finishing their requests may still call out. Each
     // step is bounded.
     this.#draining = true
-    await Promise.allSettled([...[...this.#registrations].map((r) => r.drain()), ...this.#drains])
+    await Promise.allSettled([
+      ...[...this.#registrations].map((r) => r.drain()),
+      ...this.#drains.values(),
+    ])
     await this.dispatcher.close().catch(() => undefined)
     await this.#cache.close()
     await this.registry.close().catch(() => undefined)

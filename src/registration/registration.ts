@@ -194,7 +194,7 @@ export interface NormalizedRegisterOptions {
 /** What a registration needs from its client to drain. */
 export interface DrainHost {
   /** A drain started (the client reports DOWN from now on and waits for it on close). */
-  drainStarted(drain: Promise<void>): void
+  drainStarted(handle: RegistrationHandle, drain: Promise<void>): void
   /** Closes the client (watches, leases, pools): the last step of a drain on a signal. */
   close(): Promise<void>
 }
@@ -300,13 +300,22 @@ class LiveRegistration implements RegistrationHandle {
     await this.drain()
     // The process is about to end by the signal: close watches, leases and pools first. An
     // application with its own listener for the signal decides that itself.
-    if (cause.processEnds) await this.#host?.close().catch(() => undefined)
+    if (cause.processEnds && this.#host !== undefined) {
+      let timer: NodeJS.Timeout | undefined
+      await Promise.race([
+        this.#host.close().catch(() => undefined),
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, CLOSE_BOUND_MS)
+        }),
+      ])
+      clearTimeout(timer)
+    }
   }
 
   drain(): Promise<void> {
     if (this.#draining === undefined) {
       this.#draining = keepAlive.while(this.#drain())
-      this.#host?.drainStarted(this.#draining)
+      this.#host?.drainStarted(this, this.#draining)
     }
     return this.#draining
   }

@@ -58,4 +58,16 @@ describe('awaited work keeps the process alive', () => {
     expect(r.out).toBe('WAYFIND_ERR_RESOLVE_TIMEOUT\nclosed\n')
     expect({ code: r.code, signal: r.signal }).toEqual({ code: 0, signal: null })
   })
+
+  it('a request waiting out a Retry-After before its retry: answered, exits 0', async () => {
+    const r = await run(['memory', '', 'retry'])
+    expect(r.out).toBe('200 ok\nclosed\n')
+    expect({ code: r.code, signal: r.signal }).toEqual({ code: 0, signal: null })
+  })
+
+  it('close() with the registry gone: bounded, then exits 0', async () => {
+    const r = await run(['memory', '', 'close'])
+    expect(r.out).toBe('closed\n')
+    expect({ code: r.code, signal: r.signal }).toEqual({ code: 0, signal: null })
+  })
 })

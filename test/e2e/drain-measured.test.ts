@@ -137,3 +137,21 @@ describe('drain on SIGTERM with the registry down', () => {
     },
   )
 })
+
+describe('a second signal while draining', () => {
+  it('ends the process at once (Ctrl-C twice)', async () => {
+    const child = startChild(SERVICE, ['memory', '', 'orders-impatient'])
+    try {
+      await child.waitFor(/ready/)
+      child.proc.kill('SIGINT')
+      await child.waitFor(/deregistered/)
+      child.proc.kill('SIGINT')
+      const exited = await child.exit
+      expect({ code: exited.code, signal: exited.signal }).toEqual({ code: null, signal: 'SIGINT' })
+      // It did not wait for drainDelayMs (5 s) to stop accepting.
+      expect(child.stdout()).not.toContain('stop-accepting')
+    } finally {
+      child.proc.kill('SIGKILL')
+    }
+  })
+})

@@ -54,7 +54,7 @@ describe('drain', () => {
       { name: 'orders', address: '127.0.0.1', port },
       {
         server,
-        drainDelayMs: 500,
+        drainDelayMs: 1_000,
         drainTimeoutMs: 5_000,
         onDrain: () => {
           order.push('onDrain')
