@@ -42,7 +42,7 @@ import {
   isModernHandler,
   LegacyRequest,
   ModernRequest,
-  type Request,
+  type RequestHandler,
   type RequestSide,
   type RetryPolicy,
 } from './request.js'
@@ -283,7 +283,7 @@ export class WayfindDispatcher extends Dispatcher {
   }
 
   /** Sends an attempt of `request` to `instance`'s pool for the request's origin. */
-  #send(request: Request, instance: Instance): boolean {
+  #send(request: RequestHandler, instance: Instance): boolean {
     // Routes are made by the route cache only, so the cast restores what was put in.
     const route = request.route as Route
     const t = this.#pools.target(route, instance)

@@ -114,24 +114,33 @@ export interface RequestSide {
    * Picks an instance for `request`, avoiding ejected instances and `exclude` (instances
    * already tried); with `allowTried`, falls back to tried ones when nothing else is left.
    */
-  pick(request: Request, exclude: ReadonlySet<string> | undefined, allowTried: boolean): PickResult
+  pick(
+    request: RequestHandler,
+    exclude: ReadonlySet<string> | undefined,
+    allowTried: boolean,
+  ): PickResult
   /**
-   * Sends this attempt to `instance`: starts its accounting (calling {@link Request.track}) and
+   * Sends this attempt to `instance`: starts its accounting (calling {@link RequestHandler.track}) and
    * hands the request to the instance's pool. Returns the pool's backpressure answer.
    */
-  send(request: Request, instance: Instance): boolean
+  send(request: RequestHandler, instance: Instance): boolean
   /** The attempt on `instance` ended (exactly once per {@link send}). */
-  attemptEnded(request: Request, instance: Instance, slot: number, outcome: CallOutcome): void
+  attemptEnded(
+    request: RequestHandler,
+    instance: Instance,
+    slot: number,
+    outcome: CallOutcome,
+  ): void
   /** A latency sample of the attempt on `slot`. */
   observe(slot: number, rttMs: number, now: number): void
   /** Resolves once the service has an instance; rejects on the resolve timeout or `signal`. */
   waitForInstance(service: string, signal: AbortSignal): Promise<void>
   /** Diagnostics: the request is about to be sent again. */
-  retrying(request: Request, reason: string, delayMs: number): void
+  retrying(request: RequestHandler, reason: string, delayMs: number): void
 }
 
 /** The request's life and retry decisions; subclasses adapt the two handler styles. */
-export abstract class Request implements PooledHandler {
+export abstract class RequestHandler implements PooledHandler {
   readonly opts: Dispatcher.DispatchOptions
   readonly route: RequestRoute
   readonly #side: RequestSide
@@ -494,7 +503,7 @@ export abstract class Request implements PooledHandler {
 }
 
 /** Wrapper for legacy handlers (`onConnect/onHeaders/onData/onComplete/onError`). */
-export class LegacyRequest extends Request implements Handler {
+export class LegacyRequest extends RequestHandler implements Handler {
   readonly #handler: Handler
   #abort: ((err?: Error) => void) | undefined
 
@@ -578,7 +587,7 @@ export class LegacyRequest extends Request implements Handler {
  * Wrapper for new-API handlers. It is also the controller the caller sees, stable across
  * attempts: abort/pause/resume go to the current attempt's undici controller.
  */
-export class ModernRequest extends Request implements Handler, Controller {
+export class ModernRequest extends RequestHandler implements Handler, Controller {
   readonly #handler: Handler
   #controller: Controller | undefined
 

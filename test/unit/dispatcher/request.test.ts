@@ -12,7 +12,11 @@ import type { CallOutcome } from '../../../src/balancer/load-tracker.js'
 import type { PickResult } from '../../../src/balancer/strategy.js'
 import { NoInstancesError, ResolveTimeoutError } from '../../../src/errors.js'
 import { createInstance, type Instance } from '../../../src/instance.js'
-import { LegacyRequest, type Request, type RequestSide } from '../../../src/dispatcher/request.js'
+import {
+  LegacyRequest,
+  type RequestHandler,
+  type RequestSide,
+} from '../../../src/dispatcher/request.js'
 import { FakeClock } from '../../support/fake-clock.js'
 
 const RESOLVE_TIMEOUT_MS = 1_000
@@ -54,7 +58,7 @@ class FakeSide implements RequestSide {
   waitSignal: AbortSignal | undefined
   #waiters: (() => void)[] = []
   #nextSend = deferred<string>()
-  request: Request | undefined
+  request: RequestHandler | undefined
 
   /** Records the request's state, once per change. */
   record(label?: string): void {
@@ -77,7 +81,11 @@ class FakeSide implements RequestSide {
     this.#shutdown.abort(reason)
   }
 
-  pick(_r: Request, exclude: ReadonlySet<string> | undefined, allowTried: boolean): PickResult {
+  pick(
+    _r: RequestHandler,
+    exclude: ReadonlySet<string> | undefined,
+    allowTried: boolean,
+  ): PickResult {
     if (this.instances.length === 0) return { kind: 'queue' }
     const fresh = this.instances.find((i) => exclude?.has(i.key) !== true)
     const chosen = fresh ?? (allowTried ? this.instances[0] : undefined)
@@ -86,7 +94,7 @@ class FakeSide implements RequestSide {
     return { kind: 'pick', instance: chosen }
   }
 
-  send(request: Request, i: Instance): boolean {
+  send(request: RequestHandler, i: Instance): boolean {
     request.track(this.sends.length, true)
     this.sends.push(i.id)
     this.record(`${request.state}:${i.id}`)
@@ -96,7 +104,7 @@ class FakeSide implements RequestSide {
     return true
   }
 
-  attemptEnded(_r: Request, _i: Instance, _slot: number, outcome: CallOutcome): void {
+  attemptEnded(_r: RequestHandler, _i: Instance, _slot: number, outcome: CallOutcome): void {
     this.outcomes.push(outcome)
   }
 
@@ -119,7 +127,7 @@ class FakeSide implements RequestSide {
     })
   }
 
-  retrying(_r: Request, reason: string, delayMs: number): void {
+  retrying(_r: RequestHandler, reason: string, delayMs: number): void {
     this.record(`retry (${reason}, ${delayMs} ms)`)
   }
 }
