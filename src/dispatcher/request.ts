@@ -120,8 +120,9 @@ export interface RequestSide {
     allowTried: boolean,
   ): PickResult
   /**
-   * Sends this attempt to `instance`: starts its accounting (calling {@link RequestHandler.track}) and
-   * hands the request to the instance's pool. Returns the pool's backpressure answer.
+   * Sends this attempt to `instance`: starts its accounting (calling
+   * {@link RequestHandler.track}) and hands the request to the instance's pool. Returns the
+   * pool's backpressure answer.
    */
   send(request: RequestHandler, instance: Instance): boolean
   /** The attempt on `instance` ended (exactly once per {@link send}). */
