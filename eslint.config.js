@@ -41,6 +41,26 @@ export default tseslint.config(
     rules: { 'no-console': 'error' },
   },
   {
+    // etcd's stack (etcd3, and gRPC and protobufjs through it) loads on first use only: elsewhere
+    // in src/ its packages are imported for their types (erased at build time). See
+    // src/registry/etcd/load.ts.
+    files: ['src/**/*.ts'],
+    ignores: ['src/registry/etcd/load.ts'],
+    rules: {
+      // `import { type X } from 'etcd3'` would still load etcd3 (verbatimModuleSyntax keeps it).
+      '@typescript-eslint/no-import-type-side-effects': 'error',
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        ...['etcd3', 'cockatiel', '@grpc/grpc-js', 'protobufjs'].map((name) => ({
+          name,
+          allowTypeImports: true,
+          message:
+            'Load it through src/registry/etcd/load.ts so that importing wayfind stays light.',
+        })),
+      ],
+    },
+  },
+  {
     // Tests and benches poke at internals and use non-null assertions after explicit checks.
     files: ['test/**/*.ts', 'bench/**/*.ts', 'examples/**/*.ts'],
     rules: {

@@ -3,11 +3,13 @@
  */
 import type { Dispatcher } from 'undici'
 import { DefaultLoadTracker } from './balancer/load-tracker.js'
-import { systemClock } from './core/clock.js'
 import { Closable } from './core/lifecycle.js'
-import { parseResolveOptions, type ResolveOptions } from './core/resolve-options.js'
+import {
+  parseResolveOptions,
+  parseServiceName,
+  type ResolveOptions,
+} from './core/resolve-options.js'
 import { ServiceCache } from './core/service-cache.js'
-import { checkNonEmptyString } from './core/validate.js'
 import { WayfindDispatcher, type ServiceStats } from './dispatcher/dispatcher.js'
 import { createEvents, type WayfindEventsApi } from './events.js'
 import type { Instance } from './instance.js'
@@ -127,7 +129,7 @@ class WayfindClient extends Closable implements Wayfind {
   constructor(input: WayfindOptions | undefined) {
     super('wayfind')
     const options = parseWayfindOptions(input)
-    const clock = options.clock ?? systemClock
+    const clock = options.clock
     this.registry = options.registry ?? memoryRegistry({ clock })
     this.#cache = new ServiceCache({
       provider: this.registry,
@@ -150,14 +152,14 @@ class WayfindClient extends Closable implements Wayfind {
     // Asynchronous errors only: a promise-returning method never throws synchronously.
     return Promise.resolve().then(() => {
       this.assertOpen('resolve')
-      checkNonEmptyString('service', service, 'Pass the service name, e.g. "payments".')
+      parseServiceName(service, 'resolve()')
       return this.#cache.resolve(service, parseResolveOptions(options))
     })
   }
 
   instances(service: string): readonly Instance[] {
     this.assertOpen('instances')
-    checkNonEmptyString('service', service, 'Pass the service name, e.g. "payments".')
+    parseServiceName(service, 'instances()')
     return this.#cache.instances(service)
   }
 

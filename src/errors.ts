@@ -19,9 +19,12 @@ export const ErrorCode = {
   REGISTRY_UNAVAILABLE: 'WAYFIND_ERR_REGISTRY_UNAVAILABLE',
   MALFORMED_INSTANCE: 'WAYFIND_ERR_MALFORMED_INSTANCE',
   REGISTRATION_FAILED: 'WAYFIND_ERR_REGISTRATION_FAILED',
+  REGISTRATION_CONFLICT: 'WAYFIND_ERR_REGISTRATION_CONFLICT',
   LEASE_LOST: 'WAYFIND_ERR_LEASE_LOST',
   CLOSED: 'WAYFIND_ERR_CLOSED',
   LISTENER: 'WAYFIND_ERR_LISTENER',
+  INVALID_RESPONSE: 'WAYFIND_ERR_INVALID_RESPONSE',
+  LIMIT_EXCEEDED: 'WAYFIND_ERR_LIMIT_EXCEEDED',
 } as const
 
 /** Union of every {@link ErrorCode} value. */
@@ -135,15 +138,87 @@ export class RegistryUnavailableError extends WayfindError {
  * and the other instances keep serving.
  */
 export class MalformedInstanceError extends WayfindError {
-  /** Where the entry lives: an etcd key, or `node/serviceId` for Consul. */
+  /** Where the (first) entry lives: an etcd key, or `node/serviceId` for Consul. */
   readonly key: string
-  constructor(key: string, reason: string, options: WayfindErrorOptions = {}) {
+  /** The service whose answer held it, when known. */
+  readonly service: string | undefined
+  /** The field that failed, e.g. `Service.Port` (Consul) or `value` (etcd), when known. */
+  readonly field: string | undefined
+  /** Malformed entries this one error reports (one error per registry answer). @defaultValue 1 */
+  readonly entries: number
+  /** Each malformed entry of the answer (the first 100), with its field and reason. */
+  readonly details: readonly MalformedEntry[]
+  constructor(key: string, reason: string, options: MalformedInstanceErrorOptions = {}) {
+    const { service, field, entries = 1, details = [], ...rest } = options
     super(
       ErrorCode.MALFORMED_INSTANCE,
-      `Skipped malformed registry entry "${key}": ${reason}`,
-      options,
+      `Skipped malformed registry entry ${quote(key)}${service === undefined ? '' : ` of "${service}"`}: ${field === undefined ? '' : `${field}: `}${reason}`,
+      rest,
     )
     this.key = key
+    this.service = service
+    this.field = field
+    this.entries = entries
+    this.details = Object.freeze(details.slice(0, 100))
+  }
+}
+
+/** One malformed registry entry, as listed by {@link MalformedInstanceError.details}. */
+export interface MalformedEntry {
+  /** An etcd key, or Consul's `node/serviceId` (`#n`, its position, when a part is missing). */
+  readonly entry: string
+  readonly field: string
+  readonly reason: string
+}
+
+/** Options of {@link MalformedInstanceError}. */
+export interface MalformedInstanceErrorOptions extends WayfindErrorOptions {
+  readonly service?: string
+  readonly field?: string
+  readonly entries?: number
+  readonly details?: readonly MalformedEntry[]
+}
+
+/**
+ * The registry answered something wayfind cannot use as it is, such as an `X-Consul-Index` that
+ * is not a number in 1..2^64−1. Emitted (never thrown): the watch re-bases (a fresh read) and the
+ * last good set keeps serving.
+ */
+export class InvalidResponseError extends WayfindError {
+  readonly service: string
+  constructor(service: string, message: string, options: WayfindErrorOptions = {}) {
+    super(ErrorCode.INVALID_RESPONSE, message, { retryable: true, ...options })
+    this.service = service
+  }
+}
+
+/**
+ * A registry answer went past one of the provider's `limits` (response bytes, instances per
+ * service). Emitted (never thrown): the answer is dropped, the last good set keeps serving, and
+ * the watch retries with backoff. `limit` names the option to raise.
+ */
+export class LimitExceededError extends WayfindError {
+  /** The service whose answer it was, when known. */
+  readonly service: string | undefined
+  /** The option that was exceeded, e.g. `limits.maxResponseBytes`. */
+  readonly limit: string
+  /** Its value. */
+  readonly max: number
+  constructor(
+    limit: string,
+    max: number,
+    message: string,
+    options: WayfindErrorOptions & { readonly service?: string } = {},
+  ) {
+    const { service, ...rest } = options
+    super(
+      ErrorCode.LIMIT_EXCEEDED,
+      `${message}; the last good instances keep serving (raise ${limit}, now ${max}, if that much is expected)`,
+      { retryable: true, ...rest },
+    )
+    this.service = service
+    this.limit = limit
+    this.max = max
   }
 }
 
@@ -151,6 +226,25 @@ export class MalformedInstanceError extends WayfindError {
 export class RegistrationError extends WayfindError {
   constructor(message: string, options: WayfindErrorOptions = {}) {
     super(ErrorCode.REGISTRATION_FAILED, message, options)
+  }
+}
+
+/**
+ * Another live owner holds the instance id: `register()` rejects with it (unless `replace: true`),
+ * and an owner whose entry another process took over gets it with `registrationLost` (it stops
+ * renewing and will not delete the new owner's entry). Not retryable: the same registration
+ * conflicts again until the other owner goes away.
+ */
+export class RegistrationConflictError extends WayfindError {
+  readonly service: string
+  readonly id: string
+  constructor(service: string, id: string, detail: string, options: WayfindErrorOptions = {}) {
+    super(ErrorCode.REGISTRATION_CONFLICT, `${service}/${id}: ${detail}`, {
+      retryable: false,
+      ...options,
+    })
+    this.service = service
+    this.id = id
   }
 }
 
@@ -166,6 +260,19 @@ export class ClosedError extends WayfindError {
   constructor(what: string) {
     super(ErrorCode.CLOSED, `${what} was called after close()`)
   }
+}
+
+/** Longest part of a registry value an error message quotes. */
+export const MAX_QUOTED_CHARS = 96
+
+/**
+ * A registry value as an error message quotes it: JSON-quoted, cut to its first
+ * {@link MAX_QUOTED_CHARS} characters with its full length after, so a 1 MB value makes a
+ * one-line message (and logs) rather than a 1 MB one.
+ */
+export function quote(value: string, max = MAX_QUOTED_CHARS): string {
+  if (value.length <= max) return JSON.stringify(value)
+  return `${JSON.stringify(value.slice(0, max))}… (${value.length} chars)`
 }
 
 /** Message of any thrown value, for wrapping. */

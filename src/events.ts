@@ -58,7 +58,11 @@ export type WayfindEvents = {
   registered: RegistrationEvent
   /** A registration is degraded (heartbeats or keepalives failing); it is being renewed. */
   registrationDegraded: RegistrationEvent
-  /** The registry forgot the registration; wayfind is registering again. */
+  /**
+   * The registry forgot the registration and wayfind is registering again (`error` is a
+   * `LeaseLostError`), or another process took the instance id over (`error` is a
+   * `RegistrationConflictError`): that registration stops for good and leaves the entry alone.
+   */
   registrationLost: RegistrationEvent
   deregistered: RegistrationEvent
   eject: EjectionEvent

@@ -1,6 +1,9 @@
 /**
  * The instance model shared by every layer.
  */
+import { isIP } from 'node:net'
+import { renderValue } from './core/options/redact.js'
+import { quote } from './errors.js'
 
 /** Health of an instance as seen by the registry. Critical instances are never returned. */
 export type InstanceStatus = 'passing' | 'warning'
@@ -61,33 +64,72 @@ export function createInstance(init: InstanceInit): Instance {
   })
 }
 
+/** Which field of an {@link InstanceInit} is wrong, and why. */
+export interface InstanceFault {
+  readonly field: 'id' | 'host' | 'port' | 'weight' | 'tags' | 'meta'
+  readonly reason: string
+}
+
 /**
  * Why `init` cannot be an instance, or undefined when it can. Shared by every mapping so that
  * each registry rejects the same things the same way.
  */
-export function instanceProblem(init: InstanceInit): string | undefined {
+export function instanceFault(init: InstanceInit): InstanceFault | undefined {
   /* eslint-disable @typescript-eslint/no-unnecessary-condition -- callers pass decoded registry data: check at run time what the types promise */
-  if (typeof init.id !== 'string' || init.id === '') return 'the instance id is empty'
-  if (typeof init.host !== 'string' || init.host === '') return 'the address is empty'
-  if (/[\s/?#@]/.test(init.host))
-    return `the address ${JSON.stringify(init.host)} is not a host name or IP`
+  if (typeof init.id !== 'string' || init.id === '')
+    return { field: 'id', reason: 'the instance id is empty' }
+  if (typeof init.host !== 'string' || init.host === '')
+    return { field: 'host', reason: 'the address is empty' }
+  const hostProblem = hostSyntaxProblem(init.host)
+  if (hostProblem !== undefined) return { field: 'host', reason: hostProblem }
   if (!Number.isInteger(init.port) || init.port < 1 || init.port > 65535)
-    return `the port ${String(init.port)} is not an integer in 1..65535`
+    return {
+      field: 'port',
+      reason: `the port ${typeof init.port === 'string' ? quote(init.port) : renderValue(init.port)} is not an integer in 1..65535`,
+    }
   if (init.weight !== undefined && (!Number.isFinite(init.weight) || init.weight <= 0))
-    return `the weight ${String(init.weight)} is not a positive number`
+    return {
+      field: 'weight',
+      reason: `the weight ${renderValue(init.weight)} is not a positive number`,
+    }
   if (
     init.tags !== undefined &&
     (!Array.isArray(init.tags) || init.tags.some((t) => typeof t !== 'string'))
   )
-    return 'tags are not a list of strings'
+    return { field: 'tags', reason: 'tags are not a list of strings' }
   if (init.meta !== undefined) {
     if (typeof init.meta !== 'object' || init.meta === null || Array.isArray(init.meta))
-      return 'meta is not an object'
+      return { field: 'meta', reason: 'meta is not an object' }
     for (const v of Object.values(init.meta))
-      if (typeof v !== 'string') return 'meta values are not all strings'
+      if (typeof v !== 'string') return { field: 'meta', reason: 'meta values are not all strings' }
   }
   return undefined
   /* eslint-enable @typescript-eslint/no-unnecessary-condition */
+}
+
+/** Longest DNS name (RFC 1035 §2.3.4: 255 octets on the wire, 253 characters written out). */
+export const MAX_HOST_LENGTH = 253
+
+/** Labels of 1..63 letters, digits, `-` or `_` (underscores appear in real host names). */
+const DNS_NAME = /^(?:[A-Za-z0-9_-]{1,63}\.)*[A-Za-z0-9_-]{1,63}\.?$/
+
+/**
+ * Why `host` is neither an IP literal nor a DNS name we can dial, or undefined. A registry can
+ * hand us anything: a 1,000,000-character string, or U+FFFD where a raw 0xFF byte was decoded.
+ */
+export function hostSyntaxProblem(host: string): string | undefined {
+  if (host.length > MAX_HOST_LENGTH)
+    return `the address ${quote(host, 64)} is longer than a DNS name (${MAX_HOST_LENGTH} characters)`
+  // eslint-disable-next-line no-control-regex -- control characters are what this looks for
+  if (/[\u0000-\u001f\u007f-\u009f\uFFFD]/u.test(host))
+    return `the address ${quote(host, 64)} contains a control or replacement (U+FFFD) character`
+  if (isIP(host) !== 0 || DNS_NAME.test(host)) return undefined
+  return `the address ${quote(host, 64)} is not a host name or IP address (a DNS name is letters, digits, "-", "_" and dots; punycode for international names)`
+}
+
+/** {@link instanceFault}'s reason alone. */
+export function instanceProblem(init: InstanceInit): string | undefined {
+  return instanceFault(init)?.reason
 }
 
 /** `host:port`, with IPv6 hosts bracketed: the authority part of an origin. */

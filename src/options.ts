@@ -6,7 +6,7 @@ import { strategyOption, type StrategyName } from './balancer/strategies.js'
 import type { Strategy } from './balancer/strategy.js'
 import type { Clock } from './core/clock.js'
 import { parseOptions } from './core/options/check.js'
-import { randomSource } from './core/options/common.js'
+import { clockOption, randomSource } from './core/options/common.js'
 import {
   duration,
   object,
@@ -68,15 +68,12 @@ export const wayfindSchema = {
     ['watch', 'close'],
     'Pass consul({ url }), etcd({ hosts }), memoryRegistry(), or an object with watch() and close().',
   ),
-  strategy: strategyOption,
+  strategy: strategyOption.default(DEFAULTS.strategy),
   resolveTimeoutMs: duration({ infinity: true }).default(DEFAULTS.resolveTimeoutMs),
   idleTtlMs: duration({ min: 1_000, max: MAX_IDLE_TTL_MS }).default(DEFAULTS.idleTtlMs),
   dispatcher: dispatcherOptions,
   random: randomSource(),
-  clock: withMethods<Clock>(
-    ['now', 'setTimeout'],
-    'Pass an object with now() and setTimeout(fn, ms).',
-  ),
+  clock: clockOption(),
 } satisfies SchemaFor<WayfindOptions>
 
 const wayfindOptions = object(wayfindSchema, {

@@ -2,7 +2,6 @@
  * Maps the client's `strategy` option to a {@link Strategy}: the one place a strategy is
  * checked.
  */
-import { parseOptions } from '../core/options/check.js'
 import { custom, type Opt } from '../core/options/schema.js'
 import { leastLoaded } from './least-loaded.js'
 import { random } from './random.js'
@@ -20,9 +19,9 @@ const BUILT_IN: Readonly<Record<StrategyName, () => Strategy>> = {
 
 /**
  * The `strategy` option: a built-in name (a new instance per client) or a user
- * {@link Strategy} object `{ name, createPicker }`. Defaults to least-loaded.
+ * {@link Strategy} object `{ name, createPicker }`. Its default is the client's (options.ts).
  */
-export const strategyOption: Opt<Strategy> = custom<Strategy>(
+export const strategyOption: Opt<Strategy | undefined> = custom<Strategy>(
   'strategy name or Strategy',
   (v, at) => {
     if (typeof v === 'string' && Object.hasOwn(BUILT_IN, v)) return BUILT_IN[v as StrategyName]()
@@ -41,8 +40,3 @@ export const strategyOption: Opt<Strategy> = custom<Strategy>(
     )
   },
 ).default('least-loaded')
-
-/** `'round-robin' | 'least-loaded' | 'random'` or a user {@link Strategy}; default least-loaded. */
-export function parseStrategy(strategy: StrategyName | Strategy | undefined): Strategy {
-  return parseOptions(strategyOption, strategy, { label: 'createWayfind()', path: 'strategy' })
-}

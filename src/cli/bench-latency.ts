@@ -29,8 +29,9 @@ the process is killed: Consul TTL check with a 1 min critical deregistration, et
 
 Options:
   --count N           changes to measure, 1..10000 (default 20)
-  --interval DURATION pause between changes (default 2s on Consul, which rate-limits
-                      sustained churn, 200ms on etcd)
+  --interval DURATION pause between changes, with a unit: 500ms, 2s (default 2s on
+                      Consul, 200ms on etcd). The watching client runs without
+                      wayfind's churn guard, so the numbers are the registry's.
   --service NAME      temporary service name (default wayfind-bench-<random>)
   --timeout DURATION  longest wait for one change to arrive (default 15s)
   --json              print the result as JSON
@@ -94,7 +95,10 @@ export async function benchLatencyCommand(argv: readonly string[], io: CommandIo
   }
 
   const writer = createWayfind({ registry: registry.create() })
-  const watcher = createWayfind({ registry: registry.create(), idleTtlMs: IDLE_TTL_MS })
+  const watcher = createWayfind({
+    registry: registry.create({ unpaced: true }),
+    idleTtlMs: IDLE_TTL_MS,
+  })
   const progress = progressBar(io, count)
   let handle: RegistrationHandle | undefined
   let registering: Promise<RegistrationHandle> | undefined

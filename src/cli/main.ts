@@ -8,7 +8,7 @@ import { isWayfindError } from '../errors.js'
 import { BENCH_LATENCY_HELP, benchLatencyCommand } from './bench-latency.js'
 import { processIo, type CommandIo } from './io.js'
 import { RESOLVE_HELP, resolveCommand } from './resolve.js'
-import { EXIT, UsageError } from './usage.js'
+import { EXIT, UsageError, usageErrorFrom } from './usage.js'
 import { WATCH_HELP, watchCommand } from './watch.js'
 
 const MAIN_HELP = `Usage: wayfind <command> [options]
@@ -49,11 +49,14 @@ export async function main(argv: readonly string[], io: CommandIo): Promise<numb
   let help: string
   switch (name) {
     case undefined:
+      // A usage error, like any other: usage on stderr, exit 2 (stdout stays clean for pipes).
+      io.err(`${MAIN_HELP}\n`)
+      return EXIT.USAGE
     case '-h':
     case '--help':
     case 'help':
       io.out(`${MAIN_HELP}\n`)
-      return name === undefined ? EXIT.USAGE : EXIT.OK
+      return EXIT.OK
     case '-v':
     case '--version':
       io.out(`${version()}\n`)
@@ -69,9 +72,13 @@ export async function main(argv: readonly string[], io: CommandIo): Promise<numb
     case 'bench': {
       const [sub, ...args] = rest
       if (sub === 'latency') return run(benchLatencyCommand, args, BENCH_LATENCY_HELP, io)
-      if (sub === undefined || sub === '--help' || sub === '-h') {
-        io.out(`Usage: wayfind bench latency [options]\n\n${BENCH_LATENCY_HELP}\n`)
-        return sub === undefined ? EXIT.USAGE : EXIT.OK
+      if (sub === undefined) {
+        io.err(`wayfind: bench needs a benchmark name (known: latency)\n\n${BENCH_LATENCY_HELP}\n`)
+        return EXIT.USAGE
+      }
+      if (sub === '--help' || sub === '-h') {
+        io.out(`${BENCH_LATENCY_HELP}\n`)
+        return EXIT.OK
       }
       io.err(
         `wayfind: unknown bench ${JSON.stringify(sub)} (known: latency)\n\n${BENCH_LATENCY_HELP}\n`,
@@ -96,14 +103,12 @@ async function run(
   const keepAlive = setInterval(() => undefined, 1 << 30)
   try {
     return await command(argv, io)
-  } catch (err) {
-    // parseArgs throws TypeErrors with ERR_PARSE_ARGS_* codes for unknown or malformed flags.
-    const code = (err as { code?: unknown }).code
-    if (
-      err instanceof UsageError ||
-      (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS'))
-    ) {
-      io.err(`wayfind: ${(err as Error).message}\n\n${help}\n`)
+  } catch (thrown) {
+    // parseArgs throws TypeErrors with ERR_PARSE_ARGS_* codes for unknown or malformed flags;
+    // they are reworded, never printed raw.
+    const err = usageErrorFrom(thrown)
+    if (err instanceof UsageError) {
+      io.err(`wayfind: ${err.message}\n\n${help}\n`)
       return EXIT.USAGE
     }
     if (isWayfindError(err)) io.err(`wayfind: ${err.code}: ${err.message}\n`)

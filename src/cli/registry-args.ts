@@ -15,6 +15,8 @@ import { UsageError } from './usage.js'
 export const REGISTRY_OPTIONS = {
   consul: { type: 'string' },
   token: { type: 'string' },
+  datacenter: { type: 'string' },
+  // The old spelling, kept as an alias of --datacenter.
   dc: { type: 'string' },
   etcd: { type: 'string' },
   prefix: { type: 'string' },
@@ -24,7 +26,7 @@ export const REGISTRY_OPTIONS = {
 export const REGISTRY_HELP = `Registry (one of):
   --consul URL        Consul agent, e.g. http://127.0.0.1:8500   (env CONSUL_HTTP_ADDR)
     --token TOKEN     ACL token, sent as X-Consul-Token          (env CONSUL_HTTP_TOKEN)
-    --dc NAME         datacenter to query
+    --datacenter NAME datacenter to query (alias --dc)
   --etcd HOSTS        etcd members, comma-separated, e.g. http://127.0.0.1:2379
                                                                  (env ETCDCTL_ENDPOINTS)
     --prefix PREFIX   key prefix of services (default /services/)
@@ -36,6 +38,8 @@ pass --consul or --etcd.`
 export interface RegistryFlags {
   readonly consul?: string | undefined
   readonly token?: string | undefined
+  readonly datacenter?: string | undefined
+  /** Alias of {@link RegistryFlags.datacenter}. */
   readonly dc?: string | undefined
   readonly etcd?: string | undefined
   readonly prefix?: string | undefined
@@ -47,7 +51,13 @@ export interface RegistryChoice {
   readonly kind: 'consul' | 'etcd'
   /** Where, for humans (never includes credentials). */
   readonly where: string
-  create(): RegistryProvider
+  create(settings?: CreateSettings): RegistryProvider
+}
+
+/** How a command wants its client's provider. */
+export interface CreateSettings {
+  /** No churn-guard pacing of watches (for measuring the registry itself). */
+  readonly unpaced?: boolean
 }
 
 type Env = Readonly<Record<string, string | undefined>>
@@ -83,22 +93,32 @@ export function chooseRegistry(flags: RegistryFlags, env: Env = process.env): Re
       if (flags[f] !== undefined) throw new UsageError(`--${f} applies to etcd, not Consul`)
     return consulChoice(flags, env)
   }
-  for (const f of ['token', 'dc'] as const)
+  for (const f of ['token', 'datacenter', 'dc'] as const)
     if (flags[f] !== undefined) throw new UsageError(`--${f} applies to Consul, not etcd`)
   return etcdChoice(flags, env)
 }
 
 function consulChoice(flags: RegistryFlags, env: Env): RegistryChoice {
   const url = nonEmpty(flags.consul) ?? nonEmpty(env.CONSUL_HTTP_ADDR)
+  if (flags.datacenter !== undefined && flags.dc !== undefined && flags.datacenter !== flags.dc)
+    throw new UsageError('--dc is an alias of --datacenter: pass one of them')
+  const datacenter = flags.datacenter ?? flags.dc
   // consul() reads the remaining CONSUL_* variables (token, TLS) itself; normalise a bare
   // host:port the way the consul CLI does.
   const options = {
     env,
     ...(url === undefined ? {} : { url: /^[a-z]+:\/\//i.test(url) ? url : `http://${url}` }),
     ...(flags.token === undefined ? {} : { token: flags.token }),
-    ...(flags.dc === undefined ? {} : { dc: flags.dc }),
+    ...(datacenter === undefined ? {} : { datacenter }),
   }
-  const create = (): RegistryProvider => consul(options)
+  // `unpaced`: a measuring client must see the registry, not the churn guard (the per-watch
+  // token bucket that paces early answers), so it gets a bucket that never runs dry.
+  const create = (settings: CreateSettings = {}): RegistryProvider =>
+    consul(
+      settings.unpaced === true
+        ? { ...options, rateLimit: { burstCount: 1_000, refillMs: 1 } }
+        : options,
+    )
   validate(create)
   return { kind: 'consul', where: `consul ${options.url ?? 'http://127.0.0.1:8500'}`, create }
 }

@@ -23,20 +23,43 @@ export class UsageError extends Error {
 }
 
 /**
- * A duration flag: `500ms`, `2s`, `1m`, `1.5s`, or a bare number of milliseconds.
+ * A duration flag: `500ms`, `2s`, `1m`, `1.5s`. A bare number is refused: `--timeout 5` meant
+ * five seconds to every user who typed it, and five milliseconds to the parser.
  */
 export function parseDurationMs(flag: string, text: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(text.trim())
+  const trimmed = text.trim()
+  if (/^\d+(?:\.\d+)?$/.test(trimmed))
+    throw new UsageError(
+      `--${flag}: ${JSON.stringify(text)} has no unit; write ${trimmed}s for seconds or ${trimmed}ms for milliseconds`,
+    )
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m)$/.exec(trimmed)
   if (m === null)
     throw new UsageError(
       `--${flag}: expected a duration such as 500ms, 5s or 1m, got ${JSON.stringify(text)}`,
     )
   const n = Number(m[1])
-  const unit = m[2] ?? 'ms'
+  const unit = m[2]
   const v = unit === 'ms' ? n : unit === 's' ? n * 1_000 : n * 60_000
   if (!(v >= 1) || v > 2 ** 31 - 1)
     throw new UsageError(`--${flag}: ${JSON.stringify(text)} is out of range`)
   return Math.round(v)
+}
+
+/**
+ * `node:util` parseArgs errors (unknown flag, missing or unexpected value) in the CLI's own
+ * words; anything else is returned unchanged.
+ */
+export function usageErrorFrom(err: unknown): unknown {
+  const code = (err as { code?: unknown } | null)?.code
+  if (typeof code !== 'string' || !code.startsWith('ERR_PARSE_ARGS')) return err
+  const message = err instanceof Error ? err.message : String(err)
+  const option = /'(-{1,2}[^' ]+)/.exec(message)?.[1] ?? 'an option'
+  if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') return new UsageError(`unknown option ${option}`)
+  if (code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL')
+    return new UsageError(`unexpected argument ${/'([^']*)'/.exec(message)?.[1] ?? ''}`.trim())
+  if (/argument missing/.test(message)) return new UsageError(`${option} needs a value`)
+  if (/does not take an argument/.test(message)) return new UsageError(`${option} takes no value`)
+  return new UsageError(`invalid use of ${option}`)
 }
 
 /** A whole-number flag within bounds. */

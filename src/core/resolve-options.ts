@@ -2,7 +2,14 @@
  * Options of `wf.resolve()`: the public interface and its schema.
  */
 import { parseOptions } from './options/check.js'
-import { abortSignal, duration, object, type OutputOf, type SchemaFor } from './options/schema.js'
+import {
+  abortSignal,
+  duration,
+  object,
+  string,
+  type OutputOf,
+  type SchemaFor,
+} from './options/schema.js'
 
 /** Options of `wf.resolve()`. */
 export interface ResolveOptions {
@@ -33,4 +40,13 @@ export type ParsedResolveOptions = OutputOf<typeof resolveOptions>
 /** Checks {@link ResolveOptions}; throws `InvalidOptionError` naming the option. */
 export function parseResolveOptions(input: ResolveOptions | undefined): ParsedResolveOptions {
   return parseOptions(resolveOptions, input, { label: 'resolve()' })
+}
+
+const serviceName = string({ fix: 'Pass the service name, e.g. "payments".' }).required(
+  'Pass the service name, e.g. "payments".',
+)
+
+/** Checks the service name given to `resolve()` / `instances()`; errors name `service`. */
+export function parseServiceName(service: string, label: string): string {
+  return parseOptions(serviceName, service, { label, path: 'service' })
 }

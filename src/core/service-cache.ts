@@ -138,7 +138,12 @@ export class ServiceCache extends Closable implements ServiceDirectory {
     if (this.closed) return Promise.reject(new ClosedError('resolve'))
     const { signal, timeoutMs } = options
     if (signal?.aborted === true) return Promise.reject(abortReason(signal))
-    const entry = this.#entry(service)
+    let entry: ServiceEntry
+    try {
+      entry = this.#entry(service)
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)))
+    }
     if (entry.instances.length > 0) return Promise.resolve(entry.picker)
 
     return new Promise<Picker>((resolve, reject) => {
@@ -212,6 +217,9 @@ export class ServiceCache extends Closable implements ServiceDirectory {
   #entry(service: string): ServiceEntry {
     let entry = this.#entries.get(service)
     if (entry === undefined) {
+      // A name the registry cannot hold fails here, at once, for resolve(), instances() and the
+      // dispatcher alike (only new names are checked: known ones cost nothing per request).
+      this.#provider.checkServiceName?.(service)
       entry = new ServiceEntry(service)
       this.#entries.set(service, entry)
       this.#startWatch(entry)

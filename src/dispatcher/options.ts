@@ -112,9 +112,6 @@ export interface DispatcherOptions {
   readonly random?: () => number
 }
 
-type RetrySchema = SchemaFor<RetryOptions>
-type OutlierSchema = SchemaFor<OutlierOptions>
-
 const retrySchema = {
   connectRetries: integer(0, 10).default(2),
   sentRetries: integer(0, 10).default(2),
@@ -125,16 +122,20 @@ const retrySchema = {
     .map((codes): ReadonlySet<number> => new Set(codes)),
   backoff: backoff({ initialMs: 25, maxMs: 1_000 }),
   retryAfterMaxMs: duration({ min: 0 }).default(5_000),
-} satisfies RetrySchema
+} satisfies SchemaFor<RetryOptions>
+
+function percent() {
+  return number(0, 100, 'Use a percentage from 0 to 100.')
+}
 
 const outlierSchema = {
   consecutiveFailures: integer(1, 1_000_000).default(5),
   baseEjectionMs: duration().default(30_000),
   maxEjectionMs: duration().default(300_000),
-  maxEjectionPercent: number(0, 100, 'Use a percentage from 0 to 100.').default(10),
-  panicThresholdPercent: number(0, 100, 'Use a percentage from 0 to 100.').default(50),
+  maxEjectionPercent: percent().default(10),
+  panicThresholdPercent: percent().default(50),
   intervalMs: duration().default(10_000),
-} satisfies OutlierSchema
+} satisfies SchemaFor<OutlierOptions>
 
 /** The schema of {@link DispatcherOptions}: every default and check of the dispatcher. */
 export const dispatcherSchema = {

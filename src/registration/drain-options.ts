@@ -1,5 +1,6 @@
 /**
- * The drain options of `wf.register()` and their defaults, checked in one place.
+ * The drain options of `wf.register()`: their defaults and the parsed shape. The checks are
+ * entries of the register schema (`options.ts`).
  *
  * Defaults, and why:
  * - `drainDelayMs` 5 s when there is something to drain (a `server` or an `onDrain` hook), else
@@ -12,12 +13,7 @@
  *   the whole sequence ends within 3 + 5 + 10 + 1 = 19 s: inside Kubernetes' default
  *   `terminationGracePeriodSeconds` of 30 s, with room for a `preStop` hook.
  */
-import { checkDurationMs } from '../core/validate.js'
-import { InvalidOptionError } from '../errors.js'
 import type { DrainableServer } from './server-drain.js'
-
-/** The keys of `RegisterOptions` handled here. */
-export const DRAIN_OPTION_KEYS = ['server', 'onDrain', 'drainDelayMs', 'drainTimeoutMs'] as const
 
 /** Wait after deregistering before the server stops accepting, when there is something to drain. */
 export const DEFAULT_DRAIN_DELAY_MS = 5_000
@@ -26,51 +22,10 @@ export const DEFAULT_DRAIN_TIMEOUT_MS = 10_000
 /** Bound on closing the client (watches, leases, pools) after the drain, on a signal. */
 export const CLOSE_BOUND_MS = 1_000
 
-/** Validated drain options. */
+/** The drain options of `wf.register()`, checked (in `options.ts`) and with defaults applied. */
 export interface NormalizedDrainOptions {
   readonly server: DrainableServer | undefined
   readonly onDrain: (() => Promise<void>) | undefined
   readonly drainDelayMs: number
   readonly drainTimeoutMs: number
-}
-
-/** Checks the drain options of `o` (the register options object). Throws `InvalidOptionError`. */
-export function normalizeDrainOptions(o: Record<string, unknown>): NormalizedDrainOptions {
-  const server = o.server
-  if (
-    server !== undefined &&
-    (typeof server !== 'object' ||
-      server === null ||
-      typeof (server as { close?: unknown }).close !== 'function' ||
-      typeof (server as { on?: unknown }).on !== 'function' ||
-      typeof (server as { listen?: unknown }).listen !== 'function')
-  )
-    throw new InvalidOptionError(
-      'options.server',
-      server,
-      'Pass the node:http, node:https or node:http2 server the service listens on (for fastify: its .server, or use onDrain: () => app.close()).',
-    )
-  const onDrain = o.onDrain
-  if (onDrain !== undefined && typeof onDrain !== 'function')
-    throw new InvalidOptionError(
-      'options.onDrain',
-      onDrain,
-      'Pass an async function that stops the rest of your work, e.g. () => app.close().',
-    )
-  const drainDelayMs =
-    o.drainDelayMs === undefined
-      ? server === undefined && onDrain === undefined
-        ? 0
-        : DEFAULT_DRAIN_DELAY_MS
-      : checkDurationMs('options.drainDelayMs', o.drainDelayMs, { min: 0 })
-  const drainTimeoutMs =
-    o.drainTimeoutMs === undefined
-      ? DEFAULT_DRAIN_TIMEOUT_MS
-      : checkDurationMs('options.drainTimeoutMs', o.drainTimeoutMs)
-  return {
-    server: server as DrainableServer | undefined,
-    onDrain: onDrain as (() => Promise<void>) | undefined,
-    drainDelayMs,
-    drainTimeoutMs,
-  }
 }

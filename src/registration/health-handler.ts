@@ -7,8 +7,7 @@
  * One function fits node:http, express and the raw request of fastify or node:http2's
  * compatibility API: it only uses `req.url`, `req.method`, `res.writeHead` and `res.end`.
  */
-import { InvalidOptionError } from '../errors.js'
-import { checkKnownKeys, checkObject } from '../core/validate.js'
+import { parseHealthHandlerOptions } from './options.js'
 import type { RegistrationState } from './registrar.js'
 
 /** What the health endpoint reports. */
@@ -57,19 +56,9 @@ export type HealthHandler = (
 /** Builds a handler answering with `report()`. */
 export function createHealthHandler(
   report: () => HealthReport,
-  options: HealthHandlerOptions = {},
+  options?: HealthHandlerOptions,
 ): HealthHandler {
-  checkKnownKeys('options', checkObject('options', options), ['path', 'check'])
-  const path = options.path === undefined ? '/health' : options.path
-  if (path !== null && (typeof path !== 'string' || !path.startsWith('/')))
-    throw new InvalidOptionError(
-      'options.path',
-      path,
-      'Pass a path starting with "/", e.g. "/health", or null to answer on every path.',
-    )
-  const check = options.check
-  if (check !== undefined && typeof check !== 'function')
-    throw new InvalidOptionError('options.check', check, 'Pass a function returning a boolean.')
+  const { path, check } = parseHealthHandlerOptions(options)
 
   return (req, res, next) => {
     if (path !== null) {

@@ -5,8 +5,7 @@
  */
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { InvalidOptionError } from '../errors.js'
-import { checkInteger } from '../core/validate.js'
+import { parseHealthServerOptions } from './options.js'
 
 /** Options of {@link startHealthServer}. */
 export interface HealthServerOptions {
@@ -37,12 +36,7 @@ export interface HealthServer extends AsyncDisposable {
 
 /** Starts the health endpoint. */
 export async function startHealthServer(options: HealthServerOptions = {}): Promise<HealthServer> {
-  const port = options.port === undefined ? 0 : checkInteger('port', options.port, 0, 65535)
-  const host = options.host ?? '127.0.0.1'
-  const path = options.path ?? '/health'
-  if (!path.startsWith('/'))
-    throw new InvalidOptionError('path', path, 'Pass a path starting with "/", e.g. "/health".')
-  const check = options.check
+  const { port, host, path, check } = parseHealthServerOptions(options)
   let status: 'UP' | 'DOWN' = 'UP'
 
   const server: Server = createServer((req, res) => {

@@ -82,9 +82,22 @@ export interface RegisterContext {
   /**
    * `registered` after each successful (re-)registration, `degraded` when heartbeats or
    * keepalives fail but the registry may still list us, `lost` when the registry forgot us
-   * (the provider is re-registering, with backoff, forever).
+   * (the provider is re-registering, with backoff, forever) or, with a
+   * `RegistrationConflictError`, when another owner took the id over (the provider stops).
    */
   onState(state: Exclude<RegistrationState, 'deregistered'>, error?: WayfindError): void
+  /**
+   * Budget of the first registration in ms ({@link RegisterOptions.timeoutMs}): the provider
+   * retries transient failures (registry unreachable, 5xx, timeouts) with backoff until it
+   * runs out, then rejects with a `retryable` error. Absent: 10_000.
+   */
+  readonly timeoutMs?: number
+  /**
+   * Take the instance id over even when another live owner holds it
+   * ({@link RegisterOptions.replace}); otherwise that is a `RegistrationConflictError`.
+   * Absent: false.
+   */
+  readonly replace?: boolean
 }
 
 /** Returned by `RegistryProvider.register()`. */
@@ -111,6 +124,18 @@ export interface RegisterOptions {
   /** Aborting it cancels a registration still in progress. */
   readonly signal?: AbortSignal
   /**
+   * Bound on the first registration: while the registry is unreachable (or answers 5xx, or
+   * times out) wayfind retries with backoff for this long, then rejects with a `retryable`
+   * `RegistrationError`. @defaultValue 10_000
+   */
+  readonly timeoutMs?: number
+  /**
+   * Take over the instance id even when another live process holds it (a deliberate
+   * replacement). Without it, registering an id that a live owner holds rejects with
+   * `RegistrationConflictError`. @defaultValue false
+   */
+  readonly replace?: boolean
+  /**
    * The server this instance serves on (node:http, node:https or node:http2). Draining stops it
    * accepting after `drainDelayMs` and lets its requests in flight finish; HTTP/1.1 responses
    * say `Connection: close` from the start of the drain.
@@ -130,6 +155,14 @@ export interface RegisterOptions {
   readonly drainTimeoutMs?: number
 }
 
+/** Options of `handle.deregister()`. */
+export interface DeregisterOptions {
+  /** Bound on this deregistration. @defaultValue the registration's `shutdownTimeoutMs` */
+  readonly timeoutMs?: number
+  /** Aborting it stops waiting for the registry. */
+  readonly signal?: AbortSignal
+}
+
 /** What `wf.register()` resolves with. */
 export interface RegistrationHandle extends AsyncDisposable {
   readonly service: string
@@ -144,8 +177,5 @@ export interface RegistrationHandle extends AsyncDisposable {
    */
   drain(): Promise<void>
   /** Bounded and idempotent: every call returns the same promise. */
-  deregister(options?: {
-    readonly timeoutMs?: number
-    readonly signal?: AbortSignal
-  }): Promise<void>
+  deregister(options?: DeregisterOptions): Promise<void>
 }

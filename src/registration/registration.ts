@@ -9,24 +9,17 @@
  * alongside). Every step is bounded, so the whole sequence is too.
  */
 import { abortReason, isAborted, linkedController, onAbort } from '../core/abort.js'
-import {
-  checkDurationMs,
-  checkInteger,
-  checkKnownKeys,
-  checkNonEmptyString,
-  checkObject,
-} from '../core/validate.js'
-import {
-  InvalidOptionError,
-  RegistrationError,
-  isWayfindError,
-  errorMessage,
-  type WayfindError,
-} from '../errors.js'
+import { RegistrationError, isWayfindError, errorMessage, type WayfindError } from '../errors.js'
 import type { EventHub } from '../events.js'
-import { instanceProblem } from '../instance.js'
 import type { RegistryProvider } from '../registry/provider.js'
+import {
+  parseDeregisterOptions,
+  parseRegisterOptions,
+  parseRegistration,
+  type ParsedRegisterOptions,
+} from './options.js'
 import type {
+  DeregisterOptions,
   NormalizedRegistration,
   RegisterOptions,
   Registration,
@@ -35,161 +28,9 @@ import type {
   RegistrationState,
 } from './registrar.js'
 import { keepAlive } from '../core/keep-alive.js'
-import {
-  CLOSE_BOUND_MS,
-  DRAIN_OPTION_KEYS,
-  normalizeDrainOptions,
-  type NormalizedDrainOptions,
-} from './drain-options.js'
+import { CLOSE_BOUND_MS, type NormalizedDrainOptions } from './drain-options.js'
 import { trackServer, type ServerDrain } from './server-drain.js'
 import { onShutdown, type ShutdownCause } from './shutdown.js'
-
-/** Default bound on deregistration. */
-export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 3_000
-
-const REGISTRATION_KEYS = [
-  'name',
-  'id',
-  'address',
-  'port',
-  'tags',
-  'meta',
-  'weight',
-  'check',
-] as const
-const HTTP_CHECK_KEYS = ['http', 'intervalMs', 'timeoutMs', 'deregisterCriticalAfterMs'] as const
-const TTL_CHECK_KEYS = ['ttlMs', 'deregisterCriticalAfterMs'] as const
-const REGISTER_OPTION_KEYS = [
-  'handleSignals',
-  'handleCrashes',
-  'shutdownTimeoutMs',
-  'signal',
-  ...DRAIN_OPTION_KEYS,
-] as const
-
-/** Validates a registration and applies defaults. Throws `InvalidOptionError`. */
-export function normalizeRegistration(input: Registration): NormalizedRegistration {
-  const reg = checkObject('registration', input)
-  checkKnownKeys('', reg, REGISTRATION_KEYS)
-  const name = checkNonEmptyString('name', reg.name, 'Pass the service name, e.g. "payments".')
-  if (/[/\s]/.test(name))
-    throw new InvalidOptionError('name', name, 'Service names cannot contain "/" or spaces.')
-  const address = checkNonEmptyString(
-    'address',
-    reg.address,
-    'Pass the address other services connect to, e.g. "10.0.0.7".',
-  )
-  const port = checkInteger('port', reg.port, 1, 65535)
-  const id =
-    reg.id === undefined
-      ? `${name}-${address}-${port}`
-      : checkNonEmptyString(
-          'id',
-          reg.id,
-          'Pass a non-empty instance id, unique within the service, or leave it out.',
-        )
-  if (id.includes('/')) throw new InvalidOptionError('id', id, 'Instance ids cannot contain "/".')
-  const tags = reg.tags ?? []
-  if (!Array.isArray(tags) || tags.some((t) => typeof t !== 'string'))
-    throw new InvalidOptionError('tags', reg.tags, 'Pass an array of strings.')
-  const meta = checkObject('meta', reg.meta)
-  for (const [k, v] of Object.entries(meta))
-    if (typeof v !== 'string')
-      throw new InvalidOptionError(`meta.${k}`, v, 'Meta values must be strings.')
-  const weight = reg.weight === undefined ? 1 : checkInteger('weight', reg.weight, 1, 65535)
-  const problem = instanceProblem({ id, service: name, host: address, port, weight })
-  if (problem !== undefined)
-    throw new InvalidOptionError('address', address, `Fix the registration: ${problem}.`)
-
-  let check: NormalizedRegistration['check']
-  if (reg.check !== undefined) {
-    const c = checkObject('check', reg.check)
-    const deregisterCriticalAfterMs =
-      c.deregisterCriticalAfterMs === undefined
-        ? undefined
-        : checkDurationMs('check.deregisterCriticalAfterMs', c.deregisterCriticalAfterMs)
-    if (c.http !== undefined && c.ttlMs !== undefined)
-      throw new InvalidOptionError(
-        'check',
-        c,
-        'Pass either { http, intervalMs } or { ttlMs }, not both.',
-      )
-    if (c.http !== undefined) {
-      checkKnownKeys('check', c, HTTP_CHECK_KEYS)
-      const http = checkNonEmptyString(
-        'check.http',
-        c.http,
-        'Pass the health URL, e.g. "http://10.0.0.7:8080/health".',
-      )
-      let url: URL
-      try {
-        url = new URL(http)
-      } catch {
-        throw new InvalidOptionError(
-          'check.http',
-          http,
-          'Pass an absolute http(s) URL, e.g. "http://10.0.0.7:8080/health".',
-        )
-      }
-      if (url.protocol !== 'http:' && url.protocol !== 'https:')
-        throw new InvalidOptionError(
-          'check.http',
-          http,
-          'Only http: and https: health URLs can be checked.',
-        )
-      check = {
-        kind: 'http',
-        http,
-        intervalMs:
-          c.intervalMs === undefined
-            ? 10_000
-            : checkDurationMs('check.intervalMs', c.intervalMs, { min: 100 }),
-        timeoutMs:
-          c.timeoutMs === undefined ? 5_000 : checkDurationMs('check.timeoutMs', c.timeoutMs),
-        deregisterCriticalAfterMs,
-      }
-    } else if (c.ttlMs !== undefined) {
-      checkKnownKeys('check', c, TTL_CHECK_KEYS)
-      check = {
-        kind: 'ttl',
-        ttlMs: checkDurationMs('check.ttlMs', c.ttlMs, { min: 1_000 }),
-        deregisterCriticalAfterMs,
-      }
-    } else {
-      checkKnownKeys('check', c, [
-        'http',
-        'ttlMs',
-        'intervalMs',
-        'timeoutMs',
-        'deregisterCriticalAfterMs',
-      ])
-      throw new InvalidOptionError(
-        'check',
-        c,
-        'Pass { http: url, intervalMs } for an HTTP check or { ttlMs } for a TTL check.',
-      )
-    }
-  }
-  return Object.freeze({
-    name,
-    id,
-    address,
-    port,
-    tags: Object.freeze([...(tags as string[])]),
-    meta: Object.freeze({ ...(meta as Record<string, string>) }),
-    weight,
-    check,
-  })
-}
-
-/** Validated {@link RegisterOptions}. */
-export interface NormalizedRegisterOptions {
-  readonly handleSignals: boolean
-  readonly handleCrashes: boolean
-  readonly shutdownTimeoutMs: number
-  readonly signal: AbortSignal | undefined
-  readonly drain: NormalizedDrainOptions
-}
 
 /** What a registration needs from its client to drain. */
 export interface DrainHost {
@@ -197,33 +38,6 @@ export interface DrainHost {
   drainStarted(handle: RegistrationHandle, drain: Promise<void>): void
   /** Closes the client (watches, leases, pools): the last step of a drain on a signal. */
   close(): Promise<void>
-}
-
-export function normalizeRegisterOptions(
-  input: RegisterOptions | undefined,
-): NormalizedRegisterOptions {
-  const o = checkObject('options', input)
-  checkKnownKeys('options', o, REGISTER_OPTION_KEYS)
-  const bool = (k: string, v: unknown, d: boolean): boolean => {
-    if (v === undefined) return d
-    if (typeof v !== 'boolean')
-      throw new InvalidOptionError(`options.${k}`, v, 'Pass true or false.')
-    return v
-  }
-  const handleSignals = bool('handleSignals', o.handleSignals, false)
-  const signal = o.signal
-  if (signal !== undefined && !(signal instanceof AbortSignal))
-    throw new InvalidOptionError('options.signal', signal, 'Pass an AbortSignal.')
-  return {
-    handleSignals,
-    handleCrashes: bool('handleCrashes', o.handleCrashes, handleSignals),
-    shutdownTimeoutMs:
-      o.shutdownTimeoutMs === undefined
-        ? DEFAULT_SHUTDOWN_TIMEOUT_MS
-        : checkDurationMs('options.shutdownTimeoutMs', o.shutdownTimeoutMs),
-    signal,
-    drain: normalizeDrainOptions(o),
-  }
 }
 
 /** A live registration. Created by {@link startRegistration}. */
@@ -246,7 +60,7 @@ class LiveRegistration implements RegistrationHandle {
   constructor(
     reg: NormalizedRegistration,
     hub: EventHub,
-    options: NormalizedRegisterOptions,
+    options: ParsedRegisterOptions,
     onEnd: () => void,
     host: DrainHost | undefined,
   ) {
@@ -274,7 +88,7 @@ class LiveRegistration implements RegistrationHandle {
     return this.#ctx.signal
   }
 
-  attach(session: RegistrationSession, options: NormalizedRegisterOptions): void {
+  attach(session: RegistrationSession, options: ParsedRegisterOptions): void {
     this.#session = session
     if (options.handleSignals || options.handleCrashes)
       this.#removeShutdown = onShutdown({
@@ -351,15 +165,16 @@ class LiveRegistration implements RegistrationHandle {
     }
   }
 
-  deregister(
-    options: { readonly timeoutMs?: number; readonly signal?: AbortSignal } = {},
-  ): Promise<void> {
-    this.#deregistering ??= this.#deregister(
-      options.timeoutMs === undefined
-        ? this.#timeoutMs
-        : checkDurationMs('timeoutMs', options.timeoutMs),
-      options.signal,
-    )
+  deregister(input?: DeregisterOptions): Promise<void> {
+    if (this.#deregistering !== undefined) return this.#deregistering
+    let options: ReturnType<typeof parseDeregisterOptions>
+    try {
+      options = parseDeregisterOptions(input)
+    } catch (err) {
+      // A promise-returning method rejects; it never throws.
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)))
+    }
+    this.#deregistering = this.#deregister(options.timeoutMs ?? this.#timeoutMs, options.signal)
     return this.#deregistering
   }
 
@@ -468,8 +283,10 @@ export async function startRegistration(
   track: (handle: RegistrationHandle) => () => void,
   host?: DrainHost,
 ): Promise<RegistrationHandle> {
-  const reg = normalizeRegistration(input)
-  const options = normalizeRegisterOptions(optionsInput)
+  const reg = parseRegistration(input)
+  // The registry's own name rule, the one resolve() and the dispatcher apply too.
+  provider.checkServiceName?.(reg.name)
+  const options = parseRegisterOptions(optionsInput)
   if (provider.register === undefined)
     throw new RegistrationError(
       `The "${provider.name}" registry is read-only: it cannot register services`,
@@ -498,6 +315,8 @@ export async function startRegistration(
       onState: (state, error) => {
         handle.onState(state, error)
       },
+      timeoutMs: options.timeoutMs,
+      replace: options.replace,
     })
     if (ctxSignal.aborted) {
       // Cancelled (or the client closed) while registering: do not leave it behind.

@@ -4,9 +4,13 @@
  * expiry of registrations that stop heartbeating.
  */
 import { abortReason, onAbort } from '../core/abort.js'
-import { systemClock, type Clock, type TimerHandle } from '../core/clock.js'
+import { parseOptions } from '../core/options/check.js'
+import { clockOption } from '../core/options/common.js'
+import { object, type SchemaFor } from '../core/options/schema.js'
+import type { Clock, TimerHandle } from '../core/clock.js'
 import {
   InvalidOptionError,
+  RegistrationConflictError,
   RegistrationError,
   RegistryUnavailableError,
   type WayfindError,
@@ -18,6 +22,7 @@ import type {
   RegistrationSession,
 } from '../registration/registrar.js'
 import type { RegistryProvider, WatchListener, WatchOptions } from './provider.js'
+import { assertServiceName, consulNameRule } from './service-name.js'
 
 /** Options of {@link memoryRegistry}. */
 export interface MemoryRegistryOptions {
@@ -71,9 +76,26 @@ interface TtlState {
   timer: TimerHandle | undefined
 }
 
+/** Who registered an entry, so that a takeover reaches the owner it displaced. */
+interface Owner {
+  readonly address: string
+  readonly port: number
+  /** Called once when another registration takes the entry over. */
+  readonly takenOver: (by: string) => void
+}
+
 /** Creates an in-process registry. */
+/** The schema of {@link MemoryRegistryOptions}. */
+export const memorySchema = {
+  clock: clockOption(),
+} satisfies SchemaFor<MemoryRegistryOptions>
+
+const memoryRegistryOptions = object(memorySchema).default({})
+
 export function memoryRegistry(options: MemoryRegistryOptions = {}): MemoryRegistry {
-  return new InMemoryRegistry(options.clock ?? systemClock)
+  return new InMemoryRegistry(
+    parseOptions(memoryRegistryOptions, options, { label: 'memoryRegistry()' }).clock,
+  )
 }
 
 class InMemoryRegistry implements MemoryRegistry {
@@ -83,6 +105,7 @@ class InMemoryRegistry implements MemoryRegistry {
   readonly #watches = new Map<string, Set<Watch>>()
   readonly #failing = new Set<string>()
   readonly #ttl = new Map<string, TtlState>()
+  readonly #owners = new Map<string, Owner>()
   #failAll = false
   #revision = 0n
   #closed = false
@@ -130,6 +153,14 @@ class InMemoryRegistry implements MemoryRegistry {
     for (const s of service === undefined ? [...this.#watches.keys()] : [service]) this.#changed(s)
   }
 
+  /**
+   * The Consul rule ({@link consulNameRule}): the memory registry stands in for real registries
+   * in tests and demos, so it refuses what Consul (the stricter of the two) cannot hold.
+   */
+  checkServiceName(name: string): void {
+    assertServiceName('memory', name, consulNameRule)
+  }
+
   watchCount(service: string): number {
     return this.#watches.get(service)?.size ?? 0
   }
@@ -174,10 +205,57 @@ class InMemoryRegistry implements MemoryRegistry {
     const ttlMs = reg.check?.kind === 'ttl' ? reg.check.ttlMs : undefined
     const key = `${reg.name}\u0000${reg.id}`
 
+    // Ownership, by the same rule as Consul and etcd: an entry another live registration holds
+    // is a conflict unless it advertises our very address and port (an earlier run of this
+    // endpoint) or the caller asked to replace it. An entry put() by hand has no owner.
+    const previous = this.#owners.get(key)
+    if (
+      previous !== undefined &&
+      this.#services.get(reg.name)?.has(reg.id) === true &&
+      ctx.replace !== true &&
+      !(previous.address === reg.address && previous.port === reg.port)
+    )
+      throw new RegistrationConflictError(
+        reg.name,
+        reg.id,
+        `another live registration (${previous.address}:${previous.port}) holds this instance id; pass { replace: true } to take it over`,
+      )
+    let lost = false
+    const owner: Owner = {
+      address: reg.address,
+      port: reg.port,
+      takenOver: (by) => {
+        lost = true
+        heartbeat?.clear()
+        // Our TTL must not expire the new owner's entry.
+        const ttl = this.#ttl.get(key)
+        if (ttl !== undefined && ttl === ttlState) {
+          ttl.timer?.clear()
+          this.#ttl.delete(key)
+        }
+        if (ctx.signal.aborted) return
+        ctx.onState(
+          'lost',
+          new RegistrationConflictError(
+            reg.name,
+            reg.id,
+            `another registration (${by}) took this instance id over; this one stopped and will not remove it`,
+          ),
+        )
+      },
+    }
+    const ours = (): boolean => this.#owners.get(key) === owner
+
     const registerNow = (): void => {
+      const displaced = this.#owners.get(key)
+      this.#owners.set(key, owner)
       this.put(reg.name, init)
+      if (displaced !== undefined && displaced !== owner)
+        displaced.takenOver(`${reg.address}:${reg.port}`)
       ctx.onState('registered')
     }
+    let heartbeat: TimerHandle | undefined
+    let ttlState: TtlState | undefined
     registerNow()
 
     if (ttlMs !== undefined) {
@@ -185,10 +263,11 @@ class InMemoryRegistry implements MemoryRegistry {
       // The heartbeat runs on its own timer every ttl/3, like the real registrars.
       const state: TtlState = { expiresAt: this.#clock.now() + ttlMs, timer: undefined }
       this.#ttl.set(key, state)
+      ttlState = state
       this.#armExpiry(reg.name, reg.id, key, state)
       const beat = (): void => {
-        if (ctx.signal.aborted || this.#closed) return
-        if (!this.#services.get(reg.name)?.has(reg.id)) {
+        if (ctx.signal.aborted || this.#closed || lost) return
+        if (!this.#services.get(reg.name)?.has(reg.id) || !ours()) {
           // Expired (or removed behind our back): register again, as a real registrar would.
           ctx.onState('lost')
           registerNow()
@@ -197,18 +276,22 @@ class InMemoryRegistry implements MemoryRegistry {
         this.#armExpiry(reg.name, reg.id, key, state)
         heartbeat = this.#clock.setTimeout(beat, Math.max(1, Math.floor(ttlMs / 3)))
       }
-      let heartbeat = this.#clock.setTimeout(beat, Math.max(1, Math.floor(ttlMs / 3)))
+      heartbeat = this.#clock.setTimeout(beat, Math.max(1, Math.floor(ttlMs / 3)))
       onAbort(ctx.signal, () => {
-        heartbeat.clear()
+        heartbeat?.clear()
       })
     }
 
     return {
       deregister: (signal: AbortSignal): Promise<void> => {
         if (signal.aborted) return Promise.reject(abortReason(signal))
+        heartbeat?.clear()
+        // Taken over (or expired and re-registered by another owner): the entry is not ours.
+        if (!ours()) return Promise.resolve()
         const state = this.#ttl.get(key)
         state?.timer?.clear()
         this.#ttl.delete(key)
+        this.#owners.delete(key)
         this.remove(reg.name, reg.id)
         return Promise.resolve()
       },
@@ -220,11 +303,15 @@ class InMemoryRegistry implements MemoryRegistry {
     const link = (signal: AbortSignal): AbortSignal => AbortSignal.any([signal, owner.signal])
     return {
       name: 'memory',
+      checkServiceName: (name) => {
+        this.checkServiceName(name)
+      },
       watch: (service, listener, options) => {
         this.watch(service, listener, { signal: link(options.signal) })
       },
       register: (reg, ctx) =>
         this.register(reg, {
+          ...ctx,
           signal: link(ctx.signal),
           onState: (s, e) => {
             ctx.onState(s, e)
@@ -261,8 +348,7 @@ class InMemoryRegistry implements MemoryRegistry {
   }
 
   #validate(service: string, init: MemoryInstanceInit): void {
-    if (typeof service !== 'string' || service === '')
-      throw new InvalidOptionError('service', service, 'Pass a non-empty service name.')
+    this.checkServiceName(service)
     const problem = instanceProblem({ ...init, service })
     if (problem !== undefined)
       throw new InvalidOptionError('instance', init, `Fix the instance: ${problem}.`)

@@ -76,6 +76,13 @@ export interface RegistryProvider {
     registration: NormalizedRegistration,
     context: RegisterContext,
   ): Promise<RegistrationSession>
+  /**
+   * Throws `InvalidOptionError` (option `service`) when this registry cannot hold a service
+   * named `name`. The client calls it before it watches or registers a name, so such a name
+   * fails at once everywhere (`resolve()`, `instances()`, the dispatcher, `register()`).
+   * Optional: without it, any non-empty name is tried.
+   */
+  checkServiceName?(name: string): void
   /** Stops every watch and registration loop and releases connections. Idempotent. */
   close(): Promise<void>
 }

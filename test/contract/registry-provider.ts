@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { WayfindError } from '../../src/errors.js'
 import type { RegistryProvider, ServiceSnapshot } from '../../src/registry/provider.js'
-import { normalizeRegistration } from '../../src/registration/registration.js'
+import { parseRegistration } from '../../src/registration/options.js'
 import { withDeadline } from '../support/wait.js'
 
 /** How the suite drives a registry from the outside (as another process would). */
@@ -142,7 +142,7 @@ export function registryProviderContract(
       const ac = new AbortController()
       const states: string[] = []
       const session = await provider.register(
-        normalizeRegistration({
+        parseRegistration({
           name: service,
           id: 'self',
           address: '127.0.0.1',

@@ -15,8 +15,10 @@ import { EtcdServer } from '../support/etcd.js'
 import { withDeadline } from '../support/wait.js'
 
 const DIST = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url))
-const SRC = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url))
-const CLI = existsSync(DIST) ? [DIST] : ['--import', 'tsx', SRC]
+// The binary users run: `npm test` builds it first (pretest). A missing build is a clear failure,
+// not a silent fall-back to the sources.
+if (!existsSync(DIST)) throw new Error(`${DIST} is missing: run "npm run build" first`)
+const CLI = [DIST]
 
 interface Run {
   readonly proc: ChildProcess
@@ -102,7 +104,22 @@ describe('wayfind CLI: usage', () => {
 
   it('rejects bad flags, missing arguments and a missing registry with exit code 2 and the usage', async () => {
     const cases: [string[], RegExp][] = [
-      [['resolve', 'svc', '--consul', 'http://127.0.0.1:1', '--bogus'], /Unknown option '--bogus'/],
+      [['resolve', 'svc', '--consul', 'http://127.0.0.1:1', '--bogus'], /unknown option --bogus/],
+      [
+        ['resolve', 'svc', '--consul', 'http://127.0.0.1:1', '--timeout'],
+        /--timeout needs a value/,
+      ],
+      [['resolve', 'svc', '--consul', 'http://127.0.0.1:1', '--json=yes'], /--json takes no value/],
+      [
+        ['resolve', 'svc', '--consul', 'http://127.0.0.1:1', '--timeout', '5'],
+        /--timeout: "5" has no unit; write 5s for seconds or 5ms for milliseconds/,
+      ],
+      [
+        ['bench', 'latency', '--etcd', '127.0.0.1:2', '--interval', '200'],
+        /--interval: "200" has no unit/,
+      ],
+      [[], /Commands:/],
+      [['bench'], /bench needs a benchmark name/],
       [['resolve', '--consul', 'http://127.0.0.1:1'], /missing <service>/],
       [['resolve', 'svc'], /no registry/],
       [
@@ -125,6 +142,9 @@ describe('wayfind CLI: usage', () => {
       expect(await finished(run), args.join(' ')).toBe(2)
       expect(run.stderr()).toMatch(message)
       expect(run.stderr()).toContain('Usage: wayfind')
+      // In the CLI's words on stderr only: nothing on stdout, no raw parseArgs text.
+      expect(run.stdout(), args.join(' ')).toBe('')
+      expect(run.stderr()).not.toMatch(/ERR_PARSE_ARGS|To specify a positional|TypeError/)
     }
   })
 })
@@ -223,6 +243,33 @@ describe('wayfind CLI against the Consul test server', () => {
     expect(result.latencyMs.p50).toBeGreaterThan(0)
     expect(result.latencyMs.max).toBeGreaterThanOrEqual(result.latencyMs.p50)
     await expectNothingRegisteredInConsul(consul, 'bench-consul')
+  })
+
+  it('bench latency with its default interval measures Consul, not the churn guard', async () => {
+    // Each flip makes several early blocking-query answers (register, check passing); a paced
+    // watcher ran out of tokens after a few flips and reported ~2 s per registration (the
+    // guard's refill) instead of the registry's latency.
+    const run = cli([
+      'bench',
+      'latency',
+      '--consul',
+      consul.url,
+      '--count',
+      '12',
+      '--service',
+      'bench-default',
+      '--json',
+    ])
+    expect(await finished(run, 60_000)).toBe(0)
+    const result = JSON.parse(run.stdout()) as {
+      latencyMs: { count: number }
+      registerLatencyMs: { p50: number }
+    }
+    expect(result.latencyMs.count).toBe(12)
+    // Paced, register → added sat at the guard's 2 s refill (p50 1,886 ms here); unpaced it is
+    // the server's answer time. 1 s sits far from both.
+    expect(result.registerLatencyMs.p50).toBeLessThan(1_000)
+    await expectNothingRegisteredInConsul(consul, 'bench-default')
   })
 
   it('bench latency interrupted by SIGINT cleans up and exits 130', async () => {

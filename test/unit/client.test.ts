@@ -94,6 +94,22 @@ describe('client', () => {
     expect(reg.list('pay')).toEqual([])
   })
 
+  it('deregister() rejects bad options with INVALID_OPTION (never throws) and stays usable', async () => {
+    const reg = memoryRegistry()
+    await using wf = createWayfind({ registry: reg.client() })
+    const handle = await wf.register({ name: 'pay', id: 'p1', address: '10.0.0.1', port: 80 })
+    let pending: Promise<void> | undefined
+    expect(() => {
+      pending = handle.deregister({ timeoutMs: -1 })
+    }).not.toThrow()
+    await expect(pending).rejects.toMatchObject({
+      code: 'WAYFIND_ERR_INVALID_OPTION',
+      option: 'timeoutMs',
+    })
+    await handle.deregister()
+    expect(reg.list('pay')).toEqual([])
+  })
+
   it('deregister() is idempotent and bounded', async () => {
     const slow: RegistryProvider = {
       name: 'slow',

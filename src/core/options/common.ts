@@ -1,8 +1,9 @@
 /**
  * Options that several entry points share, defined once so they are spelled and checked the
- * same way everywhere: retry backoff, the random source.
+ * same way everywhere: retry backoff, PEM material, the random source, the clock.
  */
-import { duration, func, object, type Opt, type SchemaFor } from './schema.js'
+import { systemClock, type Clock } from '../clock.js'
+import { custom, duration, func, object, withMethods, type Opt, type SchemaFor } from './schema.js'
 
 /**
  * Retry delays after failures: jittered exponential, from `initialMs` doubling up to `maxMs`.
@@ -50,4 +51,25 @@ export function backoff(
 /** A random source in [0, 1), injectable for reproducible tests. */
 export function randomSource(): Opt<() => number> {
   return func<() => number>('Pass a function returning a number in [0, 1).').default(Math.random)
+}
+
+/**
+ * PEM text, as a string or Buffer; returned as a Buffer. A string without a PEM header is
+ * refused: it is most likely a file path, which wayfind does not read for you.
+ */
+export const pem: Opt<Buffer | undefined> = custom<Buffer>('PEM', (v, at) => {
+  if (typeof v === 'string' && v.includes('-----BEGIN')) return Buffer.from(v)
+  if (Buffer.isBuffer(v) && v.includes('-----BEGIN')) return v
+  return at.fail(
+    v,
+    'Pass the PEM text (string or Buffer), not a file path (read the file yourself).',
+  )
+})
+
+/** A time source, injectable for tests with a fake clock; the system clock by default. */
+export function clockOption(): Opt<Clock> {
+  return withMethods<Clock>(
+    ['now', 'setTimeout'],
+    'Pass an object with now() and setTimeout(fn, ms).',
+  ).default(systemClock)
 }

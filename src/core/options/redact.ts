@@ -30,20 +30,45 @@ export function renderValue(value: unknown, secret = false): string {
 
 /**
  * Replaces the password of URL-style credentials with `***` (a user alone, which may be a
- * token, becomes `***`). Applied to every quoted string, marked secret or not.
+ * token, becomes `***`). Applied to every quoted string, marked secret or not. Linear in the
+ * length of `text` (no backtracking regex: values quoted here can be megabytes).
  */
 export function maskCredentials(text: string): string {
-  return (
-    text
-      // scheme://user:password@ and scheme://token@, anywhere (a comma-separated host list).
-      .replace(
-        /([a-z][a-z0-9+.-]*:\/\/)([^\s/@:]*)(:[^\s/@]*)?@/gi,
-        (_m, scheme: string, user: string, password: string | undefined) =>
-          password === undefined ? `${scheme}***@` : `${scheme}${user}:***@`,
-      )
-      // user:password@host without a scheme (an etcd member written as host:port).
-      .replace(/^([^\s/@:]+):([^\s/@]*)@/, '$1:***@')
-  )
+  let out = ''
+  let from = 0
+  // user:password@host without a scheme, at the start (an etcd member written as host:port).
+  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(text)) {
+    from = authorityEnd(text, 0)
+    out = maskAuthority(text.slice(0, from), false)
+  }
+  for (;;) {
+    const sep = text.indexOf('://', from)
+    if (sep === -1) return out + text.slice(from)
+    const start = sep + 3
+    const end = authorityEnd(text, start)
+    out += text.slice(from, start) + maskAuthority(text.slice(start, end), true)
+    from = end
+  }
+}
+
+/** Index where the authority starting at `start` ends. */
+function authorityEnd(text: string, start: number): number {
+  for (let i = start; i < text.length; i++) {
+    const c = text[i]
+    if (c === '/' || c === '?' || c === '#' || c === ',' || c === ' ' || c === '\t' || c === '\n')
+      return i
+  }
+  return text.length
+}
+
+/** `user:password@host` → `user:***@host`; with `userOnly`, `token@host` → `***@host`. */
+function maskAuthority(authority: string, userOnly: boolean): string {
+  const at = authority.lastIndexOf('@')
+  if (at === -1) return authority
+  const userinfo = authority.slice(0, at)
+  const colon = userinfo.indexOf(':')
+  if (colon === -1) return userOnly ? `***${authority.slice(at)}` : authority
+  return `${userinfo.slice(0, colon)}:***${authority.slice(at)}`
 }
 
 function quote(text: string): string {

@@ -13,8 +13,8 @@ import type { Socket } from 'node:net'
 import type { TLSSocket } from 'node:tls'
 import { buildConnector, Pool, type Dispatcher } from 'undici'
 import { abortReason, onAbort } from '../../core/abort.js'
-import { errorMessage, RegistryUnavailableError } from '../../errors.js'
-import type { ResolvedConsulOptions } from './options.js'
+import { errorMessage, LimitExceededError, RegistryUnavailableError } from '../../errors.js'
+import type { ParsedConsulOptions } from './options.js'
 
 /** Which Pool a request goes to. */
 export type Lane = 'watch' | 'agent'
@@ -34,6 +34,8 @@ export interface ConsulRequest {
   /** Whole-request bound (headers and body); our own timer, not undici's. */
   readonly timeoutMs: number
   readonly signal: AbortSignal
+  /** The service this request is about, for errors (the watch sets it). */
+  readonly service?: string
 }
 
 export interface ConsulResponse {
@@ -59,7 +61,7 @@ export interface ConsulHttpStats {
 const H2_SHORT_STREAMS = 32
 
 export class ConsulHttp {
-  readonly #options: ResolvedConsulOptions
+  readonly #options: ParsedConsulOptions
   readonly #watchConnections: number
   readonly #agentConnections: number
   #watchPool: Pool | undefined
@@ -77,7 +79,7 @@ export class ConsulHttp {
   #closed = false
   readonly #protocolListeners: ((protocol: Protocol) => void)[] = []
 
-  constructor(options: ResolvedConsulOptions) {
+  constructor(options: ParsedConsulOptions) {
     this.#options = options
     // A few connections for short requests, the rest of the budget for long polls.
     this.#agentConnections = options.maxConnections >= 16 ? 4 : 1
@@ -110,20 +112,30 @@ export class ConsulHttp {
   /**
    * Sends one request. Resolves with any HTTP status; rejects with `RegistryUnavailableError`
    * for transport failures and timeouts, or with `signal.reason` when `signal` aborts.
+   *
+   * With `decode`, the call settles with what `decode` returns (or throws) for the response.
+   * It runs as soon as the body is read, before the request's timer and abort listener are
+   * cleaned up and before the promise chain back to the caller unwinds: a watch applies a
+   * change there, so the change event does not wait for that bookkeeping.
    */
-  async request(req: ConsulRequest): Promise<ConsulResponse> {
+  request(req: ConsulRequest): Promise<ConsulResponse>
+  request<T>(req: ConsulRequest, decode: (res: ConsulResponse) => T): Promise<T>
+  async request<T>(
+    req: ConsulRequest,
+    decode?: (res: ConsulResponse) => T,
+  ): Promise<ConsulResponse | T> {
     if (req.signal.aborted) throw abortReason(req.signal)
     while (this.#protocol === 'unknown' && this.#probe !== undefined) {
       await waitOrAbort(this.#probe, req.signal)
     }
-    if (this.#protocol !== 'unknown') return this.#send(this.#pool(req.lane), req)
+    if (this.#protocol !== 'unknown') return this.#send(this.#pool(req.lane), req, decode)
     let done!: () => void
     this.#probe = new Promise<void>((resolve) => {
       done = resolve
     })
     try {
       this.#h2Pool ??= this.#createPool(1, true)
-      return await this.#send(this.#h2Pool, req)
+      return await this.#send(this.#h2Pool, req, decode)
     } finally {
       // Route by protocol only after a request completed: undici sets up the HTTP/2 session
       // after the handshake, and requests sent in between would each open a connection.
@@ -209,8 +221,14 @@ export class ConsulHttp {
       this.#alpn = (socket as TLSSocket).alpnProtocol === 'h2' ? 'h2' : 'http1'
   }
 
-  async #send(pool: Dispatcher, req: ConsulRequest): Promise<ConsulResponse> {
+  async #send<T>(
+    pool: Dispatcher,
+    req: ConsulRequest,
+    decode: ((res: ConsulResponse) => T) | undefined,
+  ): Promise<ConsulResponse | T> {
     const controller = new AbortController()
+    /** Set once the response is handed to `decode`, whose errors are the caller's own. */
+    let decoding = false
     const outcome = { timedOut: false }
     const timer = setTimeout(() => {
       outcome.timedOut = true
@@ -243,9 +261,9 @@ export class ConsulHttp {
         idempotent: true,
         signal: controller.signal,
       })
-      const text = await res.body.text()
+      const text = await readBounded(res, this.#options.limits.maxResponseBytes, req)
       const raw = res.headers
-      return {
+      const response: ConsulResponse = {
         status: res.statusCode,
         header(name) {
           const v = raw[name.toLowerCase()] ?? findHeader(raw, name)
@@ -253,8 +271,13 @@ export class ConsulHttp {
         },
         text,
       }
+      if (decode === undefined) return response
+      decoding = true
+      return decode(response)
     } catch (err) {
+      if (decoding) throw err
       if (req.signal.aborted) throw abortReason(req.signal)
+      if (err instanceof LimitExceededError) throw err
       if (outcome.timedOut)
         throw new RegistryUnavailableError(
           `Consul agent ${this.#options.origin} did not answer ${req.method} ${req.path} within ${req.timeoutMs} ms`,
@@ -269,6 +292,38 @@ export class ConsulHttp {
       off()
     }
   }
+}
+
+/**
+ * The body as text, read chunk by chunk and given up as soon as it passes `maxBytes`: memory
+ * stays bounded by the limit whatever the agent (or a proxy) sends. A `content-length` over the
+ * limit is refused before reading. Giving up destroys the body, which closes the connection
+ * (or resets the HTTP/2 stream).
+ */
+async function readBounded(
+  res: Dispatcher.ResponseData,
+  maxBytes: number,
+  req: ConsulRequest,
+): Promise<string> {
+  const tooLarge = (size: string): LimitExceededError => {
+    res.body.destroy()
+    return new LimitExceededError(
+      'limits.maxResponseBytes',
+      maxBytes,
+      `Consul's answer to ${req.method} ${req.path} is ${size}, over the limit`,
+      ...(req.service === undefined ? [] : [{ service: req.service }]),
+    )
+  }
+  const declared = Number(res.headers['content-length'])
+  if (Number.isFinite(declared) && declared > maxBytes) throw tooLarge(`${declared} bytes`)
+  const chunks: Buffer[] = []
+  let total = 0
+  for await (const chunk of res.body as AsyncIterable<Buffer>) {
+    total += chunk.length
+    if (total > maxBytes) throw tooLarge(`more than ${maxBytes} bytes`)
+    chunks.push(chunk)
+  }
+  return Buffer.concat(chunks, total).toString('utf8')
 }
 
 function findHeader(

@@ -3,13 +3,15 @@
  * docs/design/consul.md#response-shapes) to instances. No I/O, no clock: everything here is
  * unit-tested on literal Consul answers.
  */
-import { MalformedInstanceError } from '../../errors.js'
+import { quote } from '../../errors.js'
 import {
   createInstance,
-  instanceProblem,
+  instanceFault,
   type Instance,
+  type InstanceInit,
   type InstanceStatus,
 } from '../../instance.js'
+import type { EntryFault } from '../answer-policy.js'
 import type { ConsulAddressKind } from './options.js'
 
 /** How entries become instances. */
@@ -20,40 +22,48 @@ export interface MappingOptions {
   readonly addressKind: ConsulAddressKind
 }
 
-/** Usable instances (sorted by key) and the entries that were skipped as malformed. */
+/** Usable instances (sorted by key) and the entries that could not be read. */
 export interface MappingResult {
   readonly instances: readonly Instance[]
-  readonly problems: readonly MalformedInstanceError[]
+  readonly problems: readonly EntryFault[]
 }
 
 type Json = Record<string, unknown>
 
+/** Where an entry's address came from, so a bad host names the right field. */
+interface PickedAddress {
+  readonly host: unknown
+  readonly hostField: string
+  readonly port: unknown
+  readonly portField: string
+}
+
 /**
  * Maps a parsed answer. Critical instances (and, with `passingOnly`, warning ones) are left out
- * silently: that is health, not malformed data. Anything unreadable becomes a
- * `MalformedInstanceError` and the other entries are kept.
+ * silently: that is health, not malformed data. Anything unreadable becomes an
+ * {@link EntryFault} naming the entry and the field, and the other entries are kept.
  */
 export function mapHealthEntries(
   entries: readonly unknown[],
   options: MappingOptions,
 ): MappingResult {
   const instances: Instance[] = []
-  const problems: MalformedInstanceError[] = []
+  const problems: EntryFault[] = []
   const seen = new Set<string>()
   entries.forEach((entry, index) => {
     const result = mapEntry(entry, index, options)
     if (result === undefined) return
-    if (result instanceof MalformedInstanceError) {
+    if (!('host' in result)) {
       problems.push(result)
       return
     }
     if (seen.has(result.key)) {
-      problems.push(
-        new MalformedInstanceError(
-          result.key,
-          'the answer lists this node/service ID twice; the first entry is kept',
-        ),
-      )
+      problems.push({
+        entry: result.key,
+        key: undefined,
+        field: 'Node.Node/Service.ID',
+        reason: 'the answer lists this node/service ID twice; the first entry is kept',
+      })
       return
     }
     seen.add(result.key)
@@ -69,31 +79,46 @@ function mapEntry(
   entry: unknown,
   index: number,
   options: MappingOptions,
-): Instance | MalformedInstanceError | undefined {
-  if (!isObject(entry)) return new MalformedInstanceError(`#${index}`, 'the entry is not an object')
+): Instance | EntryFault | undefined {
+  if (!isObject(entry))
+    return {
+      entry: `#${index}`,
+      key: undefined,
+      field: '(entry)',
+      reason: `the entry is ${entry === null ? 'null' : 'not an object'}`,
+    }
   const node = entry.Node
   const service = entry.Service
   const nodeName = isObject(node) && typeof node.Node === 'string' ? node.Node : ''
   const serviceId = isObject(service) && typeof service.ID === 'string' ? service.ID : ''
-  const key = `${nodeName === '' ? `#${index}` : nodeName}/${serviceId === '' ? `#${index}` : serviceId}`
-  if (!isObject(node)) return new MalformedInstanceError(key, 'the entry has no Node object')
-  if (!isObject(service)) return new MalformedInstanceError(key, 'the entry has no Service object')
-  if (nodeName === '') return new MalformedInstanceError(key, 'Node.Node is empty')
-  if (serviceId === '') return new MalformedInstanceError(key, 'Service.ID is empty')
+  const named = nodeName !== '' && serviceId !== ''
+  // Only an entry that names both node and service ID can be matched with its last good value.
+  const key = named ? `${nodeName}/${serviceId}` : undefined
+  const where = `${nodeName === '' ? `#${index}` : nodeName}/${serviceId === '' ? `#${index}` : serviceId}`
+  const fault = (field: string, reason: string): EntryFault => ({
+    entry: where,
+    key,
+    field,
+    reason,
+  })
+  if (!isObject(node)) return fault('Node', 'the entry has no Node object')
+  if (!isObject(service)) return fault('Service', 'the entry has no Service object')
+  if (nodeName === '') return fault('Node.Node', 'is empty or not a string')
+  if (serviceId === '') return fault('Service.ID', 'is empty or not a string')
 
   const status = aggregateStatus(entry.Checks)
-  if (typeof status === 'object') return new MalformedInstanceError(key, status.problem)
+  if (typeof status === 'object') return fault('Checks', status.problem)
   if (status === 'critical') return undefined
   if (status === 'warning' && options.passingOnly) return undefined
 
   const address = pickAddress(node, service, options.addressKind)
-  if (typeof address === 'string') return new MalformedInstanceError(key, address)
+  if ('field' in address) return fault(address.field, address.problem)
 
   const weights = service.Weights
   let weight: unknown = 1
+  const weightField = status === 'passing' ? 'Service.Weights.Passing' : 'Service.Weights.Warning'
   if (weights !== undefined && weights !== null) {
-    if (!isObject(weights))
-      return new MalformedInstanceError(key, 'Service.Weights is not an object')
+    if (!isObject(weights)) return fault('Service.Weights', 'is not an object')
     weight = status === 'passing' ? (weights.Passing ?? 1) : (weights.Warning ?? 1)
     // Consul allows a warning weight of 0: "send no traffic while warning". That is a choice,
     // not malformed data.
@@ -105,27 +130,34 @@ function mapEntry(
     key: `${nodeName}/${serviceId}`,
     service: options.service,
     host: address.host,
-    port: address.port as number,
+    port: address.port,
     // Consul normalises nil slices and maps to []/{} in this endpoint; accept null anyway.
-    tags: (service.Tags ?? []) as readonly string[],
-    meta: (service.Meta ?? {}) as Readonly<Record<string, string>>,
-    weight: weight as number,
+    tags: service.Tags ?? [],
+    meta: service.Meta ?? {},
+    weight,
     status,
+  } as InstanceInit
+  const problem = instanceFault(init)
+  if (problem !== undefined) {
+    const field = {
+      id: 'Service.ID',
+      host: address.hostField,
+      port: address.portField,
+      weight: weightField,
+      tags: 'Service.Tags',
+      meta: 'Service.Meta',
+    }[problem.field]
+    return fault(field, problem.reason)
   }
-  const problem = instanceProblem(init)
-  if (problem !== undefined) return new MalformedInstanceError(init.key, problem)
   if (!Number.isInteger(init.weight))
-    return new MalformedInstanceError(
-      init.key,
-      `the weight ${String(init.weight)} is not a whole number`,
-    )
+    return fault(weightField, `the weight ${String(init.weight)} is not a whole number`)
   return createInstance(init)
 }
 
 /** Worst status over the node's and the service's checks (every check counts, as with ?passing). */
 function aggregateStatus(checks: unknown): InstanceStatus | 'critical' | { problem: string } {
   if (checks === undefined || checks === null) return 'passing'
-  if (!Array.isArray(checks)) return { problem: 'Checks is not an array' }
+  if (!Array.isArray(checks)) return { problem: 'is not an array' }
   let worst: InstanceStatus | 'critical' = 'passing'
   for (const check of checks) {
     const status = isObject(check) ? check.Status : undefined
@@ -133,7 +165,7 @@ function aggregateStatus(checks: unknown): InstanceStatus | 'critical' | { probl
     if (status === 'warning') worst = 'warning'
     else if (status !== 'passing')
       return {
-        problem: `a check has the unknown status ${status === undefined ? 'undefined' : JSON.stringify(status)}`,
+        problem: `a check has the unknown status ${status === undefined ? 'undefined' : typeof status === 'string' ? quote(status) : JSON.stringify(status).slice(0, 100)}`,
       }
   }
   return worst
@@ -149,35 +181,48 @@ function pickAddress(
   node: Json,
   service: Json,
   kind: ConsulAddressKind,
-): { host: string; port: unknown } | string {
+): PickedAddress | { field: string; problem: string } {
   const port: unknown = service.Port
   if (kind !== 'default') {
     const tagged = service.TaggedAddresses
     if (isObject(tagged) && tagged[kind] !== undefined) {
       const t = tagged[kind]
-      if (!isObject(t)) return `Service.TaggedAddresses.${kind} is not an object`
+      const field = `Service.TaggedAddresses.${kind}`
+      if (!isObject(t)) return { field, problem: 'is not an object' }
       // Real agents write {Address, Port}; the docs' samples write lowercase
       // (docs/design/consul.md#response-shapes).
       const host = t.Address ?? t.address
       const taggedPort = t.Port ?? t.port
-      if (typeof host === 'string' && host !== '')
-        return { host, port: taggedPort === undefined || taggedPort === 0 ? port : taggedPort }
+      if (typeof host === 'string' && host !== '') {
+        const own = taggedPort === undefined || taggedPort === 0
+        return {
+          host,
+          hostField: `${field}.Address`,
+          port: own ? port : taggedPort,
+          portField: own ? 'Service.Port' : `${field}.Port`,
+        }
+      }
     }
   }
   const serviceAddress = service.Address
   if (serviceAddress !== undefined && serviceAddress !== null && typeof serviceAddress !== 'string')
-    return 'Service.Address is not a string'
+    return { field: 'Service.Address', problem: 'is not a string' }
   if (typeof serviceAddress === 'string' && serviceAddress !== '')
-    return { host: serviceAddress, port }
+    return { host: serviceAddress, hostField: 'Service.Address', port, portField: 'Service.Port' }
   if (kind !== 'default') {
     const nodeTagged = node.TaggedAddresses
     if (isObject(nodeTagged) && typeof nodeTagged[kind] === 'string' && nodeTagged[kind] !== '')
-      return { host: nodeTagged[kind], port }
+      return {
+        host: nodeTagged[kind],
+        hostField: `Node.TaggedAddresses.${kind}`,
+        port,
+        portField: 'Service.Port',
+      }
   }
   const nodeAddress = node.Address
   if (typeof nodeAddress !== 'string')
-    return 'Service.Address is empty and Node.Address is not a string'
-  return { host: nodeAddress, port }
+    return { field: 'Node.Address', problem: 'Service.Address is empty and this is not a string' }
+  return { host: nodeAddress, hostField: 'Node.Address', port, portField: 'Service.Port' }
 }
 
 /**

@@ -1,16 +1,32 @@
 /**
- * Options of the Consul registry, their defaults, and their validation. Everything is checked
- * here, at construction, so that a bad option fails with an `InvalidOptionError` before any
- * request is made.
+ * Options of the Consul registry: the public interfaces, their schema (defaults and checks, in
+ * one place), and the `CONSUL_*` environment defaults. Everything is checked at construction,
+ * so a bad option fails with an `InvalidOptionError` before any request is made.
  */
 import { readFileSync } from 'node:fs'
-import { InvalidOptionError } from '../../errors.js'
+import { OptionContext, parseOptions } from '../../core/options/check.js'
+import { backoff, pem, randomSource, type BackoffOption } from '../../core/options/common.js'
+import {
+  boolean,
+  custom,
+  duration,
+  integer,
+  isPlainObject,
+  list,
+  object,
+  oneOf,
+  string,
+  type Opt,
+  type OutputOf,
+  type SchemaFor,
+} from '../../core/options/schema.js'
+import { consulLimits, type ConsulLimits } from '../limits.js'
 
 /** Which address of an instance to dial. */
 export type ConsulAddressKind =
   'default' | 'lan' | 'wan' | 'lan_ipv4' | 'wan_ipv4' | 'lan_ipv6' | 'wan_ipv6'
 
-/** Consul read consistency (docs/design/consul.md#consistency-modes). */
+/** Consul read consistency (`?stale`, `?consistent`; docs/design/consul.md#consistency-modes). */
 export type ConsulConsistency = 'default' | 'stale' | 'consistent'
 
 /** TLS settings for an `https://` agent address. PEM contents, not file paths. */
@@ -19,7 +35,7 @@ export interface ConsulTlsOptions {
   readonly ca?: string | Buffer
   /** Client certificate, for agents with `verify_incoming`. @defaultValue the file named by `CONSUL_CLIENT_CERT` */
   readonly cert?: string | Buffer
-  /** Key of the client certificate. @defaultValue the file named by `CONSUL_CLIENT_KEY` */
+  /** Key of the client certificate; never quoted in errors. @defaultValue the file named by `CONSUL_CLIENT_KEY` */
   readonly key?: string | Buffer
   /** Name to verify the agent's certificate against. @defaultValue `CONSUL_TLS_SERVER_NAME`, else the URL host */
   readonly serverName?: string
@@ -43,8 +59,8 @@ export interface ConsulRegistryOptions {
   readonly tls?: ConsulTlsOptions
   /** Environment to read the `CONSUL_*` defaults from. @defaultValue process.env */
   readonly env?: Readonly<Record<string, string | undefined>>
-  /** Datacenter to query. @defaultValue the agent's own */
-  readonly dc?: string
+  /** Datacenter to query (sent as `?dc=`). @defaultValue the agent's own */
+  readonly datacenter?: string
   /** Only instances carrying every one of these tags (sent as repeated `tag=`, which Consul ANDs). */
   readonly tags?: readonly string[]
   /** A Consul `filter` expression (go-bexpr), e.g. `Service.Meta.zone == "a"`. */
@@ -84,8 +100,11 @@ export interface ConsulRegistryOptions {
   readonly rotationMs?: number
   /** Timeout of non-blocking requests (registration, heartbeats, confirming reads). @defaultValue 10_000 */
   readonly requestTimeoutMs?: number
-  /** Retry delays after errors: jittered exponential from `initialMs` up to `maxMs`, forever. */
-  readonly backoff?: { readonly initialMs?: number; readonly maxMs?: number }
+  /**
+   * Retry delays after errors: jittered exponential from `initialMs` up to `maxMs`, forever.
+   * @defaultValue `{ initialMs: 200, maxMs: 30_000 }`
+   */
+  readonly backoff?: BackoffOption
   /**
    * Token bucket per watch against busy loops under churn
    * (docs/design/consul.md#rate-limiting-under-churn): an answer that came back early spends a
@@ -102,6 +121,11 @@ export interface ConsulRegistryOptions {
   readonly reconcileIntervalMs?: number
   /** Random source for jitter, injectable for tests. @defaultValue Math.random */
   readonly random?: () => number
+  /**
+   * Bounds on what the agent may hand us: answer bytes (enforced while reading) and entries per
+   * answer. See docs/registry-answers.md. @defaultValue `{ maxResponseBytes: 32 MiB, maxInstances: 20_000 }`
+   */
+  readonly limits?: ConsulLimits
 }
 
 /** TLS material ready for undici's `connect` options. */
@@ -113,8 +137,104 @@ export interface ResolvedTls {
   readonly rejectUnauthorized: boolean
 }
 
-/** Validated options with defaults applied. */
-export interface ResolvedConsulOptions {
+/**
+ * Consul's `max_query_time` default; longer waits are clamped silently by the agent
+ * (docs/design/consul.md#blocking-queries).
+ */
+const MAX_WAIT_MS = 600_000
+
+const URL_FIX = 'Pass the agent address as "http://host:port" or "https://host:port".'
+
+/** An agent address: scheme, host and port, an optional path prefix; nothing else. */
+const agentUrl = string({ fix: URL_FIX }).map((raw, at) => {
+  let parsed: URL
+  try {
+    parsed = new URL(raw)
+  } catch {
+    return at.fail(raw, URL_FIX)
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') return at.fail(raw, URL_FIX)
+  if (
+    parsed.username !== '' ||
+    parsed.password !== '' ||
+    parsed.search !== '' ||
+    parsed.hash !== ''
+  )
+    return at.fail(
+      raw,
+      `${URL_FIX} Credentials, queries and fragments are not allowed (use the "token" option).`,
+    )
+  return {
+    origin: parsed.origin,
+    basePath: parsed.pathname.replace(/\/+$/, ''),
+    https: parsed.protocol === 'https:',
+  }
+})
+
+const token = string({
+  singleLine: true,
+  fix: 'Pass the ACL token as a non-empty single-line string.',
+}).secret()
+
+const tlsSchema = {
+  ca: pem,
+  cert: pem,
+  key: pem.secret(),
+  serverName: string(),
+  rejectUnauthorized: boolean(),
+} satisfies SchemaFor<ConsulTlsOptions>
+
+/** The schema of {@link ConsulRegistryOptions}: every default and check of `consul()`. */
+export const consulSchema = {
+  // url, token and tls fall back to the CONSUL_* variables of `env` (see parseConsulOptions).
+  url: agentUrl,
+  token,
+  tls: object(tlsSchema),
+  env: custom<Readonly<Record<string, string | undefined>>>('environment', (v, at) =>
+    isPlainObject(v)
+      ? (v as Record<string, string | undefined>)
+      : at.fail(v, 'Pass an object of environment variables.'),
+  ).default(process.env),
+  datacenter: string(),
+  tags: list(string(), { fix: 'Pass an array of non-empty strings.' }).default([]),
+  filter: string(),
+  passingOnly: boolean().default(true),
+  consistency: oneOf(['default', 'stale', 'consistent']).default('default'),
+  addressKind: oneOf([
+    'default',
+    'lan',
+    'wan',
+    'lan_ipv4',
+    'wan_ipv4',
+    'lan_ipv6',
+    'wan_ipv6',
+  ] satisfies ConsulAddressKind[]).default('default'),
+  waitMs: duration({ min: 1_000, max: MAX_WAIT_MS }).default(300_000),
+  maxConnections: integer(2, 200).default(64),
+  http2: boolean().default(true),
+  maxStreams: integer(1, 1_000).default(200),
+  rotationMs: duration({ min: 1_000, max: MAX_WAIT_MS }).default(10_000),
+  requestTimeoutMs: duration({ min: 100, max: 600_000 }).default(10_000),
+  backoff: backoff({ initialMs: 200, maxMs: 30_000 }),
+  rateLimit: object({
+    burstCount: integer(1, 1_000).default(4),
+    refillMs: duration({ max: 3_600_000 }).default(2_000),
+  } satisfies SchemaFor<NonNullable<ConsulRegistryOptions['rateLimit']>>).default({}),
+  verifyRegistration: boolean().default(true),
+  reconcileIntervalMs: duration({ min: 100, max: 3_600_000 }).default(30_000),
+  random: randomSource(),
+  limits: consulLimits,
+} satisfies SchemaFor<ConsulRegistryOptions>
+
+const consulOptions = object(consulSchema, {
+  fix: 'Pass an object such as { url: "http://127.0.0.1:8500" }.',
+  renamed: { dc: 'datacenter' },
+}).default({})
+
+type Checked = OutputOf<typeof consulOptions>
+
+/** {@link ConsulRegistryOptions} checked, with defaults (and the `CONSUL_*` variables) applied. */
+export interface ParsedConsulOptions extends Omit<Checked, 'url' | 'token' | 'tls' | 'env'> {
   /** `scheme://host:port`. */
   readonly origin: string
   /** Path prefix of the URL without a trailing slash ('' for none). */
@@ -122,246 +242,73 @@ export interface ResolvedConsulOptions {
   readonly https: boolean
   readonly token: string | undefined
   readonly tls: ResolvedTls | undefined
-  readonly dc: string | undefined
-  readonly tags: readonly string[]
-  readonly filter: string | undefined
-  readonly passingOnly: boolean
-  readonly consistency: ConsulConsistency
-  readonly addressKind: ConsulAddressKind
-  readonly waitMs: number
-  readonly maxConnections: number
-  readonly http2: boolean
-  readonly maxStreams: number
-  readonly rotationMs: number
-  readonly requestTimeoutMs: number
-  readonly backoff: { readonly initialMs: number; readonly maxMs: number }
-  readonly rateLimit: { readonly burstCount: number; readonly refillMs: number }
-  readonly verifyRegistration: boolean
-  readonly reconcileIntervalMs: number
-  readonly random: () => number
 }
 
-const KNOWN_KEYS: readonly string[] = [
-  'url',
-  'token',
-  'tls',
-  'env',
-  'dc',
-  'tags',
-  'filter',
-  'passingOnly',
-  'consistency',
-  'addressKind',
-  'waitMs',
-  'maxConnections',
-  'http2',
-  'maxStreams',
-  'rotationMs',
-  'requestTimeoutMs',
-  'backoff',
-  'rateLimit',
-  'verifyRegistration',
-  'reconcileIntervalMs',
-  'random',
-]
+type Env = Readonly<Record<string, string | undefined>>
 
-const ADDRESS_KINDS: readonly ConsulAddressKind[] = [
-  'default',
-  'lan',
-  'wan',
-  'lan_ipv4',
-  'wan_ipv4',
-  'lan_ipv6',
-  'wan_ipv6',
-]
-
-/**
- * Consul's `max_query_time` default; longer waits are clamped silently by the agent
- * (docs/design/consul.md#blocking-queries).
- */
-const MAX_WAIT_MS = 600_000
-
-/** Validates `options` and applies defaults (including the `CONSUL_*` environment variables). */
-export function resolveConsulOptions(options: ConsulRegistryOptions = {}): ResolvedConsulOptions {
-  if (typeof options !== 'object' || (options as unknown) === null || Array.isArray(options))
-    throw new InvalidOptionError(
-      'options',
-      options,
-      'Pass an object such as { url: "http://127.0.0.1:8500" }.',
-    )
-  for (const key of Object.keys(options))
-    if (!KNOWN_KEYS.includes(key))
-      throw new InvalidOptionError(
-        key,
-        (options as Record<string, unknown>)[key],
-        `This option does not exist; known options are: ${KNOWN_KEYS.join(', ')}.`,
-      )
-
-  const env = options.env ?? process.env
-  if (typeof env !== 'object' || (env as unknown) === null)
-    throw new InvalidOptionError('env', env, 'Pass an object of environment variables.')
-
-  const { origin, basePath, https } = resolveUrl(options.url, env)
-  const token = resolveToken(options.token, env)
-  const tls = resolveTls(options.tls, env, https)
-
-  const dc = optionalString('dc', options.dc)
-  const filter = optionalString('filter', options.filter)
-  const tags: unknown = options.tags ?? []
-  if (!Array.isArray(tags) || tags.some((t: unknown) => typeof t !== 'string' || t === ''))
-    throw new InvalidOptionError('tags', tags, 'Pass an array of non-empty strings.')
-
-  const consistency = options.consistency ?? 'default'
-  if (!['default', 'stale', 'consistent'].includes(consistency))
-    throw new InvalidOptionError(
-      'consistency',
-      consistency,
-      'Use "default", "stale" or "consistent".',
-    )
-  const addressKind = options.addressKind ?? 'default'
-  if (!ADDRESS_KINDS.includes(addressKind))
-    throw new InvalidOptionError(
-      'addressKind',
-      addressKind,
-      `Use one of ${ADDRESS_KINDS.join(', ')}.`,
-    )
-
-  const backoff = optionalObject('backoff', options.backoff, ['initialMs', 'maxMs'])
-  const rateLimit = optionalObject('rateLimit', options.rateLimit, ['burstCount', 'refillMs'])
-  const initialMs = durationMs('backoff.initialMs', backoff.initialMs ?? 200, 1, 3_600_000)
-  const maxMs = durationMs('backoff.maxMs', backoff.maxMs ?? 30_000, initialMs, 3_600_000)
-
-  const random = options.random ?? Math.random
-  if (typeof random !== 'function')
-    throw new InvalidOptionError('random', random, 'Pass a function returning a number in [0, 1).')
-
-  return {
-    origin,
-    basePath,
-    https,
-    token,
-    tls,
-    dc,
-    tags: Object.freeze([...(tags as string[])]),
-    filter,
-    passingOnly: bool('passingOnly', options.passingOnly, true),
-    consistency,
-    addressKind,
-    waitMs: durationMs('waitMs', options.waitMs ?? 300_000, 1_000, MAX_WAIT_MS),
-    maxConnections: integer('maxConnections', options.maxConnections ?? 64, 2, 200),
-    http2: bool('http2', options.http2, true),
-    maxStreams: integer('maxStreams', options.maxStreams ?? 200, 1, 1_000),
-    rotationMs: durationMs('rotationMs', options.rotationMs ?? 10_000, 1_000, MAX_WAIT_MS),
-    requestTimeoutMs: durationMs(
-      'requestTimeoutMs',
-      options.requestTimeoutMs ?? 10_000,
-      100,
-      600_000,
-    ),
-    backoff: { initialMs, maxMs },
-    rateLimit: {
-      burstCount: integer('rateLimit.burstCount', rateLimit.burstCount ?? 4, 1, 1_000),
-      refillMs: durationMs('rateLimit.refillMs', rateLimit.refillMs ?? 2_000, 1, 3_600_000),
-    },
-    verifyRegistration: bool('verifyRegistration', options.verifyRegistration, true),
-    reconcileIntervalMs: durationMs(
-      'reconcileIntervalMs',
-      options.reconcileIntervalMs ?? 30_000,
-      100,
-      3_600_000,
-    ),
-    random,
-  }
+/** Checks `options` and applies defaults, including the `CONSUL_*` environment variables. */
+export function parseConsulOptions(options: ConsulRegistryOptions = {}): ParsedConsulOptions {
+  const o = parseOptions(consulOptions, options, { label: 'consul()' })
+  const { url: _url, token: _token, tls: _tls, env, ...rest } = o
+  const url = o.url ??
+    urlFromEnv(env) ?? { origin: 'http://127.0.0.1:8500', basePath: '', https: false }
+  return Object.freeze({
+    ...rest,
+    ...url,
+    token: o.token ?? fromEnv(token, env, 'CONSUL_HTTP_TOKEN'),
+    tls: resolveTls(o.tls, env, url.https),
+  })
 }
 
-function resolveUrl(
-  url: unknown,
-  env: Readonly<Record<string, string | undefined>>,
-): { origin: string; basePath: string; https: boolean } {
-  let option = 'url'
-  let raw: unknown = url
-  if (raw === undefined && nonEmpty(env.CONSUL_HTTP_ADDR)) {
-    option = 'env.CONSUL_HTTP_ADDR'
-    raw = env.CONSUL_HTTP_ADDR
-    // The Go client accepts a bare host:port and picks the scheme from CONSUL_HTTP_SSL (api/api.go).
-    if (typeof raw === 'string' && !raw.includes('://'))
-      raw = `${isTrue(env.CONSUL_HTTP_SSL) ? 'https' : 'http'}://${raw}`
-  }
-  raw ??= 'http://127.0.0.1:8500'
-  const fix = 'Pass the agent address as "http://host:port" or "https://host:port".'
-  if (typeof raw !== 'string') throw new InvalidOptionError(option, raw, fix)
-  let parsed: URL
+/** Runs `spec` over a non-empty environment variable, naming it `env.NAME` in errors. */
+function fromEnv<T>(spec: Opt<T>, env: Env, name: string, value = env[name]): T | undefined {
+  if (value === undefined || value === '') return undefined
+  return parseOptions(spec, value, { label: 'consul()', path: `env.${name}` })
+}
+
+function urlFromEnv(env: Env): OutputOf<typeof agentUrl> {
+  const raw = env.CONSUL_HTTP_ADDR
+  // The Go client accepts a bare host:port and picks the scheme from CONSUL_HTTP_SSL (api/api.go).
+  const withScheme =
+    raw === undefined || raw === '' || raw.includes('://')
+      ? raw
+      : `${isTrue(env.CONSUL_HTTP_SSL) ? 'https' : 'http'}://${raw}`
+  return fromEnv(agentUrl, env, 'CONSUL_HTTP_ADDR', withScheme)
+}
+
+/** A PEM file named by an environment variable, read at construction. */
+const pemFile = string().map((path, at) => {
   try {
-    parsed = new URL(raw)
-  } catch {
-    throw new InvalidOptionError(option, raw, fix)
-  }
-  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')
-    throw new InvalidOptionError(option, raw, fix)
-  if (
-    parsed.username !== '' ||
-    parsed.password !== '' ||
-    parsed.search !== '' ||
-    parsed.hash !== ''
-  )
-    throw new InvalidOptionError(
-      option,
-      `${parsed.protocol}//${parsed.host}`,
-      `${fix} Credentials, queries and fragments are not allowed (use the "token" option).`,
+    return readFileSync(path)
+  } catch (err) {
+    return at.fail(
+      path,
+      `The file cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'}); point it at a PEM file.`,
     )
-  return {
-    origin: parsed.origin,
-    basePath: parsed.pathname.replace(/\/+$/, ''),
-    https: parsed.protocol === 'https:',
   }
-}
-
-function resolveToken(
-  token: unknown,
-  env: Readonly<Record<string, string | undefined>>,
-): string | undefined {
-  const option = token === undefined ? 'env.CONSUL_HTTP_TOKEN' : 'token'
-  const value: unknown =
-    token ?? (nonEmpty(env.CONSUL_HTTP_TOKEN) ? env.CONSUL_HTTP_TOKEN : undefined)
-  if (value === undefined) return undefined
-  // Never echo a token back: report only its shape.
-  if (typeof value !== 'string' || value === '' || /[\r\n\0]/.test(value))
-    throw new InvalidOptionError(
-      option,
-      typeof value === 'string' ? `<redacted, ${value.length} characters>` : value,
-      'Pass the ACL token as a non-empty single-line string.',
-    )
-  return value
-}
+})
 
 function resolveTls(
-  tls: ConsulTlsOptions | undefined,
-  env: Readonly<Record<string, string | undefined>>,
+  tls: OutputOf<typeof consulSchema.tls>,
+  env: Env,
   https: boolean,
 ): ResolvedTls | undefined {
-  if (tls !== undefined) {
-    optionalObject('tls', tls, ['ca', 'cert', 'key', 'serverName', 'rejectUnauthorized'])
-    if (!https) throw new InvalidOptionError('tls', tls, 'TLS options need an "https://" url.')
-  }
+  if (tls !== undefined && !https)
+    new OptionContext('tls', 'consul()').fail(tls, 'TLS options need an "https://" url.')
   if (!https) return undefined
-  const t = tls ?? {}
-  const ca = pem('tls.ca', t.ca) ?? pemFile('env.CONSUL_CACERT', env.CONSUL_CACERT)
-  const cert = pem('tls.cert', t.cert) ?? pemFile('env.CONSUL_CLIENT_CERT', env.CONSUL_CLIENT_CERT)
-  const key = pem('tls.key', t.key) ?? pemFile('env.CONSUL_CLIENT_KEY', env.CONSUL_CLIENT_KEY)
+  const ca = tls?.ca ?? fromEnv(pemFile, env, 'CONSUL_CACERT')
+  const cert = tls?.cert ?? fromEnv(pemFile, env, 'CONSUL_CLIENT_CERT')
+  const key = tls?.key ?? fromEnv(pemFile, env, 'CONSUL_CLIENT_KEY')
   if ((cert === undefined) !== (key === undefined))
-    throw new InvalidOptionError(
-      cert === undefined ? 'tls.cert' : 'tls.key',
+    new OptionContext(cert === undefined ? 'tls.cert' : 'tls.key', 'consul()').fail(
       undefined,
       'A client certificate needs both "cert" and "key".',
     )
   const servername =
-    optionalString('tls.serverName', t.serverName) ??
-    (nonEmpty(env.CONSUL_TLS_SERVER_NAME) ? env.CONSUL_TLS_SERVER_NAME : undefined)
-  const rejectUnauthorized = bool(
-    'tls.rejectUnauthorized',
-    t.rejectUnauthorized,
-    env.CONSUL_HTTP_SSL_VERIFY === undefined || isTrue(env.CONSUL_HTTP_SSL_VERIFY),
-  )
+    tls?.serverName ?? (env.CONSUL_TLS_SERVER_NAME === '' ? undefined : env.CONSUL_TLS_SERVER_NAME)
+  const rejectUnauthorized =
+    tls?.rejectUnauthorized ??
+    (env.CONSUL_HTTP_SSL_VERIFY === undefined || isTrue(env.CONSUL_HTTP_SSL_VERIFY))
   return {
     ...(ca === undefined ? {} : { ca }),
     ...(cert === undefined ? {} : { cert }),
@@ -369,80 +316,6 @@ function resolveTls(
     ...(servername === undefined ? {} : { servername }),
     rejectUnauthorized,
   }
-}
-
-function pem(option: string, value: unknown): string | Buffer | undefined {
-  if (value === undefined) return undefined
-  if ((typeof value === 'string' && value !== '') || Buffer.isBuffer(value)) return value
-  throw new InvalidOptionError(
-    option,
-    value,
-    'Pass PEM contents as a string or Buffer (read the file yourself, or use the CONSUL_* variables for paths).',
-  )
-}
-
-function pemFile(option: string, path: string | undefined): Buffer | undefined {
-  if (!nonEmpty(path)) return undefined
-  try {
-    return readFileSync(path)
-  } catch (err) {
-    throw new InvalidOptionError(
-      option,
-      path,
-      `The file cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'}); point it at a PEM file.`,
-    )
-  }
-}
-
-function optionalObject(
-  option: string,
-  value: unknown,
-  known: readonly string[],
-): Record<string, unknown> {
-  if (value === undefined) return {}
-  if (typeof value !== 'object' || value === null || Array.isArray(value))
-    throw new InvalidOptionError(option, value, 'Pass an object.')
-  for (const key of Object.keys(value))
-    if (!known.includes(key))
-      throw new InvalidOptionError(
-        `${option}.${key}`,
-        (value as Record<string, unknown>)[key],
-        `This option does not exist; known options are: ${known.join(', ')}.`,
-      )
-  return value as Record<string, unknown>
-}
-
-function optionalString(option: string, value: unknown): string | undefined {
-  if (value === undefined) return undefined
-  if (typeof value !== 'string' || value === '')
-    throw new InvalidOptionError(option, value, 'Pass a non-empty string, or leave it out.')
-  return value
-}
-
-function bool(option: string, value: unknown, fallback: boolean): boolean {
-  if (value === undefined) return fallback
-  if (typeof value !== 'boolean') throw new InvalidOptionError(option, value, 'Pass true or false.')
-  return value
-}
-
-function integer(option: string, value: unknown, min: number, max: number): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max)
-    throw new InvalidOptionError(option, value, `Pass a whole number between ${min} and ${max}.`)
-  return value
-}
-
-function durationMs(option: string, value: unknown, min: number, max: number): number {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max)
-    throw new InvalidOptionError(
-      option,
-      value,
-      `Pass a number of milliseconds between ${min} and ${max} (e.g. 5_000 for five seconds).`,
-    )
-  return value
-}
-
-function nonEmpty(value: string | undefined): value is string {
-  return value !== undefined && value !== ''
 }
 
 function isTrue(value: string | undefined): boolean {

@@ -5,18 +5,18 @@
  */
 import { onAbort } from '../../core/abort.js'
 import { Closable } from '../../core/lifecycle.js'
-import { InvalidOptionError } from '../../errors.js'
 import type {
   NormalizedRegistration,
   RegisterContext,
   RegistrationSession,
 } from '../../registration/registrar.js'
 import type { RegistryProvider, WatchListener, WatchOptions } from '../provider.js'
+import { assertServiceName, consulNameRule } from '../service-name.js'
 import { ConsulHttp, type ConsulHttpStats } from './http.js'
 import {
-  resolveConsulOptions,
+  parseConsulOptions,
   type ConsulRegistryOptions,
-  type ResolvedConsulOptions,
+  type ParsedConsulOptions,
 } from './options.js'
 import { registerWithConsul } from './registrar.js'
 import { SlotGate } from './slot-gate.js'
@@ -37,7 +37,7 @@ export interface ConsulRegistryStats extends ConsulHttpStats {
 /** The provider returned by {@link consul}. */
 export class ConsulRegistry extends Closable implements RegistryProvider {
   readonly name = 'consul'
-  readonly #options: ResolvedConsulOptions
+  readonly #options: ParsedConsulOptions
   readonly #http: ConsulHttp
   readonly #gate: SlotGate
   /**
@@ -56,7 +56,7 @@ export class ConsulRegistry extends Closable implements RegistryProvider {
 
   constructor(options: ConsulRegistryOptions = {}) {
     super('consul registry')
-    this.#options = resolveConsulOptions(options)
+    this.#options = parseConsulOptions(options)
     // Nothing connects here: the pools are created by the first request.
     this.#http = new ConsulHttp(this.#options)
     this.#gate = new SlotGate(this.#http.watchCapacity, this.#options.rotationMs)
@@ -82,8 +82,7 @@ export class ConsulRegistry extends Closable implements RegistryProvider {
 
   watch(service: string, listener: WatchListener, options: WatchOptions): void {
     this.assertOpen('watch')
-    if (typeof service !== 'string' || service === '')
-      throw new InvalidOptionError('service', service, 'Pass a non-empty service name.')
+    this.checkServiceName(service)
     const { signal } = options
     if (signal.aborted) return
     const controller = new AbortController()
@@ -120,6 +119,11 @@ export class ConsulRegistry extends Closable implements RegistryProvider {
       gate: this.#gate,
       options: this.#options,
     }).start()
+  }
+
+  /** {@inheritDoc RegistryProvider.checkServiceName} */
+  checkServiceName(name: string): void {
+    assertServiceName('Consul', name, consulNameRule)
   }
 
   register(

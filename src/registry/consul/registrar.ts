@@ -9,12 +9,15 @@
  * bounded by an AbortSignal (only an EventEmitter "ctx") and use non-unref'd timers, and it
  * would open its own sockets outside our connection budget.
  */
+import { randomUUID } from 'node:crypto'
 import { isAborted, linkedController, sleep } from '../../core/abort.js'
 import { Backoff } from '../../core/backoff.js'
+import { DEFAULT_REGISTER_TIMEOUT_MS, retryWithin } from '../../core/retry.js'
 import {
   errorMessage,
   InvalidOptionError,
   LeaseLostError,
+  RegistrationConflictError,
   RegistrationError,
   WayfindError,
 } from '../../errors.js'
@@ -26,17 +29,21 @@ import type {
 import { debug } from './debug.js'
 import { consulDuration } from './duration.js'
 import type { ConsulHttp, ConsulResponse } from './http.js'
-import type { ResolvedConsulOptions } from './options.js'
+import type { ParsedConsulOptions } from './options.js'
 
 export interface RegistrarDeps {
   readonly http: ConsulHttp
-  readonly options: ResolvedConsulOptions
+  readonly options: ParsedConsulOptions
   /** The provider's signal: closing the provider stops every loop. */
   readonly signal: AbortSignal
 }
 
-/** First-registration attempts before `register()` gives up on a transient failure. */
-const FIRST_ATTEMPTS = 3
+/**
+ * Service `Meta` key holding a random token per registration: Consul's agent API has no
+ * compare-and-set, so this mark is how a registrar tells its own entry from one another process
+ * registered under the same id. Read back before every heartbeat and before deregistering.
+ */
+export const OWNER_META_KEY = 'wayfind-owner'
 
 /** Consul rejects these as "Invalid service address" (agent_endpoint.go). */
 const WILDCARDS = new Set(['0.0.0.0', '::', '[::]'])
@@ -67,6 +74,12 @@ export function validateConsulRegistration(reg: NormalizedRegistration): void {
     )
   if (!Number.isInteger(reg.weight) || reg.weight < 1)
     throw new InvalidOptionError('weight', reg.weight, 'Consul weights are whole numbers ≥ 1.')
+  if (OWNER_META_KEY in reg.meta)
+    throw new InvalidOptionError(
+      `meta.${OWNER_META_KEY}`,
+      reg.meta[OWNER_META_KEY],
+      `"${OWNER_META_KEY}" is reserved: wayfind stores its ownership mark there.`,
+    )
   for (const [key, value] of Object.entries(reg.meta)) {
     // agent/structs ValidateServiceMetadata: key charset and length, reserved prefix, value length.
     if (!/^[A-Za-z0-9_-]{1,128}$/.test(key) || key.startsWith('consul-'))
@@ -131,14 +144,17 @@ export function validateConsulRegistration(reg: NormalizedRegistration): void {
  * The `PUT /v1/agent/service/register` body. Every duration is a string with a unit
  * (docs/design/consul.md#durations).
  */
-export function registrationBody(reg: NormalizedRegistration): Record<string, unknown> {
+export function registrationBody(
+  reg: NormalizedRegistration,
+  owner?: string,
+): Record<string, unknown> {
   const body: Record<string, unknown> = {
     ID: reg.id,
     Name: reg.name,
     Address: reg.address,
     Port: reg.port,
     Tags: [...reg.tags],
-    Meta: { ...reg.meta },
+    Meta: owner === undefined ? { ...reg.meta } : { ...reg.meta, [OWNER_META_KEY]: owner },
     Weights: { Passing: reg.weight, Warning: 1 },
   }
   const check = reg.check
@@ -187,6 +203,8 @@ class AgentRegistration {
   readonly #deps: RegistrarDeps
   readonly #signal: AbortSignal
   readonly #backoff: Backoff
+  /** Our ownership mark (`Meta[OWNER_META_KEY]`), new for each registration. */
+  readonly #owner = randomUUID()
   #state: 'new' | 'registered' | 'degraded' | 'lost' = 'new'
 
   constructor(
@@ -206,20 +224,33 @@ class AgentRegistration {
     })
   }
 
+  /** Retries transient failures (unreachable, 5xx, timeouts) with backoff for ctx.timeoutMs. */
   async registerFirst(): Promise<void> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await this.#register()
-        this.#backoff.reset()
-        this.#setState('registered')
-        return
-      } catch (err) {
-        if (this.#signal.aborted) throw err
-        const retry = err instanceof WayfindError && err.retryable && attempt < FIRST_ATTEMPTS
-        if (!retry) throw err
-        await sleep(this.#backoff.next(), this.#signal)
-      }
-    }
+    await retryWithin(
+      () => this.#register(true),
+      {
+        timeoutMs: this.#ctx.timeoutMs ?? DEFAULT_REGISTER_TIMEOUT_MS,
+        backoff: this.#backoff,
+        signal: this.#signal,
+        retryable: (err) => err instanceof WayfindError && err.retryable,
+        onRetry: (err, attempt, delayMs) => {
+          debug(
+            'consul registration %s: attempt %d failed (%s); next in %d ms',
+            this.#reg.id,
+            attempt,
+            errorMessage(err),
+            delayMs,
+          )
+        },
+      },
+      ({ error, attempts, elapsedMs }) =>
+        new RegistrationError(
+          `Registering "${this.#reg.id}" with Consul failed after ${attempts} attempts in ${Math.round(elapsedMs)} ms: ${errorMessage(error)}`,
+          { cause: error, retryable: true },
+        ),
+    )
+    this.#backoff.reset()
+    this.#setState('registered')
   }
 
   /** Heartbeats (TTL) or presence checks (other checks), until the signal aborts. */
@@ -233,20 +264,40 @@ class AgentRegistration {
           this.#state === 'registered' ? periodMs : Math.min(periodMs, this.#backoff.next()),
           this.#signal,
         )
-        const forgotten = ttl ? await this.#heartbeat() : await this.#isForgotten()
-        if (forgotten !== undefined) {
+        // A heartbeat (TTL) or a read of our entry (other checks) tells whether the agent forgot
+        // us; then the ownership mark tells whether another process took the id over, in which
+        // case we stop: renewing would fight the new owner.
+        const forgotten = ttl ? await this.#heartbeat() : undefined
+        const holder = forgotten === undefined ? await this.#holder() : undefined
+        if (holder?.kind === 'other') {
+          this.#setState(
+            'lost',
+            new RegistrationConflictError(
+              this.#reg.name,
+              this.#reg.id,
+              `another owner (${holder.describe}) took this instance id over; this registration stopped and will not remove it`,
+            ),
+          )
+          return
+        }
+        const why = forgotten ?? (holder?.kind === 'absent' ? holder.why : undefined)
+        if (why !== undefined) {
           this.#setState(
             'lost',
             new LeaseLostError(
-              `The Consul agent forgot service "${this.#reg.name}" instance "${this.#reg.id}" (${forgotten}); registering again`,
+              `The Consul agent forgot service "${this.#reg.name}" instance "${this.#reg.id}" (${why}); registering again`,
             ),
           )
-          await this.#register()
+          await this.#register(false)
         }
         this.#backoff.reset()
         this.#setState('registered')
       } catch (err) {
         if (isAborted(this.#signal)) return
+        if (err instanceof RegistrationConflictError) {
+          this.#setState('lost', err)
+          return
+        }
         const error =
           err instanceof WayfindError
             ? err
@@ -262,6 +313,10 @@ class AgentRegistration {
   }
 
   async deregister(signal: AbortSignal): Promise<void> {
+    // Only our own entry: after a takeover the id belongs to the new owner. (The agent has no
+    // conditional deregister; the read-then-delete window is one round trip on the local agent.)
+    const holder = await this.#holder(signal)
+    if (holder.kind !== 'ours') return
     const res = await this.#request(
       'PUT',
       `/v1/agent/service/deregister/${escapeId(this.#reg.id)}`,
@@ -277,18 +332,34 @@ class AgentRegistration {
     )
   }
 
-  async #register(): Promise<void> {
+  async #register(first: boolean): Promise<void> {
+    const holder = await this.#holder()
+    if (holder.kind === 'other') {
+      const refusal = await this.#takeoverRefusal(holder, first)
+      if (refusal !== undefined)
+        throw new RegistrationConflictError(this.#reg.name, this.#reg.id, refusal)
+    }
     const res = await this.#request(
       'PUT',
       '/v1/agent/service/register',
-      registrationBody(this.#reg),
+      registrationBody(this.#reg, this.#owner),
       this.#signal,
       [['replace-existing-checks', 'true']],
     )
     if (res.status !== 200)
       throw new RegistrationError(
         `Consul refused to register "${this.#reg.id}": ${describe(res)}`,
-        { retryable: res.status !== 400 && res.status !== 403 },
+        { retryable: transientStatus(res.status) },
+      )
+    // The agent has no compare-and-set: a registrar racing us may have written between our read
+    // and our write. Read the mark back; whoever's mark stayed owns the id. (A write landing
+    // after this read is noticed by the loser at its next heartbeat or anti-entropy round.)
+    const after = await this.#holder()
+    if (after.kind === 'other')
+      throw new RegistrationConflictError(
+        this.#reg.name,
+        this.#reg.id,
+        `another owner (${after.describe}) registered this instance id at the same time and won`,
       )
     // A TTL check starts critical (agent.go); pass at once so the instance is routable now.
     if (this.#reg.check?.kind === 'ttl') {
@@ -334,18 +405,73 @@ class AgentRegistration {
 
   /** Whether the agent still lists the service; returns why not, or undefined. */
   async #isForgotten(): Promise<string | undefined> {
+    const holder = await this.#holder()
+    return holder.kind === 'absent' ? holder.why : undefined
+  }
+
+  /** Who holds our service id on the agent: nobody, us (our mark), or another owner. */
+  async #holder(signal: AbortSignal = this.#signal): Promise<Holder> {
     const res = await this.#request(
       'GET',
       `/v1/agent/service/${escapeId(this.#reg.id)}`,
       undefined,
-      this.#signal,
+      signal,
     )
-    if (res.status === 200) return undefined
-    if (res.status === 404) return describe(res)
-    throw new RegistrationError(
-      `Checking the registration of "${this.#reg.id}" failed: ${describe(res)}`,
-      { retryable: true },
-    )
+    if (res.status === 404) return { kind: 'absent', why: describe(res) }
+    if (res.status !== 200)
+      throw new RegistrationError(
+        `Checking the registration of "${this.#reg.id}" failed: ${describe(res)}`,
+        { retryable: transientStatus(res.status) },
+      )
+    let service: { Meta?: Record<string, unknown>; Address?: unknown; Port?: unknown } = {}
+    try {
+      service = JSON.parse(res.text) as typeof service
+    } catch {
+      // An unreadable answer is treated as an unmarked entry.
+    }
+    const mark = service.Meta?.[OWNER_META_KEY]
+    if (mark === this.#owner) return { kind: 'ours' }
+    const endpoint = `${String(service.Address)}:${String(service.Port)}`
+    return {
+      kind: 'other',
+      marked: typeof mark === 'string',
+      sameEndpoint: service.Address === this.#reg.address && service.Port === this.#reg.port,
+      describe: typeof mark === 'string' ? `${endpoint}, owner ${mark.slice(0, 8)}` : endpoint,
+    }
+  }
+
+  /**
+   * Why an entry held by someone else may not be taken over, or undefined when it may. On the
+   * first registration an entry may be replaced when the caller asked, when it advertises our
+   * own address and port (an earlier run of this endpoint, e.g. after a crash), when it carries
+   * no ownership mark (written by something that does not guard ownership, such as an older
+   * wayfind: refusing it would block upgrades), or when every one of its checks is critical (its
+   * owner stopped renewing it: a crashed process). Later, only our own entry is ours.
+   */
+  async #takeoverRefusal(
+    holder: Extract<Holder, { kind: 'other' }>,
+    first: boolean,
+  ): Promise<string | undefined> {
+    if (!first)
+      return `another owner (${holder.describe}) registered this instance id while ours was being renewed; this registration stopped and will not remove it`
+    if (this.#ctx.replace === true || holder.sameEndpoint || !holder.marked) return undefined
+    const statuses = await this.#checkStatuses()
+    if (statuses.length > 0 && statuses.every((s) => s === 'critical')) return undefined
+    return `another live owner (${holder.describe}) holds this instance id on this agent; it is released when that owner deregisters or all its checks turn critical. Pass { replace: true } to take it over`
+  }
+
+  /** Status of every check of our service id on the agent. */
+  async #checkStatuses(): Promise<string[]> {
+    const res = await this.#request('GET', '/v1/agent/checks', undefined, this.#signal)
+    if (res.status !== 200)
+      throw new RegistrationError(
+        `Reading the checks of "${this.#reg.id}" failed: ${describe(res)}`,
+        { retryable: transientStatus(res.status) },
+      )
+    const checks = JSON.parse(res.text) as Record<string, { ServiceID?: unknown; Status?: unknown }>
+    return Object.values(checks)
+      .filter((c) => c.ServiceID === this.#reg.id)
+      .map((c) => String(c.Status))
   }
 
   /** A 200 on register is not proof: wait (bounded) until the agent lists the instance. */
@@ -403,6 +529,24 @@ class AgentRegistration {
       })
     }
   }
+}
+
+/** Who holds a service id on the agent. */
+type Holder =
+  | { readonly kind: 'absent'; readonly why: string }
+  | { readonly kind: 'ours' }
+  | {
+      readonly kind: 'other'
+      /** Carries a wayfind ownership mark (another wayfind registration). */
+      readonly marked: boolean
+      /** Advertises our address and port. */
+      readonly sameEndpoint: boolean
+      readonly describe: string
+    }
+
+/** Statuses worth retrying: the agent or its servers were overloaded or unavailable. */
+function transientStatus(status: number): boolean {
+  return status >= 500 || status === 429
 }
 
 function describe(res: ConsulResponse): string {

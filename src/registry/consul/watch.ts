@@ -2,24 +2,29 @@
  * One service's watch loop: blocking queries on `/v1/health/service/<name>`, following the
  * client rules of Consul's blocking-query guide
  * (https://developer.hashicorp.com/consul/api-docs/features/blocking, docs/design/consul.md):
- * index reset when it goes backwards, never 0 after a read, content dedupe, a token bucket under
- * churn, jittered backoff on errors forever, the last good set kept, and a sudden empty answer
- * confirmed by a plain read before it wipes a healthy set.
+ * index reset when it goes backwards, never 0 after a read, content dedupe, a token bucket for
+ * early answers that changed nothing, jittered backoff on errors forever, the last good set
+ * kept, and a sudden empty answer confirmed by a plain read before it wipes a healthy set.
  */
 import { isAborted, linkedController, sleep } from '../../core/abort.js'
 import { Backoff } from '../../core/backoff.js'
 import {
   errorMessage,
+  InvalidResponseError,
+  LimitExceededError,
+  quote,
   RegistryUnavailableError,
   WayfindError,
   type MalformedInstanceError,
 } from '../../errors.js'
-import type { Instance } from '../../instance.js'
+import { applyAnswer } from '../answer-policy.js'
+import { sameInstance, type Instance } from '../../instance.js'
 import type { WatchListener } from '../provider.js'
 import type { ConsulHttp, ConsulResponse } from './http.js'
 import { consulDuration } from './duration.js'
-import { instancesFingerprint, mapHealthEntries } from './mapping.js'
-import type { ResolvedConsulOptions } from './options.js'
+import { parseConsulIndex, type ConsulIndex } from './index-header.js'
+import { mapHealthEntries } from './mapping.js'
+import type { ParsedConsulOptions } from './options.js'
 import type { SlotGate } from './slot-gate.js'
 import { TokenBucket } from './token-bucket.js'
 import { debug } from './debug.js'
@@ -39,16 +44,27 @@ class YieldedError extends Error {}
 
 /** A read that came back, mapped. */
 interface Reading {
-  readonly index: bigint
+  readonly index: ConsulIndex
+  /** The header as received, for the error that reports a bad one. */
+  readonly rawIndex: string
+  /** The set to serve after this answer, per the answer policy (last good values kept). */
   readonly instances: readonly Instance[]
-  readonly problems: readonly MalformedInstanceError[]
+  /** The one error reporting this answer's malformed entries, if any. */
+  readonly malformed: MalformedInstanceError | undefined
+  readonly faultSignature: string
   readonly aclFiltered: boolean
+}
+
+/** A reading once applied: whether it changed the set, or undefined when held back to confirm. */
+interface Answer {
+  readonly reading: Reading
+  readonly changed: boolean | undefined
 }
 
 export interface WatchDeps {
   readonly http: ConsulHttp
   readonly gate: SlotGate
-  readonly options: ResolvedConsulOptions
+  readonly options: ParsedConsulOptions
 }
 
 /**
@@ -64,11 +80,18 @@ export class ConsulServiceWatch {
   readonly #backoff: Backoff
   /** Index for the next request; 0n means "plain read". */
   #index = 0n
-  #fingerprint: string | undefined
-  #lastCount = 0
-  /** Malformed entries already reported, by key → message, so a persistent one is not re-reported on every wake. */
-  #reported = new Map<string, string>()
+  /**
+   * The set last delivered (sorted by key): where malformed entries find their last good value,
+   * and what content dedupe compares with.
+   */
+  #current: readonly Instance[] = []
+  /** False until the first set went out (an empty first answer is news too). */
+  #delivered = false
+  /** Malformed entries last reported, so a persistent fault is not re-reported on every wake. */
+  #reportedFaults = ''
   #aclWarned = false
+  /** The bad `X-Consul-Index` last reported, so an agent stuck on one is reported once. */
+  #indexFault: string | undefined
 
   constructor(service: string, listener: WatchListener, signal: AbortSignal, deps: WatchDeps) {
     this.#service = service
@@ -89,40 +112,46 @@ export class ConsulServiceWatch {
   }
 
   async #run(): Promise<void> {
-    let early = false
+    // Whether the last answer came back early and changed nothing: only then does the next
+    // request wait for a token (the churn guard, below).
+    let idle = false
     while (!this.#signal.aborted) {
       try {
-        if (early) await this.#bucket.take(this.#signal)
+        if (idle) await this.#bucket.take(this.#signal)
         const startedAt = performance.now()
-        let reading: Reading
+        const requestIndex = this.#index
+        let answer: Answer
         let waitMs = 0
-        if (this.#index === 0n) {
-          reading = await this.#plainRead(false)
+        if (requestIndex === 0n) {
+          answer = await this.#plainRead(false)
         } else {
           const r = await this.#blockingRead()
           if (r === undefined) {
-            early = false
+            idle = false
             continue
           }
-          ;[reading, waitMs] = r
+          ;[answer, waitMs] = r
         }
-        // An answer well before its wait is a wake (or a server that does not block): it
-        // spends a token, so churn cannot turn the loop into a busy loop.
-        early = performance.now() - startedAt < waitMs / 2 || waitMs === 0
-        const requestIndex = this.#index
-        if (reading.instances.length === 0 && this.#lastCount > 0 && requestIndex !== 0n) {
-          // A healthy set suddenly empty: streaming-backend and ACL races have produced
-          // spurious empty answers (docs/design/consul.md#spurious-empty-answers). Believe it
-          // only after a plain read.
+        const early = performance.now() - startedAt < waitMs / 2 || waitMs === 0
+        if (answer.changed === undefined) {
           debug(
             'consul watch %s: empty answer after %d instances, confirming',
             this.#service,
-            this.#lastCount,
+            this.#current.length,
           )
-          reading = await this.#plainRead(true)
+          answer = await this.#plainRead(true)
         }
-        this.#advanceIndex(requestIndex, reading.index)
-        this.#deliver(reading)
+        const { reading, changed } = answer
+        // The churn guard. An answer well before its wait (a wake, or a server that does not
+        // block) that changed nothing (an index bump with the same instances, or an index that
+        // did not move) spends a token before the next request, so an agent that answers at
+        // once cannot turn the loop into a busy loop. An answer that changed the set under a
+        // new index costs no token: pacing it would hold every later change of a churning
+        // service back by a refill, so the cache would lag the registry by seconds after a
+        // burst of writes. Such a request was paid for by a write on the agent, and the next
+        // one parks until the next write.
+        const moved = reading.index.kind === 'ok' && reading.index.index > requestIndex
+        idle = early && (changed !== true || !moved)
         this.#backoff.reset()
       } catch (err) {
         if (isAborted(this.#signal)) return
@@ -137,7 +166,7 @@ export class ConsulServiceWatch {
         // Like Go's api/watch: after an error the next request is a plain read, so the current
         // state is delivered even if a wake-up was missed while failing.
         this.#index = 0n
-        early = false
+        idle = false
         const delay = error instanceof BadRequestError ? this.#slowDelay() : this.#backoff.next()
         debug('consul watch %s: %s; retrying in %d ms', this.#service, error.message, delay)
         try {
@@ -157,7 +186,7 @@ export class ConsulServiceWatch {
    * caught up while heartbeats queued behind them. In the gate a read waits without a timer
    * and gets its timeout only once it has a connection.
    */
-  async #plainRead(confirm: boolean): Promise<Reading> {
+  async #plainRead(confirm: boolean): Promise<Answer> {
     const slot = await this.#deps.gate.acquire(this.#signal)
     try {
       return await this.#read(confirm)
@@ -167,7 +196,7 @@ export class ConsulServiceWatch {
   }
 
   /** A long poll holding a gate slot; undefined when it yielded its slot (retry, same index). */
-  async #blockingRead(): Promise<[Reading, number] | undefined> {
+  async #blockingRead(): Promise<[Answer, number] | undefined> {
     const { gate, options } = this.#deps
     const slot = await gate.acquire(this.#signal)
     const yieldController = new AbortController()
@@ -190,38 +219,66 @@ export class ConsulServiceWatch {
     }
   }
 
-  /** One GET. `waitMs` set → blocking on the current index; `confirm` → plain, never stale. */
-  async #read(confirm: boolean, waitMs?: number, yieldSignal?: AbortSignal): Promise<Reading> {
+  /**
+   * One GET. `waitMs` set → blocking on the current index; `confirm` → plain, never stale. The
+   * answer is applied ({@link ConsulServiceWatch.#accept}) as soon as its body is read.
+   */
+  #read(confirm: boolean, waitMs?: number, yieldSignal?: AbortSignal): Promise<Answer> {
+    const requestIndex = this.#index
     const { http, options } = this.#deps
     const query: [string, string][] = []
     if (options.passingOnly) query.push(['passing', '1'])
     // Repeated tag= is ANDed by Consul (hashicorp/consul api/health.go ServiceMultipleTags).
     for (const tag of options.tags) query.push(['tag', tag])
     if (options.filter !== undefined) query.push(['filter', options.filter])
-    if (options.dc !== undefined) query.push(['dc', options.dc])
+    if (options.datacenter !== undefined) query.push(['dc', options.datacenter])
     if (options.consistency === 'consistent') query.push(['consistent', ''])
     else if (options.consistency === 'stale' && !confirm) query.push(['stale', ''])
     const blocking = waitMs !== undefined
     if (blocking) {
-      query.push(['index', this.#index.toString()])
+      query.push(['index', requestIndex.toString()])
       query.push(['wait', consulDuration(waitMs)])
     }
     const { controller, dispose } = linkedController(this.#signal, yieldSignal)
-    const res = await http
-      .request({
-        method: 'GET',
-        path: `/v1/health/service/${encodeURIComponent(this.#service)}`,
-        query,
-        // Every watch read holds a gate slot, i.e. one of the watch lane's connections.
-        lane: 'watch',
-        // Consul adds up to wait/16 of jitter (agent/consul/rpc.go), so wait × 17/16 plus slack.
-        timeoutMs: blocking
-          ? Math.ceil((waitMs * 17) / 16) + Math.max(MIN_TIMEOUT_SLACK_MS, options.requestTimeoutMs)
-          : options.requestTimeoutMs,
-        signal: controller.signal,
-      })
+    return http
+      .request(
+        {
+          method: 'GET',
+          path: `/v1/health/service/${encodeURIComponent(this.#service)}`,
+          service: this.#service,
+          query,
+          // Every watch read holds a gate slot, i.e. one of the watch lane's connections.
+          lane: 'watch',
+          // Consul adds up to wait/16 of jitter (agent/consul/rpc.go), so wait × 17/16 plus slack.
+          timeoutMs: blocking
+            ? Math.ceil((waitMs * 17) / 16) +
+              Math.max(MIN_TIMEOUT_SLACK_MS, options.requestTimeoutMs)
+            : options.requestTimeoutMs,
+          signal: controller.signal,
+        },
+        (res) => this.#accept(this.#parse(res), requestIndex, confirm),
+      )
       .finally(dispose)
-    return this.#parse(res)
+  }
+
+  /**
+   * Applies a reading the moment it is parsed: index rules, then delivery. Doing it inside the
+   * HTTP call rather than back in the loop puts the change event ahead of the request's
+   * bookkeeping (timer, abort listeners, gate slot, promise hops). A healthy set that is
+   * suddenly empty is held back (`changed: undefined`): streaming-backend and ACL races have
+   * produced spurious empty answers (docs/design/consul.md#spurious-empty-answers), so the loop
+   * believes it only after a plain read.
+   */
+  #accept(reading: Reading, requestIndex: bigint, confirm: boolean): Answer {
+    if (
+      !confirm &&
+      requestIndex !== 0n &&
+      reading.instances.length === 0 &&
+      this.#current.length > 0
+    )
+      return { reading, changed: undefined }
+    this.#advanceIndex(requestIndex, reading)
+    return { reading, changed: this.#deliver(reading) }
   }
 
   #parse(res: ConsulResponse): Reading {
@@ -235,9 +292,9 @@ export class ConsulServiceWatch {
       throw new RegistryUnavailableError(what)
     }
     const rawIndex = res.header('X-Consul-Index')
-    if (rawIndex === undefined || !/^\d{1,20}$/.test(rawIndex.trim()))
+    if (rawIndex === undefined)
       throw new RegistryUnavailableError(
-        `Consul's answer for "${this.#service}" has ${rawIndex === undefined ? 'no' : 'an invalid'} X-Consul-Index header; is ${this.#deps.options.origin} a Consul agent?`,
+        `Consul's answer for "${this.#service}" has no X-Consul-Index header; is ${this.#deps.options.origin} a Consul agent?`,
       )
     let body: unknown
     try {
@@ -251,24 +308,53 @@ export class ConsulServiceWatch {
       throw new RegistryUnavailableError(
         `Consul's answer for "${this.#service}" is not a JSON array`,
       )
+    const { maxInstances } = this.#deps.options.limits
+    if (body.length > maxInstances)
+      throw new LimitExceededError(
+        'limits.maxInstances',
+        maxInstances,
+        `Consul's answer for "${this.#service}" lists ${body.length} entries, over the limit`,
+        { service: this.#service },
+      )
     const { instances, problems } = mapHealthEntries(body, {
       service: this.#service,
       passingOnly: this.#deps.options.passingOnly,
       addressKind: this.#deps.options.addressKind,
     })
-    return {
-      index: BigInt(rawIndex.trim()),
+    const outcome = applyAnswer(this.#current, {
+      service: this.#service,
       instances,
-      problems,
-      aclFiltered: res.header('X-Consul-Results-Filtered-By-ACLs') === 'true',
+      faults: problems,
+      entries: body.length,
+    })
+    return {
+      index: parseConsulIndex(rawIndex),
+      rawIndex,
+      instances: outcome.instances,
+      malformed: outcome.error,
+      faultSignature: outcome.faultSignature,
+      // Only an empty answer is explained by it; a header that is absent costs a scan to find.
+      aclFiltered:
+        outcome.instances.length === 0 &&
+        res.header('X-Consul-Results-Filtered-By-ACLs') === 'true',
     }
   }
 
-  /** blocking.mdx "Implementation Details": reset on regression, never block on 0. */
-  #advanceIndex(requestIndex: bigint, answered: bigint): void {
+  /**
+   * blocking.mdx "Implementation Details": reset on regression, never block on 0. A header that
+   * is not an index at all (not a number, above 2^64−1) is treated like a regression: the data
+   * is current, but only a fresh read re-bases the index, and the bad value is never sent back.
+   */
+  #advanceIndex(requestIndex: bigint, reading: Reading): void {
+    const answered = reading.index
+    this.#reportIndexFault(reading)
+    if (answered.kind === 'invalid') {
+      this.#index = 0n
+      return
+    }
     // "It is always safe to use an index of 1": a 0 from a buggy agent would make every query
     // return at once, and is not a regression either.
-    const index = answered > 0n ? answered : 1n
+    const index = answered.kind === 'ok' ? answered.index : 1n
     if (requestIndex !== 0n && index < requestIndex) {
       // The index went backwards (snapshot restore, agent restart): the data we just got is
       // current, but only a fresh read from 0 re-bases the index safely.
@@ -284,13 +370,30 @@ export class ConsulServiceWatch {
     this.#index = index
   }
 
-  #deliver(reading: Reading): void {
-    const current = new Map<string, string>()
-    for (const p of reading.problems) {
-      current.set(p.key, p.message)
-      if (this.#reported.get(p.key) !== p.message) this.#emitError(p)
+  /** A bad index is reported once per distinct value, and forgotten after a good one. */
+  #reportIndexFault(reading: Reading): void {
+    const answered = reading.index
+    if (answered.kind === 'ok') {
+      this.#indexFault = undefined
+      return
     }
-    this.#reported = current
+    if (this.#indexFault === reading.rawIndex) return
+    this.#indexFault = reading.rawIndex
+    this.#emitError(
+      new InvalidResponseError(
+        this.#service,
+        answered.kind === 'zero'
+          ? `Consul's answer for "${this.#service}" has X-Consul-Index 0 (indexes start at 1; an agent bug): blocking on index 1 instead`
+          : `Consul's answer for "${this.#service}" has an X-Consul-Index that ${answered.reason}: ${quote(reading.rawIndex)}; the next read starts from scratch instead of sending it back`,
+      ),
+    )
+  }
+
+  /** Reports what the reading changed; true when the instance set did (a snapshot went out). */
+  #deliver(reading: Reading): boolean {
+    if (reading.faultSignature !== this.#reportedFaults && reading.malformed !== undefined)
+      this.#emitError(reading.malformed)
+    this.#reportedFaults = reading.faultSignature
     if (reading.aclFiltered && reading.instances.length === 0 && !this.#aclWarned) {
       this.#aclWarned = true
       this.#emitError(
@@ -300,20 +403,20 @@ export class ConsulServiceWatch {
         ),
       )
     }
-    const fingerprint = instancesFingerprint(reading.instances)
-    if (fingerprint === this.#fingerprint) return
-    this.#fingerprint = fingerprint
-    this.#lastCount = reading.instances.length
-    if (this.#signal.aborted) return
+    if (this.#delivered && sameInstances(this.#current, reading.instances)) return false
+    this.#delivered = true
+    this.#current = reading.instances
+    if (this.#signal.aborted) return true
     try {
       this.#listener.onSnapshot({
         service: this.#service,
         instances: reading.instances,
-        revision: reading.index.toString(),
+        revision: reading.index.kind === 'ok' ? reading.index.index.toString() : '0',
       })
     } catch (err) {
       reportListenerError(err)
     }
+    return true
   }
 
   #emitError(error: WayfindError): void {
@@ -339,4 +442,16 @@ function reportListenerError(err: unknown): void {
   process.emitWarning(`A wayfind watch listener threw: ${errorMessage(err)}`, {
     code: 'WAYFIND_LISTENER_ERROR',
   })
+}
+
+/**
+ * Content equality of two instance lists sorted by key (as the mapping and the answer policy
+ * return them). Stops at the first difference, so a change costs little to detect; only an
+ * unchanged answer is walked to the end.
+ */
+function sameInstances(a: readonly Instance[], b: readonly Instance[]): boolean {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++)
+    if (!sameInstance(a[i] as Instance, b[i] as Instance)) return false
+  return true
 }

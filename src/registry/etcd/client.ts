@@ -3,18 +3,9 @@
  * maps its errors.
  */
 import { debuglog } from 'node:util'
-import { circuitBreaker, ConsecutiveBreaker, handleWhen, noop, retry } from 'cockatiel'
-import {
-  Etcd3,
-  EtcdAuthenticationFailedError,
-  EtcdInvalidAuthTokenError,
-  EtcdPermissionDeniedError,
-  isRecoverableError,
-  WatchClient,
-  type ICallable,
-  type IOptions,
-} from 'etcd3'
+import type { Etcd3, ICallable, IOptions, WatchClient } from 'etcd3'
 import { errorMessage, RegistryUnavailableError } from '../../errors.js'
+import { cockatiel, etcd3 } from './load.js'
 import type { ParsedEtcdOptions } from './options.js'
 
 const log = debuglog('wayfind')
@@ -29,33 +20,47 @@ export function debug(format: string, ...args: unknown[]): void {
  * `clientv3.WithRequireLeader`): a member that loses its leader cancels them instead of going
  * quiet (etcd-io/etcd#7593; v3rpc's stream interceptor, rpctypes.MetadataRequireLeaderKey).
  */
-export class WayfindEtcd3 extends Etcd3 {
+export interface WayfindEtcd3 extends Etcd3 {
   readonly leaderWatchClient: WatchClient
+}
 
-  constructor(options: IOptions) {
-    super(options)
-    const pool: ICallable<unknown> = this.pool
-    this.leaderWatchClient = new WatchClient({
-      exec: pool.exec.bind(pool),
-      withConnection: (service, fn) =>
-        pool.withConnection(service, (args) => {
-          // A copy: the pool shares one metadata object (the auth token) across all calls.
-          const metadata = args.metadata.clone()
-          metadata.set('hasleader', 'true')
-          return fn({ ...args, metadata })
-        }),
-      markFailed: (resource, error) => {
-        pool.markFailed(resource, error)
-      },
-      get callOptionsFactory() {
-        return pool.callOptionsFactory
-      },
-    })
+type WayfindEtcd3Class = new (options: IOptions) => WayfindEtcd3
+
+// The subclass needs etcd3's Etcd3 at definition time, so it is defined on first use (load.ts).
+let wayfindEtcd3Class: WayfindEtcd3Class | undefined
+
+function defineWayfindEtcd3(): WayfindEtcd3Class {
+  const { Etcd3, WatchClient } = etcd3()
+  return class WayfindEtcd3Client extends Etcd3 implements WayfindEtcd3 {
+    readonly leaderWatchClient: WatchClient
+
+    constructor(options: IOptions) {
+      super(options)
+      const pool: ICallable<unknown> = this.pool
+      this.leaderWatchClient = new WatchClient({
+        exec: pool.exec.bind(pool),
+        withConnection: (service, fn) =>
+          pool.withConnection(service, (args) => {
+            // A copy: the pool shares one metadata object (the auth token) across all calls.
+            const metadata = args.metadata.clone()
+            metadata.set('hasleader', 'true')
+            return fn({ ...args, metadata })
+          }),
+        markFailed: (resource, error) => {
+          pool.markFailed(resource, error)
+        },
+        get callOptionsFactory() {
+          return pool.callOptionsFactory
+        },
+      })
+    }
   }
 }
 
 /** Creates the etcd3 client. No I/O happens until the first call. */
 export function createEtcdClient(o: ParsedEtcdOptions): WayfindEtcd3 {
+  const { isRecoverableError } = etcd3()
+  const { circuitBreaker, ConsecutiveBreaker, handleWhen, noop, retry } = cockatiel()
   const single = o.hosts.length === 1
   const options: IOptions = {
     hosts: [...o.hosts],
@@ -90,17 +95,21 @@ export function createEtcdClient(o: ParsedEtcdOptions): WayfindEtcd3 {
   }
   if (o.auth !== undefined) options.auth = { username: o.auth.username, password: o.auth.password }
   if (o.credentials !== undefined) options.credentials = o.credentials
-  return new WayfindEtcd3(options)
+  wayfindEtcd3Class ??= defineWayfindEtcd3()
+  return new wayfindEtcd3Class(options)
 }
 
 /** etcd refused our user/password: retrying will not help until the configuration changes. */
 export function isAuthFailure(err: unknown): boolean {
-  return err instanceof EtcdAuthenticationFailedError
+  return err instanceof etcd3().EtcdAuthenticationFailedError
 }
 
 /** The token expired or etcd restarted (simple tokens live in memory): re-authenticate. */
 export function isInvalidToken(err: unknown): boolean {
-  return err instanceof EtcdInvalidAuthTokenError || /invalid auth token/i.test(errorMessage(err))
+  return (
+    err instanceof etcd3().EtcdInvalidAuthTokenError ||
+    /invalid auth token/i.test(errorMessage(err))
+  )
 }
 
 /** Wraps an etcd3/gRPC error for listeners. Messages never include credentials. */
@@ -114,7 +123,7 @@ export function unavailable(
       `etcd rejected the credentials of user ${JSON.stringify(username ?? '')} while ${what}: check auth.username and auth.password`,
       { cause: err, retryable: false },
     )
-  if (err instanceof EtcdPermissionDeniedError)
+  if (err instanceof etcd3().EtcdPermissionDeniedError)
     return new RegistryUnavailableError(
       `etcd denied user ${JSON.stringify(username ?? '')} permission while ${what}: grant it read (and write, to register) on the prefix`,
       { cause: err, retryable: false },

@@ -14,6 +14,8 @@
  * instances); an instance that only offers `grpc://` or `https://` endpoints is reported as
  * malformed rather than silently called over the wrong protocol.
  */
+import { isUtf8 } from 'node:buffer'
+import { quote } from '../../errors.js'
 import {
   createInstance,
   instanceProblem,
@@ -55,13 +57,31 @@ export type DecodeResult =
   | { readonly kind: 'ignored' }
   | { readonly kind: 'malformed'; readonly reason: string }
 
-/** Runs `codec` on one entry and validates the result with the shared instance rules. */
-export function decodeEntry(codec: EtcdCodec, entry: EtcdEntry): DecodeResult {
+/**
+ * Runs `codec` on one entry and validates the result with the shared instance rules. A value
+ * over `maxValueBytes` is malformed without being decoded.
+ */
+export function decodeEntry(
+  codec: EtcdCodec,
+  entry: EtcdEntry,
+  maxValueBytes = Infinity,
+): DecodeResult {
+  if (entry.value.length > maxValueBytes)
+    return {
+      kind: 'malformed',
+      reason: `the value is ${entry.value.length} bytes, over limits.maxValueBytes (${maxValueBytes})`,
+    }
   let decoded: DecodedInstance | undefined
   try {
     decoded = codec.decode(entry)
   } catch (err) {
-    return { kind: 'malformed', reason: err instanceof Error ? err.message : String(err) }
+    // A custom codec may quote the whole value: the reason is cut like any quoted value.
+    const message = err instanceof Error ? err.message : String(err)
+    return {
+      kind: 'malformed',
+      reason:
+        message.length > 300 ? `${message.slice(0, 300)}… (${message.length} chars)` : message,
+    }
   }
   if (decoded === undefined) return { kind: 'ignored' }
   const init: InstanceInit = { ...decoded, key: entry.key, service: entry.service }
@@ -70,7 +90,15 @@ export function decodeEntry(codec: EtcdCodec, entry: EtcdEntry): DecodeResult {
   return { kind: 'instance', instance: createInstance(init) }
 }
 
-const utf8 = new TextDecoder('utf-8', { fatal: true })
+/**
+ * The value as UTF-8 text; throws on invalid UTF-8 (never a U+FFFD in an address). Node's
+ * `isUtf8` check plus a Buffer view decodes a listing of 5,000 values in a seventh of the time of
+ * a fatal `TextDecoder`, whose per-call cost dominated small values.
+ */
+function utf8Text(bytes: Uint8Array): string {
+  if (!isUtf8(bytes)) throw new TypeError('invalid UTF-8')
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8')
+}
 
 /** The default codec: every layout of the table above, recognised by shape. */
 export const defaultEtcdCodec: EtcdCodec = Object.freeze({
@@ -78,7 +106,7 @@ export const defaultEtcdCodec: EtcdCodec = Object.freeze({
   decode(entry: EtcdEntry): DecodedInstance | undefined {
     let text: string
     try {
-      text = utf8.decode(entry.value).trim()
+      text = utf8Text(entry.value).trim()
     } catch {
       throw new Error('the value is not UTF-8 text')
     }
@@ -115,7 +143,9 @@ function decodeWayfind(json: Record<string, unknown>, entry: EtcdEntry): Decoded
   if (json.meta !== undefined && json.meta !== null) out.meta = json.meta as Record<string, string>
   if (json.weight !== undefined && json.weight !== null) {
     if (typeof json.weight !== 'number' || !Number.isInteger(json.weight))
-      throw new Error(`"weight" ${JSON.stringify(json.weight)} is not a positive integer`)
+      throw new Error(
+        `"weight" ${JSON.stringify(json.weight).slice(0, 100)} is not a positive integer`,
+      )
     out.weight = json.weight
   }
   return out
@@ -172,7 +202,7 @@ export function parseHostPort(text: string): { host: string; port: number } {
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(s)
   if (scheme !== null) {
     if (scheme[1]?.toLowerCase() !== 'http')
-      throw new Error(`the address ${JSON.stringify(text)} is not http://`)
+      throw new Error(`the address ${quote(text)} is not http://`)
     s = s.slice(scheme[0].length)
   }
   s = s.replace(/[/?#].*$/s, '')
@@ -181,21 +211,19 @@ export function parseHostPort(text: string): { host: string; port: number } {
   if (s.startsWith('[')) {
     const end = s.indexOf(']')
     if (end < 0 || s[end + 1] !== ':')
-      throw new Error(`the address ${JSON.stringify(text)} is not [ipv6]:port`)
+      throw new Error(`the address ${quote(text)} is not [ipv6]:port`)
     host = s.slice(1, end)
     portText = s.slice(end + 2)
   } else {
     const colon = s.lastIndexOf(':')
-    if (colon < 0)
-      throw new Error(`the address ${JSON.stringify(text)} has no port (expected host:port)`)
+    if (colon < 0) throw new Error(`the address ${quote(text)} has no port (expected host:port)`)
     host = s.slice(0, colon)
     portText = s.slice(colon + 1)
     if (host.includes(':'))
-      throw new Error(`the address ${JSON.stringify(text)} is an unbracketed IPv6 address`)
+      throw new Error(`the address ${quote(text)} is an unbracketed IPv6 address`)
   }
-  if (!/^\d{1,5}$/.test(portText))
-    throw new Error(`the address ${JSON.stringify(text)} has no numeric port`)
-  if (host === '') throw new Error(`the address ${JSON.stringify(text)} has no host`)
+  if (!/^\d{1,5}$/.test(portText)) throw new Error(`the address ${quote(text)} has no numeric port`)
+  if (host === '') throw new Error(`the address ${quote(text)} has no host`)
   return { host, port: Number(portText) }
 }
 
@@ -217,7 +245,7 @@ function checkName(name: unknown, entry: EtcdEntry): void {
   if (typeof name !== 'string') throw new Error('"name" is not a string')
   if (name !== entry.service)
     throw new Error(
-      `the value names service ${JSON.stringify(name)} but the key is under ${JSON.stringify(entry.service)}`,
+      `the value names service ${quote(name)} but the key is under ${quote(entry.service)}`,
     )
 }
 

@@ -4,17 +4,19 @@
  * received (credentials redacted) and the fix.
  */
 import { parseOptions, type OptionContext } from '../../core/options/check.js'
-import { backoff, type BackoffOption } from '../../core/options/common.js'
+import { backoff, pem, type BackoffOption } from '../../core/options/common.js'
 import {
   custom,
   duration,
   integer,
+  list,
   object,
   string,
   withMethods,
   type OutputOf,
   type SchemaFor,
 } from '../../core/options/schema.js'
+import { etcdLimits, type EtcdLimits } from '../limits.js'
 import { defaultEtcdCodec, type EtcdCodec } from './mapping.js'
 
 /** TLS material for etcd (`--trusted-ca-file`, and a client certificate for `--client-cert-auth`). */
@@ -73,8 +75,17 @@ export interface EtcdRegistryOptions {
    * long recovery can lag behind etcd's return. @defaultValue `{ initialMs: 100, maxMs: 1_000 }`
    */
   readonly backoff?: BackoffOption
-  /** Keys per Range page when listing a service (every page is pinned to one revision). @defaultValue 500 */
+  /**
+   * Keys in the first Range page when listing a service; later pages grow to about 1 MiB at the
+   * size the previous page averaged, never fewer keys than this (every page is pinned to one
+   * revision). @defaultValue 500
+   */
   readonly pageSize?: number
+  /**
+   * Bounds on what etcd may hand us: bytes per value, keys per service. See
+   * docs/registry-answers.md. @defaultValue `{ maxValueBytes: 256 KiB, maxInstances: 20_000 }`
+   */
+  readonly limits?: EtcdLimits
 }
 
 interface TlsMaterial {
@@ -96,20 +107,15 @@ const host = string({ fix: HOST_FIX })
     return h.trim().replace(/\/$/, '')
   })
 
-/** `hosts`: one member or a non-empty list of them. */
-const hosts = custom<readonly string[]>('host or list of hosts', (v, at) => {
-  const fix = 'Give at least one etcd member as "host:port" or "http://host:port".'
-  if (typeof v === 'string') return Object.freeze([host.parse(v, at.child(0))])
-  if (!Array.isArray(v) || v.length === 0) return at.fail(v, fix)
-  return Object.freeze(v.map((h: unknown, i) => host.parse(h, at.child(i))))
-}).required('Give at least one etcd member as "host:port" or "http://host:port".')
+const MEMBERS_FIX = 'Give at least one etcd member as "host:port" or "http://host:port".'
+const hostList = list(host, { min: 1, fix: MEMBERS_FIX })
 
-/** PEM text (string or Buffer), as a Buffer. */
-const pem = custom<Buffer>('PEM', (v, at) => {
-  if (typeof v === 'string' && v.includes('-----BEGIN')) return Buffer.from(v)
-  if (Buffer.isBuffer(v) && v.includes('-----BEGIN')) return v
-  return at.fail(v, 'Pass the PEM text (string or Buffer), not a file path.')
-})
+/** `hosts`: one member, or a non-empty list of them. */
+const hosts = custom<readonly string[]>('host or list of hosts', (v, at) =>
+  typeof v === 'string'
+    ? Object.freeze([host.parse(v, at.child(0))])
+    : (hostList.parse(v, at) ?? at.fail(v, MEMBERS_FIX)),
+).required(MEMBERS_FIX)
 
 const credentialsSchema = {
   rootCertificate: pem.required("Pass the PEM of the CA that signed etcd's certificate."),
@@ -162,6 +168,7 @@ export const etcdSchema = {
   keepaliveTimeoutMs: duration().default(5_000),
   backoff: backoff({ initialMs: 100, maxMs: 1_000 }),
   pageSize: integer(1, 100_000).default(500),
+  limits: etcdLimits,
 } satisfies SchemaFor<EtcdRegistryOptions>
 
 const etcdOptions = object(etcdSchema, {

@@ -11,6 +11,7 @@ import type {
   RegistrationSession,
 } from '../../registration/registrar.js'
 import type { RegistryProvider, WatchListener, WatchOptions } from '../provider.js'
+import { assertServiceName, etcdNameRule } from '../service-name.js'
 import { createEtcdClient, type WayfindEtcd3 } from './client.js'
 import { parseEtcdOptions, type EtcdRegistryOptions, type ParsedEtcdOptions } from './options.js'
 import { checkEtcdRegistration, registerInEtcd, type RegistrarHooks } from './registrar.js'
@@ -67,8 +68,14 @@ export class EtcdProvider extends Closable implements RegistryProvider {
     return this.#client
   }
 
+  /** {@inheritDoc RegistryProvider.checkServiceName} */
+  checkServiceName(name: string): void {
+    assertServiceName('etcd', name, etcdNameRule)
+  }
+
   watch(service: string, listener: WatchListener, options: WatchOptions): void {
     this.assertOpen('watch')
+    this.checkServiceName(service)
     // Linked to the caller's signal only: close() aborts each watch itself, so the provider's
     // own signal does not collect one listener per watched service (1,000 services → 1,000).
     const { controller, dispose: unlink } = linkedController(options.signal)

@@ -9,12 +9,14 @@
  * 'keepaliveFailed' only means "degraded": etcd may still list us. We also watch our own key
  * and put it back if someone deletes it (go-zero does the same).
  */
-import { EtcdLeaseInvalidError, type Lease } from 'etcd3'
+import type { IKeyValue, Lease } from 'etcd3'
 import { abortReason, linkedController, onAbort, sleep } from '../../core/abort.js'
 import { Backoff } from '../../core/backoff.js'
+import { DEFAULT_REGISTER_TIMEOUT_MS, retryWithin } from '../../core/retry.js'
 import {
   InvalidOptionError,
   LeaseLostError,
+  RegistrationConflictError,
   RegistrationError,
   errorMessage,
 } from '../../errors.js'
@@ -24,6 +26,7 @@ import type {
   RegistrationSession,
 } from '../../registration/registrar.js'
 import { debug, unavailable, type WayfindEtcd3 } from './client.js'
+import { etcd3 } from './load.js'
 import { encodeRegistration } from './mapping.js'
 import { leaseTtlSeconds, type ParsedEtcdOptions } from './options.js'
 import { runRevisionWatch } from './revision-watch.js'
@@ -32,6 +35,8 @@ import { runRevisionWatch } from './revision-watch.js'
 export interface RegistrarHooks {
   /** A put of our key succeeded under lease `leaseId` (decimal string). */
   onPut?(leaseId: string): void
+  /** An attempt of the first registration failed and will be retried after `delayMs`. */
+  onRetry?(error: unknown, delayMs: number): void
 }
 
 /** Throws `InvalidOptionError` when `reg` cannot be expressed on etcd. Does no I/O. */
@@ -91,6 +96,9 @@ export async function registerInEtcd(
   // The lease our key was last put under: etcd3 may call it lost while etcd still holds it
   // (docs/design/etcd.md#leases), so deregister() revokes it too.
   let keyLease: string | undefined
+  // Every lease we granted: a key under any of them is ours; under any other lease it belongs to
+  // another owner, whom we never overwrite (without `replace`) and never delete.
+  const ourLeases = new Set<string>()
 
   const report = (next: typeof state, error?: Parameters<RegisterContext['onState']>[1]): void => {
     if (signal.aborted) return
@@ -134,18 +142,77 @@ export async function registerInEtcd(
     return l
   }
 
-  /** Grants a lease if we have no live one, then puts our key under it. */
-  const putOnce = async (): Promise<void> => {
+  /**
+   * Grants a lease if we have no live one, then puts our key under it, in a transaction that
+   * only succeeds while the key is absent or still the one we read (etcd compares are ANDed,
+   * so "absent or ours" takes two steps). An existing key under another lease is another live
+   * owner's (etcd deletes a key when its lease expires): a conflict, unless `first` and the
+   * caller passed `replace` or the entry advertises our own address and port.
+   */
+  const putOnce = async (first: boolean): Promise<void> => {
     if (lease === undefined || lease.revoked()) {
       lease?.release()
       lease = newLease()
     }
     const current = lease
     const leaseId = await current.grant()
-    await current.put(key).value(value)
+    ourLeases.add(leaseId)
+    for (let round = 0; round < 3; round++) {
+      const created = await client
+        .if(key, 'Create', '==', 0)
+        .then(client.put(key).value(value).lease(leaseId))
+        .else(client.get(key))
+        .commit()
+      if (created.succeeded) {
+        putDone(leaseId)
+        return
+      }
+      const kv = created.responses[0]?.response_range.kvs[0]
+      if (kv === undefined) continue // deleted in between: try to create it again
+      const holder = kv.lease
+      if (!ourLeases.has(holder)) {
+        const why = takeoverRefusal(kv, first)
+        if (why !== undefined) throw new RegistrationConflictError(reg.name, reg.id, why)
+      }
+      const swapped = await client
+        .if(key, 'Mod', '==', kv.mod_revision)
+        .then(client.put(key).value(value).lease(leaseId))
+        .commit()
+      if (swapped.succeeded) {
+        putDone(leaseId)
+        return
+      }
+    }
+    throw new RegistrationError(
+      `The etcd key of ${reg.name}/${reg.id} kept changing while we wrote it; trying again`,
+      { retryable: true },
+    )
+  }
+
+  const putDone = (leaseId: string): void => {
     keyLease = leaseId
     if (signal.aborted) return
     hooks.onPut?.(leaseId)
+  }
+
+  /** Why the key held by another lease may not be taken over, or undefined when it may. */
+  const takeoverRefusal = (kv: IKeyValue, first: boolean): string | undefined => {
+    const holder = `lease ${kv.lease === '0' ? '(none)' : kv.lease}`
+    if (!first)
+      return `another owner (${holder}) registered this instance id while ours was being renewed; this registration stopped and will not remove it`
+    if (ctx.replace === true) return undefined
+    if (sameEndpoint(kv.value)) return undefined
+    return `another live owner (${holder}) holds this instance id; it is released when that owner deregisters or its lease expires. Pass { replace: true } to take it over`
+  }
+
+  /** The held entry advertises our address and port: an earlier run of this very endpoint. */
+  const sameEndpoint = (raw: Buffer): boolean => {
+    try {
+      const held = JSON.parse(raw.toString('utf8')) as { address?: unknown; port?: unknown }
+      return held.address === reg.address && held.port === reg.port
+    } catch {
+      return false
+    }
   }
 
   // Read through calls: handlers change these during awaits, which narrowing cannot see.
@@ -163,7 +230,7 @@ export async function registerInEtcd(
       while (!signal.aborted) {
         run.again = false
         try {
-          await putOnce()
+          await putOnce(false)
           backoff.reset()
           if (!triggeredAgain()) {
             report('registered')
@@ -171,6 +238,10 @@ export async function registerInEtcd(
           }
         } catch (err) {
           if (isAborted()) break
+          if (err instanceof RegistrationConflictError) {
+            takenOver(err)
+            break
+          }
           debug('%s: %s', what, errorMessage(err))
           // A put refused for an unknown lease means etcd forgot us (it expired server-side).
           if (lease?.revoked() === true && state !== 'lost')
@@ -190,6 +261,16 @@ export async function registerInEtcd(
     })()
   }
 
+  /**
+   * Another owner put our key under its lease: report it and stop for good (renewing would
+   * fight the new owner). Our lease no longer holds the key, so revoking it later deletes nothing.
+   */
+  function takenOver(error: RegistrationConflictError): void {
+    if (signal.aborted) return
+    report('lost', error)
+    controller.abort(error)
+  }
+
   /** Our key vanished (deleted by someone, or expired with a lease etcd3 still thinks alive). */
   const keyGone = (): void => {
     if (signal.aborted || run.running) return
@@ -202,21 +283,51 @@ export async function registerInEtcd(
     kick()
   }
 
+  // The first registration retries transient failures (etcd unreachable, a timeout) with
+  // backoff for up to ctx.timeoutMs, like the Consul registrar; a refusal (auth, permission,
+  // conflict) fails at once.
+  const failed = (err: unknown, detail: string): RegistrationError => {
+    const cause = unavailable(what, err, options.auth?.username)
+    return new RegistrationError(
+      `Registering ${reg.name}/${reg.id} in etcd failed${detail}: ${cause.message}`,
+      { cause: err, retryable: cause.retryable },
+    )
+  }
   try {
     run.running = true
-    await putOnce()
+    await retryWithin(
+      () => putOnce(true),
+      {
+        timeoutMs: ctx.timeoutMs ?? DEFAULT_REGISTER_TIMEOUT_MS,
+        backoff,
+        signal,
+        retryable: (err) =>
+          !(err instanceof RegistrationConflictError) &&
+          (err instanceof RegistrationError ? err.retryable : failed(err, '').retryable),
+        onRetry: (err, attempt, delayMs) => {
+          hooks.onRetry?.(err, delayMs)
+          debug(
+            '%s: attempt %d failed (%s); next in %d ms',
+            what,
+            attempt,
+            errorMessage(err),
+            delayMs,
+          )
+        },
+      },
+      ({ error, attempts, elapsedMs }) =>
+        failed(error, ` after ${attempts} attempts in ${Math.round(elapsedMs)} ms`),
+    )
+    backoff.reset()
     run.running = false
   } catch (err) {
     run.running = false
     lease?.release()
     dispose()
     controller.abort()
-    throw new RegistrationError(
-      `Registering ${reg.name}/${reg.id} in etcd failed: ${unavailable(what, err, options.auth?.username).message}`,
-      {
-        cause: err,
-      },
-    )
+    if (err instanceof RegistrationConflictError || err instanceof RegistrationError) throw err
+    if (ctx.signal.aborted || providerSignal.aborted) throw err
+    throw failed(err, '')
   }
   report('registered')
 
@@ -228,9 +339,17 @@ export async function registerInEtcd(
     { key: keyBuf, end: Buffer.concat([keyBuf, Buffer.from([0])]) },
     {
       onList(kvs) {
-        if (kvs.length === 0) keyGone()
+        const kv = kvs[0]
+        if (kv === undefined) keyGone()
+        else if (!ourLeases.has(kv.lease)) takenOver(conflictBy(kv))
       },
       onEvents(events) {
+        for (const e of events) {
+          if (e.type === 'Put' && !ourLeases.has(e.kv.lease)) {
+            takenOver(conflictBy(e.kv))
+            return
+          }
+        }
         if (events.some((e) => e.type === 'Delete')) keyGone()
       },
       onError() {
@@ -240,6 +359,14 @@ export async function registerInEtcd(
     signal,
     `own key ${key}`,
   )
+
+  function conflictBy(kv: IKeyValue): RegistrationConflictError {
+    return new RegistrationConflictError(
+      reg.name,
+      reg.id,
+      `another owner (lease ${kv.lease}) took this instance id over; this registration stopped and will not remove it`,
+    )
+  }
 
   signal.addEventListener(
     'abort',
@@ -264,7 +391,10 @@ export async function registerInEtcd(
         client.leaseClient.leaseRevoke({ ID: id }).then(
           () => undefined,
           (err: unknown) => {
-            if (err instanceof EtcdLeaseInvalidError || /lease not found/i.test(errorMessage(err)))
+            if (
+              err instanceof etcd3().EtcdLeaseInvalidError ||
+              /lease not found/i.test(errorMessage(err))
+            )
               return
             throw new RegistrationError(
               `Deregistering ${reg.name}/${reg.id} from etcd failed: ${errorMessage(err)}`,

@@ -136,7 +136,29 @@ export async function runRevisionWatch(
   }
 }
 
-/** Lists `range` at one revision, page by page (every page pinned to the first page's revision). */
+/**
+ * Size a listing page aims at once the first page showed how large the entries are: a quarter of
+ * grpc-js' default 4 MiB receive limit, so that a page stays far from it even when later values
+ * are several times larger than the first page's.
+ */
+const PAGE_TARGET_BYTES = 1 << 20
+
+/**
+ * Keys to ask for in the next page: as many as fit in {@link PAGE_TARGET_BYTES} at the size the
+ * last page averaged, never fewer than `pageSize`. Every page is a round trip, and a large
+ * service in `pageSize` pages spent most of its listing waiting on them (5,000 keys: 10 pages).
+ */
+export function nextPageLimit(pageSize: number, kvs: readonly IKeyValue[]): number {
+  let bytes = 0
+  for (const kv of kvs) bytes += kv.key.length + kv.value.length
+  if (kvs.length === 0 || bytes === 0) return pageSize
+  return Math.max(pageSize, Math.floor(PAGE_TARGET_BYTES / (bytes / kvs.length)))
+}
+
+/**
+ * Lists `range` at one revision, page by page (every page pinned to the first page's revision).
+ * The first page holds `pageSize` keys; later pages grow to about {@link PAGE_TARGET_BYTES}.
+ */
 async function listRange(
   client: WayfindEtcd3,
   options: ParsedEtcdOptions,
@@ -146,11 +168,12 @@ async function listRange(
   const kvs: IKeyValue[] = []
   let revision: bigint | undefined
   let from = range.key
+  let limit = options.pageSize
   for (;;) {
     const res = await client.kv.range({
       key: from,
       range_end: range.end,
-      limit: options.pageSize,
+      limit,
       ...(revision === undefined ? {} : { revision: revision.toString() }),
     })
     if (signal.aborted) throw abortReason(signal)
@@ -159,5 +182,6 @@ async function listRange(
     const last = res.kvs.at(-1)
     if (!res.more || last === undefined) return { kvs, revision }
     from = Buffer.concat([last.key, Buffer.from([0])])
+    limit = nextPageLimit(options.pageSize, res.kvs)
   }
 }

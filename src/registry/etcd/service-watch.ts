@@ -1,11 +1,14 @@
 /**
  * One service's view of etcd: the key → instance cache kept by list-then-watch, emitted to the
- * listener as full snapshots. A key whose new value is malformed keeps its last good instance
- * (and the problem is reported), so one bad write never takes a healthy instance away.
+ * listener as full snapshots. Malformed values follow the answer policy (answer-policy.ts): a
+ * key whose new value is malformed keeps its last good instance, a listing in which every value
+ * is malformed keeps the whole last good set, and each listing or event batch reports its
+ * malformed values in one error.
  */
 import type { IKeyValue } from 'etcd3'
-import { MalformedInstanceError } from '../../errors.js'
+import { LimitExceededError } from '../../errors.js'
 import type { Instance } from '../../instance.js'
+import { malformedAnswerError, type EntryFault } from '../answer-policy.js'
 import type { WatchListener } from '../provider.js'
 import { debug, prefixEnd, type WayfindEtcd3 } from './client.js'
 import { decodeEntry } from './mapping.js'
@@ -36,19 +39,25 @@ export function watchService(
     }
   }
 
+  /** Decodes `kv` into `next`; a malformed value keeps `previous`'s instance and is added to `faults`. */
   const apply = (
     next: Map<string, Instance | undefined>,
     previous: Map<string, Instance | undefined>,
     kv: IKeyValue,
+    faults: EntryFault[],
   ): void => {
     const fullKey = kv.key.toString('utf8')
     const suffix = fullKey.slice(prefix.length)
-    const result = decodeEntry(options.codec, {
-      key: fullKey,
-      service,
-      keySuffix: suffix.slice(suffix.lastIndexOf('/') + 1),
-      value: kv.value,
-    })
+    const result = decodeEntry(
+      options.codec,
+      {
+        key: fullKey,
+        service,
+        keySuffix: suffix.slice(suffix.lastIndexOf('/') + 1),
+        value: kv.value,
+      },
+      options.limits.maxValueBytes,
+    )
     switch (result.kind) {
       case 'instance':
         next.set(fullKey, result.instance)
@@ -59,23 +68,50 @@ export function watchService(
       case 'malformed': {
         const lastGood = previous.get(fullKey)
         next.set(fullKey, lastGood)
-        const error = new MalformedInstanceError(
-          fullKey,
-          lastGood === undefined
-            ? result.reason
-            : `${result.reason} (the last good value keeps serving)`,
-        )
-        safely(() => {
-          listener.onError(error)
+        faults.push({
+          entry: fullKey,
+          key: fullKey,
+          field: 'value',
+          reason:
+            lastGood === undefined
+              ? result.reason
+              : `${result.reason} (the last good value keeps serving)`,
         })
         break
       }
     }
   }
 
+  const report = (faults: readonly EntryFault[], keptAll = false): void => {
+    const error = malformedAnswerError(service, faults, { keptAll })
+    if (error !== undefined)
+      safely(() => {
+        listener.onError(error)
+      })
+  }
+
+  // Over limits.maxInstances: reported once, and no snapshot until the service is back under it.
+  let overLimit = false
   const emit = (revision: bigint): void => {
     const instances: Instance[] = []
     for (const i of cache.values()) if (i !== undefined) instances.push(i)
+    const { maxInstances } = options.limits
+    if (instances.length > maxInstances) {
+      if (!overLimit) {
+        const error = new LimitExceededError(
+          'limits.maxInstances',
+          maxInstances,
+          `etcd lists ${instances.length} instances of "${service}", over the limit`,
+          { service },
+        )
+        safely(() => {
+          listener.onError(error)
+        })
+      }
+      overLimit = true
+      return
+    }
+    overLimit = false
     instances.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
     safely(() => {
       listener.onSnapshot({ service, instances, revision: revision.toString() })
@@ -90,15 +126,25 @@ export function watchService(
       onList(kvs, revision) {
         // A fresh listing replaces the cache: keys absent from it are removals (the diff).
         const next = new Map<string, Instance | undefined>()
-        for (const kv of kvs) apply(next, cache, kv)
+        const faults: EntryFault[] = []
+        for (const kv of kvs) apply(next, cache, kv, faults)
+        // Every value malformed: the listing says nothing usable, so the last good set stays.
+        const keptAll =
+          faults.length > 0 &&
+          faults.length === kvs.length &&
+          [...cache.values()].some((i) => i !== undefined)
+        report(faults, keptAll)
+        if (keptAll) return
         cache = next
         emit(revision)
       },
       onEvents(events, revision) {
+        const faults: EntryFault[] = []
         for (const ev of events) {
           if (ev.type === 'Delete') cache.delete(ev.kv.key.toString('utf8'))
-          else apply(cache, cache, ev.kv)
+          else apply(cache, cache, ev.kv, faults)
         }
+        report(faults)
         emit(revision)
       },
       onError(error) {

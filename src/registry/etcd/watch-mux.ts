@@ -13,15 +13,10 @@
  * ending ends every watcher with `resume`, and each resumes from its own revision on a fresh
  * shared stream. The stream closes when its last watcher leaves, so nothing keeps a process alive.
  */
-import {
-  castGrpcError,
-  type IDuplexStream,
-  type IEvent,
-  type IWatchRequest,
-  type IWatchResponse,
-} from 'etcd3'
+import type { IDuplexStream, IEvent, IWatchRequest, IWatchResponse } from 'etcd3'
 import { isAborted, onAbort } from '../../core/abort.js'
 import type { WayfindEtcd3 } from './client.js'
+import { etcd3 } from './load.js'
 
 /** Why one watcher's watch ended. */
 export type StreamEnd =
@@ -152,7 +147,7 @@ export class WatchMux {
       this.#onData(s, res)
     })
     s.stream.on('error', (err) => {
-      this.#fail(s, castGrpcError(err))
+      this.#fail(s, etcd3().castGrpcError(err))
     })
     s.stream.on('end', () => {
       this.#fail(s, new Error('the watch stream ended'))

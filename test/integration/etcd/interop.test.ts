@@ -141,12 +141,15 @@ describe('etcd layouts', () => {
       const malformed = rec.errors.filter(
         (e): e is MalformedInstanceError => e instanceof MalformedInstanceError,
       )
-      expect(malformed.map((e) => e.key).sort()).toEqual([
+      // One error for the listing, listing every malformed value.
+      expect(malformed).toHaveLength(1)
+      expect(malformed[0]!.service).toBe('calculator')
+      expect(malformed[0]!.details.map((d) => d.entry).sort()).toEqual([
         `${p}garbage`,
         `${p}grpc-only`,
         `${p}wrong-name`,
       ])
-      expect(malformed.find((e) => e.key.endsWith('grpc-only'))?.message).toMatch(
+      expect(malformed[0]!.details.find((d) => d.entry.endsWith('grpc-only'))?.reason).toMatch(
         /no http:\/\/ endpoint/,
       )
 

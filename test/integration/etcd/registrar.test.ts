@@ -2,10 +2,16 @@
  * The etcd registrar against a real etcd: the registration JSON under a kept-alive lease, put
  * back when deleted, re-granted after the lease is lost in an outage, revoked on deregister.
  */
-import { EventEmitter } from 'node:events'
+import { EventEmitter, once } from 'node:events'
 import type { Etcd3 } from 'etcd3'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { ErrorCode, InvalidOptionError, type WayfindError } from '../../../src/errors.js'
+import {
+  ErrorCode,
+  InvalidOptionError,
+  RegistrationConflictError,
+  RegistrationError,
+  type WayfindError,
+} from '../../../src/errors.js'
 import { EtcdProvider } from '../../../src/registry/etcd/provider.js'
 import type {
   NormalizedRegistration,
@@ -168,13 +174,19 @@ describe('etcd registrar', () => {
     }
   })
 
-  it('rejects with a typed RegistrationError when etcd is unreachable', async () => {
+  it('retries while etcd stays unreachable, then rejects after timeoutMs with a retryable RegistrationError', async () => {
     const port = await freePort()
+    let retries = 0
     const provider = EtcdProvider.withHooks(
       { hosts: `127.0.0.1:${String(port)}`, requestTimeoutMs: 2_000 },
-      {},
+      {
+        onRetry: () => {
+          retries++
+        },
+      },
     )
-    const ctx = context()
+    const ctx = { ...context(), timeoutMs: 1_500 }
+    const started = performance.now()
     try {
       const err = await withDeadline(
         provider.register(registration('pay-7'), ctx).then(
@@ -184,11 +196,52 @@ describe('etcd registrar', () => {
         10_000,
         'the rejection',
       )
-      expect(err).toMatchObject({ code: ErrorCode.REGISTRATION_FAILED })
+      const elapsed = performance.now() - started
+      expect(err).toBeInstanceOf(RegistrationError)
+      expect(err).toMatchObject({ code: ErrorCode.REGISTRATION_FAILED, retryable: true })
       expect((err as Error).message).toContain('pay/pay-7')
+      expect((err as Error).message).toMatch(/after \d+ attempts/)
+      expect(retries).toBeGreaterThan(1)
+      expect(elapsed).toBeGreaterThanOrEqual(1_450)
+      expect(elapsed).toBeLessThan(1_500 + 2_500)
       expect(ctx.states).toEqual([])
     } finally {
       await provider.close()
+    }
+  })
+
+  it('registers once etcd becomes reachable within timeoutMs', async () => {
+    const late = await EtcdServer.start()
+    await late.stop()
+    const retried = new EventEmitter()
+    const provider = EtcdProvider.withHooks(
+      { hosts: late.host },
+      {
+        onRetry: () => {
+          retried.emit('retry')
+        },
+      },
+    )
+    const ctx = { ...context(), timeoutMs: 20_000 }
+    try {
+      const firstFailure = once(retried, 'retry')
+      const registering = provider.register(registration('pay-8', 3_000), ctx)
+      await withDeadline(firstFailure, 10_000, 'a failed first attempt')
+      await late.restart()
+      const session = await withDeadline(registering, 15_000, 'the registration')
+      expect(ctx.states).toEqual(['registered'])
+      const direct = late.client()
+      try {
+        const kv = (await direct.get('/services/pay/pay-8').exec()).kvs[0]
+        expect(JSON.parse(kv?.value.toString() ?? '{}')).toMatchObject({ id: 'pay-8' })
+      } finally {
+        direct.close()
+      }
+      ctx.controller.abort()
+      await session.deregister(AbortSignal.timeout(5_000))
+    } finally {
+      await provider.close()
+      await late.remove()
     }
   })
 
@@ -278,6 +331,119 @@ describe('etcd registrar', () => {
     } finally {
       ctx.controller.abort()
       await provider.close()
+    }
+  })
+})
+
+describe('etcd registrar: ownership of an instance id', () => {
+  const other = (id: string): NormalizedRegistration => ({ ...registration(id, 3_000), port: 9090 })
+
+  it('refuses an id held by another live owner with REGISTRATION_CONFLICT and leaves the holder alone', async () => {
+    const first = EtcdProvider.withHooks({ hosts: server.host }, {})
+    const second = EtcdProvider.withHooks({ hosts: server.host }, {})
+    const a = context()
+    const b = context()
+    try {
+      await first.register(registration('own-1', 3_000), a)
+      const holder = await read('/services/pay/own-1')
+      const err = await second.register(other('own-1'), b).then(
+        () => undefined,
+        (e: unknown) => e,
+      )
+      expect(err).toBeInstanceOf(RegistrationConflictError)
+      expect(err).toMatchObject({
+        code: ErrorCode.REGISTRATION_CONFLICT,
+        retryable: false,
+        service: 'pay',
+        id: 'own-1',
+      })
+      expect((err as Error).message).toMatch(/replace: true/)
+      expect(await read('/services/pay/own-1')).toEqual(holder)
+      expect(a.states).toEqual(['registered'])
+    } finally {
+      a.controller.abort()
+      await first.close()
+      await second.close()
+    }
+  })
+
+  it('with replace: true takes over; the displaced owner gets lost + conflict and its deregister leaves the new entry', async () => {
+    const puts: string[] = []
+    const first = EtcdProvider.withHooks({ hosts: server.host }, {})
+    const second = EtcdProvider.withHooks(
+      { hosts: server.host },
+      {
+        onPut: (id) => {
+          puts.push(id)
+        },
+      },
+    )
+    const a = context()
+    const b = { ...context(), replace: true }
+    try {
+      const sessionA = await first.register(registration('own-2', 3_000), a)
+      const lost = a.until('lost')
+      const sessionB = await second.register(other('own-2'), b)
+      await lost
+      expect(a.errors.at(-1)).toMatchObject({ code: ErrorCode.REGISTRATION_CONFLICT })
+      const held = await read('/services/pay/own-2')
+      expect(held).toMatchObject({ lease: puts[0], value: { port: 9090 } })
+      a.controller.abort()
+      await sessionA.deregister(AbortSignal.timeout(5_000))
+      expect(await read('/services/pay/own-2')).toEqual(held)
+      expect(b.states).toEqual(['registered'])
+      b.controller.abort()
+      await sessionB.deregister(AbortSignal.timeout(5_000))
+      expect(await read('/services/pay/own-2')).toBeUndefined()
+    } finally {
+      a.controller.abort()
+      b.controller.abort()
+      await first.close()
+      await second.close()
+    }
+  })
+
+  it('an entry advertising our own address and port (an earlier run of this endpoint) is taken over without replace', async () => {
+    const first = EtcdProvider.withHooks({ hosts: server.host }, {})
+    const second = EtcdProvider.withHooks({ hosts: server.host }, {})
+    const a = context()
+    const b = context()
+    try {
+      await first.register(registration('own-3', 3_000), a)
+      const lost = a.until('lost')
+      await second.register(registration('own-3', 3_000), b)
+      await lost
+      expect(b.states).toEqual(['registered'])
+    } finally {
+      a.controller.abort()
+      b.controller.abort()
+      await first.close()
+      await second.close()
+    }
+  })
+
+  it('a crashed owner blocks the id only until its lease expires', async () => {
+    const crashed = EtcdProvider.withHooks({ hosts: server.host }, {})
+    const a = context()
+    await crashed.register(registration('own-4', 1_000), a)
+    // A crash: keepalives stop, nothing is revoked; etcd deletes the key when the lease expires.
+    await crashed.close()
+    const second = EtcdProvider.withHooks({ hosts: server.host }, {})
+    const b = context()
+    try {
+      await eventually(
+        async () => ((await read('/services/pay/own-4')) === undefined ? true : undefined),
+        {
+          timeoutMs: 10_000,
+          intervalMs: 50,
+          what: 'the crashed owner lease to expire',
+        },
+      )
+      await second.register(other('own-4'), b)
+      expect((await read('/services/pay/own-4'))?.value).toMatchObject({ port: 9090 })
+    } finally {
+      b.controller.abort()
+      await second.close()
     }
   })
 })

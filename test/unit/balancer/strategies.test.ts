@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest'
 import { leastLoaded } from '../../../src/balancer/least-loaded.js'
 import { random } from '../../../src/balancer/random.js'
-import { parseStrategy } from '../../../src/balancer/strategies.js'
 import { roundRobin, RoundRobinPicker } from '../../../src/balancer/round-robin.js'
 import { ErrorCode, InvalidOptionError } from '../../../src/errors.js'
+import { parseWayfindOptions } from '../../../src/options.js'
 import { context, countPicks, instances, seeded } from './helpers.js'
 
 describe('round-robin', () => {
@@ -226,7 +226,12 @@ describe('least-loaded (P2C)', () => {
   })
 })
 
-describe('parseStrategy', () => {
+/** The strategy the client would use for this option. */
+function parseStrategy(strategy: unknown) {
+  return parseWayfindOptions({ strategy: strategy as never }).strategy
+}
+
+describe('the strategy option', () => {
   it('maps names and passes objects through', () => {
     expect(parseStrategy('round-robin').name).toBe('round-robin')
     expect(parseStrategy('random').name).toBe('random')
@@ -242,7 +247,7 @@ describe('parseStrategy', () => {
 
   it('rejects anything else with InvalidOptionError naming the option', () => {
     try {
-      parseStrategy('fastest' as never)
+      parseStrategy('fastest')
       expect.unreachable()
     } catch (err) {
       expect(err).toBeInstanceOf(InvalidOptionError)

@@ -1,16 +1,13 @@
 import { describe, expect, it } from 'vitest'
-import {
-  normalizeRegistration,
-  normalizeRegisterOptions,
-} from '../../../src/registration/registration.js'
+import { parseRegisterOptions, parseRegistration } from '../../../src/registration/options.js'
 import { startHealthServer } from '../../../src/registration/health-server.js'
 import { invalidOption } from '../../support/errors.js'
 
 const base = { name: 'payments', address: '10.0.0.7', port: 8080 }
 
-describe('normalizeRegistration', () => {
+describe('parseRegistration', () => {
   it('applies defaults', () => {
-    const r = normalizeRegistration(base)
+    const r = parseRegistration(base)
     expect(r).toEqual({
       name: 'payments',
       id: 'payments-10.0.0.7-8080',
@@ -22,7 +19,7 @@ describe('normalizeRegistration', () => {
       check: undefined,
     })
     expect(Object.isFrozen(r)).toBe(true)
-    const h = normalizeRegistration({ ...base, check: { http: 'http://10.0.0.7:8080/health' } })
+    const h = parseRegistration({ ...base, check: { http: 'http://10.0.0.7:8080/health' } })
     expect(h.check).toEqual({
       kind: 'http',
       http: 'http://10.0.0.7:8080/health',
@@ -30,7 +27,7 @@ describe('normalizeRegistration', () => {
       timeoutMs: 5_000,
       deregisterCriticalAfterMs: undefined,
     })
-    expect(normalizeRegistration({ ...base, check: { ttlMs: 30_000 } }).check).toEqual({
+    expect(parseRegistration({ ...base, check: { ttlMs: 30_000 } }).check).toEqual({
       kind: 'ttl',
       ttlMs: 30_000,
       deregisterCriticalAfterMs: undefined,
@@ -50,27 +47,42 @@ describe('normalizeRegistration', () => {
       /milliseconds/,
     ],
     [{ ...base, check: { ttlMs: 30 } }, 'check.ttlMs', /between 1000/],
-    [{ ...base, check: { ttl: 30_000 } }, 'check.ttl', /did you mean "ttlMs"/],
+    [{ ...base, check: { ttl: 30_000 } }, 'check.ttl', /did you mean "check\.ttlMs"/],
     [{ ...base, check: { http: 'http://x/h', ttlMs: 5_000 } }, 'check', /either/],
-    [{ ...base, timeout: 5 }, 'timeout', /does not exist/],
+    [{ ...base, timeout: 5 }, 'timeout', /register\(\) has no option "timeout"/],
+    [{ ...base, port: '8080' }, 'port', /got "8080"\. Pass a whole number/],
+    [{ ...base, check: { http: 'ftp://root:hunter2@x/h' } }, 'check.http', /root:\*\*\*@x/],
   ])('rejects %j naming %s', (input, option, fix) => {
-    const e = invalidOption(() => normalizeRegistration(input as never))
+    const e = invalidOption(() => parseRegistration(input as never))
     expect(e.option).toBe(option)
     expect(e.message).toMatch(fix)
   })
 
   it('validates register options', () => {
-    expect(normalizeRegisterOptions({ handleSignals: true })).toMatchObject({
+    expect(parseRegisterOptions({ handleSignals: true })).toMatchObject({
       handleSignals: true,
       handleCrashes: true,
       shutdownTimeoutMs: 3_000,
     })
-    expect(invalidOption(() => normalizeRegisterOptions({ shutdownTimeoutMs: -1 })).option).toBe(
+    expect(invalidOption(() => parseRegisterOptions({ shutdownTimeoutMs: -1 })).option).toBe(
       'options.shutdownTimeoutMs',
     )
     expect(
-      invalidOption(() => normalizeRegisterOptions({ handleSignals: 'yes' } as never)).option,
+      invalidOption(() => parseRegisterOptions({ handleSignals: 'yes' } as never)).option,
     ).toBe('options.handleSignals')
+    expect(invalidOption(() => parseRegisterOptions({ signal: 5 } as never)).option).toBe(
+      'options.signal',
+    )
+    expect(
+      invalidOption(() => parseRegisterOptions({ handleSignal: true } as never)).message,
+    ).toMatch(/did you mean "options\.handleSignals"/)
+  })
+
+  it('never quotes the password of a health URL', () => {
+    const e = invalidOption(() =>
+      parseRegistration({ ...base, check: { http: 'ftp://root:hunter2@x/h' } }),
+    )
+    expect(e.message).not.toContain('hunter2')
   })
 })
 

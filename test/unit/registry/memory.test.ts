@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { ErrorCode, InvalidOptionError, type WayfindError } from '../../../src/errors.js'
 import { memoryRegistry } from '../../../src/registry/memory.js'
 import type { ServiceSnapshot } from '../../../src/registry/provider.js'
-import { normalizeRegistration } from '../../../src/registration/registration.js'
+import { parseRegistration } from '../../../src/registration/options.js'
 import type { RegistrationState } from '../../../src/registration/registrar.js'
 import { FakeClock } from '../../support/fake-clock.js'
 
@@ -71,7 +71,7 @@ describe('memoryRegistry', () => {
     const states: RegistrationState[] = []
     const ac = new AbortController()
     const session = await reg.register(
-      normalizeRegistration({
+      parseRegistration({
         name: 'pay',
         id: 'p1',
         address: '10.0.0.1',
@@ -97,7 +97,7 @@ describe('memoryRegistry', () => {
     const states: RegistrationState[] = []
     const ac = new AbortController()
     await reg.register(
-      normalizeRegistration({
+      parseRegistration({
         name: 'pay',
         id: 'p1',
         address: '10.0.0.1',
@@ -117,7 +117,7 @@ describe('memoryRegistry', () => {
   it('deregister removes the instance and honours an aborted signal', async () => {
     const reg = memoryRegistry()
     const session = await reg.register(
-      normalizeRegistration({ name: 'pay', address: '10.0.0.1', port: 80 }),
+      parseRegistration({ name: 'pay', address: '10.0.0.1', port: 80 }),
       {
         signal: new AbortController().signal,
         onState: () => {},
@@ -128,5 +128,14 @@ describe('memoryRegistry', () => {
     await expect(session.deregister(aborted)).rejects.toThrow('too late')
     await session.deregister(new AbortController().signal)
     expect(reg.list('pay')).toHaveLength(0)
+  })
+})
+
+describe('memoryRegistry() options', () => {
+  it('refuses unknown keys and a clock without now()/setTimeout()', () => {
+    expect(() => memoryRegistry({ clok: new FakeClock() } as never)).toThrow(
+      /memoryRegistry\(\) has no option "clok"; did you mean "clock"\?/,
+    )
+    expect(() => memoryRegistry({ clock: {} as never })).toThrow(InvalidOptionError)
   })
 })

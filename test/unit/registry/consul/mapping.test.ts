@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest'
-import { ErrorCode } from '../../../../src/errors.js'
 import {
   instancesFingerprint,
   mapHealthEntries,
@@ -168,8 +167,7 @@ describe('mapHealthEntries', () => {
     )
     expect(instances.map((i) => i.id)).toEqual(['good'])
     expect(problems).toHaveLength(10)
-    for (const p of problems) expect(p.code).toBe(ErrorCode.MALFORMED_INSTANCE)
-    expect(problems.map((p) => p.key)).toEqual([
+    expect(problems.map((p) => p.entry)).toEqual([
       'ip-10-20-3-17/bad-port',
       'ip-10-20-3-17/bad-port-type',
       'ip-10-20-3-17/no-address',
@@ -181,8 +179,45 @@ describe('mapHealthEntries', () => {
       'n/#9',
       'n/#10',
     ])
-    expect(problems[0]?.message).toMatch(/port 0/)
-    expect(problems[6]?.message).toMatch(/unknown status "maintenance"/)
+    expect(problems.map((p) => p.field)).toEqual([
+      'Service.Port',
+      'Service.Port',
+      'Node.Address',
+      'Service.Tags',
+      'Service.Meta',
+      'Service.Weights.Passing',
+      'Checks',
+      '(entry)',
+      'Service',
+      'Service.ID',
+    ])
+    // Entries that name node and service ID carry the key their last good value is kept under.
+    expect(problems[0]?.key).toBe('ip-10-20-3-17/bad-port')
+    expect(problems[7]?.key).toBeUndefined()
+    expect(problems[0]?.reason).toMatch(/port 0/)
+    expect(problems[1]?.reason).toMatch(/port "80"/)
+    expect(problems[6]?.reason).toMatch(/unknown status "maintenance"/)
+  })
+
+  it('refuses hosts no one can dial: 1,000,000 characters, U+FFFD, control characters', () => {
+    const { instances, problems } = mapHealthEntries(
+      [
+        entry({ id: 'long', address: 'h'.repeat(1_000_000) }),
+        entry({ id: 'fffd', address: '10.0.0.\uFFFD' }),
+        entry({ id: 'ctl', nodeAddress: 'node\u0000x' }),
+        entry({ id: 'ok', address: 'payments-1.internal' }),
+      ],
+      OPTS,
+    )
+    expect(instances.map((i) => i.id)).toEqual(['ok'])
+    expect(problems.map((p) => [p.entry, p.field])).toEqual([
+      ['ip-10-20-3-17/long', 'Service.Address'],
+      ['ip-10-20-3-17/fffd', 'Service.Address'],
+      ['ip-10-20-3-17/ctl', 'Node.Address'],
+    ])
+    expect(problems[0]?.reason).toMatch(/longer than a DNS name \(253/)
+    expect(problems[0]?.reason.length).toBeLessThan(300)
+    expect(problems[1]?.reason).toMatch(/replacement/)
   })
 
   it('reports a duplicate node/ID once and keeps the first', () => {

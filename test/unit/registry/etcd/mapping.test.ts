@@ -175,3 +175,51 @@ describe('helpers', () => {
     expect([...prefixEnd(Buffer.from([0xff]))]).toEqual([0])
   })
 })
+
+describe('limits on etcd values', () => {
+  it('refuses a value over maxValueBytes without decoding it', () => {
+    const r = decodeEntry(defaultEtcdCodec, entry('x'.repeat(1_000_000)), 256 * 1024)
+    expect(r).toMatchObject({ kind: 'malformed' })
+    expect(r.kind === 'malformed' ? r.reason : '').toMatch(
+      /1000000 bytes, over limits.maxValueBytes/,
+    )
+  })
+
+  it('quotes at most a short prefix of a bad value: a 1 MB value makes a one-line reason', () => {
+    const r = decodeEntry(defaultEtcdCodec, entry('x'.repeat(1_000_000)))
+    const reason = r.kind === 'malformed' ? r.reason : ''
+    expect(reason).toMatch(/… \(1000000 chars\)/)
+    expect(reason.length).toBeLessThan(300)
+  })
+
+  it('cuts the message of a custom codec that quotes the whole value', () => {
+    const codec: EtcdCodec = {
+      name: 'loud',
+      decode(e) {
+        throw new Error(`bad value ${Buffer.from(e.value).toString()}`)
+      },
+    }
+    const r = decodeEntry(codec, entry('y'.repeat(100_000)))
+    expect(r.kind === 'malformed' ? r.reason.length : 0).toBeLessThan(400)
+  })
+
+  it.each([
+    ['a host of 1,000,000 characters', `${'h'.repeat(1_000_000)}:80`, /longer than a DNS name/],
+    ['U+FFFD from a raw 0xFF byte', 'ho\uFFFDst:80', /replacement/],
+    ['a control character', 'ho\u0007st:80', /control/],
+    ['a label over 63 characters', `${'a'.repeat(64)}.example:80`, /not a host name/],
+  ])('refuses %s as an address', (_what, value, reason) => {
+    const r = decodeEntry(defaultEtcdCodec, entry(value))
+    expect(r.kind).toBe('malformed')
+    const text = r.kind === 'malformed' ? r.reason : ''
+    expect(text).toMatch(reason)
+    expect(text.length).toBeLessThan(300)
+  })
+
+  it('accepts IP literals and DNS names up to 253 characters', () => {
+    const name = `${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(61)}`
+    expect(name).toHaveLength(253)
+    for (const ok of [`${name}:80`, '[fe80::1]:80', '10.0.0.1:80', 'my_host.internal.:80'])
+      expect(decodeEntry(defaultEtcdCodec, entry(ok)).kind, ok).toBe('instance')
+  })
+})
