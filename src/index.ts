@@ -65,7 +65,7 @@ export {
   EMPTY_PICKER,
   failingPicker,
   type LoadRecord,
-  type LoadTracker,
+  type LoadRecords,
   type PickContext,
   type Picker,
   type PickFail,

@@ -11,7 +11,7 @@
  * Cost, with `latency: 'peak-ewma'` (the default, because the design asks for a latency-aware
  * least-loaded, docs/design/README.md#balancing): `latencyMs(now) × (inflight + 1) / weight`
  * (Finagle `PeakEwma.scala`, Linkerd: decay 10 s, default RTT 30 ms; both set on the
- * LoadTracker). With `latency: 'none'`: `(inflight + 1) / weight`, i.e. Envoy's LEAST_REQUEST
+ * load tracker). With `latency: 'none'`: `(inflight + 1) / weight`, i.e. Envoy's LEAST_REQUEST
  * with `active_request_bias` 1.
  * Dividing by the registry weight makes in-flight settle in proportion to weight.
  *

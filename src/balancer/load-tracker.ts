@@ -9,7 +9,7 @@
  */
 import { systemClock, type Clock } from '../core/clock.js'
 import { InvalidOptionError } from '../errors.js'
-import type { LoadRecord, LoadTracker } from './strategy.js'
+import type { LoadRecord, LoadRecords } from './strategy.js'
 
 /** How a call ended, for the failure counter. `cancelled` (the caller aborted) counts as neither. */
 export type CallOutcome = 'success' | 'failure' | 'cancelled'
@@ -66,16 +66,17 @@ export class InstanceLoad implements LoadRecord {
 }
 
 /**
- * The default {@link LoadTracker}. The dispatcher calls {@link start} when it dispatches to an
- * instance, {@link observe} at the first response headers and {@link end} exactly once when the
- * call is over; pickers only read.
+ * The load tracker: one per client, internal (not exported from the package). The dispatcher
+ * calls {@link startSlot} when it sends an attempt to an instance, {@link observeSlot} at the
+ * first response headers and {@link endSlot} exactly once when the attempt is over; strategies
+ * read it through {@link LoadRecords}, the built-in pickers through its slot readers.
  *
  * Peak EWMA (Finagle `PeakEwma.scala`, tower `peak_ewma.rs`): a sample above the estimate is
  * adopted at once; a lower one is blended in with weight `1 - exp(-Δt/decay)`. Reads decay the
  * estimate towards 0 with the time since the last sample (Finagle's `observe(0)` on load read),
  * without writing, so an idle instance slowly looks cheap again and gets probed.
  */
-export class DefaultLoadTracker implements LoadTracker {
+export class DefaultLoadTracker implements LoadRecords {
   readonly clock: Clock
   readonly decayMs: number
   readonly defaultRttMs: number
@@ -144,7 +145,7 @@ export class DefaultLoadTracker implements LoadTracker {
     if (rec !== undefined) this.observeSlot(rec.slot, rttMs)
   }
 
-  /** A call to `key` is over. Call exactly once per {@link start}. */
+  /** A call to `key` is over. Invoke exactly once per {@link start}. */
   end(key: string, outcome: CallOutcome): void {
     const rec = this.#records.get(key)
     if (rec !== undefined) this.endSlot(rec.slot, outcome)

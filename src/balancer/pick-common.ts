@@ -6,7 +6,7 @@ import type { Clock } from '../core/clock.js'
 import { NoInstancesError } from '../errors.js'
 import type { Instance } from '../instance.js'
 import { DefaultLoadTracker } from './load-tracker.js'
-import type { LoadTracker, PickFail, PickOk } from './strategy.js'
+import type { LoadRecords, PickFail, PickOk } from './strategy.js'
 
 /** One frozen `PickOk` per instance, in order. */
 export function buildResults(instances: readonly Instance[]): PickOk[] {
@@ -65,10 +65,10 @@ export interface LoadView {
   compareNow(): number
 }
 
-/** Slots and a reader for `instances` in `load`. Custom trackers get an adapter (slot = index). */
+/** Slots and a reader for `instances` in `load`. Other record sources get an adapter (slot = index). */
 export function loadView(
   instances: readonly Instance[],
-  load: LoadTracker,
+  load: LoadRecords,
   clock: Clock,
 ): { view: LoadView; slots: Int32Array } {
   const slots = new Int32Array(instances.length)

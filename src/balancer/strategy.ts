@@ -3,8 +3,8 @@
  *
  * A {@link Strategy} turns an instance set into an immutable {@link Picker}. The service cache
  * builds a new picker on every change and swaps it in, so `pick()` is synchronous, takes no lock
- * and never awaits. Load statistics that must survive swaps live in the {@link LoadTracker},
- * keyed by `Instance.key`.
+ * and never awaits. Load statistics that must survive swaps live outside the picker, in
+ * wayfind's load tracker, keyed by `Instance.key`; strategies read them through {@link LoadRecords}.
  */
 import type { Clock } from '../core/clock.js'
 import type { WayfindError } from '../errors.js'
@@ -53,8 +53,8 @@ export interface Picker {
 }
 
 /**
- * Mutable per-instance load, owned by the {@link LoadTracker}. Written only by the dispatcher
- * (call start/end); pickers read it.
+ * Per-instance load as a strategy reads it. Written only by the dispatcher (attempt start and
+ * end, latency samples); pickers read it.
  */
 export interface LoadRecord {
   readonly key: string
@@ -67,8 +67,12 @@ export interface LoadRecord {
   latencyMs(now: number): number
 }
 
-/** Keeps one {@link LoadRecord} per instance key, across picker swaps. */
-export interface LoadTracker {
+/**
+ * The load records a strategy reads ({@link StrategyContext.load}): one {@link LoadRecord} per
+ * instance key, kept across picker swaps. Read-only by design: the dispatcher keeps the load
+ * itself (in-flight, latency, failures), so there is nothing for a strategy to implement here.
+ */
+export interface LoadRecords {
   /** The record for `key`, created on first use. */
   record(key: string): LoadRecord
 }
@@ -76,7 +80,7 @@ export interface LoadTracker {
 /** What a strategy gets when building a picker. */
 export interface StrategyContext {
   readonly service: string
-  readonly load: LoadTracker
+  readonly load: LoadRecords
   /** Random source in [0, 1); injected so tests can seed it. */
   readonly random: () => number
   readonly clock: Clock

@@ -1,7 +1,8 @@
 /**
  * What the dispatcher sees of the service cache. Contract only.
  */
-import type { LoadTracker, Picker } from '../balancer/strategy.js'
+import type { DefaultLoadTracker } from '../balancer/load-tracker.js'
+import type { Picker } from '../balancer/strategy.js'
 import type { ChangeEvent } from '../events.js'
 import type { Clock } from './clock.js'
 
@@ -24,8 +25,8 @@ export interface ServiceDirectory {
   ): Promise<Picker>
   /** Membership changes of every watched service (to drop pools of removed instances). */
   onChange(listener: (event: ChangeEvent) => void): () => void
-  /** Shared per-instance load, keyed by `Instance.key`. */
-  readonly load: LoadTracker
+  /** Shared per-instance load, keyed by `Instance.key`; the dispatcher writes it. */
+  readonly load: DefaultLoadTracker
   readonly clock: Clock
   /** Default wait for a service with no instance yet (the client's `resolveTimeoutMs`). */
   readonly resolveTimeoutMs: number

@@ -11,7 +11,8 @@
  * - listener exceptions never reach the watch (events.ts isolates them).
  */
 import { LRUCache } from 'lru-cache'
-import { EMPTY_PICKER, type LoadTracker, type Picker, type Strategy } from '../balancer/strategy.js'
+import type { DefaultLoadTracker } from '../balancer/load-tracker.js'
+import { EMPTY_PICKER, type Picker, type Strategy } from '../balancer/strategy.js'
 import {
   ClosedError,
   ErrorCode,
@@ -33,7 +34,7 @@ import { Closable } from './lifecycle.js'
 export interface ServiceCacheOptions {
   readonly provider: RegistryProvider
   readonly strategy: Strategy
-  readonly load: LoadTracker
+  readonly load: DefaultLoadTracker
   readonly hub: EventHub
   readonly clock: Clock
   readonly random: () => number
@@ -68,7 +69,7 @@ class ServiceEntry {
  * dispatcher.
  */
 export class ServiceCache extends Closable implements ServiceDirectory {
-  readonly load: LoadTracker
+  readonly load: DefaultLoadTracker
   readonly clock: Clock
   readonly resolveTimeoutMs: number
   readonly #provider: RegistryProvider

@@ -1,47 +1,33 @@
 /**
  * WayfindDispatcher: an undici v7 `Dispatcher` that sends `http://<service>/...` to a picked
- * instance of the service, keeping the logical `Host` header.
+ * instance of the service, keeping the logical `Host` header. Its own jobs: routing (which
+ * origins are balanced), picking for a request, the lifecycle (close, destroy) and stats.
  *
  * Why a Dispatcher subclass and not `BalancedPool` or `compose()` over an `Agent`: BalancedPool
  * is error-penalty WRR with an open recovery bug (undici #4839), and an interceptor over Agent
  * makes v7 re-encode headers for legacy handlers and offers no way to close one origin's pool
  * (docs/design/dispatch.md#why-a-custom-dispatcher).
- * Here membership owns the pools: one bounded pool per instance
- * origin, closed gracefully when the instance leaves and destroyed after a drain timeout. The
- * pool is wayfind's own set of undici `Client`s (instance-pool.ts: the wrapper already knows
- * when each connection frees up, so undici's `Pool` bookkeeping per request is skipped); undici's
- * `Pool` still serves HTTP/2 and Pool-only options, and `poolFactory` supplies any other.
+ *
+ * The rest lives beside it, one job per file:
+ * - request.ts: one request's life (state, attempts, retries, timers, the caller's abort), in
+ *   the shape of undici's RetryHandler. It calls back here only to pick and to send.
+ * - pool-map.ts: the instance pools (created on demand, retired when their instance leaves or
+ *   idles, drained on close); pool-options.ts configures one; instance-pool.ts is wayfind's own.
+ * - routes.ts: origin → service, cached. outlier.ts: ejection. debug.ts: diagnostics channels.
  *
  * Request path (all synchronous when the service has instances): route (cached per origin) →
- * `directory.picker(service).pick({ exclude: ejected })` → the instance's pool → a handler
- * wrapper (`call.ts`) that counts in-flight, samples latency, retries and feeds ejection.
- *
- * Each pool's origin is the *logical* origin (`http://payments`) and its connector dials the
- * instance. So undici itself writes `Host: payments` (and keeps a caller's own Host, in any header
- * shape), derives SNI from the logical name, and the caller's dispatch options pass through
- * untouched: no per-request options copy, no Host header for undici to parse and no servername
- * lookup (`net.isIP` on the Host value) per request. Measured against rewriting
- * `{ origin, headers }` per request: about 4 % less client CPU per request (bench/dispatch.ts).
+ * a request handler → `pick` here (`picker.pick({ exclude: ejected })`) → `send` here (the
+ * instance's pool for this origin, in-flight +1) → the pool.
  */
-import { isIP } from 'node:net'
-import { Agent, buildConnector, Dispatcher, Pool, type Client } from 'undici'
-import { DefaultLoadTracker, type CallOutcome } from '../balancer/load-tracker.js'
+import { setMaxListeners } from 'node:events'
+import { Agent, Dispatcher } from 'undici'
+import type { CallOutcome, DefaultLoadTracker } from '../balancer/load-tracker.js'
 import type { PickContext, PickResult } from '../balancer/strategy.js'
-import { linkedController } from '../core/abort.js'
-import { keepAlive } from '../core/keep-alive.js'
 import type { Clock, TimerHandle } from '../core/clock.js'
 import type { ServiceDirectory } from '../core/directory.js'
-import { ClosedError, InvalidOptionError, NoInstancesError } from '../errors.js'
+import { ClosedError } from '../errors.js'
 import type { ChangeEvent, EventHub } from '../events.js'
 import { hostPort, type Instance } from '../instance.js'
-import {
-  isModernHandler,
-  LegacyCall,
-  ModernCall,
-  type Call,
-  type CallHost,
-  type Route,
-} from './call.js'
 import { debug, pickChannel, retryChannel } from './debug.js'
 import {
   parseDispatcherOptions,
@@ -49,7 +35,20 @@ import {
   type ParsedDispatcherOptions,
 } from './options.js'
 import { OutlierDetector } from './outlier.js'
-import { InstancePool, mayMultiplex, usesOwnConnections } from './instance-pool.js'
+import type { PooledHandler } from './instance-pool.js'
+import { PoolMap } from './pool-map.js'
+import { mayMultiplex } from './pool-options.js'
+import {
+  isModernHandler,
+  LegacyRequest,
+  ModernRequest,
+  type RequestHandler,
+  type RequestSide,
+  type RetryPolicy,
+} from './request.js'
+import { RouteCache, type Route } from './routes.js'
+
+export { defaultRoute } from './routes.js'
 
 /** Load and health of one instance, as the dispatcher sees it. */
 export interface InstanceStats {
@@ -86,56 +85,6 @@ export interface ServiceStats {
   readonly panic: boolean
 }
 
-interface PoolEntry {
-  /** Key in the pool map: logical origin and instance address. */
-  readonly key: string
-  /** The logical origin the pool was made for (its Host). */
-  readonly origin: string
-  /** The instance address its connector dials. */
-  readonly hostPort: string
-  /** wayfind's own connections, or undici's Pool (HTTP/2, Pool-only options) or `poolFactory`'s. */
-  readonly pool: InstancePool | Dispatcher
-  /** `pool` when it is wayfind's own (the hot path tests a field, not the prototype chain). */
-  readonly own: InstancePool | undefined
-  readonly services: Set<string>
-  used: boolean
-  retired: boolean
-}
-
-/** What close()/destroy() need from a pool. */
-interface Closable {
-  close(): Promise<void>
-  destroy(err?: Error | null): Promise<void>
-}
-
-interface Target {
-  readonly instance: Instance
-  readonly slot: number
-  readonly pool: PoolEntry
-}
-
-/** A route with what the dispatcher caches on it. */
-interface LbRoute extends Route {
-  /** `protocol//host`: the origin of the route's pools. */
-  readonly origin: string
-  /** Instance key → where to send, for this route (pools differ per logical origin). */
-  readonly targets: Map<string, Target>
-}
-
-const MAX_ROUTES = 1024
-
-/** True for a single-label host name that is not `localhost` (and therefore not an IP). */
-export function defaultRoute(hostname: string): string | undefined {
-  if (
-    hostname === '' ||
-    hostname === 'localhost' ||
-    hostname.includes('.') ||
-    hostname.includes(':')
-  )
-    return undefined
-  return hostname
-}
-
 /**
  * The load-balancing dispatcher. Hand it to `fetch(url, { dispatcher })`, `undici.request` or
  * `stream`; it never installs itself globally.
@@ -148,23 +97,21 @@ export class WayfindDispatcher extends Dispatcher {
   readonly #outlier: OutlierDetector | undefined
   readonly #fallback: Dispatcher
   readonly #ownFallback: boolean
-  readonly #routeFn: (hostname: string) => string | undefined
-  readonly #routes = new Map<string, LbRoute | null>()
-  readonly #pools = new Map<string, PoolEntry>()
-  readonly #retiring = new Set<Closable>()
-  readonly #waiting = new Set<Call>()
-  readonly #controller = new AbortController()
-  readonly #host: CallHost
+  readonly #routes: RouteCache
+  readonly #pools: PoolMap
+  /** Aborted by close()/destroy(): requests waiting for an instance or a backoff fail with it. */
+  readonly #shutdown = new AbortController()
+  /** What every request of this dispatcher gets to call back (one object, built once). */
+  readonly #side: RequestSide
   /** Requests one instance's pool carries at once; pickers prefer instances below it. */
   readonly #capacity: number
   /** The context of every first pick without ejections: built once, the hot path allocates none. */
   readonly #pickCtx: PickContext
   readonly #offChange: () => void
-  #idleTimer: TimerHandle | undefined
   #closing: Promise<void> | undefined
   #destroyed = false
   /** Every pool open or draining when close()/destroy() started. */
-  #shutdownPools: Closable[] = []
+  #shutdownPools: Dispatcher[] = []
 
   constructor(
     directory: ServiceDirectory,
@@ -173,31 +120,35 @@ export class WayfindDispatcher extends Dispatcher {
   ) {
     super()
     const o = parseDispatcherOptions(options)
-    if (!(directory.load instanceof DefaultLoadTracker))
-      throw new InvalidOptionError(
-        'load',
-        directory.load,
-        'The service directory must use a DefaultLoadTracker.',
-      )
     this.#directory = directory
     this.#options = o
-    this.#load = directory.load
+    const load = (this.#load = directory.load)
     this.#clock = directory.clock
-    this.#routeFn = o.route ?? defaultRoute
+    this.#routes = new RouteCache(o.route)
     this.#fallback = o.fallback ?? new Agent()
     this.#ownFallback = o.fallback === undefined
-    const load = this.#load
     this.#outlier =
       o.outlier === undefined
         ? undefined
         : new OutlierDetector(o.outlier, this.#clock, hub, (_service, key) => {
             load.resetFailures(key)
           })
+    this.#pools = new PoolMap(
+      o,
+      this.#clock,
+      (key) => load.record(key).slot,
+      (origin) => {
+        this.emit('drain', origin)
+      },
+    )
     // HTTP/2 multiplexes streams over each connection, so connections × pipelining is no bound
     // there (0: pickers ignore capacity).
     this.#capacity = mayMultiplex(o.pool) ? 0 : o.connections * o.pipelining
     this.#pickCtx = { exclude: undefined, capacity: this.#capacity }
-    this.#host = this.#makeHost()
+    // One listener per request waiting for an instance or a backoff, removed when its wait ends:
+    // many at once is normal under load, not a leak.
+    setMaxListeners(Infinity, this.#shutdown.signal)
+    this.#side = this.#makeSide()
     this.#offChange = directory.onChange((e) => {
       this.#onChange(e)
     })
@@ -219,12 +170,12 @@ export class WayfindDispatcher extends Dispatcher {
       throw new TypeError('handler must be an object')
     try {
       if (this.#closing !== undefined) throw new ClosedError('WayfindDispatcher.dispatch')
-      const route = this.#routeOf(opts.origin)
+      const route = this.#routes.of(opts.origin)
       if (route === null) return this.#fallback.dispatch(opts, handler)
-      const call = isModernHandler(handler)
-        ? new ModernCall(opts, route, this.#host, handler)
-        : new LegacyCall(opts, route, this.#host, handler)
-      return this.#send(call)
+      const request = isModernHandler(handler)
+        ? new ModernRequest(opts, route, this.#side, handler)
+        : new LegacyRequest(opts, route, this.#side, handler)
+      return request.start()
     } catch (err) {
       // Dispatcher contract (undici dispatcher-base.js): errors go to the handler, not the caller.
       const e = err instanceof Error ? err : new Error(String(err))
@@ -245,7 +196,7 @@ export class WayfindDispatcher extends Dispatcher {
    */
   interceptor(): Dispatcher.DispatcherComposeInterceptor {
     return (dispatch) => (opts, handler) =>
-      this.#routeOf(opts.origin) === null ? dispatch(opts, handler) : this.dispatch(opts, handler)
+      this.#routes.of(opts.origin) === null ? dispatch(opts, handler) : this.dispatch(opts, handler)
   }
 
   /** Per-instance load and ejection of `service` (starts its watch if not started). */
@@ -255,15 +206,7 @@ export class WayfindDispatcher extends Dispatcher {
     const list = instances.map((i): InstanceStats => {
       const rec = this.#load.record(i.key)
       const o = this.#outlier?.info(service, i.key)
-      const hp = hostPort(i)
-      let connections = 0
-      let queued = 0
-      for (const e of this.#pools.values()) {
-        if (e.hostPort !== hp || !e.services.has(service)) continue
-        const p = e.own ?? (e.pool instanceof Pool ? e.pool.stats : undefined)
-        connections += p?.connected ?? 0
-        queued += p?.queued ?? 0
-      }
+      const { connections, queued } = this.#pools.load(service, hostPort(i))
       return {
         key: i.key,
         id: i.id,
@@ -321,307 +264,43 @@ export class WayfindDispatcher extends Dispatcher {
     await this.close()
   }
 
-  #routeOf(origin: Dispatcher.DispatchOptions['origin']): LbRoute | null {
-    const key = typeof origin === 'string' ? origin : origin === undefined ? '' : origin.origin
-    let route = this.#routes.get(key)
-    if (route === undefined) {
-      route = this.#computeRoute(key)
-      if (this.#routes.size >= MAX_ROUTES) this.#routes.clear()
-      this.#routes.set(key, route)
-    }
-    return route
-  }
-
-  #computeRoute(origin: string): LbRoute | null {
-    if (origin === '') return null
-    let url: URL
-    try {
-      url = new URL(origin)
-    } catch {
-      return null
-    }
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') return null
-    const service = this.#routeFn(url.hostname)
-    if (service === undefined || service === '') return null
-    return {
-      service,
-      hostname: url.hostname,
-      protocol: url.protocol,
-      origin: `${url.protocol}//${url.host}`,
-      targets: new Map(),
-    }
-  }
-
-  /** Picks for the caller's dispatch and sends; queues when the service has no instance yet. */
-  #send(call: Call): boolean {
-    const result = this.#pick(call, false)
-    if (result.kind === 'pick') return this.#sendTo(call, result.instance)
-    if (result.kind === 'queue') {
-      this.#queue(call)
-      return true
-    }
-    call.fail(result.error)
-    return false
-  }
-
-  /** Sends a retry. False when there is no instance to send it to (the caller then fails). */
-  #resend(call: Call, allowTried: boolean): boolean {
-    const result = this.#pick(call, allowTried)
-    if (result.kind !== 'pick') return false
-    // The return value of a pool's dispatch is backpressure, not failure: ignore it here.
-    this.#sendTo(call, result.instance)
-    return true
-  }
-
-  /** Picks avoiding ejected instances and, for retries, the instances already tried. */
-  #pick(call: Call, allowTried: boolean): PickResult {
-    const service = call.route.service
+  /** Picks avoiding ejected instances and `exclude` (instances tried); see RequestSide.pick. */
+  #pick(route: Route, exclude: ReadonlySet<string> | undefined, allowTried: boolean): PickResult {
+    const service = route.service
     const picker = this.#directory.picker(service)
     // Two clock reads buy a latency sample: 1 busy request in 8 per instance for a strategy
     // that reads latency, 1 in 16 (enough for stats()) for one that does not.
-    call.timeMask = picker.usesLatency === false ? 15 : 7
+    route.timeMask = picker.usesLatency === false ? 15 : 7
     const ejected = this.#outlier?.excludeFor(service, picker.instances.length)
     const capacity = this.#capacity
     const withoutTried: PickContext =
       ejected === undefined ? this.#pickCtx : { exclude: ejected, capacity }
-    if (call.tried === undefined) return picker.pick(withoutTried)
-    const exclude = new Set(call.tried)
-    if (ejected !== undefined) for (const k of ejected) exclude.add(k)
-    const result = picker.pick({ exclude, capacity })
+    if (exclude === undefined) return picker.pick(withoutTried)
+    const all = new Set(exclude)
+    if (ejected !== undefined) for (const k of ejected) all.add(k)
+    const result = picker.pick({ exclude: all, capacity })
     return result.kind === 'fail' && allowTried ? picker.pick(withoutTried) : result
   }
 
-  #sendTo(call: Call, instance: Instance): boolean {
-    // Routes are made here only (#computeRoute), so the cast restores what was put in.
-    const route = call.route as LbRoute
-    let t = route.targets.get(instance.key)
-    if (t === undefined || t.instance !== instance || t.pool.retired)
-      t = this.#target(instance, route)
-    t.pool.used = true
-    call.begin(instance, t.slot, this.#load.shouldTime(t.slot, call.timeMask))
+  /** Sends an attempt of `request` to `instance`'s pool for the request's origin. */
+  #send(request: RequestHandler, instance: Instance): boolean {
+    // Routes are made by the route cache only, so the cast restores what was put in.
+    const route = request.route as Route
+    const t = this.#pools.target(route, instance)
+    const slot = t.slot
+    request.track(slot, this.#load.shouldTime(slot, route.timeMask))
+    this.#load.startSlot(slot)
     if (pickChannel.hasSubscribers)
-      pickChannel.publish({ service: route.service, instance, attempt: call.attempts })
-    const own = t.pool.own
-    if (own !== undefined) return own.send(call)
+      pickChannel.publish({ service: route.service, instance, attempt: request.attempts })
     // The caller's options as they are: the pool's origin already carries the logical Host.
-    return (t.pool.pool as Dispatcher).dispatch(
-      call.opts,
-      call as unknown as Dispatcher.DispatchHandler,
-    )
+    const handler: PooledHandler = request
+    return t.entry.pool.dispatch(request.opts, handler)
   }
 
-  #target(instance: Instance, route: LbRoute): Target {
-    const hp = hostPort(instance)
-    const key = `${route.origin} ${hp}`
-    let pool = this.#pools.get(key)
-    if (pool === undefined || pool.retired) {
-      const o = this.#options
-      const poolOptions: Pool.Options = {
-        ...o.pool,
-        connections: o.connections,
-        pipelining: o.pipelining,
-        keepAliveTimeout: o.keepAliveTimeoutMs,
-        connect: this.#connector(instance, route),
-      }
-      let dispatcher: InstancePool | Dispatcher
-      if (o.poolFactory === undefined && usesOwnConnections(o.pool)) {
-        const drainOrigin = new URL(route.origin)
-        dispatcher = new InstancePool(
-          route.origin,
-          clientOptions(poolOptions),
-          o.connections,
-          // Backpressure: send() returns false when every connection is busy; 'drain' follows.
-          () => this.emit('drain', drainOrigin),
-        )
-      } else {
-        const d =
-          o.poolFactory !== undefined
-            ? o.poolFactory(route.origin, poolOptions, instance)
-            : new Pool(route.origin, poolOptions)
-        // Backpressure: dispatch() returns the pool's answer, so relay its 'drain' as undici's
-        // BalancedPool does (pool-base.js).
-        d.on('drain', (drainOrigin: URL) => {
-          this.emit('drain', drainOrigin)
-        })
-        dispatcher = d
-      }
-      pool = {
-        key,
-        origin: route.origin,
-        hostPort: hp,
-        pool: dispatcher,
-        own: dispatcher instanceof InstancePool ? dispatcher : undefined,
-        services: new Set(),
-        used: true,
-        retired: false,
-      }
-      this.#pools.set(key, pool)
-      debug('pool open %s via %s', route.origin, hp)
-      this.#armIdle()
-    }
-    pool.services.add(route.service)
-    const t: Target = { instance, slot: this.#load.record(instance.key).slot, pool }
-    route.targets.set(instance.key, t)
-    return t
-  }
-
-  /**
-   * The connector of one instance pool: undici's own (`buildConnector`, with the TLS and socket
-   * options a Pool would pass it, or the caller's `pool.connect` function), pointed at the
-   * instance's address instead of the logical host. SNI and the certificate check use, in order:
-   * the `servername` option for this instance, the request's servername (undici takes it from a
-   * caller-set Host header), the logical host name.
-   */
-  #connector(instance: Instance, route: LbRoute): buildConnector.connector {
-    const o = this.#options
-    const p = o.pool
-    const connect = p.connect
-    // As undici's Pool builds its connector from these options (lib/dispatcher/pool.js).
-    const build: Record<string, unknown> = {
-      maxCachedSessions: p.maxCachedSessions,
-      allowH2: p.allowH2,
-      socketPath: p.socketPath,
-      timeout: o.connectTimeoutMs,
-    }
-    if (typeof p.autoSelectFamily === 'boolean') {
-      build.autoSelectFamily = p.autoSelectFamily
-      build.autoSelectFamilyAttemptTimeout = p.autoSelectFamilyAttemptTimeout
-    }
-    const base: buildConnector.connector =
-      typeof connect === 'function' ? connect : buildConnector({ ...build, ...connect })
-    const hostname = instance.host
-    const port = String(instance.port)
-    const host = hostPort(instance)
-    const fallbackSni = isIP(route.hostname) === 0 ? route.hostname : undefined
-    const override =
-      route.protocol === 'https:' ? o.servername?.(route.service, instance) : undefined
-    return (opts, callback) => {
-      const servername = override ?? opts.servername ?? fallbackSni
-      base(
-        servername === undefined
-          ? { ...opts, hostname, host, port }
-          : { ...opts, hostname, host, port, servername },
-        callback,
-      )
-    }
-  }
-
-  /** No instance yet: wait for one (bounded by the directory's resolve timeout). */
-  #queue(call: Call): void {
-    // The caller's start callback now, so that its abort signal reaches us while we wait.
-    call.startEarly()
-    if (call.isFinished) return
-    const service = call.route.service
-    const { controller, dispose } = linkedController(this.#controller.signal)
-    call.resendTimer = {
-      clear: () => {
-        controller.abort(call.abortReason ?? new ClosedError('WayfindDispatcher.dispatch'))
-      },
-    }
-    this.#waiting.add(call)
-    const settle = (): void => {
-      dispose()
-      this.#waiting.delete(call)
-      call.resendTimer = undefined
-    }
-    this.#directory
-      .waitForPicker(service, {
-        timeoutMs: this.#directory.resolveTimeoutMs,
-        signal: controller.signal,
-      })
-      .then(
-        () => {
-          settle()
-          if (call.isFinished) return
-          if (this.#closing !== undefined) call.fail(new ClosedError('WayfindDispatcher.dispatch'))
-          else if (!this.#resend(call, false)) call.fail(new NoInstancesError(service))
-        },
-        (err: unknown) => {
-          settle()
-          call.fail(err instanceof Error ? err : new NoInstancesError(service, String(err)))
-        },
-      )
-  }
-
-  #makeHost(): CallHost {
-    const o = this.#options
-    const load = this.#load
-    const clock = this.#clock
-    const retry = o.retry
-    const random = o.random
-    return {
-      now: () => clock.now(),
-      startSlot: (slot) => {
-        load.startSlot(slot)
-      },
-      observeSlot: (slot, rtt, now) => {
-        load.observeSlot(slot, rtt, now)
-      },
-      endAttempt: (call, instance, slot, outcome) => {
-        this.#endAttempt(call, instance, slot, outcome)
-      },
-      resend: (call, allowTried) => {
-        if (this.#closing !== undefined) return false
-        if (retryChannel.hasSubscribers)
-          retryChannel.publish({
-            service: call.route.service,
-            instance: call.instance,
-            attempt: call.attempts + 1,
-            reason: 'before-send',
-            delayMs: 0,
-          })
-        debug('retry %s at once (not sent to %s)', call.route.service, call.instance?.key)
-        return this.#resend(call, allowTried)
-      },
-      resendLater: (call, delayMs, reason) => {
-        if (this.#closing !== undefined) {
-          call.fail(new ClosedError('WayfindDispatcher.dispatch'))
-          return
-        }
-        if (retryChannel.hasSubscribers)
-          retryChannel.publish({
-            service: call.route.service,
-            instance: call.instance,
-            attempt: call.attempts + 1,
-            reason,
-            delayMs,
-          })
-        debug(
-          'retry %s in %d ms after %s from %s',
-          call.route.service,
-          delayMs,
-          reason,
-          call.instance?.key,
-        )
-        this.#waiting.add(call)
-        // The caller awaits this retry: keep the process alive until it is sent or cancelled.
-        const release = keepAlive.hold()
-        const timer = clock.setTimeout(() => {
-          release()
-          this.#waiting.delete(call)
-          call.resendTimer = undefined
-          if (call.isFinished) return
-          if (this.#closing !== undefined) call.fail(new ClosedError('WayfindDispatcher.dispatch'))
-          else if (!this.#resend(call, true))
-            call.fail(
-              new NoInstancesError(
-                call.route.service,
-                `no instance left to retry on after ${reason}`,
-              ),
-            )
-        }, delayMs)
-        call.resendTimer = {
-          clear: () => {
-            release()
-            timer.clear()
-          },
-        }
-      },
-      cancelResend: (call) => {
-        call.resendTimer?.clear()
-        call.resendTimer = undefined
-        this.#waiting.delete(call)
-      },
+  #makeSide(): RequestSide {
+    const retry = this.#options.retry
+    const random = this.#options.random
+    const policy: RetryPolicy = {
       connectRetries: retry?.connectRetries ?? 0,
       sentRetries: retry?.sentRetries ?? 0,
       statusCodes: retry?.statusCodes,
@@ -635,16 +314,50 @@ export class WayfindDispatcher extends Dispatcher {
         return Math.round(ceiling / 2 + (random() * ceiling) / 2)
       },
     }
+    const load = this.#load
+    return {
+      clock: this.#clock,
+      retry: policy,
+      shutdown: this.#shutdown.signal,
+      pick: (request, exclude, allowTried) =>
+        this.#pick(request.route as Route, exclude, allowTried),
+      send: (request, instance) => this.#send(request, instance),
+      attemptEnded: (request, instance, slot, outcome) => {
+        load.endSlot(slot, outcome)
+        this.#reportOutcome(request.route.service, instance, slot, outcome)
+      },
+      observe: (slot, rttMs, now) => {
+        load.observeSlot(slot, rttMs, now)
+      },
+      waitForInstance: async (service, signal) => {
+        await this.#directory.waitForPicker(service, {
+          timeoutMs: this.#directory.resolveTimeoutMs,
+          signal,
+        })
+      },
+      retrying: (request, reason, delayMs) => {
+        const service = request.route.service
+        const instance = request.instance
+        if (retryChannel.hasSubscribers)
+          retryChannel.publish({
+            service,
+            instance,
+            attempt: request.attempts + 1,
+            reason,
+            delayMs,
+          })
+        debug('retry %s in %d ms after %s from %s', service, delayMs, reason, instance?.key)
+      },
+    }
   }
 
-  #endAttempt(call: Call, instance: Instance, slot: number, outcome: CallOutcome): void {
-    this.#load.endSlot(slot, outcome)
+  /** Outlier glue: enough failures in a row report the instance for ejection. */
+  #reportOutcome(service: string, instance: Instance, slot: number, outcome: CallOutcome): void {
     const outlier = this.#outlier
     if (outcome !== 'failure' || outlier === undefined || this.#closing !== undefined) return
     const failures = this.#load.failuresOf(slot)
     if (failures < (this.#options.outlier?.consecutiveFailures ?? Infinity)) return
     if (!this.#load.has(instance.key)) return // already left its service
-    const service = call.route.service
     outlier.reportFailure(
       service,
       instance,
@@ -653,78 +366,29 @@ export class WayfindDispatcher extends Dispatcher {
     )
   }
 
+  /** Membership changed: forget what was cached for instances that left or changed. */
   #onChange(e: ChangeEvent): void {
     if (this.#closing !== undefined) return
     if (e.removed.length === 0 && e.updated.length === 0) return
-    for (const route of this.#routes.values()) {
-      if (route?.service !== e.service) continue
-      for (const i of e.removed) route.targets.delete(i.key)
-      for (const i of e.updated) route.targets.delete(i.key)
-    }
+    this.#routes.forget(
+      e.service,
+      [...e.removed, ...e.updated].map((i) => i.key),
+    )
     for (const i of e.removed) {
       this.#outlier?.remove(e.service, i.key)
       this.#load.delete(i.key)
     }
-    const live = new Set(e.instances.map((i) => hostPort(i)))
-    for (const entry of [...this.#pools.values()]) {
-      if (!entry.services.has(e.service) || live.has(entry.hostPort)) continue
-      entry.services.delete(e.service)
-      if (entry.services.size === 0) this.#retire(entry, 'removed')
-    }
+    this.#pools.keepOnly(e.service, e.instances)
   }
 
-  /** Graceful close of a pool (running requests finish), destroyed after the drain timeout. */
-  #retire(entry: PoolEntry, why: string): void {
-    if (entry.retired) return
-    entry.retired = true
-    if (this.#pools.get(entry.key) === entry) this.#pools.delete(entry.key)
-    const pool = entry.pool
-    this.#retiring.add(pool)
-    debug('pool close %s via %s (%s)', entry.origin, entry.hostPort, why)
-    const timer = this.#clock.setTimeout(() => {
-      debug('pool destroy %s via %s after drain timeout', entry.origin, entry.hostPort)
-      pool.destroy().catch(noop)
-    }, this.#options.drainTimeoutMs)
-    pool.close().then(
-      () => {
-        timer.clear()
-        this.#retiring.delete(pool)
-      },
-      () => {
-        timer.clear()
-        this.#retiring.delete(pool)
-      },
-    )
-  }
-
-  /** Idle pools: a pool not used for a whole interval is retired (sockets closed, reopened on demand). */
-  #armIdle(): void {
-    if (this.#idleTimer !== undefined || this.#closing !== undefined) return
-    this.#idleTimer = this.#clock.setTimeout(() => {
-      this.#idleTimer = undefined
-      for (const entry of [...this.#pools.values()]) {
-        if (entry.used) entry.used = false
-        else this.#retire(entry, 'idle')
-      }
-      if (this.#pools.size > 0) this.#armIdle()
-    }, this.#options.idleTimeoutMs)
-  }
-
-  #shutdownState(err: Error): Closable[] {
+  /** Stops everything that runs on its own; returns every pool, open or retiring. */
+  #shutdownState(err: Error): Dispatcher[] {
     this.#offChange()
-    this.#controller.abort(err)
-    for (const call of [...this.#waiting]) {
-      this.#host.cancelResend(call)
-      call.fail(err)
-    }
-    this.#idleTimer?.clear()
-    this.#idleTimer = undefined
+    // Requests waiting for an instance or a backoff fail with `err` (request.ts).
+    this.#shutdown.abort(err)
     this.#outlier?.close()
-    const pools = [...this.#pools.values()].map((e) => e.pool)
-    for (const e of this.#pools.values()) e.retired = true
-    this.#pools.clear()
     this.#routes.clear()
-    this.#shutdownPools = [...pools, ...this.#retiring]
+    this.#shutdownPools = this.#pools.shutdown()
     return this.#shutdownPools
   }
 
@@ -750,7 +414,7 @@ export class WayfindDispatcher extends Dispatcher {
     const pools =
       this.#closing === undefined
         ? this.#shutdownState(reason)
-        : [...this.#shutdownPools, ...this.#retiring]
+        : [...this.#shutdownPools, ...this.#pools.retiring]
     this.#closing ??= Promise.resolve()
     const all = this.#ownFallback ? [...pools, this.#fallback] : pools
     await Promise.allSettled(all.map((p) => p.destroy(err)))
@@ -758,23 +422,3 @@ export class WayfindDispatcher extends Dispatcher {
 }
 
 function noop(): void {}
-
-// Options undici's Pool keeps for itself or folds into its connector (lib/dispatcher/pool.js);
-// wayfind's connector (#connector) already carries the connector ones.
-const POOL_ONLY = [
-  'connections',
-  'factory',
-  'clientTtl',
-  'connectTimeout',
-  'tls',
-  'maxCachedSessions',
-  'autoSelectFamily',
-  'autoSelectFamilyAttemptTimeout',
-] as const
-
-/** Client options from Pool options, as undici's Pool hands them to its clients. */
-function clientOptions(o: Pool.Options): Client.Options {
-  return Object.fromEntries(
-    Object.entries(o).filter(([k]) => !(POOL_ONLY as readonly string[]).includes(k)),
-  )
-}

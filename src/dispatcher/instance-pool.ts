@@ -16,12 +16,29 @@
  * `close()` lets queued and running requests finish; `destroy()` fails them.
  *
  * Pool-only options (`factory`, `clientTtl`) and HTTP/2 (`allowH2`, where one connection carries
- * many streams) keep undici's `Pool`: see `usesOwnConnections`.
+ * many streams) keep undici's `Pool`: see `usesOwnConnections` in pool-options.ts.
  */
-import { Client, errors, type Dispatcher } from 'undici'
-import type { Call, Lease } from './call.js'
+import { Client, Dispatcher, errors } from 'undici'
 
-type Handler = Dispatcher.DispatchHandler
+/** The connection an attempt went out on; released exactly once when the attempt ends. */
+export interface Lease {
+  release(): void
+}
+
+/**
+ * What the pool needs from a request beyond undici's handler callbacks: the dispatcher's request
+ * handlers (request.ts) implement it. An undici `Pool` in the same place simply never calls these.
+ */
+export interface PooledHandler extends Dispatcher.DispatchHandler {
+  /** The request already ended (the caller aborted while it waited): skip it. */
+  readonly isFinished: boolean
+  /** Every connection is busy: the request waits here. It may end (abort) while waiting. */
+  waitForConnection(): void
+  /** The request goes out on `lease`; the handler releases it when the attempt ends. */
+  useConnection(lease: Lease): void
+  /** The pool cannot take the request (closed): a before-send error, as a closed undici pool reports. */
+  attemptError(err: Error): void
+}
 
 /** One connection (an undici Client) and the requests it carries now. */
 class Connection implements Lease {
@@ -43,35 +60,27 @@ class Connection implements Lease {
   }
 }
 
-/** HTTP/2 may be negotiated: one connection then carries many streams at once. */
-export function mayMultiplex(pool: { allowH2?: unknown; useH2c?: unknown }): boolean {
-  return pool.allowH2 === true || pool.useH2c === true
-}
-
-/** Pool options that only undici's `Pool` implements; with any of them, the dispatcher uses it. */
-export function usesOwnConnections(pool: {
-  allowH2?: unknown
-  useH2c?: unknown
-  factory?: unknown
-  clientTtl?: unknown
-}): boolean {
-  return !mayMultiplex(pool) && pool.factory === undefined && pool.clientTtl == null
-}
-
-export class InstancePool {
+/**
+ * Same interface as an undici `Pool` (`dispatch`, `close`, `destroy`, `'drain'`, `stats`), for
+ * the dispatcher's request handlers ({@link PooledHandler}).
+ */
+export class InstancePool extends Dispatcher {
   readonly #origin: string
   readonly #options: Client.Options
   readonly #max: number
   readonly #depth: number
-  readonly #onDrain: () => void
+  readonly #drainOrigin: URL
   /** Live connections (dead ones leave at once). */
   readonly #all: Connection[] = []
   /** Connections with room, most recently freed on top: keeps the warmest sockets busy. */
   readonly #free: Connection[] = []
   /** Dead connections still carrying a request: destroyed with the pool. */
   readonly #dead = new Set<Connection>()
-  /** Waiting requests; `#head` is the next one (a shifting array costs O(n) per shift). */
-  #queue: (Call | undefined)[] = []
+  /**
+   * Waiting requests as (options, handler) pairs; `#head` is the next one's options (a shifting
+   * array costs O(n) per shift).
+   */
+  #queue: (Dispatcher.DispatchOptions | PooledHandler | undefined)[] = []
   #head = 0
   #needDrain = false
   #closing = false
@@ -81,40 +90,36 @@ export class InstancePool {
 
   /**
    * @param options Client options (connector, keep-alive, pipelining).
-   * @param onDrain Called when a `send()` that returned false has room again (undici's `'drain'`).
+   * @param connections At most this many connections.
    */
-  constructor(origin: string, options: Client.Options, connections: number, onDrain: () => void) {
+  constructor(origin: string, options: Client.Options, connections: number) {
+    super()
     this.#origin = origin
+    this.#drainOrigin = new URL(origin)
     this.#options = options
     this.#max = connections
     this.#depth = Math.max(1, options.pipelining ?? 1)
-    this.#onDrain = onDrain
   }
 
-  /** Requests waiting for a connection. O(waiting): for stats, not the hot path. */
-  get queued(): number {
-    let n = 0
-    for (let i = this.#head; i < this.#queue.length; i++)
-      if (this.#queue[i]?.isFinished === false) n++
-    return n
-  }
-
-  /** Open sockets (a connection whose idle socket expired reconnects on its next request). */
-  get connected(): number {
-    let n = 0
-    for (const c of this.#all) if (c.client.stats.connected) n++
-    return n
+  /** Open sockets and waiting requests, as undici's `Pool.stats`. O(connections + waiting). */
+  get stats(): { readonly connected: number; readonly queued: number } {
+    let connected = 0
+    for (const c of this.#all) if (c.client.stats.connected) connected++
+    let queued = 0
+    for (let i = this.#head + 1; i < this.#queue.length; i += 2)
+      if ((this.#queue[i] as PooledHandler | undefined)?.isFinished === false) queued++
+    return { connected, queued }
   }
 
   /**
-   * Sends `call` on a connection with room, or queues it. Returns false when the pool is full
-   * (backpressure, as undici's `dispatch()`); `onDrain` follows when it has room again.
+   * Sends the request on a connection with room, or queues it. Returns false when the pool is
+   * full (backpressure, as undici's `dispatch()`); `'drain'` follows when it has room again.
    */
-  send(call: Call): boolean {
+  override dispatch(opts: Dispatcher.DispatchOptions, call: PooledHandler): boolean {
     if (this.#closing || this.#destroyed) {
       // As a closed undici dispatcher does: the error goes to the handler (a before-send error,
-      // so the call may go to another instance).
-      call.errored(
+      // so the request may go to another instance).
+      call.attemptError(
         this.#destroyed ? new errors.ClientDestroyedError() : new errors.ClientClosedError(),
       )
       return false
@@ -135,16 +140,15 @@ export class InstancePool {
         conn.listed = true
       }
     } else {
-      // The caller's start callback now (as while waiting for instances), so that its abort
-      // reaches the call while it waits here instead of when a connection frees up.
-      call.queued = true
-      call.startEarly()
+      // The request learns it waits (and gives the caller its start callback), so that an abort
+      // answers it here at once instead of when a connection frees up.
+      call.waitForConnection()
       if (call.isFinished) return false
-      this.#queue.push(call)
+      this.#queue.push(opts, call)
       this.#needDrain = true
       return false
     }
-    this.#start(conn, call)
+    this.#start(conn, opts, call)
     if (free.length > 0 || this.#all.length < this.#max) return true
     this.#needDrain = true
     return false
@@ -159,9 +163,8 @@ export class InstancePool {
       return
     }
     // The connection goes straight to the oldest waiting request.
-    const next = this.#dequeue()
-    if (next !== undefined) {
-      this.#start(conn, next)
+    if (this.#waiting()) {
+      this.#startNext(conn)
       return
     }
     if (!conn.listed) {
@@ -171,12 +174,34 @@ export class InstancePool {
     if (this.#closed !== undefined) this.#closeIdle()
     if (this.#needDrain) {
       this.#needDrain = false
-      this.#onDrain()
+      this.emit('drain', this.#drainOrigin)
     }
   }
 
   /** Graceful: waiting and running requests finish, then every connection closes. */
-  close(): Promise<void> {
+  override close(): Promise<void>
+  override close(callback: () => void): void
+  override close(callback?: () => void): Promise<void> | undefined {
+    const p = this.#close()
+    if (callback === undefined) return p
+    p.then(callback, callback)
+    return undefined
+  }
+
+  /** Fails waiting requests with `err` and destroys every connection (running requests fail). */
+  override destroy(err: Error | null, callback: () => void): void
+  override destroy(callback: () => void): void
+  override destroy(err?: Error | null): Promise<void>
+  override destroy(a?: Error | null | (() => void), b?: () => void): Promise<void> | undefined {
+    const err = typeof a === 'function' ? null : (a ?? null)
+    const callback = typeof a === 'function' ? a : b
+    const p = this.#destroy(err)
+    if (callback === undefined) return p
+    p.then(callback, callback)
+    return undefined
+  }
+
+  #close(): Promise<void> {
     if (this.#closePromise !== undefined) return this.#closePromise
     this.#closing = true
     this.#closePromise = this.#destroyed
@@ -188,13 +213,17 @@ export class InstancePool {
     return this.#closePromise
   }
 
-  /** Fails waiting requests with `err` and destroys every connection (running requests fail). */
-  async destroy(err?: Error | null): Promise<void> {
+  async #destroy(err: Error | null): Promise<void> {
     if (this.#destroyed) return
     this.#destroyed = true
     this.#closing = true
     const reason = err ?? new errors.ClientDestroyedError()
-    for (let c = this.#dequeue(); c !== undefined; c = this.#dequeue()) c.errored(reason)
+    while (this.#waiting()) {
+      const call = this.#queue[this.#head + 1] as PooledHandler
+      this.#queue[this.#head] = this.#queue[this.#head + 1] = undefined
+      this.#head += 2
+      call.attemptError(reason)
+    }
     const conns = [...this.#all, ...this.#dead]
     this.#all.length = 0
     this.#free.length = 0
@@ -205,29 +234,34 @@ export class InstancePool {
     this.#closed = undefined
   }
 
-  #start(conn: Connection, call: Call): void {
+  #start(conn: Connection, opts: Dispatcher.DispatchOptions, call: PooledHandler): void {
     conn.running++
-    call.queued = false
-    call.lease = conn
-    conn.client.dispatch(call.opts, call as unknown as Handler)
+    call.useConnection(conn)
+    conn.client.dispatch(opts, call)
+  }
+
+  /** Starts the oldest waiting request on `conn` (call only when {@link #waiting} said one waits). */
+  #startNext(conn: Connection): void {
+    const q = this.#queue
+    const opts = q[this.#head] as Dispatcher.DispatchOptions
+    const call = q[this.#head + 1] as PooledHandler
+    q[this.#head] = q[this.#head + 1] = undefined
+    this.#head += 2
+    this.#start(conn, opts, call)
   }
 
   /** Drops aborted requests at the front (already answered); true when a live one waits. */
   #waiting(): boolean {
     const q = this.#queue
-    while (this.#head < q.length && (q[this.#head] as Call).isFinished) q[this.#head++] = undefined
-    if (this.#head > 0 && (this.#head === q.length || this.#head > 1024)) {
+    while (this.#head < q.length && (q[this.#head + 1] as PooledHandler).isFinished) {
+      q[this.#head] = q[this.#head + 1] = undefined
+      this.#head += 2
+    }
+    if (this.#head > 0 && (this.#head === q.length || this.#head > 2048)) {
       this.#queue = q.slice(this.#head)
       this.#head = 0
     }
     return this.#head < this.#queue.length
-  }
-
-  #dequeue(): Call | undefined {
-    if (!this.#waiting()) return undefined
-    const call = this.#queue[this.#head] as Call
-    this.#queue[this.#head++] = undefined
-    return call
   }
 
   #connect(): Connection {
@@ -247,8 +281,7 @@ export class InstancePool {
       }
       if (conn.running > 0) this.#dead.add(conn)
       // A waiting request may now have room (the dead connection freed a slot under the bound).
-      const next = this.#all.length < this.#max ? this.#dequeue() : undefined
-      if (next !== undefined) this.#start(this.#connect(), next)
+      if (this.#all.length < this.#max && this.#waiting()) this.#startNext(this.#connect())
     })
     this.#all.push(conn)
     return conn

@@ -1,11 +1,6 @@
 import { describe, expect, it, vi } from 'vitest'
-import {
-  EMPTY_PICKER,
-  type LoadRecord,
-  type LoadTracker,
-  type Picker,
-  type Strategy,
-} from '../../../src/balancer/strategy.js'
+import { DefaultLoadTracker } from '../../../src/balancer/load-tracker.js'
+import { EMPTY_PICKER, type Picker, type Strategy } from '../../../src/balancer/strategy.js'
 import { ServiceCache } from '../../../src/core/service-cache.js'
 import {
   ErrorCode,
@@ -20,9 +15,7 @@ import type { RegistryProvider, WatchListener } from '../../../src/registry/prov
 import { FakeClock } from '../../support/fake-clock.js'
 import { waitFor } from '../../support/wait.js'
 
-const load: LoadTracker = {
-  record: (key: string): LoadRecord => ({ key, inflight: 0, latencyMs: () => 0 }),
-}
+const load = new DefaultLoadTracker()
 
 /** Picks the first instance; records each build so tests can see picker swaps. */
 function firstStrategy(

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { parseRetryAfter } from '../../../src/dispatcher/call.js'
-import { defaultRoute } from '../../../src/dispatcher/dispatcher.js'
+import { parseRetryAfter } from '../../../src/dispatcher/retry-rules.js'
+import { defaultRoute } from '../../../src/dispatcher/routes.js'
 import { parseDispatcherOptions } from '../../../src/dispatcher/options.js'
 import { invalidOption } from '../../support/errors.js'
 
