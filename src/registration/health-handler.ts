@@ -9,7 +9,7 @@
  */
 import { InvalidOptionError } from '../errors.js'
 import { checkKnownKeys, checkObject } from '../core/validate.js'
-import type { RegistrationState } from './registrar.js'
+import type { RegistrationState } from './contract.js'
 
 /** What the health endpoint reports. */
 export interface HealthReport {

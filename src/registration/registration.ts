@@ -33,7 +33,7 @@ import type {
   RegistrationHandle,
   RegistrationSession,
   RegistrationState,
-} from './registrar.js'
+} from './contract.js'
 import { DEFAULT_REGISTER_TIMEOUT_MS } from '../core/retry.js'
 import { keepAlive } from '../core/keep-alive.js'
 import {

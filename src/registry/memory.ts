@@ -17,7 +17,7 @@ import type {
   NormalizedRegistration,
   RegisterContext,
   RegistrationSession,
-} from '../registration/registrar.js'
+} from '../registration/contract.js'
 import type { RegistryProvider, WatchListener, WatchOptions } from './provider.js'
 import { assertServiceName, consulNameRule } from './service-name.js'
 

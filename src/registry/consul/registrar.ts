@@ -25,7 +25,7 @@ import type {
   NormalizedRegistration,
   RegisterContext,
   RegistrationSession,
-} from '../../registration/registrar.js'
+} from '../../registration/contract.js'
 import { debug } from './debug.js'
 import { consulDuration } from './duration.js'
 import type { ConsulHttp, ConsulResponse } from './http.js'

@@ -24,7 +24,7 @@ import type {
   NormalizedRegistration,
   RegisterContext,
   RegistrationSession,
-} from '../../registration/registrar.js'
+} from '../../registration/contract.js'
 import { debug, unavailable, type WayfindEtcd3 } from './client.js'
 import { etcd3 } from './load.js'
 import { encodeRegistration } from './mapping.js'

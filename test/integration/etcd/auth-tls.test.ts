@@ -9,7 +9,7 @@ import { EtcdProvider } from '../../../src/registry/etcd/provider.js'
 import type {
   NormalizedRegistration,
   RegisterContext,
-} from '../../../src/registration/registrar.js'
+} from '../../../src/registration/contract.js'
 import { makeTestCerts, type TestCerts } from '../../support/certs.js'
 import { enableAuth, EtcdServer } from '../../support/etcd.js'
 import { TcpProxy } from '../../support/tcp-proxy.js'
