@@ -26,7 +26,7 @@ import type {
   RegisterContext,
   RegistrationSession,
 } from '../../registration/contract.js'
-import { debug } from './debug.js'
+import { debug } from '../../core/debug.js'
 import { consulDuration } from './duration.js'
 import type { ConsulHttp, ConsulResponse } from './http.js'
 import type { ResolvedConsulOptions } from './options.js'

@@ -27,7 +27,7 @@ import { mapHealthEntries } from './mapping.js'
 import type { ResolvedConsulOptions } from './options.js'
 import type { SlotGate } from './slot-gate.js'
 import { TokenBucket } from './token-bucket.js'
-import { debug } from './debug.js'
+import { debug } from '../../core/debug.js'
 
 /**
  * Least extra client timeout of a long poll beyond its wait and Consul's jitter. A busy agent
