@@ -5,6 +5,7 @@
  */
 import { abortReason, onAbort } from '../core/abort.js'
 import { systemClock, type Clock, type TimerHandle } from '../core/clock.js'
+import { callListener } from '../core/listener-errors.js'
 import {
   InvalidOptionError,
   RegistrationConflictError,
@@ -359,17 +360,20 @@ class InMemoryRegistry implements MemoryRegistry {
 
   #deliver(service: string, w: Watch): void {
     if (this.#closed || w.signal.aborted) return
+    // Delivered from a microtask: a throw here would be an uncaught exception, so it is reported
+    // as a listener error (the watch stays).
     if (this.#failAll || this.#failing.has(service)) {
       const error: WayfindError = new RegistryUnavailableError(
         `memory registry: ${service} is failing (test switch)`,
       )
-      w.listener.onError(error)
+      callListener('A wayfind watch listener', () => {
+        w.listener.onError(error)
+      })
       return
     }
-    w.listener.onSnapshot({
-      service,
-      instances: this.list(service),
-      revision: this.#revision.toString(),
+    const snapshot = { service, instances: this.list(service), revision: this.#revision.toString() }
+    callListener('A wayfind watch listener', () => {
+      w.listener.onSnapshot(snapshot)
     })
   }
 }

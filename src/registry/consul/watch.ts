@@ -28,6 +28,7 @@ import type { ResolvedConsulOptions } from './options.js'
 import type { SlotGate } from './slot-gate.js'
 import { TokenBucket } from './token-bucket.js'
 import { debug } from '../../core/debug.js'
+import { reportListenerError } from '../../core/listener-errors.js'
 
 /**
  * Least extra client timeout of a long poll beyond its wait and Consul's jitter. A busy agent
@@ -414,7 +415,7 @@ export class ConsulServiceWatch {
         revision: reading.index.kind === 'ok' ? reading.index.index.toString() : '0',
       })
     } catch (err) {
-      reportListenerError(err)
+      reportListenerError('A wayfind watch listener', err)
     }
     return true
   }
@@ -424,7 +425,7 @@ export class ConsulServiceWatch {
     try {
       this.#listener.onError(error)
     } catch (err) {
-      reportListenerError(err)
+      reportListenerError('A wayfind watch listener', err)
     }
   }
 
@@ -437,12 +438,6 @@ export class ConsulServiceWatch {
 
 /** Consul rejected the query itself (400): surfaced, then retried slowly, never a silent stop. */
 class BadRequestError extends RegistryUnavailableError {}
-
-function reportListenerError(err: unknown): void {
-  process.emitWarning(`A wayfind watch listener threw: ${errorMessage(err)}`, {
-    code: 'WAYFIND_LISTENER_ERROR',
-  })
-}
 
 /**
  * Content equality of two instance lists sorted by key (as the mapping and the answer policy

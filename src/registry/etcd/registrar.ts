@@ -30,6 +30,7 @@ import { etcd3 } from './load.js'
 import { encodeRegistration } from './mapping.js'
 import { leaseTtlSeconds, type NormalizedEtcdOptions } from './options.js'
 import { runRevisionWatch } from './revision-watch.js'
+import { callListener } from '../../core/listener-errors.js'
 
 /** Observability hooks for tests. @internal */
 export interface RegistrarHooks {
@@ -103,11 +104,9 @@ export async function registerInEtcd(
   const report = (next: typeof state, error?: Parameters<RegisterContext['onState']>[1]): void => {
     if (signal.aborted) return
     state = next
-    try {
+    callListener('A wayfind registration state listener', () => {
       ctx.onState(next, error)
-    } catch (err) {
-      debug('onState threw: %s', errorMessage(err))
-    }
+    })
   }
 
   const newLease = (): Lease => {
