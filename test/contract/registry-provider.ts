@@ -4,7 +4,7 @@
  * way at this seam, whatever it talks to.
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
-import type { WayfindError } from '../../src/errors.js'
+import { ErrorCode, type WayfindError } from '../../src/errors.js'
 import type { RegistryProvider, ServiceSnapshot } from '../../src/registry/provider.js'
 import { normalizeRegistration } from '../../src/registration/registration.js'
 import { withDeadline } from '../support/wait.js'
@@ -173,6 +173,19 @@ export function registryProviderContract(
         ac.abort()
         spy.mockRestore()
       }
+    })
+
+    it('throws ClosedError from watch() after close()', async () => {
+      const p = h.provider()
+      await p.close()
+      const ac = new AbortController()
+      let error: unknown
+      try {
+        p.watch(uniqueService(), new Recorder().listener, { signal: ac.signal })
+      } catch (err) {
+        error = err
+      }
+      expect(error).toMatchObject({ code: ErrorCode.CLOSED })
     })
 
     it('registers and deregisters through the provider', async () => {

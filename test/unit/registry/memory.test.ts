@@ -130,3 +130,33 @@ describe('memoryRegistry', () => {
     expect(reg.list('pay')).toHaveLength(0)
   })
 })
+
+describe('memoryRegistry lifecycle', () => {
+  it('supports await using: disposal closes it, and watch() afterwards throws ClosedError', async () => {
+    const outer = memoryRegistry()
+    let inner: ReturnType<typeof memoryRegistry> | undefined
+    {
+      await using reg = memoryRegistry()
+      inner = reg
+      const c = collect()
+      reg.watch('pay', c.listener, { signal: new AbortController().signal })
+      expect(reg.watchCount('pay')).toBe(1)
+    }
+    expect(inner.watchCount('pay')).toBe(0)
+    expect(() => {
+      inner.watch('pay', collect().listener, { signal: new AbortController().signal })
+    }).toThrow(expect.objectContaining({ code: ErrorCode.CLOSED }) as Error)
+
+    // A client handle has its own lifecycle: disposing it leaves the registry open.
+    {
+      await using handle = outer.client()
+      handle.watch('pay', collect().listener, { signal: new AbortController().signal })
+      expect(outer.watchCount('pay')).toBe(1)
+    }
+    await flush()
+    expect(outer.watchCount('pay')).toBe(0)
+    outer.watch('pay', collect().listener, { signal: new AbortController().signal })
+    expect(outer.watchCount('pay')).toBe(1)
+    await outer.close()
+  })
+})
