@@ -7,7 +7,7 @@
  * kept, and a sudden empty answer confirmed by a plain read before it wipes a healthy set.
  */
 import { isAborted, linkedController, sleep } from '../../core/abort.js'
-import { Backoff } from '../../core/backoff.js'
+import { Backoff, jitterDown } from '../../core/backoff.js'
 import {
   errorMessage,
   InvalidResponseError,
@@ -432,7 +432,7 @@ export class ConsulServiceWatch {
   /** A 400 will not fix itself soon: retry at the backoff ceiling (jittered), not fast. */
   #slowDelay(): number {
     const { maxMs } = this.#deps.options.backoff
-    return Math.round(maxMs * (1 - 0.5 * this.#deps.options.random()))
+    return jitterDown(maxMs, 0.5, this.#deps.options.random)
   }
 }
 

@@ -10,7 +10,7 @@
  * and put it back if someone deletes it (go-zero does the same).
  */
 import type { IKeyValue, Lease } from 'etcd3'
-import { abortReason, linkedController, onAbort, sleep } from '../../core/abort.js'
+import { linkedController, raceSignal, sleep } from '../../core/abort.js'
 import { Backoff } from '../../core/backoff.js'
 import { DEFAULT_REGISTER_TIMEOUT_MS, retryWithin } from '../../core/retry.js'
 import {
@@ -407,23 +407,4 @@ export async function registerInEtcd(
       )
     },
   }
-}
-
-function raceSignal<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(abortReason(signal))
-  return new Promise<T>((resolve, reject) => {
-    const off = onAbort(signal, () => {
-      reject(abortReason(signal))
-    })
-    p.then(
-      (v) => {
-        off()
-        resolve(v)
-      },
-      (e: unknown) => {
-        off()
-        reject(e instanceof Error ? e : new Error(String(e)))
-      },
-    )
-  })
 }
