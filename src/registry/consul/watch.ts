@@ -8,6 +8,7 @@
  */
 import { isAborted, linkedController, sleep } from '../../core/abort.js'
 import { Backoff, jitterDown } from '../../core/backoff.js'
+import { systemClock, type Clock } from '../../core/clock.js'
 import {
   errorMessage,
   InvalidResponseError,
@@ -66,6 +67,11 @@ export interface WatchDeps {
   readonly http: ConsulHttp
   readonly gate: SlotGate
   readonly options: ResolvedConsulOptions
+  /**
+   * Time of the churn guard (token refills, "answered early") and of the retry delays.
+   * @defaultValue the system clock
+   */
+  readonly clock?: Clock
 }
 
 /**
@@ -77,6 +83,7 @@ export class ConsulServiceWatch {
   readonly #listener: WatchListener
   readonly #signal: AbortSignal
   readonly #deps: WatchDeps
+  readonly #clock: Clock
   readonly #bucket: TokenBucket
   readonly #backoff: Backoff
   /** Index for the next request; 0n means "plain read". */
@@ -99,8 +106,9 @@ export class ConsulServiceWatch {
     this.#listener = listener
     this.#signal = signal
     this.#deps = deps
+    this.#clock = deps.clock ?? systemClock
     const { rateLimit, backoff, random } = deps.options
-    this.#bucket = new TokenBucket(rateLimit.burstCount, rateLimit.refillMs)
+    this.#bucket = new TokenBucket(rateLimit.burstCount, rateLimit.refillMs, this.#clock)
     this.#backoff = new Backoff({ initialMs: backoff.initialMs, maxMs: backoff.maxMs, random })
   }
 
@@ -119,7 +127,7 @@ export class ConsulServiceWatch {
     while (!this.#signal.aborted) {
       try {
         if (idle) await this.#bucket.take(this.#signal)
-        const startedAt = performance.now()
+        const startedAt = this.#clock.now()
         const requestIndex = this.#index
         let answer: Answer
         let waitMs = 0
@@ -133,7 +141,7 @@ export class ConsulServiceWatch {
           }
           ;[answer, waitMs] = r
         }
-        const early = performance.now() - startedAt < waitMs / 2 || waitMs === 0
+        const early = this.#clock.now() - startedAt < waitMs / 2 || waitMs === 0
         if (answer.changed === undefined) {
           debug(
             'consul watch %s: empty answer after %d instances, confirming',
@@ -171,7 +179,7 @@ export class ConsulServiceWatch {
         const delay = error instanceof BadRequestError ? this.#slowDelay() : this.#backoff.next()
         debug('consul watch %s: %s; retrying in %d ms', this.#service, error.message, delay)
         try {
-          await sleep(delay, this.#signal)
+          await sleep(delay, this.#signal, this.#clock)
         } catch {
           return
         }
