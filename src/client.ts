@@ -16,7 +16,7 @@ import type { Instance } from './instance.js'
 import { parseWayfindOptions, type WayfindOptions } from './options.js'
 import { memoryRegistry } from './registry/memory.js'
 import type { RegistryProvider } from './registry/provider.js'
-import type { RegisterOptions, Registration, RegistrationHandle } from './registration/registrar.js'
+import type { RegisterOptions, Registration, RegistrationHandle } from './registration/contract.js'
 import { startRegistration, type DrainHost } from './registration/registration.js'
 import {
   createHealthHandler,

@@ -8,6 +8,7 @@ import mittImport from 'mitt'
 import type { Emitter, EventType, Handler } from 'mitt'
 import type { WayfindError } from './errors.js'
 import type { Instance } from './instance.js'
+import { callListener } from './core/listener-errors.js'
 
 // mitt's typings are CommonJS-style while Node loads its ESM build, so TypeScript (nodenext) and
 // the runtime disagree on what the default import is. Take whichever is the function.
@@ -103,17 +104,9 @@ export function createEvents<E extends Record<string, unknown> = WayfindEvents>(
           api.off(type, handler)
         }
       const wrapped = (event: E[typeof type]): void => {
-        try {
+        callListener(`A wayfind "${String(type)}" listener`, () => {
           handler(event)
-        } catch (err) {
-          process.emitWarning(
-            `A wayfind "${String(type)}" listener threw: ${err instanceof Error ? err.message : String(err)}`,
-            {
-              code: 'WAYFIND_LISTENER_ERROR',
-              detail: err instanceof Error ? (err.stack ?? '') : '',
-            },
-          )
-        }
+        })
       }
       byHandler.set(handler, wrapped as Handler<E[keyof E]>)
       emitter.on(type, wrapped)

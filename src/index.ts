@@ -106,7 +106,7 @@ export type {
   NormalizedTtlCheck,
   RegisterContext,
   RegistrationSession,
-} from './registration/registrar.js'
+} from './registration/contract.js'
 
 // Events
 export type {

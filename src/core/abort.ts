@@ -82,4 +82,28 @@ export function sleep(ms: number, signal?: AbortSignal, clock: Clock = systemClo
   })
 }
 
+/**
+ * Settles like `promise`, or rejects with the signal's reason as soon as `signal` aborts
+ * (`promise` keeps running; its outcome is then ignored). The abort listener is removed when
+ * either side settles.
+ */
+export function raceSignal<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(abortReason(signal))
+  return new Promise<T>((resolve, reject) => {
+    const off = onAbort(signal, () => {
+      reject(abortReason(signal))
+    })
+    promise.then(
+      (value) => {
+        off()
+        resolve(value)
+      },
+      (err: unknown) => {
+        off()
+        reject(err instanceof Error ? err : new Error(String(err)))
+      },
+    )
+  })
+}
+
 function noop(): void {}

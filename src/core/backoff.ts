@@ -17,6 +17,18 @@ export interface BackoffOptions {
   readonly random?: () => number
 }
 
+/**
+ * `ceilingMs` minus a random share of up to `jitter` of it, rounded: the one jitter formula of
+ * every retry delay (a loop that retries at a fixed ceiling uses it directly).
+ */
+export function jitterDown(
+  ceilingMs: number,
+  jitter = 0.5,
+  random: () => number = Math.random,
+): number {
+  return Math.round(ceilingMs * (1 - jitter * random()))
+}
+
 /** Stateful backoff: `next()` after a failure, `reset()` after a success. */
 export class Backoff {
   readonly #initial: number
@@ -43,7 +55,7 @@ export class Backoff {
   next(): number {
     const ceiling = Math.min(this.#max, this.#initial * this.#factor ** this.#attempt)
     this.#attempt++
-    return Math.round(ceiling * (1 - this.#jitter * this.#random()))
+    return jitterDown(ceiling, this.#jitter, this.#random)
   }
 
   reset(): void {

@@ -29,6 +29,7 @@ import type { Clock, TimerHandle } from './clock.js'
 import type { ServiceDirectory } from './directory.js'
 import { keepAlive } from './keep-alive.js'
 import { Closable } from './lifecycle.js'
+import { callListener } from './listener-errors.js'
 
 /** Construction parameters (already validated by the client). */
 export interface ServiceCacheOptions {
@@ -293,15 +294,10 @@ export class ServiceCache extends Closable implements ServiceDirectory {
     })
     // Internal listeners (pool lifecycle) first, each isolated: they are our code, but one
     // failing must not stop the others or the user's events.
-    for (const l of this.#changeListeners) {
-      try {
+    for (const l of this.#changeListeners)
+      callListener('A wayfind internal change listener', () => {
         l(event)
-      } catch (err) {
-        process.emitWarning(`wayfind change listener failed: ${String(err)}`, {
-          code: 'WAYFIND_LISTENER_ERROR',
-        })
-      }
-    }
+      })
     this.#hub.emit('change', event)
   }
 

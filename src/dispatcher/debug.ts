@@ -3,10 +3,9 @@
  * is guarded by `hasSubscribers`, so nothing is built when nobody listens.
  */
 import diagnostics from 'node:diagnostics_channel'
-import { debuglog } from 'node:util'
 
-/** `NODE_DEBUG=wayfind` logger. */
-export const debug = debuglog('wayfind')
+/** `NODE_DEBUG=wayfind` logger (the shared one). */
+export { debug } from '../core/debug.js'
 
 /** `{ service, instance, attempt }` on every pick. */
 export const pickChannel = diagnostics.channel('wayfind:pick')

@@ -8,7 +8,7 @@
  * compatibility API: it only uses `req.url`, `req.method`, `res.writeHead` and `res.end`.
  */
 import { parseHealthHandlerOptions } from './options.js'
-import type { RegistrationState } from './registrar.js'
+import type { RegistrationState } from './contract.js'
 
 /** What the health endpoint reports. */
 export interface HealthReport {

@@ -39,7 +39,7 @@ import type {
   RegisterOptions,
   Registration,
   TtlCheck,
-} from './registrar.js'
+} from './contract.js'
 
 /** Default bound on deregistration. */
 export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 3_000

@@ -8,7 +8,7 @@
  * accepting and let the requests in flight finish (up to `drainTimeoutMs`, with `onDrain`
  * alongside). Every step is bounded, so the whole sequence is too.
  */
-import { abortReason, isAborted, linkedController, onAbort } from '../core/abort.js'
+import { abortReason, isAborted, linkedController, onAbort, raceSignal } from '../core/abort.js'
 import { RegistrationError, isWayfindError, errorMessage, type WayfindError } from '../errors.js'
 import type { EventHub } from '../events.js'
 import type { RegistryProvider } from '../registry/provider.js'
@@ -26,7 +26,7 @@ import type {
   RegistrationHandle,
   RegistrationSession,
   RegistrationState,
-} from './registrar.js'
+} from './contract.js'
 import { keepAlive } from '../core/keep-alive.js'
 import { CLOSE_BOUND_MS, type NormalizedDrainOptions } from './drain-options.js'
 import { trackServer, type ServerDrain } from './server-drain.js'
@@ -210,14 +210,7 @@ class LiveRegistration implements RegistrationHandle {
     }, timeoutMs)
     timer.unref()
     try {
-      await Promise.race([
-        session.deregister(controller.signal),
-        new Promise<never>((_, reject) => {
-          onAbort(controller.signal, () => {
-            reject(abortReason(controller.signal))
-          })
-        }),
-      ])
+      await raceSignal(session.deregister(controller.signal), controller.signal)
       this.#hub.emit('deregistered', { service: this.service, id: this.id })
     } catch (err) {
       const error =

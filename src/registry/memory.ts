@@ -8,6 +8,8 @@ import { parseOptions } from '../core/options/check.js'
 import { clockOption } from '../core/options/common.js'
 import { object, type SchemaFor } from '../core/options/schema.js'
 import type { Clock, TimerHandle } from '../core/clock.js'
+import { Closable } from '../core/lifecycle.js'
+import { callListener } from '../core/listener-errors.js'
 import {
   InvalidOptionError,
   RegistrationConflictError,
@@ -20,7 +22,7 @@ import type {
   NormalizedRegistration,
   RegisterContext,
   RegistrationSession,
-} from '../registration/registrar.js'
+} from '../registration/contract.js'
 import type { RegistryProvider, WatchListener, WatchOptions } from './provider.js'
 import { assertServiceName, consulNameRule } from './service-name.js'
 
@@ -34,7 +36,7 @@ export interface MemoryRegistryOptions {
 export type MemoryInstanceInit = Omit<InstanceInit, 'service' | 'key'>
 
 /** The memory registry: a provider plus direct controls for tests and demos. */
-export interface MemoryRegistry extends RegistryProvider {
+export interface MemoryRegistry extends RegistryProvider, AsyncDisposable {
   readonly name: 'memory'
   /** Adds or replaces an instance (by id). Throws `InvalidOptionError` for an invalid one. */
   put(service: string, instance: MemoryInstanceInit): Instance
@@ -59,7 +61,7 @@ export interface MemoryRegistry extends RegistryProvider {
    * client closes its registry on close). Closing a handle ends only its own watches and
    * heartbeats; the data stays.
    */
-  client(): RegistryProvider
+  client(): RegistryProvider & AsyncDisposable
   register(
     registration: NormalizedRegistration,
     context: RegisterContext,
@@ -98,7 +100,7 @@ export function memoryRegistry(options: MemoryRegistryOptions = {}): MemoryRegis
   )
 }
 
-class InMemoryRegistry implements MemoryRegistry {
+class InMemoryRegistry extends Closable implements MemoryRegistry {
   readonly name = 'memory' as const
   readonly #clock: Clock
   readonly #services = new Map<string, Map<string, Instance>>()
@@ -108,9 +110,9 @@ class InMemoryRegistry implements MemoryRegistry {
   readonly #owners = new Map<string, Owner>()
   #failAll = false
   #revision = 0n
-  #closed = false
 
   constructor(clock: Clock) {
+    super('memory registry')
     this.#clock = clock
   }
 
@@ -166,7 +168,8 @@ class InMemoryRegistry implements MemoryRegistry {
   }
 
   watch(service: string, listener: WatchListener, options: WatchOptions): void {
-    if (this.#closed || options.signal.aborted) return
+    this.assertOpen('watch')
+    if (options.signal.aborted) return
     const w: Watch = { listener, signal: options.signal }
     let set = this.#watches.get(service)
     if (set === undefined) this.#watches.set(service, (set = new Set()))
@@ -190,7 +193,7 @@ class InMemoryRegistry implements MemoryRegistry {
   }
 
   #register(reg: NormalizedRegistration, ctx: RegisterContext): RegistrationSession {
-    if (this.#closed) throw new RegistrationError('The memory registry is closed')
+    if (this.closed) throw new RegistrationError('The memory registry is closed')
     if (ctx.signal.aborted) throw abortReason(ctx.signal)
     // An HTTP check is accepted but not probed: no agent runs in process. TTL checks are real.
     const init: MemoryInstanceInit = {
@@ -266,7 +269,7 @@ class InMemoryRegistry implements MemoryRegistry {
       ttlState = state
       this.#armExpiry(reg.name, reg.id, key, state)
       const beat = (): void => {
-        if (ctx.signal.aborted || this.#closed || lost) return
+        if (ctx.signal.aborted || this.closed || lost) return
         if (!this.#services.get(reg.name)?.has(reg.id) || !ours()) {
           // Expired (or removed behind our back): register again, as a real registrar would.
           ctx.onState('lost')
@@ -298,34 +301,11 @@ class InMemoryRegistry implements MemoryRegistry {
     }
   }
 
-  client(): RegistryProvider {
-    const owner = new AbortController()
-    const link = (signal: AbortSignal): AbortSignal => AbortSignal.any([signal, owner.signal])
-    return {
-      name: 'memory',
-      checkServiceName: (name) => {
-        this.checkServiceName(name)
-      },
-      watch: (service, listener, options) => {
-        this.watch(service, listener, { signal: link(options.signal) })
-      },
-      register: (reg, ctx) =>
-        this.register(reg, {
-          ...ctx,
-          signal: link(ctx.signal),
-          onState: (s, e) => {
-            ctx.onState(s, e)
-          },
-        }),
-      close: () => {
-        owner.abort()
-        return Promise.resolve()
-      },
-    }
+  client(): RegistryProvider & AsyncDisposable {
+    return new MemoryHandle(this)
   }
 
-  close(): Promise<void> {
-    this.#closed = true
+  protected onClose(): Promise<void> {
     this.#watches.clear()
     for (const s of this.#ttl.values()) s.timer?.clear()
     this.#ttl.clear()
@@ -370,18 +350,57 @@ class InMemoryRegistry implements MemoryRegistry {
   }
 
   #deliver(service: string, w: Watch): void {
-    if (this.#closed || w.signal.aborted) return
+    if (this.closed || w.signal.aborted) return
+    // Delivered from a microtask: a throw here would be an uncaught exception, so it is reported
+    // as a listener error (the watch stays).
     if (this.#failAll || this.#failing.has(service)) {
       const error: WayfindError = new RegistryUnavailableError(
         `memory registry: ${service} is failing (test switch)`,
       )
-      w.listener.onError(error)
+      callListener('A wayfind watch listener', () => {
+        w.listener.onError(error)
+      })
       return
     }
-    w.listener.onSnapshot({
-      service,
-      instances: this.list(service),
-      revision: this.#revision.toString(),
+    const snapshot = { service, instances: this.list(service), revision: this.#revision.toString() }
+    callListener('A wayfind watch listener', () => {
+      w.listener.onSnapshot(snapshot)
     })
+  }
+}
+
+/**
+ * Another handle on a memory registry ({@link MemoryRegistry.client}): its own lifecycle, the
+ * registry's data. Closing it ends only the watches and heartbeats started through it.
+ */
+class MemoryHandle extends Closable implements RegistryProvider {
+  readonly name = 'memory'
+  readonly #registry: InMemoryRegistry
+
+  constructor(registry: InMemoryRegistry) {
+    super('memory registry client')
+    this.#registry = registry
+  }
+
+  checkServiceName(name: string): void {
+    this.#registry.checkServiceName(name)
+  }
+
+  watch(service: string, listener: WatchListener, options: WatchOptions): void {
+    this.assertOpen('watch')
+    this.#registry.watch(service, listener, { signal: this.#link(options.signal) })
+  }
+
+  register(reg: NormalizedRegistration, ctx: RegisterContext): Promise<RegistrationSession> {
+    if (this.closed) return Promise.reject(new RegistrationError('The memory registry is closed'))
+    return this.#registry.register(reg, { ...ctx, signal: this.#link(ctx.signal) })
+  }
+
+  protected onClose(): Promise<void> {
+    return Promise.resolve()
+  }
+
+  #link(signal: AbortSignal): AbortSignal {
+    return AbortSignal.any([signal, this.signal])
   }
 }

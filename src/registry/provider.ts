@@ -12,7 +12,7 @@ import type {
   NormalizedRegistration,
   RegisterContext,
   RegistrationSession,
-} from '../registration/registrar.js'
+} from '../registration/contract.js'
 
 /** The full, current instance set of one service, as the registry answered it. */
 export interface ServiceSnapshot {

@@ -3,8 +3,8 @@
  * the Consul test server and a real etcd (integration). Every provider must behave the same
  * way at this seam, whatever it talks to.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import type { WayfindError } from '../../src/errors.js'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
+import { ErrorCode, type WayfindError } from '../../src/errors.js'
 import type { RegistryProvider, ServiceSnapshot } from '../../src/registry/provider.js'
 import { parseRegistration } from '../../src/registration/options.js'
 import { withDeadline } from '../support/wait.js'
@@ -134,6 +134,58 @@ export function registryProviderContract(
       ac2.abort()
       // ...and the aborted one heard nothing.
       expect(rec.snapshots).toHaveLength(seen)
+    })
+
+    it('reports a throwing listener as a WAYFIND_LISTENER_ERROR warning and keeps watching', async () => {
+      const service = uniqueService()
+      const warnings: { message: string; code: string | undefined }[] = []
+      // Captured rather than printed: the warnings are the assertion.
+      const spy = vi.spyOn(process, 'emitWarning').mockImplementation(((
+        warning: string | Error,
+        options?: { code?: string },
+      ) => {
+        warnings.push({ message: String(warning), code: options?.code })
+      }) as typeof process.emitWarning)
+      const rec = new Recorder()
+      const ac = new AbortController()
+      let thrown = 0
+      try {
+        provider.watch(
+          service,
+          {
+            onSnapshot: (s) => {
+              rec.listener.onSnapshot(s)
+              thrown++
+              throw new Error(`listener bug ${thrown}`)
+            },
+            onError: rec.listener.onError,
+          },
+          { signal: ac.signal },
+        )
+        await rec.next(() => true, 'a first snapshot')
+        await h.put(service, 'after-throw', '127.0.0.1', 7004)
+        await rec.next((s) => ids(s).includes('after-throw'), 'a snapshot after the throw')
+        const ours = warnings.filter((w) => w.message.includes('listener bug'))
+        expect(ours.length).toBeGreaterThanOrEqual(2)
+        expect(ours.length).toBe(thrown)
+        for (const w of ours) expect(w.code).toBe('WAYFIND_LISTENER_ERROR')
+      } finally {
+        ac.abort()
+        spy.mockRestore()
+      }
+    })
+
+    it('throws ClosedError from watch() after close()', async () => {
+      const p = h.provider()
+      await p.close()
+      const ac = new AbortController()
+      let error: unknown
+      try {
+        p.watch(uniqueService(), new Recorder().listener, { signal: ac.signal })
+      } catch (err) {
+        error = err
+      }
+      expect(error).toMatchObject({ code: ErrorCode.CLOSED })
     })
 
     it('registers and deregisters through the provider', async () => {

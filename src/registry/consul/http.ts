@@ -12,7 +12,7 @@
 import type { Socket } from 'node:net'
 import type { TLSSocket } from 'node:tls'
 import { buildConnector, Pool, type Dispatcher } from 'undici'
-import { abortReason, onAbort } from '../../core/abort.js'
+import { abortReason, onAbort, raceSignal } from '../../core/abort.js'
 import { errorMessage, LimitExceededError, RegistryUnavailableError } from '../../errors.js'
 import type { ParsedConsulOptions } from './options.js'
 
@@ -126,7 +126,7 @@ export class ConsulHttp {
   ): Promise<ConsulResponse | T> {
     if (req.signal.aborted) throw abortReason(req.signal)
     while (this.#protocol === 'unknown' && this.#probe !== undefined) {
-      await waitOrAbort(this.#probe, req.signal)
+      await raceSignal(this.#probe, req.signal)
     }
     if (this.#protocol !== 'unknown') return this.#send(this.#pool(req.lane), req, decode)
     let done!: () => void
@@ -333,16 +333,4 @@ function findHeader(
   const lower = name.toLowerCase()
   for (const [k, v] of Object.entries(headers)) if (k.toLowerCase() === lower) return v
   return undefined
-}
-
-function waitOrAbort(promise: Promise<void>, signal: AbortSignal): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    const off = onAbort(signal, () => {
-      reject(abortReason(signal))
-    })
-    void promise.then(() => {
-      off()
-      resolve()
-    })
-  })
 }

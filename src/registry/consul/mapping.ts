@@ -225,25 +225,6 @@ function pickAddress(
   return { host: nodeAddress, hostField: 'Node.Address', port, portField: 'Service.Port' }
 }
 
-/**
- * A string that is equal for two instance lists exactly when their content is (lists sorted by
- * key, as {@link mapHealthEntries} returns them). Used to skip index-only bumps.
- */
-export function instancesFingerprint(instances: readonly Instance[]): string {
-  return JSON.stringify(
-    instances.map((i) => [
-      i.key,
-      i.id,
-      i.host,
-      i.port,
-      i.weight,
-      i.status,
-      i.tags,
-      Object.entries(i.meta).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
-    ]),
-  )
-}
-
 function isObject(value: unknown): value is Json {
   return typeof value === 'object' && value !== null && !Array.isArray(value)
 }

@@ -9,7 +9,7 @@ import type {
   NormalizedRegistration,
   RegisterContext,
   RegistrationSession,
-} from '../../registration/registrar.js'
+} from '../../registration/contract.js'
 import type { RegistryProvider, WatchListener, WatchOptions } from '../provider.js'
 import { assertServiceName, consulNameRule } from '../service-name.js'
 import { ConsulHttp, type ConsulHttpStats } from './http.js'

@@ -25,8 +25,9 @@ import type {
   NormalizedRegistration,
   RegisterContext,
   RegistrationSession,
-} from '../../registration/registrar.js'
-import { debug } from './debug.js'
+} from '../../registration/contract.js'
+import { debug } from '../../core/debug.js'
+import { callListener } from '../../core/listener-errors.js'
 import { consulDuration } from './duration.js'
 import type { ConsulHttp, ConsulResponse } from './http.js'
 import type { ParsedConsulOptions } from './options.js'
@@ -521,13 +522,9 @@ class AgentRegistration {
     if (this.#signal.aborted) return
     if (state === this.#state && state === 'registered' && error === undefined) return
     this.#state = state
-    try {
+    callListener('A wayfind registration state listener', () => {
       this.#ctx.onState(state, error)
-    } catch (err) {
-      process.emitWarning(`A wayfind registration state listener threw: ${errorMessage(err)}`, {
-        code: 'WAYFIND_LISTENER_ERROR',
-      })
-    }
+    })
   }
 }
 

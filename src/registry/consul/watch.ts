@@ -7,7 +7,8 @@
  * kept, and a sudden empty answer confirmed by a plain read before it wipes a healthy set.
  */
 import { isAborted, linkedController, sleep } from '../../core/abort.js'
-import { Backoff } from '../../core/backoff.js'
+import { Backoff, jitterDown } from '../../core/backoff.js'
+import { systemClock, type Clock } from '../../core/clock.js'
 import {
   errorMessage,
   InvalidResponseError,
@@ -27,7 +28,8 @@ import { mapHealthEntries } from './mapping.js'
 import type { ParsedConsulOptions } from './options.js'
 import type { SlotGate } from './slot-gate.js'
 import { TokenBucket } from './token-bucket.js'
-import { debug } from './debug.js'
+import { debug } from '../../core/debug.js'
+import { reportListenerError } from '../../core/listener-errors.js'
 
 /**
  * Least extra client timeout of a long poll beyond its wait and Consul's jitter. A busy agent
@@ -65,6 +67,11 @@ export interface WatchDeps {
   readonly http: ConsulHttp
   readonly gate: SlotGate
   readonly options: ParsedConsulOptions
+  /**
+   * Time of the churn guard (token refills, "answered early") and of the retry delays.
+   * @defaultValue the system clock
+   */
+  readonly clock?: Clock
 }
 
 /**
@@ -76,6 +83,7 @@ export class ConsulServiceWatch {
   readonly #listener: WatchListener
   readonly #signal: AbortSignal
   readonly #deps: WatchDeps
+  readonly #clock: Clock
   readonly #bucket: TokenBucket
   readonly #backoff: Backoff
   /** Index for the next request; 0n means "plain read". */
@@ -98,8 +106,9 @@ export class ConsulServiceWatch {
     this.#listener = listener
     this.#signal = signal
     this.#deps = deps
+    this.#clock = deps.clock ?? systemClock
     const { rateLimit, backoff, random } = deps.options
-    this.#bucket = new TokenBucket(rateLimit.burstCount, rateLimit.refillMs)
+    this.#bucket = new TokenBucket(rateLimit.burstCount, rateLimit.refillMs, this.#clock)
     this.#backoff = new Backoff({ initialMs: backoff.initialMs, maxMs: backoff.maxMs, random })
   }
 
@@ -118,7 +127,7 @@ export class ConsulServiceWatch {
     while (!this.#signal.aborted) {
       try {
         if (idle) await this.#bucket.take(this.#signal)
-        const startedAt = performance.now()
+        const startedAt = this.#clock.now()
         const requestIndex = this.#index
         let answer: Answer
         let waitMs = 0
@@ -132,7 +141,7 @@ export class ConsulServiceWatch {
           }
           ;[answer, waitMs] = r
         }
-        const early = performance.now() - startedAt < waitMs / 2 || waitMs === 0
+        const early = this.#clock.now() - startedAt < waitMs / 2 || waitMs === 0
         if (answer.changed === undefined) {
           debug(
             'consul watch %s: empty answer after %d instances, confirming',
@@ -170,7 +179,7 @@ export class ConsulServiceWatch {
         const delay = error instanceof BadRequestError ? this.#slowDelay() : this.#backoff.next()
         debug('consul watch %s: %s; retrying in %d ms', this.#service, error.message, delay)
         try {
-          await sleep(delay, this.#signal)
+          await sleep(delay, this.#signal, this.#clock)
         } catch {
           return
         }
@@ -414,7 +423,7 @@ export class ConsulServiceWatch {
         revision: reading.index.kind === 'ok' ? reading.index.index.toString() : '0',
       })
     } catch (err) {
-      reportListenerError(err)
+      reportListenerError('A wayfind watch listener', err)
     }
     return true
   }
@@ -424,25 +433,19 @@ export class ConsulServiceWatch {
     try {
       this.#listener.onError(error)
     } catch (err) {
-      reportListenerError(err)
+      reportListenerError('A wayfind watch listener', err)
     }
   }
 
   /** A 400 will not fix itself soon: retry at the backoff ceiling (jittered), not fast. */
   #slowDelay(): number {
     const { maxMs } = this.#deps.options.backoff
-    return Math.round(maxMs * (1 - 0.5 * this.#deps.options.random()))
+    return jitterDown(maxMs, 0.5, this.#deps.options.random)
   }
 }
 
 /** Consul rejected the query itself (400): surfaced, then retried slowly, never a silent stop. */
 class BadRequestError extends RegistryUnavailableError {}
-
-function reportListenerError(err: unknown): void {
-  process.emitWarning(`A wayfind watch listener threw: ${errorMessage(err)}`, {
-    code: 'WAYFIND_LISTENER_ERROR',
-  })
-}
 
 /**
  * Content equality of two instance lists sorted by key (as the mapping and the answer policy

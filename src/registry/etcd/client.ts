@@ -2,13 +2,11 @@
  * Builds the `etcd3` client with the fault handling of docs/design/etcd.md#client-settings, and
  * maps its errors.
  */
-import { debuglog } from 'node:util'
 import type { Etcd3, ICallable, IOptions, WatchClient } from 'etcd3'
+import { debug as log } from '../../core/debug.js'
 import { errorMessage, RegistryUnavailableError } from '../../errors.js'
 import { cockatiel, etcd3 } from './load.js'
 import type { ParsedEtcdOptions } from './options.js'
-
-const log = debuglog('wayfind')
 
 /** `NODE_DEBUG=wayfind` output, prefixed with the area. Never pass secrets. */
 export function debug(format: string, ...args: unknown[]): void {

@@ -9,7 +9,7 @@ import type {
   NormalizedRegistration,
   RegisterContext,
   RegistrationSession,
-} from '../../registration/registrar.js'
+} from '../../registration/contract.js'
 import type { RegistryProvider, WatchListener, WatchOptions } from '../provider.js'
 import { assertServiceName, etcdNameRule } from '../service-name.js'
 import { createEtcdClient, type WayfindEtcd3 } from './client.js'

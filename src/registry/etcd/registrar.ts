@@ -10,7 +10,7 @@
  * and put it back if someone deletes it (go-zero does the same).
  */
 import type { IKeyValue, Lease } from 'etcd3'
-import { abortReason, linkedController, onAbort, sleep } from '../../core/abort.js'
+import { linkedController, raceSignal, sleep } from '../../core/abort.js'
 import { Backoff } from '../../core/backoff.js'
 import { DEFAULT_REGISTER_TIMEOUT_MS, retryWithin } from '../../core/retry.js'
 import {
@@ -24,12 +24,13 @@ import type {
   NormalizedRegistration,
   RegisterContext,
   RegistrationSession,
-} from '../../registration/registrar.js'
+} from '../../registration/contract.js'
 import { debug, unavailable, type WayfindEtcd3 } from './client.js'
 import { etcd3 } from './load.js'
 import { encodeRegistration } from './mapping.js'
 import { leaseTtlSeconds, type ParsedEtcdOptions } from './options.js'
 import { runRevisionWatch } from './revision-watch.js'
+import { callListener } from '../../core/listener-errors.js'
 
 /** Observability hooks for tests. @internal */
 export interface RegistrarHooks {
@@ -103,11 +104,9 @@ export async function registerInEtcd(
   const report = (next: typeof state, error?: Parameters<RegisterContext['onState']>[1]): void => {
     if (signal.aborted) return
     state = next
-    try {
+    callListener('A wayfind registration state listener', () => {
       ctx.onState(next, error)
-    } catch (err) {
-      debug('onState threw: %s', errorMessage(err))
-    }
+    })
   }
 
   const newLease = (): Lease => {
@@ -408,23 +407,4 @@ export async function registerInEtcd(
       )
     },
   }
-}
-
-function raceSignal<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(abortReason(signal))
-  return new Promise<T>((resolve, reject) => {
-    const off = onAbort(signal, () => {
-      reject(abortReason(signal))
-    })
-    p.then(
-      (v) => {
-        off()
-        resolve(v)
-      },
-      (e: unknown) => {
-        off()
-        reject(e instanceof Error ? e : new Error(String(e)))
-      },
-    )
-  })
 }

@@ -10,10 +10,11 @@ import { LimitExceededError } from '../../errors.js'
 import type { Instance } from '../../instance.js'
 import { malformedAnswerError, type EntryFault } from '../answer-policy.js'
 import type { WatchListener } from '../provider.js'
-import { debug, prefixEnd, type WayfindEtcd3 } from './client.js'
+import { prefixEnd, type WayfindEtcd3 } from './client.js'
 import { decodeEntry } from './mapping.js'
 import type { ParsedEtcdOptions } from './options.js'
 import { runRevisionWatch } from './revision-watch.js'
+import { callListener } from '../../core/listener-errors.js'
 
 /** Starts watching `service`; everything stops when `signal` aborts. */
 export function watchService(
@@ -31,12 +32,7 @@ export function watchService(
 
   // Listener calls are guarded: a throwing listener must not stop the watch (contract).
   const safely = (fn: () => void): void => {
-    if (signal.aborted) return
-    try {
-      fn()
-    } catch (err) {
-      debug('listener of %s threw: %s', service, err instanceof Error ? err.message : String(err))
-    }
+    if (!signal.aborted) callListener('A wayfind watch listener', fn)
   }
 
   /** Decodes `kv` into `next`; a malformed value keeps `previous`'s instance and is added to `faults`. */

@@ -18,7 +18,7 @@ import type {
   NormalizedRegistration,
   RegisterContext,
   RegistrationState,
-} from '../../../src/registration/registrar.js'
+} from '../../../src/registration/contract.js'
 import { startConsulServer, type ConsulTestServer } from '../../support/consul-server/index.js'
 import { freePort } from '../../support/etcd.js'
 import { eventually, withDeadline } from '../../support/wait.js'

@@ -6,10 +6,7 @@ import { inspect } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ErrorCode, isWayfindError } from '../../../src/errors.js'
 import { EtcdProvider } from '../../../src/registry/etcd/provider.js'
-import type {
-  NormalizedRegistration,
-  RegisterContext,
-} from '../../../src/registration/registrar.js'
+import type { NormalizedRegistration, RegisterContext } from '../../../src/registration/contract.js'
 import { makeTestCerts, type TestCerts } from '../../support/certs.js'
 import { enableAuth, EtcdServer } from '../../support/etcd.js'
 import { TcpProxy } from '../../support/tcp-proxy.js'

@@ -17,7 +17,7 @@ import type {
   NormalizedRegistration,
   RegisterContext,
   RegistrationState,
-} from '../../../src/registration/registrar.js'
+} from '../../../src/registration/contract.js'
 import { EtcdServer, freePort } from '../../support/etcd.js'
 import { eventually, withDeadline } from '../../support/wait.js'
 

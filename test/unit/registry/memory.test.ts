@@ -3,7 +3,7 @@ import { ErrorCode, InvalidOptionError, type WayfindError } from '../../../src/e
 import { memoryRegistry } from '../../../src/registry/memory.js'
 import type { ServiceSnapshot } from '../../../src/registry/provider.js'
 import { parseRegistration } from '../../../src/registration/options.js'
-import type { RegistrationState } from '../../../src/registration/registrar.js'
+import type { RegistrationState } from '../../../src/registration/contract.js'
 import { FakeClock } from '../../support/fake-clock.js'
 
 function collect() {

@@ -1,9 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import {
-  instancesFingerprint,
-  mapHealthEntries,
-  type MappingOptions,
-} from '../../../../src/registry/consul/mapping.js'
+import { sameInstance, type Instance } from '../../../../src/instance.js'
+import { mapHealthEntries, type MappingOptions } from '../../../../src/registry/consul/mapping.js'
 
 const OPTS: MappingOptions = { service: 'orders', passingOnly: false, addressKind: 'default' }
 
@@ -265,11 +262,25 @@ describe('mapHealthEntries', () => {
   })
 })
 
-describe('instancesFingerprint', () => {
-  it('is equal for the same content in any answer order, and differs on any field', () => {
+// Equality of mapped instances is `sameInstance` (src/instance.ts), which the service cache uses
+// to tell an update from an index-only bump: every field a Consul answer carries must count.
+describe('sameInstance on mapped Consul entries', () => {
+  const byKey = (list: readonly Instance[], node: string): Instance => {
+    const found = list.find((i) => i.id.includes(node) || i.key.includes(node))
+    if (found === undefined) throw new Error(`no instance for node ${node}`)
+    return found
+  }
+
+  it('is true for the same content in any answer order or meta key order, false on any field', () => {
     const a = mapHealthEntries([entry({ node: 'a' }), entry({ node: 'b' })], OPTS).instances
     const b = mapHealthEntries([entry({ node: 'b' }), entry({ node: 'a' })], OPTS).instances
-    expect(instancesFingerprint(a)).toBe(instancesFingerprint(b))
+    expect(a).toHaveLength(2)
+    for (const node of ['a', 'b']) expect(sameInstance(byKey(a, node), byKey(b, node))).toBe(true)
+
+    const m1 = mapHealthEntries([entry({ node: 'a', meta: { x: '1', y: '2' } })], OPTS).instances
+    const m2 = mapHealthEntries([entry({ node: 'a', meta: { y: '2', x: '1' } })], OPTS).instances
+    expect(sameInstance(m1[0]!, m2[0]!)).toBe(true)
+
     const variants = [
       entry({ node: 'a', port: 1 }),
       entry({ node: 'a', tags: ['v3'] }),
@@ -279,8 +290,9 @@ describe('instancesFingerprint', () => {
       entry({ node: 'a', address: '10.9.9.9' }),
     ]
     for (const v of variants) {
-      const c = mapHealthEntries([v, entry({ node: 'b' })], OPTS).instances
-      expect(instancesFingerprint(c)).not.toBe(instancesFingerprint(a))
+      const c = mapHealthEntries([v], OPTS).instances
+      expect(c).toHaveLength(1)
+      expect(sameInstance(c[0]!, byKey(a, 'a'))).toBe(false)
     }
   })
 })

@@ -5,7 +5,7 @@ import {
   registrationBody,
   validateConsulRegistration,
 } from '../../../../src/registry/consul/registrar.js'
-import type { NormalizedRegistration } from '../../../../src/registration/registrar.js'
+import type { NormalizedRegistration } from '../../../../src/registration/contract.js'
 
 const base: NormalizedRegistration = {
   name: 'payments',
