@@ -129,7 +129,10 @@ async function updateBench(
     if (listener === undefined) throw new Error('the client did not start a watch')
     const l = listener
     let revision = 0
-    const full = (body: string): void => {
+    // The picker is built on the first pick after a change, so the update awaits resolve(),
+    // which takes the picker as the first request after the change would: the picker build
+    // stays in the measured work.
+    const full = async (body: string): Promise<void> => {
       const entries = JSON.parse(body) as unknown[]
       const { instances } = mapHealthEntries(entries, {
         service: SERVICE,
@@ -137,20 +140,23 @@ async function updateBench(
         addressKind: 'default',
       })
       l.onSnapshot({ service: SERVICE, instances, revision: String(++revision) })
+      await wf.resolve(SERVICE)
     }
     let sink = 0
-    const base = (body: string): void => {
+    // Async too, so that both sides pay the same promise hop.
+    const base = async (body: string): Promise<void> => {
       sink += (JSON.parse(body) as unknown[]).length
+      await Promise.resolve()
     }
-    const time = (fn: (b: string) => void, i: number): number => {
+    const time = async (fn: (b: string) => Promise<void>, i: number): Promise<number> => {
       const t0 = performance.now()
-      fn(bodies[i % 2] ?? '')
+      await fn(bodies[i % 2] ?? '')
       return performance.now() - t0
     }
     // Warm-up: JIT and the first (all-added) snapshot.
     for (let i = 0; i < (quick ? 2 : 4); i++) {
-      full(bodies[i % 2] ?? '')
-      base(bodies[i % 2] ?? '')
+      await full(bodies[i % 2] ?? '')
+      await base(bodies[i % 2] ?? '')
     }
     const rounds = quick ? 2 : 9
     const iters = quick ? 2 : 6
@@ -164,11 +170,11 @@ async function updateBench(
       for (let k = 0; k < iters; k++) {
         // Alternate which goes first, so neither always runs right after a GC-heavy sibling.
         if ((r + k) % 2 === 0) {
-          b.push(time(base, i))
-          f.push(time(full, i))
+          b.push(await time(base, i))
+          f.push(await time(full, i))
         } else {
-          f.push(time(full, i))
-          b.push(time(base, i))
+          f.push(await time(full, i))
+          b.push(await time(base, i))
         }
         i++
       }

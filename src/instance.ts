@@ -36,14 +36,14 @@ export interface Instance {
 /** Fields accepted by {@link createInstance}; `key`, tags, meta, weight and status have defaults. */
 export interface InstanceInit {
   readonly id: string
-  readonly key?: string
+  readonly key?: string | undefined
   readonly service: string
   readonly host: string
   readonly port: number
-  readonly tags?: readonly string[]
-  readonly meta?: Readonly<Record<string, string>>
-  readonly weight?: number
-  readonly status?: InstanceStatus
+  readonly tags?: readonly string[] | undefined
+  readonly meta?: Readonly<Record<string, string>> | undefined
+  readonly weight?: number | undefined
+  readonly status?: InstanceStatus | undefined
 }
 
 /**
@@ -57,11 +57,46 @@ export function createInstance(init: InstanceInit): Instance {
     service: init.service,
     host: init.host,
     port: init.port,
-    tags: Object.freeze([...(init.tags ?? [])]),
-    meta: Object.freeze({ ...(init.meta ?? {}) }),
+    tags: copyTags(init.tags),
+    meta: copyMeta(init.meta),
     weight: init.weight ?? 1,
     status: init.status ?? 'passing',
   })
+}
+
+/** Most instances have no tags: they share one frozen empty list. */
+const NO_TAGS: readonly string[] = Object.freeze([])
+
+/** A frozen copy (the caller keeps its array, and may change it). */
+function copyTags(tags: readonly string[] | undefined): readonly string[] {
+  if (tags === undefined || tags.length === 0) return NO_TAGS
+  return Object.freeze(tags.slice())
+}
+
+/**
+ * A frozen copy of the own enumerable string keys, as `{ ...meta }` makes, in a loop: V8's
+ * object spread costs several times more on the small objects registries hand us, and every
+ * instance of every answer pays it.
+ */
+function copyMeta(
+  meta: Readonly<Record<string, string>> | undefined,
+): Readonly<Record<string, string>> {
+  const out: Record<string, string> = {}
+  if (meta !== undefined)
+    for (const k of Object.keys(meta)) {
+      const v = meta[k] as string
+      // Assigning "__proto__" would set the prototype instead of copying a key (JSON.parse
+      // makes it an own property): define it as spread does.
+      if (k === '__proto__')
+        Object.defineProperty(out, k, {
+          value: v,
+          enumerable: true,
+          writable: true,
+          configurable: true,
+        })
+      else out[k] = v
+    }
+  return Object.freeze(out)
 }
 
 /** Which field of an {@link InstanceInit} is wrong, and why. */
@@ -92,16 +127,21 @@ export function instanceFault(init: InstanceInit): InstanceFault | undefined {
       field: 'weight',
       reason: `the weight ${renderValue(init.weight)} is not a positive number`,
     }
-  if (
-    init.tags !== undefined &&
-    (!Array.isArray(init.tags) || init.tags.some((t) => typeof t !== 'string'))
-  )
-    return { field: 'tags', reason: 'tags are not a list of strings' }
-  if (init.meta !== undefined) {
-    if (typeof init.meta !== 'object' || init.meta === null || Array.isArray(init.meta))
+  // Plain loops, not some()/Object.values(): this runs for every instance of every answer.
+  const tags = init.tags
+  if (tags !== undefined) {
+    if (!Array.isArray(tags)) return { field: 'tags', reason: 'tags are not a list of strings' }
+    for (let i = 0; i < tags.length; i++)
+      if (typeof tags[i] !== 'string')
+        return { field: 'tags', reason: 'tags are not a list of strings' }
+  }
+  const meta = init.meta
+  if (meta !== undefined) {
+    if (typeof meta !== 'object' || meta === null || Array.isArray(meta))
       return { field: 'meta', reason: 'meta is not an object' }
-    for (const v of Object.values(init.meta))
-      if (typeof v !== 'string') return { field: 'meta', reason: 'meta values are not all strings' }
+    for (const k of Object.keys(meta))
+      if (typeof meta[k] !== 'string')
+        return { field: 'meta', reason: 'meta values are not all strings' }
   }
   return undefined
   /* eslint-enable @typescript-eslint/no-unnecessary-condition */
@@ -118,6 +158,7 @@ const DNS_NAME = /^(?:[A-Za-z0-9_-]{1,63}\.)*[A-Za-z0-9_-]{1,63}\.?$/
  * hand us anything: a 1,000,000-character string, or U+FFFD where a raw 0xFF byte was decoded.
  */
 export function hostSyntaxProblem(host: string): string | undefined {
+  if (isPlainHostName(host)) return undefined
   if (host.length > MAX_HOST_LENGTH)
     return `the address ${quote(host, 64)} is longer than a DNS name (${MAX_HOST_LENGTH} characters)`
   // eslint-disable-next-line no-control-regex -- control characters are what this looks for
@@ -125,6 +166,34 @@ export function hostSyntaxProblem(host: string): string | undefined {
     return `the address ${quote(host, 64)} contains a control or replacement (U+FFFD) character`
   if (isIP(host) !== 0 || DNS_NAME.test(host)) return undefined
   return `the address ${quote(host, 64)} is not a host name or IP address (a DNS name is letters, digits, "-", "_" and dots; punycode for international names)`
+}
+
+/**
+ * The common case in one pass, without the three regular expressions: {@link DNS_NAME}'s
+ * grammar (which also covers every IPv4 literal) within {@link MAX_HOST_LENGTH}. False sends
+ * the host through the full checks, which name the problem (or accept an IPv6 literal).
+ */
+function isPlainHostName(host: string): boolean {
+  const n = host.length
+  if (n === 0 || n > MAX_HOST_LENGTH) return false
+  let label = 0
+  for (let i = 0; i < n; i++) {
+    const c = host.charCodeAt(i)
+    if (c === 0x2e /* . */) {
+      if (label === 0) return false
+      label = 0
+    } else if (
+      (c >= 0x30 && c <= 0x39) || // 0-9
+      (c >= 0x61 && c <= 0x7a) || // a-z
+      (c >= 0x41 && c <= 0x5a) || // A-Z
+      c === 0x2d || // -
+      c === 0x5f // _
+    ) {
+      if (++label > 63) return false
+    } else return false
+  }
+  // label === 0 here: one trailing dot after a label (a fully qualified name), as DNS_NAME allows.
+  return true
 }
 
 /** {@link instanceFault}'s reason alone. */

@@ -2,8 +2,8 @@
  * Balancing contracts (grpc-js `picker.ts` / `load-balancer.ts` style) and the stock pickers.
  *
  * A {@link Strategy} turns an instance set into an immutable {@link Picker}. The service cache
- * builds a new picker on every change and swaps it in, so `pick()` is synchronous, takes no lock
- * and never awaits. Load statistics that must survive swaps live outside the picker, in
+ * builds a new picker on the first pick after a change and swaps it in, so `pick()` is
+ * synchronous, takes no lock and never awaits. Load statistics that must survive swaps live outside the picker, in
  * wayfind's load tracker, keyed by `Instance.key`; strategies read them through {@link LoadRecords}.
  */
 import type { Clock } from '../core/clock.js'
@@ -96,7 +96,8 @@ export interface Strategy {
   readonly name: string
   /**
    * Builds a picker for `instances` (never empty: the cache uses {@link EMPTY_PICKER} for that).
-   * Pure and cheap; called on every change. The returned picker is never mutated afterwards.
+   * Pure and cheap; called on the first pick after a change (after the `change` event; changes
+   * no request saw build none). The returned picker is never mutated afterwards.
    */
   createPicker(instances: readonly Instance[], ctx: StrategyContext): Picker
 }

@@ -55,7 +55,10 @@ class ServiceEntry {
   readonly service: string
   readonly controller = new AbortController()
   instances: readonly Instance[] = []
+  /** The last picker built. Out of date while {@link pickerStale} (see ServiceCache.#pickerOf). */
   picker: Picker = EMPTY_PICKER
+  /** `instances` changed since `picker` was built. */
+  pickerStale = false
   /** Last error seen since the last good snapshot: the `cause` of a resolve timeout. */
   lastError: WayfindErrorType | undefined
   readonly waiters = new Set<Waiter>()
@@ -113,7 +116,7 @@ export class ServiceCache extends Closable implements ServiceDirectory {
   /** {@inheritDoc ServiceDirectory.picker} */
   picker(service: string): Picker {
     if (this.closed) return EMPTY_PICKER
-    return this.#entry(service).picker
+    return this.#pickerOf(this.#entry(service))
   }
 
   /** Waits until `service` has ≥ 1 instance. `options` are checked by the client. */
@@ -145,7 +148,13 @@ export class ServiceCache extends Closable implements ServiceDirectory {
     } catch (err) {
       return Promise.reject(err instanceof Error ? err : new Error(String(err)))
     }
-    if (entry.instances.length > 0) return Promise.resolve(entry.picker)
+    if (entry.instances.length > 0) {
+      try {
+        return Promise.resolve(this.#pickerOf(entry))
+      } catch (err) {
+        return Promise.reject(err instanceof Error ? err : new Error(String(err)))
+      }
+    }
 
     return new Promise<Picker>((resolve, reject) => {
       let offAbort = (): void => {}
@@ -272,18 +281,15 @@ export class ServiceCache extends Closable implements ServiceDirectory {
     if (diff.added.length === 0 && diff.removed.length === 0 && diff.updated.length === 0) return
 
     entry.instances = instances
-    entry.picker =
-      instances.length === 0
-        ? EMPTY_PICKER
-        : this.#strategy.createPicker(instances, {
-            service: entry.service,
-            load: this.load,
-            random: this.#random,
-            clock: this.clock,
-            previous: entry.picker === EMPTY_PICKER ? undefined : entry.picker,
-          })
+    // The picker is built on the first pick after the change, not here: the event does not
+    // wait for it, and changes that no request sees between them build none.
+    entry.pickerStale = instances.length > 0
+    if (instances.length === 0) entry.picker = EMPTY_PICKER
 
-    if (instances.length > 0) for (const w of [...entry.waiters]) w.resolve(entry.picker)
+    if (instances.length > 0 && entry.waiters.size > 0) {
+      const picker = this.#pickerOf(entry)
+      for (const w of [...entry.waiters]) w.resolve(picker)
+    }
 
     const event: ChangeEvent = Object.freeze({
       service: entry.service,
@@ -299,6 +305,24 @@ export class ServiceCache extends Closable implements ServiceDirectory {
         l(event)
       })
     this.#hub.emit('change', event)
+  }
+
+  /**
+   * The entry's picker, built now if its instances changed since the last one (the previous
+   * picker is handed over, so a strategy can carry its position). A strategy that throws
+   * leaves the entry stale, so the next pick tries again rather than using the old instances.
+   */
+  #pickerOf(entry: ServiceEntry): Picker {
+    if (!entry.pickerStale) return entry.picker
+    entry.picker = this.#strategy.createPicker(entry.instances, {
+      service: entry.service,
+      load: this.load,
+      random: this.#random,
+      clock: this.clock,
+      previous: entry.picker === EMPTY_PICKER ? undefined : entry.picker,
+    })
+    entry.pickerStale = false
+    return entry.picker
   }
 
   #error(entry: ServiceEntry, error: WayfindErrorType): void {

@@ -111,9 +111,13 @@ export class PoolMap {
 
   /** `service` now has `instances`: pools used only for addresses that left it are retired. */
   keepOnly(service: string, instances: readonly Instance[]): void {
-    const live = new Set(instances.map((i) => hostPort(i)))
+    // Built on the first pool of this service only: a service nobody sent requests to (or a
+    // client with no pools at all) costs nothing per change.
+    let live: Set<string> | undefined
     for (const entry of [...this.#pools.values()]) {
-      if (!entry.services.has(service) || live.has(entry.hostPort)) continue
+      if (!entry.services.has(service)) continue
+      live ??= new Set(instances.map((i) => hostPort(i)))
+      if (live.has(entry.hostPort)) continue
       entry.services.delete(service)
       if (entry.services.size === 0) this.#retire(entry, 'removed')
     }

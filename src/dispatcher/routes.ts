@@ -53,6 +53,7 @@ export class RouteCache {
 
   /** Instances of `service` that left or changed: their cached targets are dropped. */
   forget(service: string, keys: Iterable<string>): void {
+    if (this.#routes.size === 0) return
     const list = [...keys]
     for (const route of this.#routes.values()) {
       if (route?.service !== service) continue

@@ -94,9 +94,9 @@ function mapEntry(
   const named = nodeName !== '' && serviceId !== ''
   // Only an entry that names both node and service ID can be matched with its last good value.
   const key = named ? `${nodeName}/${serviceId}` : undefined
-  const where = `${nodeName === '' ? `#${index}` : nodeName}/${serviceId === '' ? `#${index}` : serviceId}`
+  // The entry's name is only spelled out for a fault: a clean entry builds no string for it.
   const fault = (field: string, reason: string): EntryFault => ({
-    entry: where,
+    entry: `${nodeName === '' ? `#${index}` : nodeName}/${serviceId === '' ? `#${index}` : serviceId}`,
     key,
     field,
     reason,
@@ -127,7 +127,7 @@ function mapEntry(
 
   const init = {
     id: serviceId,
-    key: `${nodeName}/${serviceId}`,
+    key,
     service: options.service,
     host: address.host,
     port: address.port,

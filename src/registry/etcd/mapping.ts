@@ -84,7 +84,18 @@ export function decodeEntry(
     }
   }
   if (decoded === undefined) return { kind: 'ignored' }
-  const init: InstanceInit = { ...decoded, key: entry.key, service: entry.service }
+  // Named fields, not a spread of `decoded`: cheaper per entry, and nothing else is read.
+  const init: InstanceInit = {
+    id: decoded.id,
+    key: entry.key,
+    service: entry.service,
+    host: decoded.host,
+    port: decoded.port,
+    tags: decoded.tags,
+    meta: decoded.meta,
+    weight: decoded.weight,
+    status: decoded.status,
+  }
   const problem = instanceProblem(init)
   if (problem !== undefined) return { kind: 'malformed', reason: problem }
   return { kind: 'instance', instance: createInstance(init) }
@@ -97,7 +108,10 @@ export function decodeEntry(
  */
 function utf8Text(bytes: Uint8Array): string {
   if (!isUtf8(bytes)) throw new TypeError('invalid UTF-8')
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8')
+  // etcd3 hands over Buffers: decode them in place rather than through a new view.
+  const buffer =
+    bytes instanceof Buffer ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  return buffer.toString('utf8')
 }
 
 /** The default codec: every layout of the table above, recognised by shape. */

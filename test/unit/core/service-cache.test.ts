@@ -169,7 +169,7 @@ describe('ServiceCache', () => {
     expect(cache.picker('pay')).toBe(EMPTY_PICKER)
   })
 
-  it('builds a new picker per change, handing over the previous one', () => {
+  it('builds a new picker on the first pick after a change, handing over the previous one', () => {
     const p = manualProvider()
     const builds: { instances: readonly Instance[]; previous: Picker | undefined }[] = []
     const { cache } = setup(p, { strategy: firstStrategy(builds) })
@@ -178,10 +178,36 @@ describe('ServiceCache', () => {
     l.onSnapshot({ service: 'pay', instances: [inst('a')], revision: '1' })
     const first = cache.picker('pay')
     l.onSnapshot({ service: 'pay', instances: [inst('a'), inst('b', 8001)], revision: '2' })
+    // Not before someone picks: the change event does not wait for a picker.
+    expect(builds).toHaveLength(1)
+    const second = cache.picker('pay')
+    expect(second).not.toBe(first)
+    expect(second.instances.map((i) => i.id)).toEqual(['a', 'b'])
     expect(builds).toHaveLength(2)
     expect(builds[0]!.previous).toBeUndefined()
     expect(builds[1]!.previous).toBe(first)
-    expect(cache.picker('pay')).not.toBe(first)
+    expect(cache.picker('pay')).toBe(second)
+    expect(builds).toHaveLength(2)
+  })
+
+  it('changes no one picked between build no picker; an empty set is EMPTY_PICKER at once', () => {
+    const p = manualProvider()
+    const builds: { instances: readonly Instance[]; previous: Picker | undefined }[] = []
+    const { cache } = setup(p, { strategy: firstStrategy(builds) })
+    cache.instances('pay')
+    const l = p.listeners.get('pay')!
+    l.onSnapshot({ service: 'pay', instances: [inst('a')], revision: '1' })
+    l.onSnapshot({ service: 'pay', instances: [inst('b', 8001)], revision: '2' })
+    l.onSnapshot({ service: 'pay', instances: [inst('c', 8002)], revision: '3' })
+    expect(builds).toHaveLength(0)
+    expect(cache.picker('pay').instances.map((i) => i.id)).toEqual(['c'])
+    expect(builds).toHaveLength(1)
+    l.onSnapshot({ service: 'pay', instances: [], revision: '4' })
+    expect(cache.picker('pay')).toBe(EMPTY_PICKER)
+    l.onSnapshot({ service: 'pay', instances: [inst('d', 8003)], revision: '5' })
+    expect(cache.picker('pay').instances.map((i) => i.id)).toEqual(['d'])
+    // After an empty set there is no previous picker to hand over, as before the set emptied.
+    expect(builds[1]!.previous).toBeUndefined()
   })
 
   it('drops duplicate keys and reports them', () => {
