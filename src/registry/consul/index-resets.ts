@@ -12,14 +12,29 @@
 /** What a watch exposes to the hub. */
 export interface IndexResetTarget {
   /**
-   * The index went back to `to` somewhere on this agent: a watch holding a higher index (or
-   * polling with one) must re-read from 0 instead of sending it again.
+   * The index went back to `to` somewhere on this agent (reset `epoch`): a watch holding a
+   * higher index read before that epoch (or polling with one) must re-read from 0 instead of
+   * sending it again.
    */
-  resetAbove(to: bigint): void
+  resetAbove(to: bigint, epoch: number): void
 }
 
+/**
+ * The epoch counts regressions. Several watches usually see the same restore (every long poll
+ * parked at that moment is released with a lower index), and each reports it: a report from a
+ * read that started before the current epoch may be the restore already announced, so it keeps
+ * the epoch, and watches that re-based since (their index read in this epoch) ignore it. Without
+ * that, N watches would reset each other N times. A report from a read that started in the
+ * current epoch is a new regression: a new epoch, and every watch with a higher index resets.
+ */
 export class IndexResets {
   readonly #targets = new Set<IndexResetTarget>()
+  #epoch = 0
+
+  /** The current reset epoch: a watch notes it when a read starts. */
+  get epoch(): number {
+    return this.#epoch
+  }
 
   /** Adds a watch; the returned function removes it (call it when the watch stops). */
   join(target: IndexResetTarget): () => void {
@@ -30,10 +45,11 @@ export class IndexResets {
   }
 
   /**
-   * Called by the watch that saw its index go back to `to`. Runs once per regression (rare), so
-   * walking every watch is fine even with thousands of them.
+   * Called by the watch that saw its index go back to `to`, with the epoch when that read
+   * started. Rare, so walking every watch is fine even with thousands of them.
    */
-  regressed(to: bigint, from: IndexResetTarget): void {
-    for (const target of [...this.#targets]) if (target !== from) target.resetAbove(to)
+  regressed(to: bigint, from: IndexResetTarget, readEpoch: number): void {
+    if (readEpoch >= this.#epoch) this.#epoch++
+    for (const target of [...this.#targets]) if (target !== from) target.resetAbove(to, this.#epoch)
   }
 }

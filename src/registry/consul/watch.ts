@@ -110,15 +110,17 @@ export class ConsulServiceWatch implements IndexResetTarget {
   /** The bad `X-Consul-Index` last reported, so an agent stuck on one is reported once. */
   #indexFault: string | undefined
   /** The long poll in flight, if any: its index, and how to wake it on a provider-wide reset. */
-  #poll: { readonly index: bigint; readonly wake: () => void } | undefined
-  /** Provider-wide resets seen so far, and the index of the last one (see resetAbove). */
-  #resets = 0
-  #resetFloor = 0n
+  #poll: { readonly index: bigint; readonly epoch: number; readonly wake: () => void } | undefined
+  /** The reset epoch (index-resets.ts) when the read that gave `#index` started. */
+  #indexEpoch = 0
   /**
-   * The index held when an error reset it to 0, until the next answer: a plain read after an
-   * agent restart that answers below it is a regression the other watches must hear about.
+   * The index of the last answer believed, kept across errors and plain reads: any later answer
+   * below it means the index went back, however this watch came to read it.
    */
-  #indexBeforeError = 0n
+  #lastIndex = 0n
+  /** The latest provider-wide reset told to this watch: its epoch and lowest index. */
+  #resetEpoch = 0
+  #resetFloor = 0n
 
   constructor(service: string, listener: WatchListener, signal: AbortSignal, deps: WatchDeps) {
     this.#service = service
@@ -193,7 +195,6 @@ export class ConsulServiceWatch implements IndexResetTarget {
         this.#emitError(error)
         // Like Go's api/watch: after an error the next request is a plain read, so the current
         // state is delivered even if a wake-up was missed while failing.
-        if (this.#index !== 0n) this.#indexBeforeError = this.#index
         this.#index = 0n
         idle = false
         const delay = error instanceof BadRequestError ? this.#slowDelay() : this.#backoff.next()
@@ -236,6 +237,7 @@ export class ConsulServiceWatch implements IndexResetTarget {
       })
       this.#poll = {
         index: this.#index,
+        epoch: this.#indexEpoch,
         wake: () => {
           yieldController.abort(new IndexResetError('index reset'))
         },
@@ -263,7 +265,7 @@ export class ConsulServiceWatch implements IndexResetTarget {
    */
   #read(confirm: boolean, waitMs?: number, yieldSignal?: AbortSignal): Promise<Answer> {
     const requestIndex = this.#index
-    const resets = this.#resets
+    const epoch = this.#deps.resets?.epoch ?? 0
     const { http, options } = this.#deps
     const query: [string, string][] = []
     if (options.passingOnly) query.push(['passing', '1'])
@@ -296,7 +298,8 @@ export class ConsulServiceWatch implements IndexResetTarget {
             : options.requestTimeoutMs,
           signal: controller.signal,
         },
-        (res) => this.#accept(this.#parse(res), requestIndex, confirm, resets),
+        // A plain read is index 0 to the rules, whatever index the loop held.
+        (res) => this.#accept(this.#parse(res), blocking ? requestIndex : 0n, confirm, epoch),
       )
       .finally(dispose)
   }
@@ -309,7 +312,7 @@ export class ConsulServiceWatch implements IndexResetTarget {
    * produced spurious empty answers (docs/design/consul.md#spurious-empty-answers), so the loop
    * believes it only after a plain read.
    */
-  #accept(reading: Reading, requestIndex: bigint, confirm: boolean, resets: number): Answer {
+  #accept(reading: Reading, requestIndex: bigint, confirm: boolean, epoch: number): Answer {
     if (
       !confirm &&
       requestIndex !== 0n &&
@@ -317,7 +320,7 @@ export class ConsulServiceWatch implements IndexResetTarget {
       this.#current.length > 0
     )
       return { reading, changed: undefined }
-    this.#advanceIndex(requestIndex, reading, resets)
+    this.#advanceIndex(requestIndex, reading, epoch)
     return { reading, changed: this.#deliver(reading) }
   }
 
@@ -385,7 +388,7 @@ export class ConsulServiceWatch implements IndexResetTarget {
    * is not an index at all (not a number, above 2^64−1) is treated like a regression: the data
    * is current, but only a fresh read re-bases the index, and the bad value is never sent back.
    */
-  #advanceIndex(requestIndex: bigint, reading: Reading, resets: number): void {
+  #advanceIndex(requestIndex: bigint, reading: Reading, readEpoch: number): void {
     const answered = reading.index
     this.#reportIndexFault(reading)
     if (answered.kind === 'invalid') {
@@ -395,28 +398,26 @@ export class ConsulServiceWatch implements IndexResetTarget {
     // "It is always safe to use an index of 1": a 0 from a buggy agent would make every query
     // return at once, and is not a regression either.
     const index = answered.kind === 'ok' ? answered.index : 1n
-    const before = this.#indexBeforeError
-    this.#indexBeforeError = 0n
-    if (requestIndex === 0n && before !== 0n && index < before) {
-      // A plain read after an error (an agent or servers restart) answered below the index held
-      // before it: this watch is re-based already, the others may not be.
-      debug('consul watch %s: index went back from %s to %s', this.#service, before, index)
-      this.#deps.resets?.regressed(index, this)
-    }
-    if (requestIndex !== 0n && index < requestIndex) {
-      // The index went backwards (snapshot restore, agent restart): the data we just got is
-      // current, but only a fresh read from 0 re-bases the index safely.
-      debug(
-        'consul watch %s: index went back from %s to %s, resetting',
-        this.#service,
-        requestIndex,
-        index,
-      )
-      this.#index = 0n
-      this.#deps.resets?.regressed(index, this)
+    if (this.#lastIndex !== 0n && index < this.#lastIndex) {
+      // The index went backwards (snapshot restore, servers restarted without their data),
+      // seen by a long poll or by a plain read (after an error, say). The data is current, and
+      // the provider's other watches are told (index-resets.ts): some may hold old indexes.
+      debug('consul watch %s: index went back from %s to %s', this.#service, this.#lastIndex, index)
+      this.#deps.resets?.regressed(index, this, readEpoch)
+      this.#lastIndex = index
+      this.#indexEpoch = this.#deps.resets?.epoch ?? 0
+      // After a long poll only a fresh read from 0 re-bases the index safely; a plain read
+      // just did.
+      this.#index = requestIndex === 0n ? index : 0n
       return
     }
-    if (resets !== this.#resets && index > this.#resetFloor) {
+    if (requestIndex !== 0n && index < requestIndex) {
+      // Below the index sent but not below the last one believed (an index this watch was told
+      // to forget): only a fresh read re-bases it.
+      this.#index = 0n
+      return
+    }
+    if (readEpoch < this.#resetEpoch && index > this.#resetFloor) {
       // Another watch reported a regression while this read was in flight, and the answer is
       // above the new index: it may have been served before the restore, so re-read from 0
       // rather than block on it.
@@ -424,21 +425,29 @@ export class ConsulServiceWatch implements IndexResetTarget {
       return
     }
     this.#index = index
+    this.#lastIndex = index
+    this.#indexEpoch = readEpoch
   }
 
   /**
    * Another watch of the provider saw the index go back to `to` (a snapshot restore, servers
-   * restarted without their data). An index above `to` is stale for this watch too, and Consul
-   * would keep a long poll on it parked until the index passes it or the wait ends: forget it,
-   * and wake a long poll that carries one. No error: the next request is a plain read, as after
-   * this watch's own regression.
+   * restarted without their data), announced as reset `epoch`. An index above `to` read before
+   * that is stale for this watch too, and Consul would keep a long poll on it parked until the
+   * index passes it or the wait ends: forget it, and wake a long poll that carries one. No
+   * error: the next request is a plain read, as after this watch's own regression. A watch that
+   * re-based in this epoch already ignores it.
    */
-  resetAbove(to: bigint): void {
-    this.#resets++
-    this.#resetFloor = to
-    if (this.#indexBeforeError > to) this.#indexBeforeError = 0n
+  resetAbove(to: bigint, epoch: number): void {
+    if (epoch > this.#resetEpoch) {
+      this.#resetEpoch = epoch
+      this.#resetFloor = to
+    } else if (to < this.#resetFloor) this.#resetFloor = to
+    if (this.#indexEpoch >= epoch) return
+    // Its own next answer will be below the forgotten one: not news to announce again.
+    if (this.#lastIndex > to) this.#lastIndex = 0n
     if (this.#index > to) this.#index = 0n
-    if (this.#poll !== undefined && this.#poll.index > to) this.#poll.wake()
+    const poll = this.#poll
+    if (poll !== undefined && poll.index > to && poll.epoch < epoch) poll.wake()
   }
 
   /** A bad index is reported once per distinct value, and forgotten after a good one. */

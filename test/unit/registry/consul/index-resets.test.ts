@@ -133,7 +133,7 @@ describe('Consul watch: provider-wide index resets', () => {
     ;(await w.request(0)).answer('50', [entry('a')])
     const poll = await w.request(1)
     expect(poll.index).toBe('50')
-    w.resets.regressed(10n, w.other)
+    w.resets.regressed(10n, w.other, w.resets.epoch)
     await withDeadline(poll.abandoned, 5_000, 'the long poll aborted')
     const plain = await w.request(2)
     expect(plain.index).toBeNull()
@@ -148,7 +148,7 @@ describe('Consul watch: provider-wide index resets', () => {
     const w = await start()
     ;(await w.request(0)).answer('50', [entry('a')])
     const poll = await w.request(1)
-    w.resets.regressed(50n, w.other)
+    w.resets.regressed(50n, w.other, w.resets.epoch)
     // Still parked: the timeout's answer (same index) arrives and the index is kept.
     poll.answer('50', [entry('a')])
     expect((await w.request(2)).index).toBe('50')
@@ -160,7 +160,7 @@ describe('Consul watch: provider-wide index resets', () => {
     ;(await w.request(0)).answer('50', [entry('a')])
     const poll = await w.request(1)
     // The restore went to 60: the poll on 50 stays, but its answer of 70 may predate it.
-    w.resets.regressed(60n, w.other)
+    w.resets.regressed(60n, w.other, w.resets.epoch)
     poll.answer('70', [entry('b')])
     expect((await w.request(2)).index).toBeNull()
   })
@@ -187,15 +187,52 @@ describe('Consul watch: provider-wide index resets', () => {
     expect(w.announced).toEqual([3n])
   })
 
+  it('ignores a late report of a restore it already re-based after, not a new one', async () => {
+    const w = await start()
+    ;(await w.request(0)).answer('50', [entry('a')])
+    const first = await w.request(1)
+    const staleEpoch = w.resets.epoch
+    w.resets.regressed(10n, w.other, staleEpoch)
+    await withDeadline(first.abandoned, 5_000, 'the long poll aborted')
+    const plain = await w.request(2)
+    expect(plain.index).toBeNull()
+    plain.answer('11', [entry('a')])
+    const poll = await w.request(3)
+    expect(poll.index).toBe('11')
+    // Another watch released by the same restore reports it late (its read started before the
+    // first report): this watch re-based since, so its poll stays parked.
+    w.resets.regressed(5n, w.other, staleEpoch)
+    poll.answer('11', [entry('a')])
+    const next = await w.request(4)
+    expect(next.index).toBe('11')
+    // A regression seen by a read that started after the last report is a new one.
+    w.resets.regressed(5n, w.other, w.resets.epoch)
+    await withDeadline(next.abandoned, 5_000, 'the long poll aborted')
+    expect((await w.request(5)).index).toBeNull()
+    expect(w.errors).toEqual([])
+  })
+
+  it('announces a plain read that answers below its last index, whatever led to the read', async () => {
+    const w = await start()
+    ;(await w.request(0)).answer('50', [entry('a')])
+    // A healthy set that turns empty is confirmed by a plain read: that read sees the restore.
+    ;(await w.request(1)).answer('51', [])
+    const confirm = await w.request(2)
+    expect(confirm.index).toBeNull()
+    confirm.answer('4', [entry('a')])
+    expect((await w.request(3)).index).toBe('4')
+    expect(w.announced).toEqual([4n])
+  })
+
   it('stops telling a watch once it left', () => {
     const resets = new IndexResets()
     const seen: bigint[] = []
     const source: IndexResetTarget = { resetAbove: (to) => seen.push(-to) }
     resets.join(source)
     const leave = resets.join({ resetAbove: (to) => seen.push(to) })
-    resets.regressed(4n, source)
+    resets.regressed(4n, source, resets.epoch)
     leave()
-    resets.regressed(3n, source)
+    resets.regressed(3n, source, resets.epoch)
     // The announcing watch is not told its own news.
     expect(seen).toEqual([4n])
   })
