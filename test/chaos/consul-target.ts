@@ -153,11 +153,11 @@ export async function consulTarget(): Promise<ChaosTarget> {
     faultKinds: ['regress', 'storm', 'drop', 'restart'],
     // Two settings differ from the defaults, to keep a CI run within seconds:
     // - the retry ceiling is etcd's default (1 s) instead of Consul's 30 s;
-    // - long polls wait 5 s instead of 5 min. After an index regression (a snapshot restore) a
-    //   watch that was not parked at that moment (e.g. paced by the churn guard) sends its old,
-    //   higher index, and Consul parks it until the index passes it again or the wait ends
-    //   (agent/consul/rpc.go blockingQuery only bails out for queries parked during the
-    //   restore). The wait bounds how long such a watch stays behind; see docs/testing.md.
+    // - long polls wait 5 s instead of 5 min. After an index regression (a snapshot restore)
+    //   the watch that sees an index go back resets the others (docs/design/consul.md#index-rules),
+    //   but when every watch was between requests at the restore (each just woken by a write),
+    //   none sees a lower index: each sends its old, higher one, and Consul parks it until the
+    //   index passes it or the wait ends. No answer tells the client; the wait bounds the lag.
     provider: () => consul({ url: server.url, backoff: { maxMs: 1_000 }, waitMs: WAIT_MS }),
 
     async op(rng) {

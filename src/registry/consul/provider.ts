@@ -20,6 +20,7 @@ import {
 } from './options.js'
 import { registerWithConsul } from './registrar.js'
 import { SlotGate } from './slot-gate.js'
+import { IndexResets } from './index-resets.js'
 import { ConsulServiceWatch } from './watch.js'
 
 /** Live counters of a {@link ConsulRegistry}, for tests, benchmarks and debugging. */
@@ -40,6 +41,8 @@ export class ConsulRegistry extends Closable implements RegistryProvider {
   readonly #options: ParsedConsulOptions
   readonly #http: ConsulHttp
   readonly #gate: SlotGate
+  /** One agent, one index: a regression seen by one watch resets the others (index-resets.ts). */
+  readonly #resets = new IndexResets()
   /**
    * One controller per running watch, aborted by close(). The registry's own signal gets no
    * listener per watch: a thousand watches would be a thousand listeners on one signal.
@@ -100,11 +103,19 @@ export class ConsulRegistry extends Closable implements RegistryProvider {
     watches.add(controller)
     this.#watchControllers.add(controller)
     this.#gate.join()
+    const watch = new ConsulServiceWatch(service, listener, controller.signal, {
+      http: this.#http,
+      gate: this.#gate,
+      options: this.#options,
+      resets: this.#resets,
+    })
+    const leaveResets = this.#resets.join(watch)
     controller.signal.addEventListener(
       'abort',
       () => {
         this.#watchControllers.delete(controller)
         this.#gate.leave()
+        leaveResets()
         watches.delete(controller)
         // The last watch of this signal gone: its listener goes too.
         if (watches.size === 0 && this.#bySignal.get(signal)?.watches === watches) {
@@ -114,11 +125,7 @@ export class ConsulRegistry extends Closable implements RegistryProvider {
       },
       { once: true },
     )
-    new ConsulServiceWatch(service, listener, controller.signal, {
-      http: this.#http,
-      gate: this.#gate,
-      options: this.#options,
-    }).start()
+    watch.start()
   }
 
   /** {@inheritDoc RegistryProvider.checkServiceName} */

@@ -24,6 +24,7 @@ import type { WatchListener } from '../provider.js'
 import type { ConsulHttp, ConsulResponse } from './http.js'
 import { consulDuration } from './duration.js'
 import { parseConsulIndex, type ConsulIndex } from './index-header.js'
+import type { IndexResets, IndexResetTarget } from './index-resets.js'
 import { mapHealthEntries } from './mapping.js'
 import type { ParsedConsulOptions } from './options.js'
 import type { SlotGate } from './slot-gate.js'
@@ -43,6 +44,9 @@ const MIN_TIMEOUT_SLACK_MS = 30_000
 
 /** Raised inside the loop when the gate asked a long poll to make room for a queued watch. */
 class YieldedError extends Error {}
+
+/** Raised inside the loop when another watch saw the index go below this long poll's. */
+class IndexResetError extends Error {}
 
 /** A read that came back, mapped. */
 interface Reading {
@@ -68,6 +72,11 @@ export interface WatchDeps {
   readonly gate: SlotGate
   readonly options: ParsedConsulOptions
   /**
+   * The provider's other watches: told when this one sees the index go back, and telling it
+   * when one of them does ({@link ConsulServiceWatch.resetAbove}). Absent: this watch alone.
+   */
+  readonly resets?: IndexResets
+  /**
    * Time of the churn guard (token refills, "answered early") and of the retry delays.
    * @defaultValue the system clock
    */
@@ -78,7 +87,7 @@ export interface WatchDeps {
  * Runs until `signal` aborts. Never calls the listener synchronously from `start()`, nor after
  * `signal` aborted, and never lets a listener exception reach the loop.
  */
-export class ConsulServiceWatch {
+export class ConsulServiceWatch implements IndexResetTarget {
   readonly #service: string
   readonly #listener: WatchListener
   readonly #signal: AbortSignal
@@ -100,6 +109,18 @@ export class ConsulServiceWatch {
   #aclWarned = false
   /** The bad `X-Consul-Index` last reported, so an agent stuck on one is reported once. */
   #indexFault: string | undefined
+  /** The long poll in flight, if any: its index, and how to wake it on a provider-wide reset. */
+  #poll: { readonly index: bigint; readonly epoch: number; readonly wake: () => void } | undefined
+  /** The reset epoch (index-resets.ts) when the read that gave `#index` started. */
+  #indexEpoch = 0
+  /**
+   * The index of the last answer believed, kept across errors and plain reads: any later answer
+   * below it means the index went back, however this watch came to read it.
+   */
+  #lastIndex = 0n
+  /** The latest provider-wide reset told to this watch: its epoch and lowest index. */
+  #resetEpoch = 0
+  #resetFloor = 0n
 
   constructor(service: string, listener: WatchListener, signal: AbortSignal, deps: WatchDeps) {
     this.#service = service
@@ -214,16 +235,26 @@ export class ConsulServiceWatch {
       slot.hold(waitMs, () => {
         yieldController.abort(new YieldedError('yield'))
       })
+      this.#poll = {
+        index: this.#index,
+        epoch: this.#indexEpoch,
+        wake: () => {
+          yieldController.abort(new IndexResetError('index reset'))
+        },
+      }
       try {
         return [await this.#read(false, waitMs, yieldController.signal), waitMs]
       } catch (err) {
+        // Neither a yield nor a reset is an error: the loop goes on (after a reset, from 0).
         if (yieldController.signal.aborted && !this.#signal.aborted) {
-          debug('consul watch %s yielded its slot', this.#service)
+          const reset = yieldController.signal.reason instanceof IndexResetError
+          debug('consul watch %s %s', this.#service, reset ? 'reset its index' : 'yielded its slot')
           return undefined
         }
         throw err
       }
     } finally {
+      this.#poll = undefined
       slot.release()
     }
   }
@@ -234,6 +265,7 @@ export class ConsulServiceWatch {
    */
   #read(confirm: boolean, waitMs?: number, yieldSignal?: AbortSignal): Promise<Answer> {
     const requestIndex = this.#index
+    const epoch = this.#deps.resets?.epoch ?? 0
     const { http, options } = this.#deps
     const query: [string, string][] = []
     if (options.passingOnly) query.push(['passing', '1'])
@@ -243,7 +275,8 @@ export class ConsulServiceWatch {
     if (options.datacenter !== undefined) query.push(['dc', options.datacenter])
     if (options.consistency === 'consistent') query.push(['consistent', ''])
     else if (options.consistency === 'stale' && !confirm) query.push(['stale', ''])
-    const blocking = waitMs !== undefined
+    // A reset while this watch waited for its slot leaves index 0: that read is a plain one.
+    const blocking = waitMs !== undefined && requestIndex !== 0n
     if (blocking) {
       query.push(['index', requestIndex.toString()])
       query.push(['wait', consulDuration(waitMs)])
@@ -265,7 +298,8 @@ export class ConsulServiceWatch {
             : options.requestTimeoutMs,
           signal: controller.signal,
         },
-        (res) => this.#accept(this.#parse(res), requestIndex, confirm),
+        // A plain read is index 0 to the rules, whatever index the loop held.
+        (res) => this.#accept(this.#parse(res), blocking ? requestIndex : 0n, confirm, epoch),
       )
       .finally(dispose)
   }
@@ -278,7 +312,7 @@ export class ConsulServiceWatch {
    * produced spurious empty answers (docs/design/consul.md#spurious-empty-answers), so the loop
    * believes it only after a plain read.
    */
-  #accept(reading: Reading, requestIndex: bigint, confirm: boolean): Answer {
+  #accept(reading: Reading, requestIndex: bigint, confirm: boolean, epoch: number): Answer {
     if (
       !confirm &&
       requestIndex !== 0n &&
@@ -286,7 +320,7 @@ export class ConsulServiceWatch {
       this.#current.length > 0
     )
       return { reading, changed: undefined }
-    this.#advanceIndex(requestIndex, reading)
+    this.#advanceIndex(requestIndex, reading, epoch)
     return { reading, changed: this.#deliver(reading) }
   }
 
@@ -354,7 +388,7 @@ export class ConsulServiceWatch {
    * is not an index at all (not a number, above 2^64−1) is treated like a regression: the data
    * is current, but only a fresh read re-bases the index, and the bad value is never sent back.
    */
-  #advanceIndex(requestIndex: bigint, reading: Reading): void {
+  #advanceIndex(requestIndex: bigint, reading: Reading, readEpoch: number): void {
     const answered = reading.index
     this.#reportIndexFault(reading)
     if (answered.kind === 'invalid') {
@@ -364,19 +398,56 @@ export class ConsulServiceWatch {
     // "It is always safe to use an index of 1": a 0 from a buggy agent would make every query
     // return at once, and is not a regression either.
     const index = answered.kind === 'ok' ? answered.index : 1n
+    if (this.#lastIndex !== 0n && index < this.#lastIndex) {
+      // The index went backwards (snapshot restore, servers restarted without their data),
+      // seen by a long poll or by a plain read (after an error, say). The data is current, and
+      // the provider's other watches are told (index-resets.ts): some may hold old indexes.
+      debug('consul watch %s: index went back from %s to %s', this.#service, this.#lastIndex, index)
+      this.#deps.resets?.regressed(index, this, readEpoch)
+      this.#lastIndex = index
+      this.#indexEpoch = this.#deps.resets?.epoch ?? 0
+      // After a long poll only a fresh read from 0 re-bases the index safely; a plain read
+      // just did.
+      this.#index = requestIndex === 0n ? index : 0n
+      return
+    }
     if (requestIndex !== 0n && index < requestIndex) {
-      // The index went backwards (snapshot restore, agent restart): the data we just got is
-      // current, but only a fresh read from 0 re-bases the index safely.
-      debug(
-        'consul watch %s: index went back from %s to %s, resetting',
-        this.#service,
-        requestIndex,
-        index,
-      )
+      // Below the index sent but not below the last one believed (an index this watch was told
+      // to forget): only a fresh read re-bases it.
+      this.#index = 0n
+      return
+    }
+    if (readEpoch < this.#resetEpoch && index > this.#resetFloor) {
+      // Another watch reported a regression while this read was in flight, and the answer is
+      // above the new index: it may have been served before the restore, so re-read from 0
+      // rather than block on it.
       this.#index = 0n
       return
     }
     this.#index = index
+    this.#lastIndex = index
+    this.#indexEpoch = readEpoch
+  }
+
+  /**
+   * Another watch of the provider saw the index go back to `to` (a snapshot restore, servers
+   * restarted without their data), announced as reset `epoch`. An index above `to` read before
+   * that is stale for this watch too, and Consul would keep a long poll on it parked until the
+   * index passes it or the wait ends: forget it, and wake a long poll that carries one. No
+   * error: the next request is a plain read, as after this watch's own regression. A watch that
+   * re-based in this epoch already ignores it.
+   */
+  resetAbove(to: bigint, epoch: number): void {
+    if (epoch > this.#resetEpoch) {
+      this.#resetEpoch = epoch
+      this.#resetFloor = to
+    } else if (to < this.#resetFloor) this.#resetFloor = to
+    if (this.#indexEpoch >= epoch) return
+    // Its own next answer will be below the forgotten one: not news to announce again.
+    if (this.#lastIndex > to) this.#lastIndex = 0n
+    if (this.#index > to) this.#index = 0n
+    const poll = this.#poll
+    if (poll !== undefined && poll.index > to && poll.epoch < epoch) poll.wake()
   }
 
   /** A bad index is reported once per distinct value, and forgotten after a good one. */
