@@ -47,6 +47,7 @@ import {
   type RetryPolicy,
 } from './request.js'
 import { RouteCache, type Route } from './routes.js'
+import { callbackOrPromise, destroyArgs } from './callback-or-promise.js'
 
 export { defaultRoute } from './routes.js'
 
@@ -242,9 +243,7 @@ export class WayfindDispatcher extends Dispatcher {
   override close(callback: () => void): void
   override close(callback?: () => void): Promise<void> | undefined {
     this.#closing ??= this.#close()
-    if (callback === undefined) return this.#closing
-    this.#closing.then(callback, callback)
-    return undefined
+    return callbackOrPromise(this.#closing, callback)
   }
 
   /** Aborts every request in flight and closes every pool at once. */
@@ -252,12 +251,8 @@ export class WayfindDispatcher extends Dispatcher {
   override destroy(callback: () => void): void
   override destroy(err?: Error | null): Promise<void>
   override destroy(a?: Error | null | (() => void), b?: () => void): Promise<void> | undefined {
-    const err = typeof a === 'function' ? null : (a ?? null)
-    const callback = typeof a === 'function' ? a : b
-    const p = this.#destroy(err)
-    if (callback === undefined) return p
-    p.then(callback, callback)
-    return undefined
+    const { err, callback } = destroyArgs(a, b)
+    return callbackOrPromise(this.#destroy(err), callback)
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

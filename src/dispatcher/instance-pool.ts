@@ -19,6 +19,7 @@
  * many streams) keep undici's `Pool`: see `usesOwnConnections` in pool-options.ts.
  */
 import { Client, Dispatcher, errors } from 'undici'
+import { callbackOrPromise, destroyArgs } from './callback-or-promise.js'
 
 /** The connection an attempt went out on; released exactly once when the attempt ends. */
 export interface Lease {
@@ -182,10 +183,7 @@ export class InstancePool extends Dispatcher {
   override close(): Promise<void>
   override close(callback: () => void): void
   override close(callback?: () => void): Promise<void> | undefined {
-    const p = this.#close()
-    if (callback === undefined) return p
-    p.then(callback, callback)
-    return undefined
+    return callbackOrPromise(this.#close(), callback)
   }
 
   /** Fails waiting requests with `err` and destroys every connection (running requests fail). */
@@ -193,12 +191,8 @@ export class InstancePool extends Dispatcher {
   override destroy(callback: () => void): void
   override destroy(err?: Error | null): Promise<void>
   override destroy(a?: Error | null | (() => void), b?: () => void): Promise<void> | undefined {
-    const err = typeof a === 'function' ? null : (a ?? null)
-    const callback = typeof a === 'function' ? a : b
-    const p = this.#destroy(err)
-    if (callback === undefined) return p
-    p.then(callback, callback)
-    return undefined
+    const { err, callback } = destroyArgs(a, b)
+    return callbackOrPromise(this.#destroy(err), callback)
   }
 
   #close(): Promise<void> {
