@@ -32,7 +32,7 @@ import { once } from 'node:events'
 import { readdirSync, statSync } from 'node:fs'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { join, resolve } from 'node:path'
+import { join, relative, resolve } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import {
   MARK_ON_OUTPUT,
@@ -375,7 +375,8 @@ export async function run(opts: BenchOptions): Promise<BenchOutcome> {
     ]
     writeResults('startup', {
       rounds,
-      dist,
+      // Relative to the repository, so a results file names no path of the machine it ran on.
+      dist: relative(ROOT, dist) || '.',
       cases: results,
       checks,
     })
