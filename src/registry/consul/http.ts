@@ -6,6 +6,9 @@
  * Over HTTPS with HTTP/2 negotiated (ALPN), both lanes share the watch Pool's single connection:
  * streams multiplex, so nothing queues behind a long poll.
  *
+ * Answers are read whole, bounded by `limits.maxResponseBytes`, by a dispatch handler
+ * (response-reader.ts) rather than through undici's body streams.
+ *
  * The token travels in the `X-Consul-Token` header only: the query string would end up in access
  * logs (docs/design/consul.md#acl-tokens). It never appears in an error either.
  */
@@ -15,6 +18,7 @@ import { buildConnector, Pool, type Dispatcher } from 'undici'
 import { abortReason, onAbort, raceSignal } from '../../core/abort.js'
 import { errorMessage, LimitExceededError, RegistryUnavailableError } from '../../errors.js'
 import type { ParsedConsulOptions } from './options.js'
+import { ResponseReader, type RawAnswer } from './response-reader.js'
 
 /** Which Pool a request goes to. */
 export type Lane = 'watch' | 'agent'
@@ -226,18 +230,6 @@ export class ConsulHttp {
     req: ConsulRequest,
     decode: ((res: ConsulResponse) => T) | undefined,
   ): Promise<ConsulResponse | T> {
-    const controller = new AbortController()
-    /** Set once the response is handed to `decode`, whose errors are the caller's own. */
-    let decoding = false
-    const outcome = { timedOut: false }
-    const timer = setTimeout(() => {
-      outcome.timedOut = true
-      controller.abort()
-    }, req.timeoutMs)
-    timer.unref()
-    const off = onAbort(req.signal, () => {
-      controller.abort()
-    })
     const headers: Record<string, string> = {}
     if (this.#options.token !== undefined) headers['x-consul-token'] = this.#options.token
     let body: string | undefined
@@ -249,27 +241,56 @@ export class ConsulHttp {
       req.query?.map(([k, v]): [string, string] => [k, v]) ?? [],
     ).toString()
     const path = `${this.#options.basePath}${req.path}${search === '' ? '' : `?${search}`}`
+    const outcome = { timedOut: false }
+    let reader!: ResponseReader
+    const answered = new Promise<RawAnswer>((resolve, reject) => {
+      reader = new ResponseReader(
+        this.#options.limits.maxResponseBytes,
+        (size) =>
+          new LimitExceededError(
+            'limits.maxResponseBytes',
+            this.#options.limits.maxResponseBytes,
+            `Consul's answer to ${req.method} ${req.path} is ${size}, over the limit`,
+            ...(req.service === undefined ? [] : [{ service: req.service }]),
+          ),
+        (error, answer) => {
+          if (error !== undefined) reject(error)
+          else resolve(answer as RawAnswer)
+        },
+      )
+    })
+    const timer = setTimeout(() => {
+      outcome.timedOut = true
+      reader.abort(new TimeoutMarker())
+    }, req.timeoutMs)
+    timer.unref()
+    const off = onAbort(req.signal, () => {
+      reader.abort(abortReason(req.signal))
+    })
+    /** Set once the response is handed to `decode`, whose errors are the caller's own. */
+    let decoding = false
     try {
-      const res = await pool.request({
-        method: req.method,
-        path,
-        headers,
-        ...(body === undefined ? {} : { body }),
-        // Every agent write we send is an idempotent PUT (register is an upsert, pass/deregister
-        // repeat safely). undici holds non-idempotent requests until an HTTP/2 connection is
-        // idle, which with five-minute long polls means a heartbeat would miss its TTL.
-        idempotent: true,
-        signal: controller.signal,
-      })
-      const text = await readBounded(res, this.#options.limits.maxResponseBytes, req)
-      const raw = res.headers
+      pool.dispatch(
+        {
+          method: req.method,
+          path,
+          headers,
+          ...(body === undefined ? {} : { body }),
+          // Every agent write we send is an idempotent PUT (register is an upsert, pass/deregister
+          // repeat safely). undici holds non-idempotent requests until an HTTP/2 connection is
+          // idle, which with five-minute long polls means a heartbeat would miss its TTL.
+          idempotent: true,
+        },
+        reader,
+      )
+      const raw = await answered
       const response: ConsulResponse = {
-        status: res.statusCode,
+        status: raw.status,
         header(name) {
-          const v = raw[name.toLowerCase()] ?? findHeader(raw, name)
+          const v = raw.headers[name.toLowerCase()] ?? findHeader(raw.headers, name)
           return Array.isArray(v) ? v[0] : v
         },
-        text,
+        text: raw.text,
       }
       if (decode === undefined) return response
       decoding = true
@@ -294,37 +315,8 @@ export class ConsulHttp {
   }
 }
 
-/**
- * The body as text, read chunk by chunk and given up as soon as it passes `maxBytes`: memory
- * stays bounded by the limit whatever the agent (or a proxy) sends. A `content-length` over the
- * limit is refused before reading. Giving up destroys the body, which closes the connection
- * (or resets the HTTP/2 stream).
- */
-async function readBounded(
-  res: Dispatcher.ResponseData,
-  maxBytes: number,
-  req: ConsulRequest,
-): Promise<string> {
-  const tooLarge = (size: string): LimitExceededError => {
-    res.body.destroy()
-    return new LimitExceededError(
-      'limits.maxResponseBytes',
-      maxBytes,
-      `Consul's answer to ${req.method} ${req.path} is ${size}, over the limit`,
-      ...(req.service === undefined ? [] : [{ service: req.service }]),
-    )
-  }
-  const declared = Number(res.headers['content-length'])
-  if (Number.isFinite(declared) && declared > maxBytes) throw tooLarge(`${declared} bytes`)
-  const chunks: Buffer[] = []
-  let total = 0
-  for await (const chunk of res.body as AsyncIterable<Buffer>) {
-    total += chunk.length
-    if (total > maxBytes) throw tooLarge(`more than ${maxBytes} bytes`)
-    chunks.push(chunk)
-  }
-  return Buffer.concat(chunks, total).toString('utf8')
-}
+/** Why our own timer aborted a request (reported as a timeout, never seen by callers). */
+class TimeoutMarker extends Error {}
 
 function findHeader(
   headers: Record<string, string | string[] | undefined>,
