@@ -50,12 +50,12 @@ export function mapHealthEntries(
   const instances: Instance[] = []
   const problems: EntryFault[] = []
   const seen = new Set<string>()
-  entries.forEach((entry, index) => {
-    const result = mapEntry(entry, index, options)
-    if (result === undefined) return
+  for (let index = 0; index < entries.length; index++) {
+    const result = mapEntry(entries[index], index, options)
+    if (result === undefined) continue
     if (!('host' in result)) {
       problems.push(result)
-      return
+      continue
     }
     if (seen.has(result.key)) {
       problems.push({
@@ -64,11 +64,11 @@ export function mapHealthEntries(
         field: 'Node.Node/Service.ID',
         reason: 'the answer lists this node/service ID twice; the first entry is kept',
       })
-      return
+      continue
     }
     seen.add(result.key)
     instances.push(result)
-  })
+  }
   // Consul's ?passing filter reorders entries in place (health_endpoint.go), so order carries
   // no meaning; sorting makes equal sets compare equal.
   instances.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
@@ -94,31 +94,55 @@ function mapEntry(
   const named = nodeName !== '' && serviceId !== ''
   // Only an entry that names both node and service ID can be matched with its last good value.
   const key = named ? `${nodeName}/${serviceId}` : undefined
+  const result = readEntry(entry, node, service, nodeName, serviceId, key, options)
+  if (result === undefined || 'host' in result) return result
   // The entry's name is only spelled out for a fault: a clean entry builds no string for it.
-  const fault = (field: string, reason: string): EntryFault => ({
+  return {
     entry: `${nodeName === '' ? `#${index}` : nodeName}/${serviceId === '' ? `#${index}` : serviceId}`,
     key,
-    field,
-    reason,
-  })
-  if (!isObject(node)) return fault('Node', 'the entry has no Node object')
-  if (!isObject(service)) return fault('Service', 'the entry has no Service object')
-  if (nodeName === '') return fault('Node.Node', 'is empty or not a string')
-  if (serviceId === '') return fault('Service.ID', 'is empty or not a string')
+    field: result.field,
+    reason: result.reason,
+  }
+}
+
+/** What is wrong with an entry, before it is named. */
+interface Problem {
+  readonly field: string
+  readonly reason: string
+}
+
+/**
+ * The entry as an instance, undefined when its health leaves it out, or what is wrong with it.
+ * Returns plain `{ field, reason }` objects, not closures: thousands of entries per answer pass
+ * through here for a large service.
+ */
+function readEntry(
+  entry: Json,
+  node: unknown,
+  service: unknown,
+  nodeName: string,
+  serviceId: string,
+  key: string | undefined,
+  options: MappingOptions,
+): Instance | Problem | undefined {
+  if (!isObject(node)) return { field: 'Node', reason: 'the entry has no Node object' }
+  if (!isObject(service)) return { field: 'Service', reason: 'the entry has no Service object' }
+  if (nodeName === '') return { field: 'Node.Node', reason: 'is empty or not a string' }
+  if (serviceId === '') return { field: 'Service.ID', reason: 'is empty or not a string' }
 
   const status = aggregateStatus(entry.Checks)
-  if (typeof status === 'object') return fault('Checks', status.problem)
+  if (typeof status === 'object') return { field: 'Checks', reason: status.problem }
   if (status === 'critical') return undefined
   if (status === 'warning' && options.passingOnly) return undefined
 
   const address = pickAddress(node, service, options.addressKind)
-  if ('field' in address) return fault(address.field, address.problem)
+  if ('field' in address) return { field: address.field, reason: address.problem }
 
   const weights = service.Weights
   let weight: unknown = 1
   const weightField = status === 'passing' ? 'Service.Weights.Passing' : 'Service.Weights.Warning'
   if (weights !== undefined && weights !== null) {
-    if (!isObject(weights)) return fault('Service.Weights', 'is not an object')
+    if (!isObject(weights)) return { field: 'Service.Weights', reason: 'is not an object' }
     weight = status === 'passing' ? (weights.Passing ?? 1) : (weights.Warning ?? 1)
     // Consul allows a warning weight of 0: "send no traffic while warning". That is a choice,
     // not malformed data.
@@ -147,10 +171,10 @@ function mapEntry(
       tags: 'Service.Tags',
       meta: 'Service.Meta',
     }[problem.field]
-    return fault(field, problem.reason)
+    return { field, reason: problem.reason }
   }
   if (!Number.isInteger(init.weight))
-    return fault(weightField, `the weight ${String(init.weight)} is not a whole number`)
+    return { field: weightField, reason: `the weight ${String(init.weight)} is not a whole number` }
   return createInstance(init)
 }
 
