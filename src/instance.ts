@@ -235,11 +235,17 @@ export interface InstanceDiff {
   readonly updated: readonly Instance[]
 }
 
-/** What changed between two instance sets, by {@link Instance.key}. O(n). */
+/**
+ * What changed between two instance sets, by {@link Instance.key}. O(n). `added` and `updated`
+ * follow `after`'s order, `removed` follows `before`'s.
+ */
 export function diffInstances(
   before: readonly Instance[],
   after: readonly Instance[],
 ): InstanceDiff {
+  // Every registry hands over its sets sorted by key: one merge walk then replaces two maps of
+  // every key, which a 5,000-instance service paid on each change.
+  if (sortedByKey(before) && sortedByKey(after)) return mergeDiff(before, after)
   const old = new Map<string, Instance>()
   for (const i of before) old.set(i.key, i)
   const added: Instance[] = []
@@ -253,4 +259,41 @@ export function diffInstances(
     }
   }
   return { added, removed: [...old.values()], updated }
+}
+
+/**
+ * Whether `list` is sorted by key with no key twice (strictly increasing, in the order of
+ * JavaScript's `<` on strings). Such a list has unique keys by construction.
+ */
+export function sortedByKey(list: readonly Instance[]): boolean {
+  for (let i = 1; i < list.length; i++)
+    if (!((list[i - 1] as Instance).key < (list[i] as Instance).key)) return false
+  return true
+}
+
+/** {@link diffInstances} of two lists that are both {@link sortedByKey}. */
+function mergeDiff(before: readonly Instance[], after: readonly Instance[]): InstanceDiff {
+  const added: Instance[] = []
+  const removed: Instance[] = []
+  const updated: Instance[] = []
+  let b = 0
+  let a = 0
+  while (b < before.length && a < after.length) {
+    const prev = before[b] as Instance
+    const next = after[a] as Instance
+    if (prev.key === next.key) {
+      if (!sameInstance(prev, next)) updated.push(next)
+      b++
+      a++
+    } else if (prev.key < next.key) {
+      removed.push(prev)
+      b++
+    } else {
+      added.push(next)
+      a++
+    }
+  }
+  for (; b < before.length; b++) removed.push(before[b] as Instance)
+  for (; a < after.length; a++) added.push(after[a] as Instance)
+  return { added, removed, updated }
 }

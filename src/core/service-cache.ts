@@ -22,7 +22,7 @@ import {
   type WayfindError as WayfindErrorType,
 } from '../errors.js'
 import type { ChangeEvent, EventHub } from '../events.js'
-import { diffInstances, type Instance } from '../instance.js'
+import { diffInstances, sortedByKey, type Instance } from '../instance.js'
 import type { RegistryProvider, ServiceSnapshot } from '../registry/provider.js'
 import { abortReason, onAbort } from './abort.js'
 import type { Clock, TimerHandle } from './clock.js'
@@ -354,7 +354,8 @@ function uniqueByKey(
   report: (e: WayfindErrorType) => void,
 ): readonly Instance[] {
   const list = snapshot.instances
-  if (list.length < 2) return list
+  // Registries hand over sets sorted by key; sorted strictly means unique, without a set of keys.
+  if (sortedByKey(list)) return list
   const seen = new Set<string>()
   let out: Instance[] | undefined
   for (let i = 0; i < list.length; i++) {

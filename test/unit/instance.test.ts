@@ -3,9 +3,14 @@ import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import {
   createInstance,
+  diffInstances,
   hostSyntaxProblem,
   instanceFault,
   MAX_HOST_LENGTH,
+  sameInstance,
+  sortedByKey,
+  type Instance,
+  type InstanceDiff,
 } from '../../src/instance.js'
 
 /** The host rule written as its three regular expressions (the full, slow path). */
@@ -99,5 +104,74 @@ describe('createInstance', () => {
       'meta',
     )
     expect(instanceFault({ ...base, tags: ['a'], meta: { a: 'b' } })).toBeUndefined()
+  })
+})
+
+describe('diffInstances', () => {
+  /** The definition, by maps: what both of diffInstances' paths must return. */
+  function reference(
+    before: readonly Instance[],
+    after: readonly Instance[],
+  ): { added: string[]; removed: string[]; updated: string[] } {
+    const old = new Map(before.map((i) => [i.key, i]))
+    const now = new Map(after.map((i) => [i.key, i]))
+    return {
+      added: after.filter((i) => !old.has(i.key)).map((i) => i.key),
+      removed: before.filter((i) => !now.has(i.key)).map((i) => i.key),
+      updated: after
+        .filter((i) => old.has(i.key) && !sameInstance(old.get(i.key) as Instance, i))
+        .map((i) => i.key),
+    }
+  }
+  const keysOf = (d: InstanceDiff): { added: string[]; removed: string[]; updated: string[] } => ({
+    added: d.added.map((i) => i.key),
+    removed: d.removed.map((i) => i.key),
+    updated: d.updated.map((i) => i.key),
+  })
+  /** A set of instances with unique keys from a small alphabet (so sets overlap), in any order. */
+  const set = fc
+    .uniqueArray(
+      fc.record({
+        key: fc.string({ unit: fc.constantFrom('a', 'b', 'c', '/'), maxLength: 4 }),
+        port: fc.integer({ min: 1, max: 3 }),
+      }),
+      { selector: (r) => r.key, maxLength: 12 },
+    )
+    .map((rs) =>
+      rs.map((r) =>
+        createInstance({ id: r.key || 'x', key: r.key, service: 's', host: 'h', port: r.port }),
+      ),
+    )
+  const byKey = (l: readonly Instance[]): Instance[] =>
+    [...l].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+
+  it('agrees with the definition for sorted sets (the merge walk)', () => {
+    fc.assert(
+      fc.property(set, set, (b, a) => {
+        const before = byKey(b)
+        const after = byKey(a)
+        expect(sortedByKey(before) && sortedByKey(after)).toBe(true)
+        expect(keysOf(diffInstances(before, after))).toEqual(reference(before, after))
+      }),
+      { numRuns: 500 },
+    )
+  })
+
+  it('agrees with the definition for sets in any order (the maps)', () => {
+    fc.assert(
+      fc.property(set, set, (before, after) => {
+        expect(keysOf(diffInstances(before, after))).toEqual(reference(before, after))
+      }),
+      { numRuns: 500 },
+    )
+  })
+
+  it('sortedByKey: strictly increasing only (a repeated key is not sorted)', () => {
+    const i = (key: string): Instance =>
+      createInstance({ id: key, key, service: 's', host: 'h', port: 1 })
+    expect(sortedByKey([])).toBe(true)
+    expect(sortedByKey([i('a'), i('b'), i('c')])).toBe(true)
+    expect(sortedByKey([i('a'), i('a')])).toBe(false)
+    expect(sortedByKey([i('b'), i('a')])).toBe(false)
   })
 })

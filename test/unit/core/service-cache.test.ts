@@ -223,6 +223,25 @@ describe('ServiceCache', () => {
     expect(errors.map((e) => e.error.code)).toEqual([ErrorCode.MALFORMED_INSTANCE])
   })
 
+  it('drops duplicate keys from a set that is not sorted by key, and diffs it by key', () => {
+    const p = manualProvider()
+    const { cache, errors, changes } = setup(p)
+    cache.instances('pay')
+    const l = p.listeners.get('pay')!
+    l.onSnapshot({
+      service: 'pay',
+      instances: [inst('c'), inst('a'), inst('c', 9000)],
+      revision: '1',
+    })
+    expect(cache.instances('pay').map((i) => `${i.id}:${i.port}`)).toEqual(['c:8000', 'a:8000'])
+    expect(errors.map((e) => e.error.code)).toEqual([ErrorCode.MALFORMED_INSTANCE])
+    l.onSnapshot({ service: 'pay', instances: [inst('b'), inst('c', 8001)], revision: '2' })
+    const last = changes.at(-1)!
+    expect(last.added.map((i) => i.id)).toEqual(['b'])
+    expect(last.removed.map((i) => i.id)).toEqual(['a'])
+    expect(last.updated.map((i) => `${i.id}:${i.port}`)).toEqual(['c:8001'])
+  })
+
   it('resolve() waits for the first instance, event-driven', async () => {
     const p = manualProvider()
     const { cache } = setup(p)
