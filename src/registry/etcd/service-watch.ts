@@ -43,13 +43,13 @@ export function watchService(
     faults: EntryFault[],
   ): void => {
     const fullKey = kv.key.toString('utf8')
-    const suffix = fullKey.slice(prefix.length)
     const result = decodeEntry(
       options.codec,
       {
         key: fullKey,
         service,
-        keySuffix: suffix.slice(suffix.lastIndexOf('/') + 1),
+        // The prefix ends with "/": the last segment of the key is never part of it.
+        keySuffix: fullKey.slice(fullKey.lastIndexOf('/') + 1),
         value: kv.value,
       },
       options.limits.maxValueBytes,

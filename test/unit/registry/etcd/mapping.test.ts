@@ -140,6 +140,24 @@ describe('default etcd codec', () => {
       reason: expect.stringMatching(/UTF-8/),
     })
   })
+
+  it('reports a value whose only bad byte sits inside a JSON string as malformed', () => {
+    const value = Buffer.concat([
+      Buffer.from('{"address":"h","port":1,"meta":{"zone":"a'),
+      Buffer.from([0xc3]), // a lead byte with no continuation
+      Buffer.from('"}}'),
+    ])
+    expect(decode(value)).toMatchObject({
+      kind: 'malformed',
+      reason: expect.stringMatching(/UTF-8/),
+    })
+  })
+
+  it('reads valid UTF-8, a U+FFFD the value really holds included', () => {
+    const r = decode(Buffer.from('{"address":"h","port":1,"meta":{"zone":"東京 \uFFFD"}}', 'utf8'))
+    expect(r.kind).toBe('instance')
+    expect(r.kind === 'instance' ? r.instance.meta.zone : '').toBe('東京 \uFFFD')
+  })
 })
 
 describe('custom codecs', () => {
