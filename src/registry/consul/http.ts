@@ -287,7 +287,8 @@ export class ConsulHttp {
       const response: ConsulResponse = {
         status: raw.status,
         header(name) {
-          const v = raw.headers[name.toLowerCase()] ?? findHeader(raw.headers, name)
+          // undici hands over header names in lower case (the reader's RawAnswer): one lookup.
+          const v = raw.headers[name.toLowerCase()]
           return Array.isArray(v) ? v[0] : v
         },
         text: raw.text,
@@ -317,12 +318,3 @@ export class ConsulHttp {
 
 /** Why our own timer aborted a request (reported as a timeout, never seen by callers). */
 class TimeoutMarker extends Error {}
-
-function findHeader(
-  headers: Record<string, string | string[] | undefined>,
-  name: string,
-): string | string[] | undefined {
-  const lower = name.toLowerCase()
-  for (const [k, v] of Object.entries(headers)) if (k.toLowerCase() === lower) return v
-  return undefined
-}

@@ -376,7 +376,7 @@ export class ConsulServiceWatch implements IndexResetTarget {
       instances: outcome.instances,
       malformed: outcome.error,
       faultSignature: outcome.faultSignature,
-      // Only an empty answer is explained by it; a header that is absent costs a scan to find.
+      // Only an empty answer is explained by it.
       aclFiltered:
         outcome.instances.length === 0 &&
         res.header('X-Consul-Results-Filtered-By-ACLs') === 'true',
