@@ -133,9 +133,6 @@ describe('ResponseReader', () => {
   })
 
   it('reports an abort of a request in flight with its reason', async () => {
-    routes.set('/parked', () => {
-      // Never answers, like a long poll.
-    })
     const reason = new Error('watch closed')
     const { error } = await withDeadline(
       new Promise<{ error: Error | undefined }>((resolve) => {
@@ -146,6 +143,7 @@ describe('ResponseReader', () => {
             resolve({ error: e })
           },
         )
+        // The request is in flight once the server has it; like a long poll, it gets no answer.
         routes.set('/parked', () => {
           reader.abort(reason)
         })
