@@ -2,11 +2,19 @@
  * Builds the `etcd3` client with the fault handling of docs/design/etcd.md#client-settings, and
  * maps its errors.
  */
-import type { Etcd3, ICallable, IOptions, WatchClient } from 'etcd3'
+import type { IPolicy } from 'cockatiel'
+import type { Etcd3, ICallable, IOptions, IRangeResponse, WatchClient } from 'etcd3'
 import { debug as log } from '../../core/debug.js'
 import { errorMessage, RegistryUnavailableError } from '../../errors.js'
 import { cockatiel, etcd3 } from './load.js'
 import type { ParsedEtcdOptions } from './options.js'
+import {
+  decodeRangeResponse,
+  encodeRangeRequest,
+  RANGE_PATH,
+  type RangePage,
+  type RangeRequest,
+} from './range-wire.js'
 
 /** `NODE_DEBUG=wayfind` output, prefixed with the area. Never pass secrets. */
 export function debug(format: string, ...args: unknown[]): void {
@@ -20,20 +28,36 @@ export function debug(format: string, ...args: unknown[]): void {
  */
 export interface WayfindEtcd3 extends Etcd3 {
   readonly leaderWatchClient: WatchClient
+  /**
+   * One `KV.Range` call for a listing, its answer read by range-wire.ts instead of etcd3's
+   * decoder. Same connections, token, host choice, circuit breakers, retries and deadline as
+   * `kv.range()`, and its errors are etcd3's typed errors.
+   */
+  rangePage(request: RangeRequest): Promise<RangePage>
 }
 
-type WayfindEtcd3Class = new (options: IOptions) => WayfindEtcd3
+/** What the subclass needs besides etcd3's options: the policies and deadline it was given. */
+interface CallSettings {
+  /** The policy etcd3 runs every unary call in (`faultHandling.global`). */
+  readonly global: IPolicy
+  readonly requestTimeoutMs: number
+}
+
+type WayfindEtcd3Class = new (options: IOptions, settings: CallSettings) => WayfindEtcd3
 
 // The subclass needs etcd3's Etcd3 at definition time, so it is defined on first use (load.ts).
 let wayfindEtcd3Class: WayfindEtcd3Class | undefined
 
 function defineWayfindEtcd3(): WayfindEtcd3Class {
-  const { Etcd3, WatchClient } = etcd3()
+  const { Etcd3, WatchClient, EtcdInvalidAuthTokenError, castGrpcError } = etcd3()
+  const { isBrokenCircuitError } = cockatiel()
   return class WayfindEtcd3Client extends Etcd3 implements WayfindEtcd3 {
     readonly leaderWatchClient: WatchClient
+    readonly #settings: CallSettings
 
-    constructor(options: IOptions) {
+    constructor(options: IOptions, settings: CallSettings) {
       super(options)
+      this.#settings = settings
       const pool: ICallable<unknown> = this.pool
       this.leaderWatchClient = new WatchClient({
         exec: pool.exec.bind(pool),
@@ -52,6 +76,68 @@ function defineWayfindEtcd3(): WayfindEtcd3Class {
         },
       })
     }
+
+    // What etcd3's ConnectionPool.exec does for kv.range(), with our (de)serializers: the global
+    // policy around withConnection (which picks the host, adds the token, runs the host's
+    // breaker and maps gRPC errors to etcd3's), and the first error kept over a broken circuit.
+    async rangePage(request: RangeRequest): Promise<RangePage> {
+      const pool = this.pool
+      const argument = encodeRangeRequest(request)
+      let lastError: Error | undefined
+      try {
+        return await this.#settings.global.execute(() =>
+          pool.withConnection(
+            'KV',
+            ({ client, metadata }) =>
+              new Promise<RangePage>((resolve, reject) => {
+                client.makeUnaryRequest(
+                  RANGE_PATH,
+                  (bytes: Buffer) => bytes,
+                  decodeRangeResponse,
+                  argument,
+                  metadata,
+                  { deadline: Date.now() + this.#settings.requestTimeoutMs },
+                  (err, page) => {
+                    if (err !== null) {
+                      lastError = castGrpcError(err)
+                      reject(err)
+                    } else if (page === undefined) reject(new Error('etcd sent no Range answer'))
+                    else resolve(page)
+                  },
+                )
+              }),
+          ),
+        )
+      } catch (err) {
+        // Only etcd3's own call refreshes an expired token (its authenticator is private): one
+        // listing page goes through it, and the next listing finds the new token.
+        if (err instanceof EtcdInvalidAuthTokenError)
+          return pageOf(
+            await this.kv.range({
+              key: Buffer.from(request.key),
+              range_end: Buffer.from(request.rangeEnd),
+              limit: request.limit,
+              revision: (request.revision ?? 0n).toString(),
+            }),
+          )
+        if (
+          isBrokenCircuitError(err) &&
+          lastError !== undefined &&
+          !isBrokenCircuitError(lastError)
+        )
+          throw lastError
+        throw err
+      }
+    }
+  }
+}
+
+/** An answer etcd3 decoded, as the listing reads it. */
+function pageOf(res: IRangeResponse): RangePage {
+  return {
+    revision: BigInt(res.header.revision),
+    kvs: res.kvs.map((kv) => ({ key: kv.key, value: kv.value, lease: kv.lease })),
+    more: res.more,
   }
 }
 
@@ -60,6 +146,9 @@ export function createEtcdClient(o: ParsedEtcdOptions): WayfindEtcd3 {
   const { isRecoverableError } = etcd3()
   const { circuitBreaker, ConsecutiveBreaker, handleWhen, noop, retry } = cockatiel()
   const single = o.hosts.length === 1
+  const global: IPolicy = single
+    ? noop
+    : retry(handleWhen(isRecoverableError), { maxAttempts: Math.min(o.hosts.length - 1, 2) })
   const options: IOptions = {
     hosts: [...o.hosts],
     grpcOptions: {
@@ -86,15 +175,13 @@ export function createEtcdClient(o: ParsedEtcdOptions): WayfindEtcd3 {
               halfOpenAfter: 1_000,
               breaker: new ConsecutiveBreaker(3),
             }),
-      global: single
-        ? noop
-        : retry(handleWhen(isRecoverableError), { maxAttempts: Math.min(o.hosts.length - 1, 2) }),
+      global,
     },
   }
   if (o.auth !== undefined) options.auth = { username: o.auth.username, password: o.auth.password }
   if (o.credentials !== undefined) options.credentials = o.credentials
   wayfindEtcd3Class ??= defineWayfindEtcd3()
-  return new wayfindEtcd3Class(options)
+  return new wayfindEtcd3Class(options, { global, requestTimeoutMs: o.requestTimeoutMs })
 }
 
 /** etcd refused our user/password: retrying will not help until the configuration changes. */

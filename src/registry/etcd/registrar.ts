@@ -359,7 +359,7 @@ export async function registerInEtcd(
     `own key ${key}`,
   )
 
-  function conflictBy(kv: IKeyValue): RegistrationConflictError {
+  function conflictBy(kv: { readonly lease: string }): RegistrationConflictError {
     return new RegistrationConflictError(
       reg.name,
       reg.id,

@@ -12,18 +12,19 @@
  * re-list and watch again, and a store whose revision went backwards (data wiped) is re-listed
  * too.
  */
-import type { IEvent, IKeyValue } from 'etcd3'
+import type { IEvent } from 'etcd3'
 import { abortReason, isAborted, sleep } from '../../core/abort.js'
 import { Backoff } from '../../core/backoff.js'
 import { errorMessage, type WayfindError } from '../../errors.js'
 import { debug, isInvalidToken, unavailable, type WayfindEtcd3 } from './client.js'
 import type { ParsedEtcdOptions } from './options.js'
+import type { ListedKv } from './range-wire.js'
 import { watchMuxOf, type StreamEnd } from './watch-mux.js'
 
 /** Receives the state of the range. Called in order, never after the signal aborted. */
 export interface RevisionWatchHandler {
   /** A consistent listing at `revision` (every page pinned to it): replaces any earlier state. */
-  onList(kvs: readonly IKeyValue[], revision: bigint): void
+  onList(kvs: readonly ListedKv[], revision: bigint): void
   /** The events of one watch response, in revision order; every one is newer than the last applied. */
   onEvents(events: readonly IEvent[], revision: bigint): void
   /** A failure the loop survives (it retries with backoff). */
@@ -148,7 +149,7 @@ const PAGE_TARGET_BYTES = 1 << 20
  * last page averaged, never fewer than `pageSize`. Every page is a round trip, and a large
  * service in `pageSize` pages spent most of its listing waiting on them (5,000 keys: 10 pages).
  */
-export function nextPageLimit(pageSize: number, kvs: readonly IKeyValue[]): number {
+export function nextPageLimit(pageSize: number, kvs: readonly ListedKv[]): number {
   let bytes = 0
   for (const kv of kvs) bytes += kv.key.length + kv.value.length
   if (kvs.length === 0 || bytes === 0) return pageSize
@@ -158,27 +159,28 @@ export function nextPageLimit(pageSize: number, kvs: readonly IKeyValue[]): numb
 /**
  * Lists `range` at one revision, page by page (every page pinned to the first page's revision).
  * The first page holds `pageSize` keys; later pages grow to about {@link PAGE_TARGET_BYTES}.
+ * Pages are read by range-wire.ts, not etcd3's decoder (see there why).
  */
 async function listRange(
   client: WayfindEtcd3,
   options: ParsedEtcdOptions,
   range: { readonly key: Buffer; readonly end: Buffer },
   signal: AbortSignal,
-): Promise<{ kvs: IKeyValue[]; revision: bigint }> {
-  const kvs: IKeyValue[] = []
+): Promise<{ kvs: ListedKv[]; revision: bigint }> {
+  const kvs: ListedKv[] = []
   let revision: bigint | undefined
   let from = range.key
   let limit = options.pageSize
   for (;;) {
-    const res = await client.kv.range({
+    const res = await client.rangePage({
       key: from,
-      range_end: range.end,
+      rangeEnd: range.end,
       limit,
-      ...(revision === undefined ? {} : { revision: revision.toString() }),
+      ...(revision === undefined ? {} : { revision }),
     })
     if (signal.aborted) throw abortReason(signal)
-    revision ??= BigInt(res.header.revision)
-    kvs.push(...res.kvs)
+    revision ??= res.revision
+    for (const kv of res.kvs) kvs.push(kv)
     const last = res.kvs.at(-1)
     if (!res.more || last === undefined) return { kvs, revision }
     from = Buffer.concat([last.key, Buffer.from([0])])

@@ -5,7 +5,6 @@
  * is malformed keeps the whole last good set, and each listing or event batch reports its
  * malformed values in one error.
  */
-import type { IKeyValue } from 'etcd3'
 import { LimitExceededError } from '../../errors.js'
 import type { Instance } from '../../instance.js'
 import { malformedAnswerError, type EntryFault } from '../answer-policy.js'
@@ -39,7 +38,8 @@ export function watchService(
   const apply = (
     next: Map<string, Instance | undefined>,
     previous: Map<string, Instance | undefined>,
-    kv: IKeyValue,
+    // A listed key (range-wire.ts) or an event's key (etcd3): both carry the key and value bytes.
+    kv: { readonly key: Buffer; readonly value: Buffer },
     faults: EntryFault[],
   ): void => {
     const fullKey = kv.key.toString('utf8')

@@ -32,10 +32,10 @@ async function listOnce(
   const options = parseEtcdOptions({ hosts: server.host, prefix, pageSize })
   const client = createEtcdClient(options)
   const limits: number[] = []
-  const range = client.kv.range.bind(client.kv)
-  client.kv.range = (req, opts) => {
-    limits.push(Number(req.limit))
-    return range(req, opts)
+  const rangePage = client.rangePage.bind(client)
+  client.rangePage = (req) => {
+    limits.push(req.limit)
+    return rangePage(req)
   }
   const ac = new AbortController()
   let resolve!: (n: number) => void

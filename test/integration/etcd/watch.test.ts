@@ -97,12 +97,11 @@ describe('etcd provider watch', () => {
     for (const id of ['a', 'b', 'c', 'd', 'e']) await writer.put(`${prefix}svc/${id}`).value('1')
     const options = parseEtcdOptions({ hosts: server.host, prefix, pageSize: 2 })
     const client = createEtcdClient(options)
-    const kv = client.kv
-    const range = kv.range.bind(kv)
+    const rangePage = client.rangePage.bind(client)
     let pages = 0
     // Between the first and the second page, someone adds "b2" and deletes "e".
-    kv.range = async (req, opts) => {
-      const res = await range(req, opts)
+    client.rangePage = async (req) => {
+      const res = await rangePage(req)
       if (++pages === 1) {
         await writer.put(`${prefix}svc/b2`).value('1')
         await writer.delete().key(`${prefix}svc/e`)
