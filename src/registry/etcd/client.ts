@@ -80,6 +80,9 @@ function defineWayfindEtcd3(): WayfindEtcd3Class {
     // What etcd3's ConnectionPool.exec does for kv.range(), with our (de)serializers: the global
     // policy around withConnection (which picks the host, adds the token, runs the host's
     // breaker and maps gRPC errors to etcd3's), and the first error kept over a broken circuit.
+    // One difference: exec walks one shuffled host order across its retries, and that order is
+    // private, so here each retry draws a new one and may try the same member again; the
+    // member's breaker and the listing loop's backoff cover that case.
     async rangePage(request: RangeRequest): Promise<RangePage> {
       const pool = this.pool
       const argument = encodeRangeRequest(request)
