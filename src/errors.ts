@@ -56,7 +56,10 @@ export class WayfindError extends Error {
   }
 
   static override [Symbol.hasInstance](value: unknown): boolean {
-    if (this === WayfindError) return isWayfindError(value)
+    // `this` is WayfindError itself (its parent is Error), not a subclass. Written without the
+    // class's own name: a bundler gives a class whose body names itself an inner name
+    // (esbuild: `class _WayfindError`), and `error.name` is taken from the class.
+    if (Object.getPrototypeOf(this) === Error) return isWayfindError(value)
     return Function.prototype[Symbol.hasInstance].call(this, value)
   }
 }

@@ -28,6 +28,10 @@ describe('errors', () => {
     expect(isWayfindError(foreign)).toBe(true)
     expect(foreign instanceof WayfindError).toBe(true)
     expect(new Error('plain') instanceof WayfindError).toBe(false)
+    // Subclasses keep the ordinary prototype check: the brand says "a wayfind error", not which.
+    expect(e instanceof RegistryUnavailableError).toBe(true)
+    expect(foreign instanceof RegistryUnavailableError).toBe(false)
+    expect(new ClosedError('x') instanceof RegistryUnavailableError).toBe(false)
     expect(new ClosedError('wayfind.resolve()').message).toMatch(
       /resolve\(\) was called after close/,
     )
