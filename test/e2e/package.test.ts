@@ -8,7 +8,7 @@ import { execFile } from 'node:child_process'
 import { mkdtemp, mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join, normalize, posix } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
@@ -64,6 +64,29 @@ describe('the published package', () => {
     }
     expect(checked).toBeGreaterThan(5)
     expect(broken).toEqual([])
+  })
+
+  it('ships the JavaScript as two bundles and their chunks, with declarations per module', () => {
+    const js = [...files].filter((f) => f.endsWith('.js')).sort()
+    expect(js).toContain('dist/index.js')
+    expect(js).toContain('dist/cli/main.js')
+    // Nothing else: a per-module file left by an older build would be shipped and never used.
+    expect(js.filter((f) => !/^dist\/(index|cli\/main|chunks\/[\w-]+)\.js$/.test(f))).toEqual([])
+    expect(files).toContain('dist/index.d.ts')
+    expect(files).toContain('dist/registry/etcd/provider.d.ts')
+  })
+
+  it('every error class the built entry exports is named after itself', async () => {
+    // Errors set `name` from their class; a bundler that renamed a class would change it.
+    const entry = (await import(pathToFileURL(join(ROOT, 'dist', 'index.js')).href)) as Record<
+      string,
+      unknown
+    >
+    const errors = Object.entries(entry).filter(
+      ([, v]) => typeof v === 'function' && v.prototype instanceof Error,
+    )
+    expect(errors.length).toBeGreaterThan(5)
+    for (const [exported, cls] of errors) expect((cls as { name: string }).name).toBe(exported)
   })
 
   it('names its repository, homepage and issue tracker', () => {
