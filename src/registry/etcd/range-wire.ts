@@ -172,10 +172,10 @@ class WireReader {
 
   constructor(private readonly buf: Buffer) {}
 
-  /** A field tag: a varint that fits 32 bits (field numbers are below 2^29). */
+  /** A field tag: field number (up to 2^29 - 1) and wire type, a varint of at most 32 bits. */
   tag(): number {
     const at = this.pos
-    const v = this.smallVarint()
+    const v = this.smallVarint(0xffffffff, 'a field tag')
     if (v === 0) throw new RangeWireError('a field tag of 0', at)
     return v
   }
@@ -183,7 +183,7 @@ class WireReader {
   /** The end offset of a length-delimited field that starts here (its length read). */
   lengthEnd(limit = this.buf.length): number {
     const at = this.pos
-    const len = this.smallVarint()
+    const len = this.smallVarint(0x7fffffff, 'a length')
     const stop = this.pos + len
     if (stop > limit)
       throw new RangeWireError(`a field of ${String(len)} bytes runs past its end`, at)
@@ -197,8 +197,8 @@ class WireReader {
     return out
   }
 
-  /** A varint below 2^31 (tags, lengths): plain number arithmetic. */
-  private smallVarint(): number {
+  /** A varint of at most `max` (tags, lengths): plain number arithmetic, five bytes at most. */
+  private smallVarint(max: number, what: string): number {
     const buf = this.buf
     const at = this.pos
     let value = 0
@@ -207,11 +207,11 @@ class WireReader {
       const b = buf[this.pos++] as number
       value += (b & 0x7f) * 2 ** shift
       if (b < 0x80) {
-        if (value > 0x7fffffff) throw new RangeWireError('a tag or length over 2^31', at)
+        if (value > max) break
         return value
       }
     }
-    throw new RangeWireError('a tag or length over 2^31', at)
+    throw new RangeWireError(`${what} over ${String(max)}`, at)
   }
 
   /** A varint of up to ten bytes, as an unsigned 64-bit value. */

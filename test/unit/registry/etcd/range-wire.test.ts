@@ -100,7 +100,7 @@ function varint(value: bigint): number[] {
 }
 
 function field(number: number, wire: number, payload: number[]): number[] {
-  return [...varint(BigInt((number << 3) | wire)), ...payload]
+  return [...varint(BigInt(number) * 8n + BigInt(wire)), ...payload]
 }
 
 function lengthDelimited(number: number, payload: number[]): number[] {
@@ -134,6 +134,8 @@ describe('decodeRangeResponse', () => {
       ...field(16, 1, [1, 2, 3, 4, 5, 6, 7, 8]),
       ...lengthDelimited(17, [9, 9, 9]),
       ...field(18, 5, [1, 2, 3, 4]),
+      // The largest field number protobuf allows: its tag needs all 32 bits.
+      ...field(2 ** 29 - 1, 0, varint(1n)),
     ]
     const kv = [
       ...unknown,
