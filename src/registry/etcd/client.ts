@@ -1,6 +1,7 @@
 /**
- * Builds the `etcd3` client with the fault handling of docs/design/etcd.md#client-settings, and
- * maps its errors.
+ * Builds the `etcd3` client with the fault handling of docs/design/etcd.md#client-settings, adds
+ * the two calls wayfind makes its own way on etcd3's connections (Watch streams that require a
+ * leader; the listing's Range, read by range-wire.ts), and maps its errors.
  */
 import type { IPolicy } from 'cockatiel'
 import type { Etcd3, ICallable, IOptions, IRangeResponse, WatchClient } from 'etcd3'
