@@ -214,17 +214,19 @@ class WireReader {
     throw new RangeWireError(`${what} over ${String(max)}`, at)
   }
 
-  /** A varint of up to ten bytes, as an unsigned 64-bit value. */
-  varint64(): bigint {
+  /**
+   * A varint of up to ten bytes, as an unsigned 64-bit value: a number when it fits in seven
+   * bytes (49 bits, exact in a double), a bigint only when it is longer.
+   */
+  varint(): number | bigint {
     const buf = this.buf
     const at = this.pos
-    // Seven bytes (49 bits) are exact in a double; only longer varints need BigInt.
     let low = 0
     for (let i = 0; i < 7; i++) {
       if (this.pos >= buf.length) throw new RangeWireError('a varint cut short', at)
       const b = buf[this.pos++] as number
       low += (b & 0x7f) * 2 ** (7 * i)
-      if (b < 0x80) return BigInt(low)
+      if (b < 0x80) return low
     }
     let value = BigInt(low)
     for (let i = 7; i < 10; i++) {
@@ -236,19 +238,17 @@ class WireReader {
     throw new RangeWireError('a varint over ten bytes', at)
   }
 
+  /** A varint as an unsigned 64-bit bigint. */
+  varint64(): bigint {
+    const v = this.varint()
+    return typeof v === 'bigint' ? v : BigInt(v)
+  }
+
   /** An int64 as signed decimal text, the way etcd3 (protobufjs with `longs: String`) writes it. */
   int64Text(): string {
-    const buf = this.buf
-    const at = this.pos
-    let low = 0
-    for (let i = 0; i < 7; i++) {
-      if (this.pos >= buf.length) throw new RangeWireError('a varint cut short', at)
-      const b = buf[this.pos++] as number
-      low += (b & 0x7f) * 2 ** (7 * i)
-      if (b < 0x80) return String(low)
-    }
-    this.pos = at
-    return BigInt.asIntN(64, this.varint64()).toString()
+    const v = this.varint()
+    // A seven-byte value is below 2^49: positive, and its text needs no BigInt.
+    return typeof v === 'bigint' ? BigInt.asIntN(64, v).toString() : String(v)
   }
 
   /** Skips one field's value by its wire type; groups (3, 4) never occur in etcd's proto3 messages. */
@@ -257,7 +257,7 @@ class WireReader {
     let stop: number
     switch (wire) {
       case WIRE_VARINT:
-        this.varint64()
+        this.varint()
         return
       case WIRE_FIXED64:
         stop = this.pos + 8

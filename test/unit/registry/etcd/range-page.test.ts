@@ -4,12 +4,11 @@
  * wrong port can. Either way the call must fail with a typed etcd3 error that names the cause,
  * within the request deadline, and never resolve to a partial page.
  */
-import { createRequire } from 'node:module'
-import { dirname, join } from 'node:path'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { createEtcdClient } from '../../../../src/registry/etcd/client.js'
 import { etcd3 } from '../../../../src/registry/etcd/load.js'
 import { parseEtcdOptions } from '../../../../src/registry/etcd/options.js'
+import { etcd3Range, requireFromEtcd3 } from '../../../support/etcd3-stack.js'
 
 interface GrpcServer {
   addService(service: object, implementation: object): void
@@ -24,24 +23,8 @@ interface GrpcModule {
   Server: new () => GrpcServer
   ServerCredentials: { createInsecure(): object }
 }
-interface MethodDefinition {
-  path: string
-  requestStream: boolean
-  responseStream: boolean
-  requestDeserialize(bytes: Buffer): unknown
-}
-
 // etcd3's own gRPC stack, so that the peer speaks exactly what etcd3's client expects.
-const etcd3Main = createRequire(import.meta.url).resolve('etcd3')
-const fromEtcd3 = createRequire(etcd3Main)
-const grpc = fromEtcd3('@grpc/grpc-js') as GrpcModule
-const protoLoader = fromEtcd3('@grpc/proto-loader') as {
-  loadSync(file: string, options: object): Record<string, Record<string, MethodDefinition>>
-}
-const definition = protoLoader.loadSync(join(dirname(etcd3Main), '..', 'proto', 'rpc.proto'), {
-  keepCase: true,
-})
-const range = definition['etcdserverpb.KV']?.Range as MethodDefinition
+const grpc = requireFromEtcd3('@grpc/grpc-js') as GrpcModule
 
 let server: GrpcServer
 let host: string
@@ -52,7 +35,7 @@ beforeAll(async () => {
   server = new grpc.Server()
   server.addService(
     // The answer is sent as raw bytes: the peer can send what no protobuf encoder would.
-    { Range: { ...range, responseSerialize: (bytes: Buffer) => bytes } },
+    { Range: { ...etcd3Range, responseSerialize: (bytes: Buffer) => bytes } },
     {
       Range(_call: unknown, reply: (err: null, bytes: Buffer) => void) {
         // A header whose length says 50 bytes, followed by 2.

@@ -4,8 +4,6 @@
  * ours reads the same keys, values, leases, revision and `more`; whatever we encode, it reads
  * back as the request we meant.
  */
-import { createRequire } from 'node:module'
-import { dirname, join } from 'node:path'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import {
@@ -13,32 +11,7 @@ import {
   encodeRangeRequest,
   RangeWireError,
 } from '../../../../src/registry/etcd/range-wire.js'
-
-interface MethodDefinition {
-  requestSerialize(value: object): Buffer
-  requestDeserialize(bytes: Buffer): Record<string, unknown>
-  responseSerialize(value: object): Buffer
-  responseDeserialize(bytes: Buffer): {
-    header: { revision: string }
-    kvs: { key: Buffer; value: Buffer; lease: string }[]
-    more: boolean
-  }
-}
-
-// etcd3's decoder, loaded exactly as etcd3 loads it (lib/connection-pool.js).
-const fromHere = createRequire(import.meta.url)
-const etcd3Main = fromHere.resolve('etcd3')
-const protoLoader = createRequire(etcd3Main)('@grpc/proto-loader') as {
-  loadSync(file: string, options: object): Record<string, Record<string, MethodDefinition>>
-}
-const definition = protoLoader.loadSync(join(dirname(etcd3Main), '..', 'proto', 'rpc.proto'), {
-  keepCase: true,
-  longs: String,
-  enums: String,
-  defaults: true,
-  oneofs: true,
-})
-const Range = definition['etcdserverpb.KV']?.Range as MethodDefinition
+import { etcd3Range } from '../../../support/etcd3-stack.js'
 
 const int64 = fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n })
 const uint64 = fc.bigInt({ min: 0n, max: 2n ** 64n - 1n })
@@ -70,7 +43,7 @@ const rangeResponse = fc.record({
 
 /** What a listing reads of etcd3's decoding. */
 function etcd3Reads(wire: Buffer): unknown {
-  const res = Range.responseDeserialize(wire)
+  const res = etcd3Range.responseDeserialize(wire)
   return {
     revision: BigInt(res.header.revision),
     more: res.more,
@@ -111,7 +84,7 @@ describe('decodeRangeResponse', () => {
   it("reads every answer etcd3's decoder reads, the same way", () => {
     fc.assert(
       fc.property(rangeResponse, (res) => {
-        const wire = Range.responseSerialize(res)
+        const wire = etcd3Range.responseSerialize(res)
         expect(ours(wire)).toEqual(etcd3Reads(wire))
       }),
       { numRuns: 500 },
@@ -120,7 +93,7 @@ describe('decodeRangeResponse', () => {
 
   it('reads lease IDs over 2^53 and negative ones exactly, as signed decimal text', () => {
     for (const lease of ['7587869323645298691', '9007199254740993', '-1', '0', '1']) {
-      const wire = Range.responseSerialize({
+      const wire = etcd3Range.responseSerialize({
         header: { revision: '5' },
         kvs: [{ key: Buffer.from('k'), value: Buffer.from('v'), lease }],
       })
@@ -168,7 +141,7 @@ describe('decodeRangeResponse', () => {
   })
 
   it('throws a RangeWireError for an answer cut anywhere inside a field, never a partial page', () => {
-    const wire = Range.responseSerialize({
+    const wire = etcd3Range.responseSerialize({
       header: { revision: '12' },
       kvs: [
         { key: Buffer.from('/s/a'), value: Buffer.from('10.0.0.1:80'), lease: '99999999999' },
@@ -213,7 +186,7 @@ describe('encodeRangeRequest', () => {
         fc.integer({ min: 0, max: 2 ** 31 - 1 }),
         fc.option(fc.bigInt({ min: 0n, max: 2n ** 63n - 1n }), { nil: undefined }),
         (key, rangeEnd, limit, revision) => {
-          const req = Range.requestDeserialize(
+          const req = etcd3Range.requestDeserialize(
             encodeRangeRequest({
               key,
               rangeEnd,
